@@ -1,0 +1,130 @@
+#include "ptycho/core/fft.hpp"
+
+#include "ptycho/core/error.hpp"
+
+#include <fftw3.h>
+
+#include <mutex>
+#include <vector>
+
+#if defined(KOKKOS_ENABLE_CUDA)
+#include <cufft.h>
+#include <map>
+#endif
+
+namespace ptycho {
+
+namespace {
+// FFTW's planner is not thread-safe; execution of a plan on new arrays is.
+std::mutex& fftw_planner_mutex() {
+  static std::mutex m;
+  return m;
+}
+}  // namespace
+
+struct FramePlan::Impl {
+  fftwf_plan fwd = nullptr;
+  fftwf_plan bwd = nullptr;
+#if defined(KOKKOS_ENABLE_CUDA)
+  mutable std::map<int, cufftHandle> cuda_plans;  // per batch size, made on first use
+#endif
+  ~Impl() {
+    std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+    if (fwd) fftwf_destroy_plan(fwd);
+    if (bwd) fftwf_destroy_plan(bwd);
+#if defined(KOKKOS_ENABLE_CUDA)
+    for (auto& kv : cuda_plans) cufftDestroy(kv.second);
+#endif
+  }
+};
+
+FramePlan::FramePlan(int frame_size, bool effort_measure) : m_frame_size(frame_size), m_impl(new Impl) {
+  PTYCHO_THROW_IF(frame_size < 2 || frame_size % 2 != 0,
+                  "FramePlan: frame size must be even and >= 2, got " << frame_size);
+  const int m = frame_size;
+  // Plan on an aligned scratch frame; frames of a LayoutRight stack stay
+  // 16-byte aligned because M*M*8 bytes is a multiple of 32 for even M.
+  fftwf_complex* scratch = fftwf_alloc_complex(static_cast<size_t>(m) * m);
+  PTYCHO_THROW_IF(!scratch, "FramePlan: cannot allocate a " << m << "x" << m << " scratch frame");
+  {
+    std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+    const unsigned flags = effort_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
+    m_impl->fwd = fftwf_plan_dft_2d(m, m, scratch, scratch, FFTW_FORWARD, flags);
+    m_impl->bwd = fftwf_plan_dft_2d(m, m, scratch, scratch, FFTW_BACKWARD, flags);
+  }
+  fftwf_free(scratch);
+  PTYCHO_THROW_IF(!m_impl->fwd || !m_impl->bwd, "FramePlan: FFTW could not plan a " << m << "x" << m << " transform");
+}
+
+FramePlan::~FramePlan() = default;
+FramePlan::FramePlan(FramePlan&&) noexcept = default;
+FramePlan& FramePlan::operator=(FramePlan&&) noexcept = default;
+
+#if !defined(KOKKOS_ENABLE_CUDA)
+void FramePlan::execute(const CView3& frames, FftDirection dir, Centring c) const {
+  const int m = m_frame_size;
+  PTYCHO_THROW_IF(static_cast<int>(frames.extent(1)) != m || static_cast<int>(frames.extent(2)) != m,
+                  "FramePlan(" << m << "): got frames of " << frames.extent(1) << "x" << frames.extent(2));
+  const fftwf_plan plan = dir == FftDirection::forward ? m_impl->fwd : m_impl->bwd;
+  const bool centred = c == Centring::centred_unitary;
+  const float scale = 1.0f / static_cast<float>(m);
+  const long batch = static_cast<long>(frames.extent(0));
+  cfloat* base = frames.data();
+  // Frames are independent: each is signed, transformed and signed+scaled
+  // while it sits in cache. new-array execution is thread-safe in FFTW.
+  Kokkos::parallel_for(
+      "ptycho::FramePlan::execute", Kokkos::RangePolicy<HostExec>(0, batch), [=](long b) {
+        cfloat* f = base + b * static_cast<long>(m) * m;
+        if (centred) {
+          for (int r = 0; r < m; ++r)
+            for (int q = 1 - (r & 1); q < m; q += 2) f[r * m + q] = -f[r * m + q];
+        }
+        auto* p = reinterpret_cast<fftwf_complex*>(f);
+        fftwf_execute_dft(plan, p, p);
+        if (centred) {
+          for (int r = 0; r < m; ++r) {
+            cfloat* row = f + r * m;
+            const float s0 = (r & 1) ? -scale : scale;
+            for (int q = 0; q < m; q += 2) {
+              row[q] *= s0;
+              row[q + 1] *= -s0;
+            }
+          }
+        }
+      });
+  HostExec().fence();
+}
+#else
+void FramePlan::execute(const CView3& frames, FftDirection dir, Centring c) const {
+  const int m = m_frame_size;
+  PTYCHO_THROW_IF(static_cast<int>(frames.extent(1)) != m || static_cast<int>(frames.extent(2)) != m,
+                  "FramePlan(" << m << "): got frames of " << frames.extent(1) << "x" << frames.extent(2));
+  const int batch = static_cast<int>(frames.extent(0));
+  if (batch == 0) return;
+  auto it = m_impl->cuda_plans.find(batch);
+  if (it == m_impl->cuda_plans.end()) {
+    cufftHandle h;
+    int n[2] = {m, m};
+    PTYCHO_THROW_IF(cufftPlanMany(&h, 2, n, nullptr, 1, m * m, nullptr, 1, m * m, CUFFT_C2C, batch) != CUFFT_SUCCESS,
+                    "FramePlan: cufftPlanMany failed for " << batch << " frames of " << m << "x" << m);
+    it = m_impl->cuda_plans.emplace(batch, h).first;
+  }
+  const bool centred = c == Centring::centred_unitary;
+  const float scale = 1.0f / static_cast<float>(m);
+  auto sign = [=](float s) {
+    Kokkos::parallel_for(
+        "ptycho::FramePlan::centre", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>({0, 0, 0}, {batch, m, m}),
+        KOKKOS_LAMBDA(int b, int r, int q) { frames(b, r, q) *= s * centring_sign(r, q); });
+  };
+  if (centred) sign(1.0f);
+  ExecSpace().fence();
+  auto* p = reinterpret_cast<cufftComplex*>(frames.data());
+  PTYCHO_THROW_IF(cufftExecC2C(it->second, p, p, dir == FftDirection::forward ? CUFFT_FORWARD : CUFFT_INVERSE) !=
+                      CUFFT_SUCCESS,
+                  "FramePlan: cufftExecC2C failed");
+  if (centred) sign(scale);
+  ExecSpace().fence();
+}
+#endif
+
+}  // namespace ptycho

@@ -1,0 +1,23 @@
+#pragma once
+/// The subcommands of the ptycho program. Each add_*_command registers its
+/// options on `app` and returns the function that runs it once parsed.
+#include <CLI/CLI.hpp>
+#include <mpi.h>
+
+#include <functional>
+#include <string>
+
+namespace ptycho::jobs {
+
+/// Runs a parsed subcommand on `world`; returns the process exit code.
+using CommandRun = std::function<int(MPI_Comm world)>;
+
+struct Command {
+  CLI::App* app = nullptr;
+  CommandRun run;
+};
+
+/// The whole command line, for provenance in result files.
+const std::string& command_line();
+
+}  // namespace ptycho::jobs
