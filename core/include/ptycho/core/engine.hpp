@@ -1,0 +1,57 @@
+#pragma once
+/// Reconstruction engines. Each engine works on one rank's local state (a
+/// tile with its halo, the local frames and positions, the shared probe) and
+/// reaches other ranks only through a Collective: numerators and
+/// denominators are summed over halos and ranks, then divided once. A run on
+/// one rank and on N ranks therefore give the same object up to rounding.
+#include "ptycho/core/collective.hpp"
+#include "ptycho/core/local_scan.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ptycho {
+
+enum class Likelihood { poisson, gaussian };
+
+/// Options of one engine in a chain. Defaults are what a beamline user would
+/// want; every field can be set from the command line.
+struct EngineOptions {
+  std::string name = "ml";     ///< dm, raar, sdr, epie, rpie, mpie, ml, lsqml
+  int iterations = 100;
+  bool refine_probe = false;
+  int probe_hold = 5;          ///< iterations of this engine before the probe is refined
+  double beta = 0.75;          ///< RAAR / sDR relaxation
+  double sigma = 0.5;          ///< sDR semi-implicit parameter
+  double object_step = 1.0;    ///< PIE family: alpha
+  double probe_step = 1.0;     ///< PIE family: beta
+  double rpie_alpha = 0.1;     ///< rPIE/mPIE regularisation (Maiden 2017)
+  double momentum = 0.7;       ///< mPIE eta
+  Likelihood likelihood = Likelihood::poisson;  ///< ML and LSQ-ML
+  double smoothness = 0.0;     ///< ML: weight of a Gaussian smoothness prior, relative to the data term
+  int batches = 8;             ///< LSQ-ML mini-batches per iteration
+  int resync_every = 20;       ///< ML: recompute far fields exactly every this many iterations
+  double regularisation = 1e-3;  ///< relative damping of object/probe divisions
+  unsigned seed = 1;           ///< PIE order, LSQ-ML batches
+};
+
+/// One engine: `iterate` performs one iteration on `state` and returns the
+/// cost over all ranks (per valid pixel). Engines keep their private state
+/// (exit waves, conjugate directions) between iterations.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::string name() const = 0;
+  virtual double iterate(ReconState& state) = 0;
+};
+
+/// Makes the engine `opt.name`, bound to `ws` and `coll` (both outlive it),
+/// starting from `state` (object, probe and positions already set, halos in sync).
+std::unique_ptr<Engine> make_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
+                                    ReconState& state);
+
+/// Names make_engine accepts.
+const std::vector<std::string>& engine_names();
+
+}  // namespace ptycho

@@ -1,0 +1,42 @@
+#pragma once
+/// Small helpers shared by the engines' kernels: multi-value double
+/// reductions and policies. Internal to core/.
+#include "ptycho/core/tile.hpp"
+#include "ptycho/core/types.hpp"
+
+namespace ptycho {
+
+/// Several doubles reduced together in one pass (sums in double).
+template <int N>
+struct Sums {
+  double v[N];
+  KOKKOS_INLINE_FUNCTION Sums() {
+    for (int i = 0; i < N; ++i) v[i] = 0;
+  }
+  KOKKOS_INLINE_FUNCTION Sums& operator+=(const Sums& o) {
+    for (int i = 0; i < N; ++i) v[i] += o.v[i];
+    return *this;
+  }
+  KOKKOS_INLINE_FUNCTION void operator+=(const volatile Sums& o) volatile {
+    for (int i = 0; i < N; ++i) v[i] += o.v[i];
+  }
+};
+
+using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>;
+using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>;
+
+/// The owned rectangle in the local coordinates of `extent`.
+inline Rect local_rect(const Rect& owned, const Rect& extent) {
+  return Rect{owned.row0 - extent.row0, owned.col0 - extent.col0, owned.rows, owned.cols};
+}
+
+inline Policy2 rect_policy(const Rect& r) { return Policy2({r.row0, r.col0}, {r.row1(), r.col1()}); }
+
+}  // namespace ptycho
+
+namespace Kokkos {
+template <int N>
+struct reduction_identity<ptycho::Sums<N>> {
+  KOKKOS_FORCEINLINE_FUNCTION static ptycho::Sums<N> sum() { return ptycho::Sums<N>(); }
+};
+}  // namespace Kokkos

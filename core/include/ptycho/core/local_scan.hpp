@@ -1,0 +1,91 @@
+#pragma once
+/// What one rank reconstructs: its tile of the object (with halo), its
+/// positions and frames, and the probe modes every rank shares.
+#include "ptycho/core/fft.hpp"
+#include "ptycho/core/forward.hpp"
+#include "ptycho/core/tile.hpp"
+#include "ptycho/core/types.hpp"
+
+#include <vector>
+
+namespace ptycho {
+
+/// This rank's measured data and its place in the object. Read-only for engines.
+struct LocalScan {
+  int frame_size = 0;          ///< M
+  long object_rows = 0;        ///< H of the global object grid
+  long object_cols = 0;        ///< W
+  Rect owned;                  ///< pixels this rank owns (global object px)
+  Rect extent;                 ///< pixels of its local arrays: owned plus halo
+  std::vector<long> index;     ///< global frame indices of the local frames
+  RView3 frames;               ///< (n, M, M) measured counts, zero frequency at the centre
+  RView2 valid;                ///< (M, M): 1 where the detector pixel is valid, 0 where masked
+  long total_frames = 0;       ///< N over all ranks
+  long num_local() const { return static_cast<long>(index.size()); }
+};
+
+/// The reconstruction: what engines refine and hand on along a chain.
+struct ReconState {
+  CView2 object;                    ///< (extent.rows, extent.cols), halo kept in sync
+  CView3 probe;                     ///< (K, M, M), identical on every rank, scaled to counts
+  std::vector<Position> positions;  ///< current centres of the local frames [global object px]
+  std::vector<double> cost_history; ///< one entry per iteration, over all engines
+  std::vector<std::string> engine_history;  ///< engine name of each iteration
+  long iteration = 0;               ///< iterations done over the whole chain
+};
+
+/// Shared per-rank machinery of the engines: patch geometry, the shifted and
+/// centring-signed probe of every local frame, and the batched kernels.
+///
+/// Convention: real-space waves are kept multiplied by the checkerboard sign
+/// s = (-1)^(r+c), folded into the cached probes, so the raw FFTW transform
+/// DFT(s psi) gives, at the same array index, the centred far field up to the
+/// factor 1/M (see fft.hpp). Engines transform with Centring::none and fold
+/// 1/M^2 into their Fourier-space kernels.
+class Workspace {
+ public:
+  Workspace(const LocalScan& scan, int num_modes, int batch);
+
+  const LocalScan& scan() const { return m_scan; }
+  int frame_size() const { return m_scan.frame_size; }
+  int num_modes() const { return m_modes; }
+  int batch() const { return m_batch; }
+  const FramePlan& plan() const { return m_plan; }
+
+  /// Recomputes patch origins (local coordinates) and sub-pixel fractions
+  /// from `positions`, and marks the probe cache stale if they changed.
+  void set_positions(const std::vector<Position>& positions);
+  /// Recomputes the shifted, signed probe of every local frame from `probe`.
+  void set_probe(const CView3& probe);
+
+  /// Shifted signed probes, (n * K, M, M): frame j, mode k at j * K + k.
+  const CView3& probes() const { return m_probes; }
+  View1<int> patch_row() const { return m_row; }
+  View1<int> patch_col() const { return m_col; }
+  const std::vector<double>& frac_row() const { return m_frac_row_h; }
+  const std::vector<double>& frac_col() const { return m_frac_col_h; }
+
+  /// waves(b*K + k) = P~_{j,k} * O[patch_j] for j = first + b, b < count.
+  void exit_waves(const CView2& object, long first, long count, const CView3& waves) const;
+  /// num[patch_j] += sum_k conj(P~_{j,k}) waves(b*K+k); den[patch_j] += sum_k |P~_{j,k}|^2.
+  void accumulate_object(const View2<cfloat>& num, const View2<float>& den, const CView3& waves, long first,
+                         long count, bool with_den = true) const;
+  /// Adds to num_probe (K, M, M) the probe-space update of frames first..first+count:
+  /// sum_j unshift_j( conj(O[patch_j]) * s * waves_j ), and to den_probe (M, M) sum_j |O[patch_j]|^2.
+  /// Uses `scratch` (batch*K, M, M) as work space.
+  void accumulate_probe(const View3<cdouble>& num_probe, const View2<double>& den_probe, const CView2& object,
+                        const CView3& waves, long first, long count, const CView3& scratch) const;
+
+ private:
+  const LocalScan& m_scan;
+  int m_modes, m_batch;
+  FramePlan m_plan;
+  ProbeShifter m_shifter;
+  CView3 m_probes;
+  View1<int> m_row, m_col;
+  View1<double> m_frac_row, m_frac_col;
+  std::vector<double> m_frac_row_h, m_frac_col_h;
+  View1<double> m_freq;  ///< fftfreq(M)
+};
+
+}  // namespace ptycho

@@ -1,0 +1,25 @@
+#include "ptycho/core/engine.hpp"
+
+#include "engines.hpp"
+#include "ptycho/core/error.hpp"
+
+#include <algorithm>
+
+namespace ptycho {
+
+const std::vector<std::string>& engine_names() {
+  static const std::vector<std::string> names{"dm", "raar", "epie", "rpie", "mpie", "ml"};
+  return names;
+}
+
+std::unique_ptr<Engine> make_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
+                                    ReconState& state) {
+  if (opt.name == "dm" || opt.name == "raar") return make_dm_engine(opt, ws, coll, state);
+  if (opt.name == "epie" || opt.name == "rpie" || opt.name == "mpie") return make_pie_engine(opt, ws, coll, state);
+  if (opt.name == "ml") return make_ml_engine(opt, ws, coll, state);
+  std::string known;
+  for (const auto& n : engine_names()) known += (known.empty() ? "" : ", ") + n;
+  PTYCHO_INPUT_ERROR_IF(true, "unknown engine '" << opt.name << "' (known: " << known << ")");
+}
+
+}  // namespace ptycho

@@ -1,0 +1,381 @@
+// Maximum-likelihood reconstruction with preconditioned Polak-Ribiere
+// conjugate gradients and an exact line search on the cost (Thibault &
+// Guizar-Sicairos 2012), Poisson or Gaussian (amplitude) likelihood, with an
+// optional Gaussian smoothness prior.
+//
+// Far fields Psi = DFT(P~ O) of every local frame are kept, and since the
+// model is linear in O, Psi(O + a d) = Psi + a DFT(P~ d): each iteration
+// costs one inverse transform (the gradient) and one forward transform (the
+// direction) per frame and mode, the FFT floor. Psi is recomputed exactly
+// every `resync_every` iterations so rounding cannot drift.
+#include "engines.hpp"
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/kernel_util.hpp"
+
+#include <cmath>
+
+namespace ptycho {
+
+namespace {
+
+class MlEngine final : public Engine {
+ public:
+  MlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
+      : m_opt(opt), m_ws(ws), m_coll(coll) {
+    const auto& scan = ws.scan();
+    const int m = scan.frame_size, k = ws.num_modes();
+    const long n = scan.num_local();
+    const long rows = scan.extent.rows, cols = scan.extent.cols;
+    m_psi = CView3("ptycho::ml::psi", n * k, m, m);
+    m_dpsi = CView3("ptycho::ml::dpsi", n * k, m, m);
+    m_work = CView3("ptycho::ml::work", std::size_t(ws.batch()) * k, m, m);
+    m_grad = View2<cfloat>("ptycho::ml::grad", rows, cols);
+    m_grad_old = View2<cfloat>("ptycho::ml::grad_old", rows, cols);
+    m_h_old = View2<cfloat>("ptycho::ml::h_old", rows, cols);
+    m_dir = View2<cfloat>("ptycho::ml::dir", rows, cols);
+    m_precond = View2<float>("ptycho::ml::precond", rows, cols);
+    m_owned = local_rect(scan.owned, scan.extent);
+    double nvalid = 0;
+    {
+      auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
+      for (size_t i = 0; i < v.size(); ++i) nvalid += v.data()[i];
+    }
+    m_valid_pixels = nvalid * scan.total_frames;
+    prepare_preconditioner();
+    resync(state);
+  }
+
+  std::string name() const override { return "ml"; }
+
+  double iterate(ReconState& state) override {
+    if (m_iter > 0 && m_opt.resync_every > 0 && m_iter % m_opt.resync_every == 0) resync(state);
+    const double cost = gradient(state);
+    direction();
+    line_search_and_step(state);
+    ++m_iter;
+    return cost;
+  }
+
+ private:
+  /// Sum_k |P~_k|^2 over frames, summed over ranks: the diagonal preconditioner.
+  void prepare_preconditioner() {
+    const auto& scan = m_ws.scan();
+    View2<float> den("ptycho::ml::den", scan.extent.rows, scan.extent.cols);
+    for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
+      const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
+      auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * m_ws.num_modes()), Kokkos::ALL, Kokkos::ALL);
+      Kokkos::deep_copy(w, cfloat(0, 0));
+      m_ws.accumulate_object(m_grad, den, w, first, count);
+    }
+    m_coll.scatter_sum(den);
+    double dmax = 0, dsum = 0, dcount = 0;
+    const Rect o = m_owned;
+    Kokkos::parallel_reduce(
+        "ptycho::ml::den_max", rect_policy(o),
+        KOKKOS_LAMBDA(long r, long c, double& mx) { mx = den(r, c) > mx ? den(r, c) : mx; }, Kokkos::Max<double>(dmax));
+    m_coll.max(&dmax, 1);
+    Sums<2> s;
+    Kokkos::parallel_reduce(
+        "ptycho::ml::den_mean", rect_policy(o),
+        KOKKOS_LAMBDA(long r, long c, Sums<2>& acc) {
+          if (den(r, c) > 1e-3 * dmax) {
+            acc.v[0] += den(r, c);
+            acc.v[1] += 1;
+          }
+        },
+        Kokkos::Sum<Sums<2>>(s));
+    double sums[2] = {s.v[0], s.v[1]};
+    m_coll.sum(sums, 2);
+    dsum = sums[0];
+    dcount = std::max(1.0, sums[1]);
+    m_den_mean = dsum / dcount;
+    const float delta = static_cast<float>(m_opt.regularisation * dmax);
+    const auto pre = m_precond;
+    Kokkos::parallel_for(
+        "ptycho::ml::precond", rect_policy(o), KOKKOS_LAMBDA(long r, long c) { pre(r, c) = 1.0f / (den(r, c) + delta); });
+    // The smoothness weight is relative to the data term's curvature, about mean(den).
+    m_mu = m_opt.smoothness * m_den_mean;
+  }
+
+  /// Psi = DFT(P~ O) for every local frame.
+  void resync(ReconState& state) {
+    const long n = m_ws.scan().num_local();
+    if (n == 0) return;
+    m_ws.exit_waves(state.object, 0, n, m_psi);
+    m_ws.plan().execute(m_psi, FftDirection::forward, Centring::none);
+  }
+
+  /// Gradient of the cost with respect to conj(O) into m_grad (owned pixels
+  /// valid after the halo sum); returns the cost per valid pixel.
+  double gradient(ReconState& state) {
+    const auto& scan = m_ws.scan();
+    const int m = scan.frame_size, kmodes = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const bool poisson = m_opt.likelihood == Likelihood::poisson;
+    const auto frames = scan.frames;
+    const auto valid = scan.valid;
+    const auto psi = m_psi;
+    const auto grad = m_grad;
+    Kokkos::deep_copy(grad, cfloat(0, 0));
+    double cost = 0;
+    View2<float> none;
+    for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
+      const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
+      auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
+      double part = 0;
+      Kokkos::parallel_reduce(
+          "ptycho::ml::residual", Policy3({0, 0, 0}, {count, m, m}),
+          KOKKOS_LAMBDA(long b, long r, long c, double& acc) {
+            const long j = first + b;
+            float inten = 0;
+            for (int k = 0; k < kmodes; ++k) {
+              const cfloat v = psi(j * kmodes + k, r, c);
+              inten += v.real() * v.real() + v.imag() * v.imag();
+            }
+            inten *= inv_m2;
+            float g = 0;
+            if (valid(r, c) > 0) {
+              const float y = frames(j, r, c);
+              const float ii = inten > 1e-6f ? inten : 1e-6f;
+              if (poisson) {
+                g = 1.0f - y / ii;
+                acc += double(ii) - y + (y > 0 ? double(y) * std::log(double(y) / ii) : 0.0);
+              } else {
+                const float a = std::sqrt(ii), sy = std::sqrt(y > 0 ? y : 0.0f);
+                g = 1.0f - sy / a;
+                acc += double(a - sy) * double(a - sy);
+              }
+            }
+            for (int k = 0; k < kmodes; ++k) w(b * kmodes + k, r, c) = psi(j * kmodes + k, r, c) * (g * inv_m2);
+          },
+          part);
+      cost += part;
+      m_ws.plan().execute(w, FftDirection::backward, Centring::none);
+      m_ws.accumulate_object(grad, none, w, first, count, false);
+    }
+    m_coll.scatter_sum(grad);
+    double reg_cost = 0;
+    if (m_mu > 0) reg_cost = add_smoothness_gradient(state);
+    double c[2] = {cost, reg_cost};
+    m_coll.sum(c, 2);
+    return (c[0] + c[1]) / std::max(1.0, m_valid_pixels);
+  }
+
+  /// Adds the gradient of mu * sum over grid edges |O_p - O_q|^2 on owned
+  /// pixels (the halo of O is in sync); returns this rank's prior cost
+  /// (edges to the right and below of owned pixels).
+  double add_smoothness_gradient(ReconState& state) {
+    const auto obj = state.object;
+    const auto grad = m_grad;
+    const float mu = static_cast<float>(m_mu);
+    const auto& scan = m_ws.scan();
+    const long er0 = scan.extent.row0, ec0 = scan.extent.col0, rows = scan.extent.rows, cols = scan.extent.cols;
+    const long H = scan.object_rows, W = scan.object_cols;
+    double cost = 0;
+    Kokkos::parallel_reduce(
+        "ptycho::ml::smoothness", rect_policy(m_owned),
+        KOKKOS_LAMBDA(long r, long c, double& acc) {
+          const cfloat o = obj(r, c);
+          cfloat g(0, 0);
+          const long gr = er0 + r, gc = ec0 + c;
+          if (gr > 0 && r > 0) g += o - obj(r - 1, c);
+          if (gc > 0 && c > 0) g += o - obj(r, c - 1);
+          if (gr + 1 < H && r + 1 < rows) {
+            const cfloat d = o - obj(r + 1, c);
+            g += d;
+            acc += double(d.real()) * d.real() + double(d.imag()) * d.imag();
+          }
+          if (gc + 1 < W && c + 1 < cols) {
+            const cfloat d = o - obj(r, c + 1);
+            g += d;
+            acc += double(d.real()) * d.real() + double(d.imag()) * d.imag();
+          }
+          grad(r, c) += g * mu;  // d/dconj(O) of mu |d|^2 is mu d per edge
+        },
+        cost);
+    return m_mu * cost;
+  }
+
+  /// Preconditioned Polak-Ribiere direction on owned pixels, then the halo.
+  void direction() {
+    const auto grad = m_grad, gold = m_grad_old, hold = m_h_old, dir = m_dir;
+    const auto pre = m_precond;
+    Sums<2> s;
+    Kokkos::parallel_reduce(
+        "ptycho::ml::beta_terms", rect_policy(m_owned),
+        KOKKOS_LAMBDA(long r, long c, Sums<2>& acc) {
+          const cfloat g = grad(r, c);
+          const cfloat h = g * pre(r, c);
+          const cfloat dh = h - hold(r, c);
+          acc.v[0] += double(g.real()) * dh.real() + double(g.imag()) * dh.imag();
+          acc.v[1] += double(gold(r, c).real()) * hold(r, c).real() + double(gold(r, c).imag()) * hold(r, c).imag();
+        },
+        Kokkos::Sum<Sums<2>>(s));
+    double t[2] = {s.v[0], s.v[1]};
+    m_coll.sum(t, 2);
+    double beta = (m_iter == 0 || t[1] <= 0) ? 0.0 : std::max(0.0, t[0] / t[1]);
+    if (m_restart) {
+      beta = 0;
+      m_restart = false;
+    }
+    const float b = static_cast<float>(beta);
+    Kokkos::parallel_for(
+        "ptycho::ml::direction", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
+          const cfloat h = grad(r, c) * pre(r, c);
+          dir(r, c) = -h + dir(r, c) * b;
+          gold(r, c) = grad(r, c);
+          hold(r, c) = h;
+        });
+    m_coll.gather(dir);
+  }
+
+  /// Exact 1-D minimisation of the cost along the direction (a few Newton
+  /// steps on the exact cost; each is one pass and one global sum), then the update.
+  void line_search_and_step(ReconState& state) {
+    const auto& scan = m_ws.scan();
+    const long n = scan.num_local();
+    const int m = scan.frame_size, kmodes = m_ws.num_modes();
+    if (n > 0) {
+      m_ws.exit_waves(m_dir, 0, n, m_dpsi);
+      m_ws.plan().execute(m_dpsi, FftDirection::forward, Centring::none);
+    }
+    // The prior is quadratic in alpha: mu (E0 + 2 a E1 + a^2 E2).
+    double e[2] = {0, 0};
+    if (m_mu > 0) prior_line_terms(state, e);
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const bool poisson = m_opt.likelihood == Likelihood::poisson;
+    const auto frames = scan.frames;
+    const auto valid = scan.valid;
+    const auto psi = m_psi, dpsi = m_dpsi;
+    // Slope phi'(a) and a positive curvature (Fisher information) at a.
+    auto slope = [&](double alpha_at, double* d1, double* curv) {
+      Sums<2> s;
+      const float a = static_cast<float>(alpha_at);
+      if (n > 0)
+        Kokkos::parallel_reduce(
+            "ptycho::ml::line_search", Policy3({0, 0, 0}, {n, m, m}),
+            KOKKOS_LAMBDA(long j, long r, long c, Sums<2>& acc) {
+              if (valid(r, c) <= 0) return;
+              float i0 = 0, i1 = 0;  // I(a) and I'(a), times M^2
+              for (int k = 0; k < kmodes; ++k) {
+                const cfloat d = dpsi(j * kmodes + k, r, c);
+                const cfloat p = psi(j * kmodes + k, r, c) + d * a;
+                i0 += p.real() * p.real() + p.imag() * p.imag();
+                i1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
+              }
+              const double I = std::max(double(i0) * inv_m2, 1e-6), dI = double(i1) * inv_m2;
+              const double y = frames(j, r, c);
+              if (poisson) {
+                acc.v[0] += (1 - y / I) * dI;
+                acc.v[1] += dI * dI / I;
+              } else {
+                const double sy = std::sqrt(y > 0 ? y : 0.0);
+                acc.v[0] += (1 - sy / std::sqrt(I)) * dI;
+                acc.v[1] += 0.5 * dI * dI / I;
+              }
+            },
+            Kokkos::Sum<Sums<2>>(s));
+      double t[2] = {s.v[0], s.v[1]};
+      m_coll.sum(t, 2);
+      *d1 = t[0] + 2 * m_mu * (e[0] + alpha_at * e[1]);
+      *curv = t[1] + 2 * m_mu * e[1];
+    };
+    // Safeguarded search for phi'(a) = 0: a Fisher-scoring first step,
+    // doubling until the slope turns positive, then Illinois regula falsi.
+    double d1_0 = 0, curv0 = 0;
+    slope(0.0, &d1_0, &curv0);
+    double alpha = 0;
+    if (d1_0 < 0 && curv0 > 0 && std::isfinite(d1_0)) {
+      double lo = 0, d_lo = d1_0, hi = -1, d_hi = 0;
+      double trial = -d1_0 / curv0;
+      int side = 0;
+      for (int it = 0; it < 12; ++it) {
+        double d1 = 0, curv = 0;
+        slope(trial, &d1, &curv);
+        if (!std::isfinite(d1)) {
+          hi = trial;
+          d_hi = std::abs(d_lo);
+        } else if (d1 < 0) {
+          lo = trial;
+          d_lo = d1;
+          if (side == -1) d_hi *= 0.5;
+          side = -1;
+        } else {
+          hi = trial;
+          d_hi = d1;
+          if (side == 1) d_lo *= 0.5;
+          side = 1;
+        }
+        if (std::abs(d1) < 0.01 * std::abs(d1_0) || (hi > 0 && hi - lo < 1e-3 * hi)) {
+          lo = d1 < 0 || std::abs(d1) < 0.01 * std::abs(d1_0) ? trial : lo;
+          break;
+        }
+        trial = hi < 0 ? 2 * lo : lo + (hi - lo) * d_lo / (d_lo - d_hi);
+      }
+      alpha = lo;
+    }
+    if (!(alpha > 0) || !std::isfinite(alpha)) {
+      alpha = 0;
+      m_restart = true;  // not a descent direction: restart with steepest descent
+    }
+    const float a = static_cast<float>(alpha);
+    const auto obj = state.object, dir = m_dir;
+    Kokkos::parallel_for(
+        "ptycho::ml::step_object", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
+        KOKKOS_LAMBDA(long r, long c) { obj(r, c) += dir(r, c) * a; });
+    if (n > 0)
+      Kokkos::parallel_for(
+          "ptycho::ml::step_psi", Policy3({0, 0, 0}, {n * kmodes, m, m}),
+          KOKKOS_LAMBDA(long jk, int r, int c) { psi(jk, r, c) += dpsi(jk, r, c) * a; });
+    ExecSpace().fence();
+  }
+
+  /// Inner products of the prior along the direction: e[0] = sum Re<dO, dd>,
+  /// e[1] = sum |dd|^2 over edges (dO, dd: edge differences of O and d).
+  void prior_line_terms(ReconState& state, double* e) {
+    const auto obj = state.object, dir = m_dir;
+    const auto& scan = m_ws.scan();
+    const long er0 = scan.extent.row0, ec0 = scan.extent.col0, rows = scan.extent.rows, cols = scan.extent.cols;
+    const long H = scan.object_rows, W = scan.object_cols;
+    Sums<2> s;
+    Kokkos::parallel_reduce(
+        "ptycho::ml::prior_line", rect_policy(m_owned),
+        KOKKOS_LAMBDA(long r, long c, Sums<2>& acc) {
+          const long gr = er0 + r, gc = ec0 + c;
+          auto edge = [&](long r2, long c2) {
+            const cfloat dO = obj(r, c) - obj(r2, c2);
+            const cfloat dd = dir(r, c) - dir(r2, c2);
+            acc.v[0] += double(dO.real()) * dd.real() + double(dO.imag()) * dd.imag();
+            acc.v[1] += double(dd.real()) * dd.real() + double(dd.imag()) * dd.imag();
+          };
+          if (gr + 1 < H && r + 1 < rows) edge(r + 1, c);
+          if (gc + 1 < W && c + 1 < cols) edge(r, c + 1);
+        },
+        Kokkos::Sum<Sums<2>>(s));
+    e[0] = s.v[0];
+    e[1] = s.v[1];
+    m_coll.sum(e, 2);
+  }
+
+  EngineOptions m_opt;
+  Workspace& m_ws;
+  const Collective& m_coll;
+  CView3 m_psi, m_dpsi, m_work;
+  View2<cfloat> m_grad, m_grad_old, m_h_old, m_dir;
+  View2<float> m_precond;
+  Rect m_owned;
+  double m_valid_pixels = 0;
+  double m_den_mean = 0;
+  double m_mu = 0;
+  long m_iter = 0;
+  bool m_restart = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_ml_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
+                                       ReconState& state) {
+  return std::make_unique<MlEngine>(opt, ws, coll, state);
+}
+
+}  // namespace ptycho

@@ -1,0 +1,172 @@
+// The PIE family: ePIE (Maiden & Rodenburg 2009), rPIE and mPIE (Maiden,
+// Johnson & Li 2017). Positions are visited one at a time, in a random order,
+// within a rank. After every pass, the ranks fold their object changes in
+// the halos into the owners (a sum of changes), and the probe is updated
+// once from all ranks' exit waves (numerator and denominator summed).
+#include "engines.hpp"
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/kernel_util.hpp"
+#include "probe_update.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+namespace ptycho {
+
+namespace {
+
+class PieEngine final : public Engine {
+ public:
+  PieEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState&)
+      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt), m_rng(opt.seed + 7919u * coll.rank()) {
+    const auto& scan = ws.scan();
+    const int m = scan.frame_size, k = ws.num_modes();
+    m_work = CView3("ptycho::pie::work", k, m, m);
+    m_scratch = CView3("ptycho::pie::scratch", k, m, m);
+    m_start = CView2("ptycho::pie::start", scan.extent.rows, scan.extent.cols);
+    m_owned = local_rect(scan.owned, scan.extent);
+    if (opt.name == "mpie") m_velocity = CView2("ptycho::pie::velocity", scan.extent.rows, scan.extent.cols);
+    double nvalid = 0;
+    auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
+    for (size_t i = 0; i < v.size(); ++i) nvalid += v.data()[i];
+    m_valid_pixels = nvalid * scan.total_frames;
+    m_order.resize(scan.num_local());
+    std::iota(m_order.begin(), m_order.end(), 0L);
+  }
+
+  std::string name() const override { return m_opt.name; }
+
+  double iterate(ReconState& state) override {
+    const auto& scan = m_ws.scan();
+    const int m = scan.frame_size, kmodes = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const auto frames = scan.frames;
+    const auto valid = scan.valid;
+    const auto obj = state.object;
+    const auto probes = m_ws.probes();
+    const auto row = m_ws.patch_row(), col = m_ws.patch_col();
+    const auto w = m_work;
+    const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
+    if (probe_now) m_probe_update.reset();
+    Kokkos::deep_copy(m_start, obj);
+
+    // Step denominators: ePIE divides by max |P|^2, rPIE/mPIE blend in the local |P|^2.
+    const double pmax = probe_power_max(state);
+    const bool epie = m_opt.name == "epie";
+    const float a = static_cast<float>(epie ? 1.0 : m_opt.rpie_alpha);
+    const float step = static_cast<float>(m_opt.object_step);
+    const float pm = static_cast<float>(pmax);
+
+    std::shuffle(m_order.begin(), m_order.end(), m_rng);
+    double cost = 0;
+    for (long j : m_order) {
+      m_ws.exit_waves(obj, j, 1, w);
+      m_ws.plan().execute(w, FftDirection::forward, Centring::none);
+      double part = 0;
+      Kokkos::parallel_reduce(
+          "ptycho::pie::modulus", Policy2({0, 0}, {m, m}),
+          KOKKOS_LAMBDA(long r, long c, double& acc) {
+            float inten = 0;
+            for (int k = 0; k < kmodes; ++k) {
+              const cfloat v = w(k, r, c);
+              inten += v.real() * v.real() + v.imag() * v.imag();
+            }
+            inten *= inv_m2;
+            float f = inv_m2;
+            if (valid(r, c) > 0) {
+              const float sy = std::sqrt(frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f);
+              const float amp = std::sqrt(inten > 1e-12f ? inten : 1e-12f);
+              f = inv_m2 * sy / amp;
+              acc += double(amp - sy) * double(amp - sy);
+            }
+            for (int k = 0; k < kmodes; ++k) w(k, r, c) *= f;
+          },
+          part);
+      cost += part;
+      m_ws.plan().execute(w, FftDirection::backward, Centring::none);
+      Kokkos::parallel_for(
+          "ptycho::pie::object", Policy2({0, 0}, {m, m}), KOKKOS_LAMBDA(long r, long c) {
+            const int rr = row(j) + r, cc = col(j) + c;
+            const cfloat o = obj(rr, cc);
+            cfloat num(0, 0);
+            float p2 = 0;
+            for (int k = 0; k < kmodes; ++k) {
+              const cfloat p = probes(j * kmodes + k, r, c);
+              num += Kokkos::conj(p) * (w(k, r, c) - p * o);
+              p2 += p.real() * p.real() + p.imag() * p.imag();
+            }
+            const float den = (1.0f - a) * p2 + a * pm;
+            obj(rr, cc) = o + num * (step / den);
+          });
+      if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
+    }
+    combine_ranks(state);
+    if (probe_now) m_probe_update.apply(state);
+    ++m_iter;
+    double c = cost;
+    m_coll.sum(&c, 1);
+    return c / std::max(1.0, m_valid_pixels);
+  }
+
+ private:
+  double probe_power_max(const ReconState& state) const {
+    const auto probe = state.probe;
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    double mx = 0;
+    Kokkos::parallel_reduce(
+        "ptycho::pie::probe_max", Policy2({0, 0}, {m, m}),
+        KOKKOS_LAMBDA(long r, long c, double& acc) {
+          double s = 0;
+          for (int k = 0; k < kmodes; ++k) s += Kokkos::abs(probe(k, r, c)) * Kokkos::abs(probe(k, r, c));
+          acc = s > acc ? s : acc;
+        },
+        Kokkos::Max<double>(mx));
+    return mx;
+  }
+
+  /// Owned pixels := start + the sum over ranks of their changes; then halos.
+  /// mPIE adds its momentum to the combined change.
+  void combine_ranks(ReconState& state) {
+    const auto obj = state.object, start = m_start;
+    Kokkos::parallel_for(
+        "ptycho::pie::change", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
+        KOKKOS_LAMBDA(long r, long c) { obj(r, c) -= start(r, c); });
+    m_coll.scatter_sum(obj);
+    const bool mpie = m_velocity.size() > 0;
+    const auto vel = m_velocity;
+    const float eta = static_cast<float>(m_opt.momentum);
+    Kokkos::parallel_for(
+        "ptycho::pie::apply_change", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
+          cfloat change = obj(r, c);
+          if (mpie) {
+            vel(r, c) = vel(r, c) * eta + change;
+            change += vel(r, c) * eta;
+          }
+          obj(r, c) = start(r, c) + change;
+        });
+    m_coll.gather(obj);
+  }
+
+  EngineOptions m_opt;
+  Workspace& m_ws;
+  const Collective& m_coll;
+  ProbeUpdate m_probe_update;
+  std::mt19937_64 m_rng;
+  CView3 m_work, m_scratch;
+  CView2 m_start, m_velocity;
+  Rect m_owned;
+  std::vector<long> m_order;
+  double m_valid_pixels = 0;
+  long m_iter = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_pie_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
+                                        ReconState& state) {
+  return std::make_unique<PieEngine>(opt, ws, coll, state);
+}
+
+}  // namespace ptycho

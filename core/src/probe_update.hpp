@@ -1,0 +1,29 @@
+#pragma once
+// The shared probe update of the parallel-family engines: numerator
+// sum_j unshift_j(conj(O_j) psi_j) and denominator sum_j |O_j|^2 per mode,
+// summed over ranks in double, then divided once.
+#include "ptycho/core/collective.hpp"
+#include "ptycho/core/engine.hpp"
+#include "ptycho/core/local_scan.hpp"
+
+namespace ptycho {
+
+class ProbeUpdate {
+ public:
+  ProbeUpdate(Workspace& ws, const Collective& coll, const EngineOptions& opt);
+  /// Clears the sums.
+  void reset();
+  /// Adds frames first..first+count with exit waves `waves` (signed, real space).
+  void accumulate(const CView2& object, const CView3& waves, long first, long count, const CView3& scratch);
+  /// Sums over ranks, P <- (num + delta P) / (den + delta), then refreshes the workspace's probes.
+  void apply(ReconState& state);
+
+ private:
+  Workspace& m_ws;
+  const Collective& m_coll;
+  double m_regularisation;
+  View3<cdouble> m_num;
+  View2<double> m_den;
+};
+
+}  // namespace ptycho

@@ -1,0 +1,176 @@
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/geometry.hpp"
+#include "ptycho/core/local_scan.hpp"
+
+#include <cmath>
+
+namespace ptycho {
+
+namespace {
+using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>;
+using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>;
+
+KOKKOS_INLINE_FUNCTION void atomic_add_c(cfloat* dst, const cfloat& v) {
+  float* p = reinterpret_cast<float*>(dst);
+  Kokkos::atomic_add(p, v.real());
+  Kokkos::atomic_add(p + 1, v.imag());
+}
+}  // namespace
+
+Workspace::Workspace(const LocalScan& scan, int num_modes, int batch)
+    : m_scan(scan),
+      m_modes(num_modes),
+      m_batch(batch),
+      m_plan(scan.frame_size),
+      m_shifter(scan.frame_size),
+      m_probes("ptycho::Workspace::probes", std::size_t(scan.num_local()) * num_modes, scan.frame_size,
+               scan.frame_size),
+      m_row("ptycho::Workspace::row", scan.num_local()),
+      m_col("ptycho::Workspace::col", scan.num_local()),
+      m_frac_row("ptycho::Workspace::frac_row", scan.num_local()),
+      m_frac_col("ptycho::Workspace::frac_col", scan.num_local()),
+      m_freq("ptycho::Workspace::freq", scan.frame_size) {
+  PTYCHO_THROW_IF(num_modes < 1 || batch < 1, "Workspace: need at least one mode and a batch of one");
+  const int m = scan.frame_size;
+  auto f = Kokkos::create_mirror_view(m_freq);
+  for (int i = 0; i < m; ++i) f(i) = (i < (m + 1) / 2 ? i : i - m) / double(m);
+  Kokkos::deep_copy(m_freq, f);
+}
+
+void Workspace::set_positions(const std::vector<Position>& positions) {
+  const long n = m_scan.num_local();
+  const int m = m_scan.frame_size;
+  PTYCHO_THROW_IF(long(positions.size()) != n, "Workspace: " << positions.size() << " positions for " << n << " frames");
+  auto row = Kokkos::create_mirror_view(m_row);
+  auto col = Kokkos::create_mirror_view(m_col);
+  auto fr = Kokkos::create_mirror_view(m_frac_row);
+  auto fc = Kokkos::create_mirror_view(m_frac_col);
+  m_frac_row_h.resize(n);
+  m_frac_col_h.resize(n);
+  const Rect& e = m_scan.extent;
+  for (long j = 0; j < n; ++j) {
+    const PatchOrigin o = patch_origin(positions[j].row, positions[j].col, m);
+    const Rect patch{o.row, o.col, m, m};
+    PTYCHO_THROW_IF(!e.contains(patch), "frame " << m_scan.index[j] << " at (" << positions[j].row << ", "
+                                                 << positions[j].col << ") reads outside this rank's tile");
+    row(j) = static_cast<int>(o.row - e.row0);
+    col(j) = static_cast<int>(o.col - e.col0);
+    fr(j) = m_frac_row_h[j] = o.frac_row;
+    fc(j) = m_frac_col_h[j] = o.frac_col;
+  }
+  Kokkos::deep_copy(m_row, row);
+  Kokkos::deep_copy(m_col, col);
+  Kokkos::deep_copy(m_frac_row, fr);
+  Kokkos::deep_copy(m_frac_col, fc);
+}
+
+void Workspace::set_probe(const CView3& probe) {
+  const int m = m_scan.frame_size, kmodes = m_modes;
+  const long n = m_scan.num_local();
+  PTYCHO_THROW_IF(probe.extent(0) != size_t(kmodes) || probe.extent(1) != size_t(m),
+                  "Workspace: probe is " << probe.extent(0) << "x" << probe.extent(1) << ", expected " << kmodes
+                                         << "x" << m);
+  if (n == 0) return;
+  const auto out = m_probes;
+  // Replicate, then shift every frame's copy at once: raw DFT, ramp, raw IDFT.
+  Kokkos::parallel_for(
+      "ptycho::Workspace::replicate_probe", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
+      KOKKOS_LAMBDA(long jk, int r, int c) { out(jk, r, c) = probe(jk % kmodes, r, c); });
+  m_plan.execute(out, FftDirection::forward, Centring::none);
+  const auto fr = m_frac_row, fc = m_frac_col, freq = m_freq;
+  const double norm = 1.0 / (double(m) * m);
+  Kokkos::parallel_for(
+      "ptycho::Workspace::probe_ramp", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
+      KOKKOS_LAMBDA(long jk, int r, int c) {
+        const long j = jk / kmodes;
+        const double ph = -2.0 * M_PI * (freq(r) * fr(j) + freq(c) * fc(j));
+        out(jk, r, c) *= cfloat(float(std::cos(ph) * norm), float(std::sin(ph) * norm));
+      });
+  m_plan.execute(out, FftDirection::backward, Centring::none);
+  Kokkos::parallel_for(
+      "ptycho::Workspace::probe_sign", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
+      KOKKOS_LAMBDA(long jk, int r, int c) { out(jk, r, c) *= centring_sign(r, c); });
+  ExecSpace().fence();
+}
+
+void Workspace::exit_waves(const CView2& object, long first, long count, const CView3& waves) const {
+  const int m = m_scan.frame_size, kmodes = m_modes;
+  const auto probes = m_probes;
+  const auto row = m_row, col = m_col;
+  Kokkos::parallel_for(
+      "ptycho::Workspace::exit_waves", Policy3({0, 0, 0}, {count * kmodes, m, m}),
+      KOKKOS_LAMBDA(long bk, int r, int c) {
+        const long j = first + bk / kmodes;
+        waves(bk, r, c) = probes(first * kmodes + bk, r, c) * object(row(j) + r, col(j) + c);
+      });
+}
+
+void Workspace::accumulate_object(const View2<cfloat>& num, const View2<float>& den, const CView3& waves, long first,
+                                  long count, bool with_den) const {
+  const int m = m_scan.frame_size, kmodes = m_modes;
+  const auto probes = m_probes;
+  const auto row = m_row, col = m_col;
+  Kokkos::parallel_for(
+      "ptycho::Workspace::accumulate_object", Policy3({0, 0, 0}, {count, m, m}),
+      KOKKOS_LAMBDA(long b, int r, int c) {
+        const long j = first + b;
+        cfloat s(0, 0);
+        float d = 0;
+        for (int k = 0; k < kmodes; ++k) {
+          const cfloat p = probes(j * kmodes + k, r, c);
+          s += Kokkos::conj(p) * waves(b * kmodes + k, r, c);
+          d += p.real() * p.real() + p.imag() * p.imag();
+        }
+        const int rr = row(j) + r, cc = col(j) + c;
+        atomic_add_c(&num(rr, cc), s);
+        if (with_den) Kokkos::atomic_add(&den(rr, cc), d);
+      });
+}
+
+void Workspace::accumulate_probe(const View3<cdouble>& num_probe, const View2<double>& den_probe,
+                                 const CView2& object, const CView3& waves, long first, long count,
+                                 const CView3& scratch) const {
+  const int m = m_scan.frame_size, kmodes = m_modes;
+  const auto row = m_row, col = m_col;
+  auto work = Kokkos::subview(scratch, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
+  Kokkos::parallel_for(
+      "ptycho::Workspace::probe_terms", Policy3({0, 0, 0}, {count * kmodes, m, m}),
+      KOKKOS_LAMBDA(long bk, int r, int c) {
+        const long j = first + bk / kmodes;
+        work(bk, r, c) = Kokkos::conj(object(row(j) + r, col(j) + c)) * waves(bk, r, c) * centring_sign(r, c);
+      });
+  bool shifted = false;
+  for (long b = 0; b < count; ++b) shifted |= (m_frac_row_h[first + b] != 0.0 || m_frac_col_h[first + b] != 0.0);
+  if (shifted) {
+    m_plan.execute(work, FftDirection::forward, Centring::none);
+    const auto fr = m_frac_row, fc = m_frac_col, freq = m_freq;
+    const double norm = 1.0 / (double(m) * m);
+    Kokkos::parallel_for(
+        "ptycho::Workspace::probe_unshift", Policy3({0, 0, 0}, {count * kmodes, m, m}),
+        KOKKOS_LAMBDA(long bk, int r, int c) {
+          const long j = first + bk / kmodes;
+          const double ph = 2.0 * M_PI * (freq(r) * fr(j) + freq(c) * fc(j));
+          work(bk, r, c) *= cfloat(float(std::cos(ph) * norm), float(std::sin(ph) * norm));
+        });
+    m_plan.execute(work, FftDirection::backward, Centring::none);
+  }
+  Kokkos::parallel_for(
+      "ptycho::Workspace::probe_sum", Policy3({0, 0, 0}, {kmodes, m, m}), KOKKOS_LAMBDA(int k, int r, int c) {
+        cdouble s(0, 0);
+        for (long b = 0; b < count; ++b) {
+          const cfloat v = work(b * kmodes + k, r, c);
+          s += cdouble(v.real(), v.imag());
+        }
+        num_probe(k, r, c) += s;
+        if (k == 0) {
+          double d = 0;
+          for (long b = 0; b < count; ++b) {
+            const cfloat o = object(row(first + b) + r, col(first + b) + c);
+            d += double(o.real()) * o.real() + double(o.imag()) * o.imag();
+          }
+          den_probe(r, c) += d;
+        }
+      });
+}
+
+}  // namespace ptycho

@@ -1,0 +1,83 @@
+#pragma once
+/// The distributed reconstruction: decomposes the object over the ranks of a
+/// communicator, gives each rank its positions, runs an engine chain on the
+/// local tiles, and hands back this rank's owned tile, the shared probe and
+/// all positions. It knows nothing of files: jobs/ reads the frames each rank
+/// needs (my_frames()) and writes the result.
+#include "ptycho/core/dataset.hpp"
+#include "ptycho/core/engine.hpp"
+#include "ptycho/core/local_scan.hpp"
+#include "ptycho/parallel/comm.hpp"
+#include "ptycho/parallel/decomposition.hpp"
+#include "ptycho/parallel/mpi_collective.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ptycho {
+
+/// Options of a whole reconstruction.
+struct ReconstructOptions {
+  std::vector<EngineOptions> chain;  ///< engines, run in order; state carries over
+  int probe_modes = 1;               ///< K incoherent probe modes
+  int batch = 16;                    ///< frames per batched FFT
+  DecompositionOptions decomposition;
+};
+
+/// Parses an engine chain "dm:100,ml:200" into engine options (each a copy of
+/// `base` with its name and iteration count). Throws InputError on bad syntax.
+std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOptions& base);
+
+/// What the progress callback sees (on every rank; print on rank 0).
+struct Progress {
+  std::string engine;
+  int iteration = 0;          ///< within this engine, from 1
+  int iterations = 0;         ///< of this engine
+  long total_done = 0;        ///< over the chain
+  long total = 0;
+  double cost = 0;
+  double seconds_per_iteration = 0;
+  double eta_seconds = 0;
+};
+
+class DistributedReconstruction {
+ public:
+  /// Collective over `comm`: decomposes `info`'s object grid and positions.
+  DistributedReconstruction(MPI_Comm comm, const ScanInfo& info, const ReconstructOptions& options);
+
+  const Decomposition& decomposition() const { return m_dec; }
+  /// Global indices of the frames this rank must load, ascending.
+  const std::vector<long>& my_frames() const { return m_dec.positions_of[m_comm.rank()]; }
+
+  /// Takes this rank's frames (in my_frames() order), the mask and the probe
+  /// guess, and sets up the local state: flat object, K probe modes.
+  void set_data(const Dataset& data);
+
+  /// Runs the chain; `progress` is called after every iteration.
+  void run(const std::function<void(const Progress&)>& progress);
+
+  /// This rank's owned tile of the object and its rectangle [global px].
+  HostCView2 owned_object() const;
+  const Rect& owned() const { return m_scan.owned; }
+  /// The probe modes (K, M, M), scaled to counts.
+  HostCView3 probe() const;
+  /// All positions [object px], input order, gathered from every rank.
+  std::vector<Position> all_positions() const;
+  const ReconState& state() const { return m_state; }
+  double seconds() const { return m_seconds; }
+
+ private:
+  Comm m_comm;
+  ScanInfo m_info;
+  ReconstructOptions m_options;
+  Decomposition m_dec;
+  LocalScan m_scan;
+  ReconState m_state;
+  std::unique_ptr<MpiCollective> m_coll;
+  std::unique_ptr<Workspace> m_ws;
+  double m_seconds = 0;
+};
+
+}  // namespace ptycho
