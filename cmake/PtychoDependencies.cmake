@@ -3,11 +3,24 @@
 # find_package(Ptycho) sees the same targets.
 include(CMakeFindDependencyMacro)
 
+# MPI's C component and HDF5's C compiler wrapper (h5pcc) need the C language;
+# a consumer declared with LANGUAGES CXX gets it enabled here.
+get_property(_ptycho_languages GLOBAL PROPERTY ENABLED_LANGUAGES)
+if(NOT "C" IN_LIST _ptycho_languages)
+  enable_language(C)
+endif()
+
 find_dependency(MPI COMPONENTS C CXX)
 
 # Kokkos: Debian's (Serial only) or an upstream build given by Kokkos_ROOT.
+# From an installed PtychoConfig.cmake, PTYCHO_KOKKOS_DIR_HINT names the
+# Kokkos ptycho was built with; Kokkos_ROOT and CMAKE_PREFIX_PATH still win.
 set(CMAKE_CXX_EXTENSIONS OFF)
-find_dependency(Kokkos CONFIG)
+if(PTYCHO_KOKKOS_DIR_HINT)
+  find_dependency(Kokkos CONFIG HINTS "${PTYCHO_KOKKOS_DIR_HINT}")
+else()
+  find_dependency(Kokkos CONFIG)
+endif()
 if(DEFINED Kokkos_INCLUDE_DIRS AND TARGET Kokkos::kokkos)
   # Debian's Kokkos names a non-existent include dir (/usr/lib/include).
   # Upstream Kokkos does not set Kokkos_INCLUDE_DIRS, so it is left alone.
@@ -23,6 +36,7 @@ endif()
 # FFTW3 (no CMake config in Debian): pkg-config plus the MPI library.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PTYCHO_FFTW3F REQUIRED IMPORTED_TARGET GLOBAL fftw3f)
+pkg_check_modules(PTYCHO_FFTW3 REQUIRED IMPORTED_TARGET GLOBAL fftw3)
 find_library(PTYCHO_FFTW3F_MPI_LIB NAMES fftw3f_mpi REQUIRED)
 find_path(PTYCHO_FFTW3_MPI_INC NAMES fftw3-mpi.h REQUIRED)
 if(NOT TARGET Ptycho::fftw3f_mpi)
@@ -31,6 +45,9 @@ if(NOT TARGET Ptycho::fftw3f_mpi)
     INTERFACE_INCLUDE_DIRECTORIES "${PTYCHO_FFTW3_MPI_INC}"
     INTERFACE_LINK_LIBRARIES "PkgConfig::PTYCHO_FFTW3F;MPI::MPI_C")
 endif()
+
+# libpng (previews in ptycho_io; a static ptycho_io names PNG::PNG in its link interface).
+find_dependency(PNG)
 
 # Parallel HDF5.
 set(HDF5_PREFER_PARALLEL TRUE)

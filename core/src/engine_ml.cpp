@@ -18,6 +18,9 @@ namespace ptycho {
 
 namespace {
 
+/// Slope evaluations of the line search after the first (each one pass and one global sum).
+constexpr int kLineSearchEvaluations = 6;
+
 class MlEngine final : public Engine {
  public:
   MlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
@@ -282,6 +285,8 @@ class MlEngine final : public Engine {
     };
     // Safeguarded search for phi'(a) = 0: a Fisher-scoring first step,
     // doubling until the slope turns positive, then Illinois regula falsi.
+    // A fixed number of evaluations, so that alpha depends smoothly on the
+    // data and runs on different rank counts stay together.
     double d1_0 = 0, curv0 = 0;
     slope(0.0, &d1_0, &curv0);
     double alpha = 0;
@@ -289,30 +294,23 @@ class MlEngine final : public Engine {
       double lo = 0, d_lo = d1_0, hi = -1, d_hi = 0;
       double trial = -d1_0 / curv0;
       int side = 0;
-      for (int it = 0; it < 12; ++it) {
+      for (int it = 0; it < kLineSearchEvaluations; ++it) {
         double d1 = 0, curv = 0;
         slope(trial, &d1, &curv);
-        if (!std::isfinite(d1)) {
+        if (!std::isfinite(d1) || d1 >= 0) {
           hi = trial;
-          d_hi = std::abs(d_lo);
-        } else if (d1 < 0) {
+          d_hi = std::isfinite(d1) ? d1 : std::abs(d_lo);
+          if (side == 1) d_lo *= 0.5;
+          side = 1;
+        } else {
           lo = trial;
           d_lo = d1;
           if (side == -1) d_hi *= 0.5;
           side = -1;
-        } else {
-          hi = trial;
-          d_hi = d1;
-          if (side == 1) d_lo *= 0.5;
-          side = 1;
-        }
-        if (std::abs(d1) < 0.01 * std::abs(d1_0) || (hi > 0 && hi - lo < 1e-3 * hi)) {
-          lo = d1 < 0 || std::abs(d1) < 0.01 * std::abs(d1_0) ? trial : lo;
-          break;
         }
         trial = hi < 0 ? 2 * lo : lo + (hi - lo) * d_lo / (d_lo - d_hi);
       }
-      alpha = lo;
+      alpha = trial;
     }
     if (!(alpha > 0) || !std::isfinite(alpha)) {
       alpha = 0;

@@ -2,6 +2,7 @@
 #include "commands.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/io/cxi.hpp"
+#include "ptycho/io/png.hpp"
 #include "ptycho/io/result.hpp"
 #include "ptycho/parallel/driver.hpp"
 
@@ -117,6 +118,12 @@ int run_reconstruct(const ReconstructArgs& a, MPI_Comm world) {
                 long(recon.state().cost_history.size()), format_seconds(recon.seconds()).c_str(),
                 recon.seconds() / iters, recon.state().cost_history.empty() ? 0.0 : recon.state().cost_history.back());
     std::printf("  result: %s\n", output.c_str());
+    if (!a.previews.empty()) {
+      // The tiles are in the file now: rank 0 reads the whole object back once.
+      const io::ResultData whole = io::read_result(output);
+      io::write_previews(a.previews, whole.object_tile, whole.probe_modes);
+      std::printf("  previews: %s/{amplitude,phase,probe}.png\n", a.previews.c_str());
+    }
   }
   return 0;
 }

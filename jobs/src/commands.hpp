@@ -17,6 +17,11 @@ struct Command {
   CommandRun run;
 };
 
+Command add_simulate_command(CLI::App& app);
+Command add_info_command(CLI::App& app);
+Command add_evaluate_command(CLI::App& app);
+Command add_reconstruct_command(CLI::App& app);
+
 /// The whole command line, for provenance in result files.
 const std::string& command_line();
 

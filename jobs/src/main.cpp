@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
     CLI::App app{"ptycho: distributed ptychographic reconstruction"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string("ptycho ") + PTYCHO_VERSION);
-    std::vector<Command> commands;
+    std::vector<Command> commands{add_simulate_command(app), add_info_command(app), add_evaluate_command(app),
+                                  add_reconstruct_command(app)};
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -1,0 +1,52 @@
+#pragma once
+/// 8-bit PNG previews of images, objects and probes, and a PNG reader.
+///
+/// Writers are atomic (temporary file beside the target, then rename). Row 0
+/// of an image is the top row of the PNG.
+#include "ptycho/core/types.hpp"
+
+#include <string>
+
+namespace ptycho::io {
+
+/// How values become pixels.
+enum class ColourMap {
+  gray,    ///< black (low) to white (high), 8-bit grayscale
+  cyclic,  ///< a hue wheel (RGB) that wraps around: for phases over [-pi, pi]
+};
+
+/// Options of write_png.
+struct PngOptions {
+  /// Display range: values <= lo are black, >= hi white. If lo >= hi (the
+  /// default) the range is picked from the data (see clip_percent).
+  double lo = 0;
+  double hi = 0;
+  /// Automatic range: the clip_percent and (100 - clip_percent) percentiles
+  /// of the finite values, so that a few outliers do not wash out the image.
+  double clip_percent = 0.5;
+  ColourMap colour_map = ColourMap::gray;
+};
+
+/// Writes `image` (rows, cols) as an 8-bit PNG. Non-finite values are drawn
+/// as the low end of the range. Throws InputError if the file cannot be written.
+void write_png(const std::string& path, const HostRView2& image, const PngOptions& options = {});
+
+/// Reads a PNG (gray, gray+alpha, RGB, RGBA or palette, 8 or 16 bit) as
+/// luminance in [0, 1], (rows, cols). Throws InputError naming the file if it
+/// is missing or not a PNG.
+HostRView2 read_png(const std::string& path);
+
+/// Options of write_previews.
+struct PreviewOptions {
+  bool cyclic_phase = false;  ///< phase.png with the cyclic colour map over [-pi, pi] (default: gray, auto range)
+};
+
+/// Writes amplitude.png and phase.png of `object` (H, W) and probe.png (the
+/// amplitudes of the K probe modes (K, M, M) side by side, on one range from
+/// 0 to the largest amplitude) into the directory `dir`, which is created if
+/// needed. The phase is shown relative to the object's mean phase, so a
+/// global phase factor does not wrap it.
+void write_previews(const std::string& dir, const HostCView2& object, const HostCView3& probe_modes,
+                    const PreviewOptions& options = {});
+
+}  // namespace ptycho::io

@@ -1,0 +1,79 @@
+#pragma once
+/// Reconstruction results in the result contract of shared/docs/CONVENTIONS.md:
+///
+///   /entry_1/image_1/data          complex64 (H, W): the object
+///   /entry_1/image_1/positions_px  float64 (N, 2): final probe centres (row, col), input order
+///   /entry_1/image_1/pixel_size    float64 [m]
+///   /entry_1/image_2/data          complex64 (K, M, M): probe modes, scaled to counts
+///   /entry_1/process_1/...         program, version, command_line, configuration (JSON),
+///                                  cost_history float64 (n_iter), engine_history (strings),
+///                                  and one scalar dataset per metric and note
+///
+/// complex64 is the HDF5 compound {r: float32, i: float32}, which h5py reads as
+/// numpy complex64.
+///
+/// Writing is collective and atomic: the object is written collectively from
+/// each rank's tile into `PATH.tmp.<pid>.<n>` beside PATH; rank 0 then adds the
+/// small datasets, closes the file and renames it onto PATH. On any failure
+/// the temporary file is removed and an existing PATH is left untouched.
+#include "ptycho/core/types.hpp"
+
+#include <mpi.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ptycho::io {
+
+/// Provenance and history of a reconstruction: /entry_1/process_1.
+struct ProcessInfo {
+  std::string program = "ptycho";
+  std::string version;
+  std::string command_line;
+  std::string configuration;                ///< the configuration as JSON text
+  std::vector<double> cost_history;         ///< cost per iteration
+  std::vector<std::string> engine_history;  ///< engine of each iteration or stage, e.g. "DM", "ML"
+  /// Scalars, one float64 dataset each under process_1, e.g. seconds_per_iteration,
+  /// probe_error_pct, position_rms_shift_px. Names must differ from the entries above.
+  std::map<std::string, double> metrics;
+  /// Strings, one dataset each under process_1 (names as for metrics).
+  std::map<std::string, std::string> notes;
+};
+
+/// A reconstruction result. The object is held as this rank's tile of the
+/// global (object_rows x object_cols) object; for a serial writer, or as
+/// returned by read_result, the tile is the whole object at (0, 0).
+///
+/// Ownership: the views are shared handles (Kokkos reference counting); the
+/// writer only reads them.
+struct ResultData {
+  long object_rows = 0;  ///< H of the whole object [pixels]
+  long object_cols = 0;  ///< W
+  /// This rank's owned tile (rows, cols), LayoutRight (a row-strided view is
+  /// fine); may be empty. The tiles of all ranks must cover the object without overlap.
+  HostCView2 object_tile;
+  long tile_row0 = 0;               ///< row of the tile's first pixel in the object
+  long tile_col0 = 0;               ///< column of the tile's first pixel in the object
+  std::vector<Position> positions;  ///< final probe centres [object pixels], input order
+  HostCView3 probe_modes;           ///< (K, M, M), scaled to counts
+  double pixel_size_m = 0;          ///< object pixel size [m]
+  ProcessInfo process;
+};
+
+/// Writes `result` to `path` (collective over `comm`; atomic, see above).
+///
+/// Each rank passes its own tile; everything else (positions, probe modes,
+/// pixel size, process) is taken from rank 0. Errors are raised on every
+/// rank with the same message: a ptycho::InputError for file problems (the
+/// message names the file and the dataset), a ptycho::Error for tiles that
+/// do not tile the object.
+void write_result(MPI_Comm comm, const std::string& path, const ResultData& result);
+
+/// Reads a whole result file (serial). Accepts an object of (H, W) or
+/// (S, H, W) (slice 0 is returned) and probe modes of (K, M, M) or (M, M).
+/// positions_px, image_2, pixel_size and process_1 are optional; what is
+/// missing is left empty (pixel_size_m = 0).
+ResultData read_result(const std::string& path);
+
+}  // namespace ptycho::io

@@ -1,0 +1,702 @@
+#include "ptycho/io/cxi.hpp"
+
+#include "mpi_detail.hpp"
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/fft.hpp"
+#include "ptycho/io/hdf5_util.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <iterator>
+#include <limits>
+#include <sstream>
+
+namespace ptycho::io {
+
+namespace {
+
+using detail::check_mpi;
+using detail::collectively;
+using MaskView = View2<std::uint8_t, HostSpace>;
+
+constexpr const char* kFramesPaths[] = {"/entry_1/data_1/data", "/entry_1/instrument_1/detector_1/data"};
+constexpr const char* kTranslationPaths[] = {"/entry_1/sample_1/geometry_1/translation", "/entry_1/data_1/translation"};
+constexpr const char* kProbePaths[] = {"/entry_1/instrument_1/source_1/probe",
+                                       "/entry_1/instrument_1/source_1/illumination",
+                                       "/entry_1/instrument_1/detector_1/probe"};
+constexpr const char* kEnergyPath = "/entry_1/instrument_1/source_1/energy";
+constexpr const char* kDistancePath = "/entry_1/instrument_1/detector_1/distance";
+constexpr const char* kPixelXPath = "/entry_1/instrument_1/detector_1/x_pixel_size";
+constexpr const char* kPixelYPath = "/entry_1/instrument_1/detector_1/y_pixel_size";
+constexpr const char* kMaskPath = "/entry_1/instrument_1/detector_1/mask";
+
+/// Largest extent of the object grid along an axis [pixels].
+constexpr long kMaxGridExtent = 1L << 20;
+/// Largest number of bytes one H5Dread moves (MPI-IO counts are ints).
+constexpr size_t kMaxReadBytes = size_t(1) << 28;
+
+std::string shape_string(const std::vector<hsize_t>& dims) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < dims.size(); ++i) os << (i ? ", " : "") << dims[i];
+  if (dims.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+const char* first_existing(const H5File& f, const char* const* paths, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (f.exists(paths[i])) return paths[i];
+  return nullptr;
+}
+
+/// A required scalar in SI units, converted from the `units` attribute if there is one.
+double read_length_m(const H5File& f, const char* path, const char* what) {
+  PTYCHO_INPUT_ERROR_IF(!f.exists(path),
+                        f.name() << ": " << path << " does not exist (the " << what << " in metres is required)");
+  double v = f.read_scalar(path);
+  if (auto units = f.string_attribute(path, "units")) {
+    const std::string u = lower(*units);
+    if (u == "m" || u == "meter" || u == "meters" || u == "metre" || u == "metres" || u.empty()) {
+    } else if (u == "mm") {
+      v *= 1e-3;
+    } else if (u == "um" || u == "\xc2\xb5m" || u == "micron" || u == "microns") {
+      v *= 1e-6;
+    } else if (u == "nm") {
+      v *= 1e-9;
+    } else {
+      PTYCHO_INPUT_ERROR_IF(true, f.name() << ": " << path << " has units \"" << *units << "\", expected m");
+    }
+  }
+  PTYCHO_INPUT_ERROR_IF(!std::isfinite(v) || v <= 0,
+                        f.name() << ": " << path << " is " << v << "; the " << what << " must be positive");
+  return v;
+}
+
+double read_energy_j(const H5File& f) {
+  PTYCHO_INPUT_ERROR_IF(!f.exists(kEnergyPath),
+                        f.name() << ": " << kEnergyPath << " does not exist (the photon energy in J is required)");
+  double v = f.read_scalar(kEnergyPath);
+  if (auto units = f.string_attribute(kEnergyPath, "units")) {
+    const std::string u = lower(*units);
+    if (u == "j" || u == "joule" || u == "joules" || u.empty()) {
+    } else if (u == "ev") {
+      v *= kJoulePerEv;
+    } else if (u == "kev") {
+      v *= 1e3 * kJoulePerEv;
+    } else {
+      PTYCHO_INPUT_ERROR_IF(true, f.name() << ": " << kEnergyPath << " has units \"" << *units << "\", expected J");
+    }
+  }
+  PTYCHO_INPUT_ERROR_IF(!std::isfinite(v) || v <= 0,
+                        f.name() << ": " << kEnergyPath << " is " << v << "; the photon energy must be positive");
+  // 6 eV .. 10 MeV: anything else is almost surely not in joules.
+  PTYCHO_INPUT_ERROR_IF(v < 1e-18 || v > 1.6e-12, f.name() << ": " << kEnergyPath << " is " << v << " J ("
+                                                           << v / kJoulePerEv / 1e3
+                                                           << " keV), which is not a plausible photon energy; "
+                                                              "CXI stores the energy in joules");
+  return v;
+}
+
+MaskView read_mask(const H5File& f, int m) {
+  MaskView mask(Kokkos::view_alloc(std::string("ptycho::mask")), m, m);
+  if (!f.exists(kMaskPath)) return mask;
+  H5Id dset = f.open_dataset(kMaskPath);
+  const std::vector<hsize_t> dims = f.extents(dset.get(), kMaskPath);
+  PTYCHO_INPUT_ERROR_IF(dims.size() != 2 || dims[0] != hsize_t(m) || dims[1] != hsize_t(m),
+                        f.name() << ": " << kMaskPath << " has shape " << shape_string(dims) << " but the frames are "
+                                 << m << " x " << m);
+  H5Id ftype = checked_id(H5Dget_type(dset.get()), f.where("cannot read " + std::string(kMaskPath)));
+  const size_t n = size_t(m) * m;
+  if (H5Tget_class(ftype.get()) == H5T_ENUM) {
+    // h5py writes bool arrays as an enum over an integer: read the integers.
+    H5Id native =
+        checked_id(H5Tget_native_type(ftype.get(), H5T_DIR_ASCEND), f.where("cannot read " + std::string(kMaskPath)));
+    const size_t size = H5Tget_size(native.get());
+    std::vector<unsigned char> raw(n * size);
+    check_h5(H5Dread(dset.get(), native.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()),
+             f.where("cannot read " + std::string(kMaskPath)));
+    for (size_t p = 0; p < n; ++p) {
+      bool nonzero = false;
+      for (size_t b = 0; b < size; ++b) nonzero |= raw[p * size + b] != 0;
+      mask.data()[p] = nonzero ? 1 : 0;
+    }
+  } else {
+    dset.reset();
+    const std::vector<double> v = f.read_doubles(kMaskPath);
+    for (size_t p = 0; p < n; ++p) mask.data()[p] = v[p] != 0 ? 1 : 0;  // NaN counts as invalid too
+  }
+  long invalid = 0;
+  for (size_t p = 0; p < n; ++p) invalid += mask.data()[p];
+  PTYCHO_INPUT_ERROR_IF(invalid == long(n),
+                        f.name() << ": " << kMaskPath << " marks every pixel invalid (nonzero = invalid in CXI)");
+  return mask;
+}
+
+/// The file's probe as (M, M), or an empty view; `source` receives its description.
+HostCView2 read_probe(const H5File& f, int m, std::string& path_out, std::string& source) {
+  const char* path = first_existing(f, kProbePaths, std::size(kProbePaths));
+  if (!path) return HostCView2();
+  std::vector<hsize_t> dims;
+  const std::vector<cfloat> v = f.read_complex(path, dims);
+  const bool one = dims.size() == 2 && dims[0] == hsize_t(m) && dims[1] == hsize_t(m);
+  const bool modes = dims.size() == 3 && dims[0] >= 1 && dims[1] == hsize_t(m) && dims[2] == hsize_t(m);
+  PTYCHO_INPUT_ERROR_IF(!one && !modes, f.name() << ": " << path << " has shape " << shape_string(dims)
+                                                 << " but the frames are " << m << " x " << m);
+  const size_t n = size_t(m) * m;
+  double power_all = 0, power_0 = 0;
+  for (size_t k = 0; k < v.size(); ++k) {
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(v[k].real()) || !std::isfinite(v[k].imag()),
+                          f.name() << ": " << path << " has a non-finite value at element " << k);
+    const double p = double(v[k].real()) * v[k].real() + double(v[k].imag()) * v[k].imag();
+    power_all += p;
+    if (k < n) power_0 += p;
+  }
+  PTYCHO_INPUT_ERROR_IF(power_0 <= 0, f.name() << ": " << path << " is zero everywhere");
+  HostCView2 probe(Kokkos::view_alloc(std::string("ptycho::probe"), Kokkos::WithoutInitializing), m, m);
+  const float scale = modes && dims[0] > 1 ? float(std::sqrt(power_all / power_0)) : 1.0f;
+  for (size_t p = 0; p < n; ++p) probe.data()[p] = v[p] * scale;
+  path_out = path;
+  source = path;
+  if (modes && dims[0] > 1) source += " (mode 0 of " + std::to_string(dims[0]) + ", scaled to the power of all)";
+  return probe;
+}
+
+// ---------------------------------------------------------------- header broadcast
+
+std::vector<char> pack_header(const CxiHeader& h) {
+  detail::BytePacker p;
+  const ScanInfo& s = h.info;
+  p.put(s.source);
+  p.put(s.geometry.frame_size);
+  p.put(s.geometry.energy_j);
+  p.put(s.geometry.distance_m);
+  p.put(s.geometry.pixel_x_m);
+  p.put(s.geometry.pixel_y_m);
+  p.put(s.num_frames);
+  p.put_array(s.positions.data(), s.positions.size());
+  p.put(s.object_rows);
+  p.put(s.object_cols);
+  p.put(s.probe_source);
+  p.put(h.layout.frames);
+  p.put(h.layout.frames_type);
+  p.put(h.layout.translation);
+  p.put(h.layout.translation_transposed);
+  p.put(h.layout.mask);
+  p.put(h.layout.probe);
+  p.put_array(h.mask.data(), h.mask.size());
+  p.put_array(h.probe.data(), h.probe.size());
+  return std::move(p.bytes());
+}
+
+CxiHeader unpack_header(const std::vector<char>& bytes) {
+  detail::ByteUnpacker u(bytes);
+  CxiHeader h;
+  ScanInfo& s = h.info;
+  s.source = u.get_string();
+  s.geometry.frame_size = u.get<int>();
+  s.geometry.energy_j = u.get<double>();
+  s.geometry.distance_m = u.get<double>();
+  s.geometry.pixel_x_m = u.get<double>();
+  s.geometry.pixel_y_m = u.get<double>();
+  s.num_frames = u.get<long>();
+  s.positions.resize(u.peek_count());
+  u.get_array(s.positions.data(), s.positions.size());
+  s.object_rows = u.get<long>();
+  s.object_cols = u.get<long>();
+  s.probe_source = u.get_string();
+  h.layout.frames = u.get_string();
+  h.layout.frames_type = u.get_string();
+  h.layout.translation = u.get_string();
+  h.layout.translation_transposed = u.get<bool>();
+  h.layout.mask = u.get_string();
+  h.layout.probe = u.get_string();
+  const int m = s.geometry.frame_size;
+  h.mask = MaskView(Kokkos::view_alloc(std::string("ptycho::mask"), Kokkos::WithoutInitializing), m, m);
+  u.get_array(h.mask.data(), h.mask.size());
+  if (u.peek_count() > 0) {
+    h.probe = HostCView2(Kokkos::view_alloc(std::string("ptycho::probe"), Kokkos::WithoutInitializing), m, m);
+    u.get_array(h.probe.data(), h.probe.size());
+  } else {
+    (void)u.get<long long>();  // the empty probe's element count
+  }
+  return h;
+}
+
+// ---------------------------------------------------------------- frames
+
+/// Fills invalid pixels of `img` (M*M) with the mean of their valid (or
+/// already filled) 8-neighbours, one ring per pass, until none is left.
+void fill_invalid(std::vector<double>& img, const MaskView& mask, int m) {
+  std::vector<std::uint8_t> known(size_t(m) * m);
+  long left = 0;
+  for (size_t p = 0; p < known.size(); ++p) {
+    known[p] = mask.data()[p] == 0;
+    left += !known[p];
+  }
+  std::vector<std::uint8_t> next;
+  while (left > 0) {
+    next = known;
+    long filled = 0;
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < m; ++c) {
+        const size_t p = size_t(r) * m + c;
+        if (known[p]) continue;
+        double sum = 0;
+        int count = 0;
+        for (int dr = -1; dr <= 1; ++dr)
+          for (int dc = -1; dc <= 1; ++dc) {
+            const int rr = r + dr, cc = c + dc;
+            if ((dr == 0 && dc == 0) || rr < 0 || rr >= m || cc < 0 || cc >= m) continue;
+            const size_t q = size_t(rr) * m + cc;
+            if (known[q]) {
+              sum += img[q];
+              ++count;
+            }
+          }
+        if (count > 0) {
+          img[p] = sum / count;
+          next[p] = 1;
+          ++filled;
+        }
+      }
+    if (filled == 0) break;  // every pixel invalid: nothing to fill from
+    left -= filled;
+    known.swap(next);
+  }
+}
+
+/// Hyperslab selection of the frames `index[lo, hi)` (ascending) in `space` (N, M, M).
+void select_frames(hid_t space, const std::vector<long>& index, size_t lo, size_t hi, int m,
+                   const std::string& context) {
+  bool first = true;
+  size_t i = lo;
+  while (i < hi) {
+    size_t j = i + 1;
+    while (j < hi && index[j] == index[j - 1] + 1) ++j;
+    const hsize_t start[3] = {hsize_t(index[i]), 0, 0};
+    const hsize_t count[3] = {hsize_t(j - i), hsize_t(m), hsize_t(m)};
+    check_h5(H5Sselect_hyperslab(space, first ? H5S_SELECT_SET : H5S_SELECT_OR, start, nullptr, count, nullptr),
+             context);
+    first = false;
+    i = j;
+  }
+}
+
+void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>& index, const HostRView3& frames,
+                 FrameTransfer transfer) {
+  const std::string& frames_path = header.layout.frames;
+  const int m = header.info.geometry.frame_size;
+  H5File file = H5File::open_read_parallel(comm, header.info.source);
+  const std::string context = file.where("cannot read " + frames_path);
+  H5Id dset = file.open_dataset(frames_path);
+  const std::vector<hsize_t> dims = file.extents(dset.get(), frames_path);
+  PTYCHO_INPUT_ERROR_IF(
+      dims.size() != 3 || dims[0] != hsize_t(header.info.num_frames) || dims[1] != hsize_t(m) || dims[2] != hsize_t(m),
+      file.name() << ": " << frames_path << " changed shape while being read");
+  H5Id dxpl = checked_id(H5Pcreate(H5P_DATASET_XFER), context);
+  check_h5(H5Pset_dxpl_mpio(dxpl.get(),
+                            transfer == FrameTransfer::collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT),
+           context);
+
+  // Read the file's own (native) type and convert to float in memory: HDF5
+  // turns a collective read that needs a type conversion into independent I/O.
+  H5Id file_type = checked_id(H5Dget_type(dset.get()), context);
+  H5Id native = checked_id(H5Tget_native_type(file_type.get(), H5T_DIR_ASCEND), context);
+  const htri_t is_float = H5Tequal(native.get(), H5T_NATIVE_FLOAT);
+  check_h5(is_float, context);
+  const size_t native_size = H5Tget_size(native.get());
+  const size_t element_bytes = is_float > 0 ? sizeof(float) : std::max(native_size, sizeof(float));
+
+  // Batches of at most kMaxReadBytes; with collective transfer every rank
+  // makes the same number of H5Dread calls (empty selections where done).
+  const size_t mm = size_t(m) * m;
+  const size_t batch = std::max<size_t>(1, kMaxReadBytes / (mm * element_bytes));
+  const size_t n_local = index.size();
+  long my_batches = long((n_local + batch - 1) / batch);
+  long n_batches = my_batches;
+  if (transfer == FrameTransfer::collective)
+    check_mpi(MPI_Allreduce(&my_batches, &n_batches, 1, MPI_LONG, MPI_MAX, comm), "MPI_Allreduce");
+  std::vector<unsigned char> raw;
+  if (is_float == 0 && n_local > 0) raw.resize(std::min(batch, n_local) * mm * element_bytes);
+  double dummy = 0;
+  for (long b = 0; b < n_batches; ++b) {
+    const size_t lo = std::min(n_local, size_t(b) * batch);
+    const size_t hi = std::min(n_local, lo + batch);
+    H5Id file_space = checked_id(H5Dget_space(dset.get()), context);
+    H5Id mem_space;
+    void* buffer = &dummy;
+    if (hi > lo) {
+      select_frames(file_space.get(), index, lo, hi, m, context);
+      const hsize_t mdims[3] = {hsize_t(hi - lo), hsize_t(m), hsize_t(m)};
+      mem_space = checked_id(H5Screate_simple(3, mdims, nullptr), context);
+      buffer = is_float > 0 ? static_cast<void*>(frames.data() + lo * mm) : static_cast<void*>(raw.data());
+    } else {
+      check_h5(H5Sselect_none(file_space.get()), context);
+      const hsize_t mdims[3] = {1, hsize_t(m), hsize_t(m)};
+      mem_space = checked_id(H5Screate_simple(3, mdims, nullptr), context);
+      check_h5(H5Sselect_none(mem_space.get()), context);
+    }
+    check_h5(H5Dread(dset.get(), native.get(), mem_space.get(), file_space.get(), dxpl.get(), buffer), context);
+    if (is_float == 0 && hi > lo) {
+      // In place: the buffer holds max(native, float) bytes per element.
+      const size_t count = (hi - lo) * mm;
+      check_h5(H5Tconvert(native.get(), H5T_NATIVE_FLOAT, count, raw.data(), nullptr, H5P_DEFAULT), context);
+      std::memcpy(static_cast<void*>(frames.data() + lo * mm), raw.data(), count * sizeof(float));
+    }
+  }
+  dset.reset();
+  file.close();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- public
+
+ObjectGrid place_on_object_grid(const std::vector<double>& x_m, const std::vector<double>& y_m,
+                                const DetectorGeometry& geometry, int margin_px, const std::string& source) {
+  PTYCHO_THROW_IF(x_m.size() != y_m.size(), "place_on_object_grid: " << x_m.size() << " x but " << y_m.size() << " y");
+  PTYCHO_THROW_IF(x_m.empty(), "place_on_object_grid: no positions");
+  PTYCHO_INPUT_ERROR_IF(margin_px < 0, "the object-grid margin must not be negative, got " << margin_px);
+  const int m = geometry.frame_size;
+  const double dy = geometry.object_pixel_y_m();
+  const double dx = geometry.object_pixel_x_m();
+  PTYCHO_THROW_IF(!(dy > 0) || !(dx > 0) || m <= 0, "place_on_object_grid: invalid geometry");
+  auto snap = [](double v) {
+    const double r = std::nearbyint(v);
+    return std::abs(v - r) < 1e-6 ? r : v;
+  };
+  const size_t n = x_m.size();
+  std::vector<Position> px(n);
+  long min_r = std::numeric_limits<long>::max(), min_c = min_r;
+  long max_r = std::numeric_limits<long>::min(), max_c = max_r;
+  for (size_t j = 0; j < n; ++j) {
+    px[j].row = snap(y_m[j] / dy);
+    px[j].col = snap(x_m[j] / dx);
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(px[j].row) || !std::isfinite(px[j].col) || std::abs(px[j].row) > 1e15 ||
+                              std::abs(px[j].col) > 1e15,
+                          source << (source.empty() ? "" : ": ") << "position " << j << " (" << x_m[j] << ", " << y_m[j]
+                                 << ") m is not usable");
+    const PatchOrigin o = patch_origin(px[j].row, px[j].col, m);
+    min_r = std::min(min_r, o.row);
+    max_r = std::max(max_r, o.row);
+    min_c = std::min(min_c, o.col);
+    max_c = std::max(max_c, o.col);
+  }
+  const double span_r = double(max_r - min_r) + m + 2.0 * margin_px;
+  const double span_c = double(max_c - min_c) + m + 2.0 * margin_px;
+  PTYCHO_INPUT_ERROR_IF(span_r > kMaxGridExtent || span_c > kMaxGridExtent,
+                        source << (source.empty() ? "" : ": ") << "the scan spans " << span_r << " x " << span_c
+                               << " object pixels of " << dy * 1e9 << " x " << dx * 1e9
+                               << " nm; are the translations in metres?");
+  ObjectGrid g;
+  g.shift_row = margin_px - min_r;
+  g.shift_col = margin_px - min_c;
+  g.positions.resize(n);
+  long lo_r = std::numeric_limits<long>::max(), lo_c = lo_r, hi_r = std::numeric_limits<long>::min(), hi_c = hi_r;
+  for (size_t j = 0; j < n; ++j) {
+    g.positions[j].row = px[j].row + double(g.shift_row);
+    g.positions[j].col = px[j].col + double(g.shift_col);
+    // Extents from the shifted positions with the engines' own patch_origin.
+    const PatchOrigin o = patch_origin(g.positions[j].row, g.positions[j].col, m);
+    lo_r = std::min(lo_r, o.row);
+    lo_c = std::min(lo_c, o.col);
+    hi_r = std::max(hi_r, o.row + m);
+    hi_c = std::max(hi_c, o.col + m);
+  }
+  PTYCHO_THROW_IF(lo_r < margin_px || lo_c < margin_px,
+                  "place_on_object_grid: a patch starts at (" << lo_r << ", " << lo_c << "), inside the margin");
+  g.rows = hi_r + margin_px;
+  g.cols = hi_c + margin_px;
+  return g;
+}
+
+CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
+  silence_hdf5_errors();
+  H5File f = H5File::open_read(path);
+  CxiHeader h;
+  ScanInfo& info = h.info;
+  info.source = path;
+
+  // Frames: (N, M, M) numbers, M even.
+  const char* frames = first_existing(f, kFramesPaths, std::size(kFramesPaths));
+  PTYCHO_INPUT_ERROR_IF(!frames,
+                        path << ": no frames: neither " << kFramesPaths[0] << " nor " << kFramesPaths[1] << " exists");
+  h.layout.frames = frames;
+  {
+    H5Id dset = f.open_dataset(frames);
+    const std::vector<hsize_t> dims = f.extents(dset.get(), frames);
+    H5Id type = checked_id(H5Dget_type(dset.get()), f.where(std::string("cannot read the type of ") + frames));
+    h.layout.frames_type = type_name(type.get());
+    const H5T_class_t cls = H5Tget_class(type.get());
+    PTYCHO_INPUT_ERROR_IF(
+        cls != H5T_INTEGER && cls != H5T_FLOAT,
+        path << ": " << frames << " holds " << h.layout.frames_type << " values, expected counts (integers or floats)");
+    PTYCHO_INPUT_ERROR_IF(dims.size() != 3, path << ": " << frames << " has shape " << shape_string(dims)
+                                                 << ", expected (N, M, M) frames");
+    PTYCHO_INPUT_ERROR_IF(dims[0] == 0, path << ": " << frames << " holds no frames");
+    PTYCHO_INPUT_ERROR_IF(dims[1] != dims[2], path << ": " << frames << " has frames of " << dims[1] << " x " << dims[2]
+                                                   << " pixels; frames must be square");
+    PTYCHO_INPUT_ERROR_IF(dims[1] < 2 || dims[1] % 2 != 0 || dims[1] > 65536,
+                          path << ": " << frames << " has frames of " << dims[1] << " x " << dims[2]
+                               << " pixels; the frame size must be even");
+    info.num_frames = long(dims[0]);
+    info.geometry.frame_size = int(dims[1]);
+  }
+  const long n = info.num_frames;
+  const int m = info.geometry.frame_size;
+
+  // Translation: (N, 3) or (3, N) [m]; (N, 2) and (2, N) are taken as (x, y).
+  const char* translation = first_existing(f, kTranslationPaths, std::size(kTranslationPaths));
+  PTYCHO_INPUT_ERROR_IF(!translation, path << ": no positions: neither " << kTranslationPaths[0] << " nor "
+                                           << kTranslationPaths[1] << " exists");
+  h.layout.translation = translation;
+  std::vector<double> x(n), y(n);
+  {
+    std::vector<hsize_t> dims;
+    const std::vector<double> t = f.read_doubles(translation, &dims);
+    PTYCHO_INPUT_ERROR_IF(dims.size() != 2, path << ": " << translation << " has shape " << shape_string(dims)
+                                                 << ", expected (N, 3) or (3, N)");
+    const auto a = long(dims[0]), b = long(dims[1]);
+    const bool per_row = (b == 2 || b == 3);  // (N, 3): one row per position
+    const bool per_col = (a == 2 || a == 3);  // (3, N): PyNX
+    PTYCHO_INPUT_ERROR_IF(!per_row && !per_col, path << ": " << translation << " has shape " << shape_string(dims)
+                                                     << ", expected (N, 3) or (3, N)");
+    const bool transposed = !(per_row && a == n) && per_col;
+    const long count = transposed ? b : (per_row ? a : b);
+    PTYCHO_INPUT_ERROR_IF(count != n, path << ": " << frames << " has " << n << " frames but " << translation << " has "
+                                           << count << " positions");
+    h.layout.translation_transposed = transposed;
+    for (long j = 0; j < n; ++j) {
+      x[j] = transposed ? t[0 * n + j] : t[j * b + 0];
+      y[j] = transposed ? t[1 * n + j] : t[j * b + 1];
+      PTYCHO_INPUT_ERROR_IF(!std::isfinite(x[j]) || !std::isfinite(y[j]),
+                            path << ": " << translation << " has a non-finite value at position " << j);
+    }
+  }
+
+  // Geometry [SI].
+  info.geometry.energy_j = read_energy_j(f);
+  info.geometry.distance_m = read_length_m(f, kDistancePath, "sample-detector distance");
+  info.geometry.pixel_x_m = read_length_m(f, kPixelXPath, "detector pixel size");
+  info.geometry.pixel_y_m = read_length_m(f, kPixelYPath, "detector pixel size");
+
+  // Object grid.
+  const ObjectGrid grid = place_on_object_grid(x, y, info.geometry, options.margin_px, path);
+  info.positions = grid.positions;
+  info.object_rows = grid.rows;
+  info.object_cols = grid.cols;
+
+  // Mask and probe.
+  h.mask = read_mask(f, m);
+  if (f.exists(kMaskPath)) h.layout.mask = kMaskPath;
+  std::string probe_source;
+  h.probe = read_probe(f, m, h.layout.probe, probe_source);
+  info.probe_source = h.probe.size() > 0 ? probe_source : std::string(kEstimatedProbeSource);
+  f.close();
+  return h;
+}
+
+ScanInfo read_scan_info(const std::string& path, const ReadOptions& options) {
+  return read_cxi_header(path, options).info;
+}
+
+FrameStatistics frame_statistics(MPI_Comm comm, const HostRView3& frames, const MaskView& mask) {
+  const int m = int(mask.extent(0));
+  PTYCHO_THROW_IF(mask.extent(1) != size_t(m), "frame_statistics: the mask is not square");
+  const size_t n_local = frames.extent(0);
+  PTYCHO_THROW_IF(n_local > 0 && (frames.extent(1) != size_t(m) || frames.extent(2) != size_t(m)),
+                  "frame_statistics: frames of " << frames.extent(1) << " x " << frames.extent(2) << " but a mask of "
+                                                 << m << " x " << m);
+  const size_t mm = size_t(m) * m;
+  const std::uint8_t* invalid = mask.data();
+  const float* data = frames.data();
+
+  // Pass 1: the global magnitude, to pick one fixed-point scale for all ranks.
+  double local[2] = {0.0, -std::numeric_limits<double>::infinity()};  // max |v|, max v
+  long counts[3] = {long(n_local), 0, 0};                             // frames, negative, non-finite
+  for (size_t j = 0; j < n_local; ++j)
+    for (size_t p = 0; p < mm; ++p) {
+      if (invalid[p]) continue;
+      const double v = data[j * mm + p];
+      if (!std::isfinite(v)) {
+        ++counts[2];
+        continue;
+      }
+      local[0] = std::max(local[0], std::abs(v));
+      local[1] = std::max(local[1], v);
+      counts[1] += v < 0;
+    }
+  double global[2];
+  long global_counts[3];
+  check_mpi(MPI_Allreduce(local, global, 2, MPI_DOUBLE, MPI_MAX, comm), "MPI_Allreduce");
+  check_mpi(MPI_Allreduce(counts, global_counts, 3, MPI_LONG, MPI_SUM, comm), "MPI_Allreduce");
+
+  FrameStatistics s;
+  s.frame_size = m;
+  s.num_frames = global_counts[0];
+  s.negative_values = global_counts[1];
+  s.nonfinite_values = global_counts[2];
+  s.max_count = s.num_frames > 0 ? global[1] : 0.0;
+  s.mean_frame.assign(mm, 0.0);
+  if (s.num_frames == 0) return s;
+
+  // Pass 2: per-pixel sums in 64-bit fixed point, |sum| < 2^61 by the scale.
+  int exponent = 0;
+  if (global[0] > 0) {
+    int e2 = 0;
+    std::frexp(double(s.num_frames) * global[0], &e2);  // N max|v| < 2^e2
+    exponent = 61 - e2;
+  }
+  std::vector<std::int64_t> sums(mm, 0), total(mm, 0);
+  for (size_t j = 0; j < n_local; ++j)
+    for (size_t p = 0; p < mm; ++p) {
+      const double v = data[j * mm + p];
+      if (invalid[p] || !std::isfinite(v)) continue;
+      sums[p] += std::llround(std::ldexp(v, exponent));
+    }
+  for (size_t off = 0; off < mm; off += size_t(1) << 26) {
+    const int count = int(std::min(mm - off, size_t(1) << 26));
+    check_mpi(MPI_Allreduce(sums.data() + off, total.data() + off, count, MPI_INT64_T, MPI_SUM, comm), "MPI_Allreduce");
+  }
+  __int128 valid_total = 0;
+  for (size_t p = 0; p < mm; ++p) {
+    if (invalid[p]) continue;
+    valid_total += total[p];
+    s.mean_frame[p] = std::ldexp(double(total[p]), -exponent) / double(s.num_frames);
+  }
+  s.mean_total_counts = std::ldexp(double(valid_total), -exponent) / double(s.num_frames);
+  fill_invalid(s.mean_frame, mask, m);
+  double filled = 0;
+  for (double v : s.mean_frame) filled += v;
+  s.filled_total_counts = filled;
+  return s;
+}
+
+HostCView2 estimate_probe(const FrameStatistics& stats) {
+  const int m = stats.frame_size;
+  PTYCHO_THROW_IF(m <= 0 || stats.mean_frame.size() != size_t(m) * m, "estimate_probe: no mean frame");
+  CView3 work(Kokkos::view_alloc(std::string("ptycho::probe_estimate"), Kokkos::WithoutInitializing), 1, m, m);
+  auto host = Kokkos::create_mirror_view(work);
+  double power = 0;
+  for (size_t p = 0; p < stats.mean_frame.size(); ++p) {
+    const double a = std::sqrt(std::max(stats.mean_frame[p], 0.0));
+    host.data()[p] = cfloat(float(a), 0.0f);
+    power += a * a;
+  }
+  PTYCHO_THROW_IF(!(power > 0), "estimate_probe: the mean frame has no positive counts");
+  Kokkos::deep_copy(work, host);
+  // Estimate (not measure) plans: the same algorithm, hence the same bits, on every rank and run.
+  const FramePlan plan(m, /*effort_measure=*/false);
+  plan.backward(work);
+  Kokkos::deep_copy(host, work);
+  double got = 0;
+  for (size_t p = 0; p < host.size(); ++p) got += double(Kokkos::abs(host.data()[p])) * Kokkos::abs(host.data()[p]);
+  const float scale = got > 0 ? float(std::sqrt(stats.filled_total_counts / got)) : 0.0f;
+  HostCView2 probe(Kokkos::view_alloc(std::string("ptycho::probe"), Kokkos::WithoutInitializing), m, m);
+  for (size_t p = 0; p < probe.size(); ++p) probe.data()[p] = host.data()[p] * scale;
+  return probe;
+}
+
+Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>& my_frames,
+                 const ReadOptions& options) {
+  silence_hdf5_errors();
+  const int rank = detail::comm_rank(comm);
+
+  // Metadata, mask and probe: read by rank 0, broadcast to all.
+  CxiHeader header;
+  std::vector<char> bytes;
+  collectively(comm, [&] {
+    if (rank == 0) {
+      header = read_cxi_header(path, options);
+      bytes = pack_header(header);
+    }
+  });
+  detail::broadcast_bytes(comm, bytes, 0);
+  if (rank != 0) header = unpack_header(bytes);
+  const long n = header.info.num_frames;
+  const int m = header.info.geometry.frame_size;
+  const size_t mm = size_t(m) * m;
+
+  Dataset ds;
+  collectively(comm, [&] {
+    for (size_t i = 0; i < my_frames.size(); ++i) {
+      PTYCHO_THROW_IF(my_frames[i] < 0 || my_frames[i] >= n,
+                      "read_cxi: frame index " << my_frames[i] << " is outside [0, " << n << ") of " << path);
+      PTYCHO_THROW_IF(i > 0 && my_frames[i] <= my_frames[i - 1], "read_cxi: frame indices must be strictly ascending");
+    }
+    ds.frames = HostRView3(Kokkos::view_alloc(std::string("ptycho::frames"), Kokkos::WithoutInitializing),
+                           my_frames.size(), m, m);
+  });
+  ds.info = header.info;
+  ds.frame_index = my_frames;
+  ds.mask = header.mask;
+
+  // This rank's frames, converted to float by HDF5.
+  collectively(comm, [&] { read_frames(comm, header, my_frames, ds.frames, options.transfer); });
+
+  // Non-finite counts in valid pixels are an error; in masked pixels they are ignored.
+  collectively(comm, [&] {
+    for (size_t j = 0; j < my_frames.size(); ++j)
+      for (size_t p = 0; p < mm; ++p) {
+        float& v = ds.frames.data()[j * mm + p];
+        if (std::isfinite(v)) continue;
+        PTYCHO_INPUT_ERROR_IF(!header.mask.data()[p], path << ": " << header.layout.frames << " frame " << my_frames[j]
+                                                           << " has the value " << v << " at pixel (" << p / m << ", "
+                                                           << p % m << ")");
+        v = 0.0f;
+      }
+  });
+
+  const FrameStatistics stats = frame_statistics(comm, ds.frames, ds.mask);
+  const bool from_file = header.probe.size() > 0;
+  collectively(comm, [&] {
+    PTYCHO_INPUT_ERROR_IF(
+        !(stats.filled_total_counts > 0) && (!from_file || options.probe_scaling == ProbeScaling::to_mean_counts),
+        path << ": " << header.layout.frames
+             << " has no positive counts in any valid pixel; cannot scale a probe to the counts");
+    if (from_file) {
+      ds.probe = header.probe;
+      if (options.probe_scaling == ProbeScaling::to_mean_counts) {
+        double power = 0;
+        for (size_t p = 0; p < mm; ++p)
+          power += double(Kokkos::abs(ds.probe.data()[p])) * Kokkos::abs(ds.probe.data()[p]);
+        const float scale = float(std::sqrt(stats.filled_total_counts / power));
+        for (size_t p = 0; p < mm; ++p) ds.probe.data()[p] *= scale;
+      }
+    } else if (rank == 0) {
+      ds.probe = estimate_probe(stats);
+    }
+  });
+  if (!from_file) {
+    if (rank != 0)
+      ds.probe = HostCView2(Kokkos::view_alloc(std::string("ptycho::probe"), Kokkos::WithoutInitializing), m, m);
+    std::vector<char> probe_bytes;
+    if (rank == 0)
+      probe_bytes.assign(reinterpret_cast<const char*>(ds.probe.data()),
+                         reinterpret_cast<const char*>(ds.probe.data() + mm));
+    detail::broadcast_bytes(comm, probe_bytes, 0);
+    std::memcpy(static_cast<void*>(ds.probe.data()), probe_bytes.data(), mm * sizeof(cfloat));
+  }
+  return ds;
+}
+
+std::vector<long> block_of_frames(long num_frames, int rank, int size) {
+  PTYCHO_THROW_IF(size <= 0 || rank < 0 || rank >= size || num_frames < 0,
+                  "block_of_frames: rank " << rank << " of " << size << ", " << num_frames << " frames");
+  const long base = num_frames / size, extra = num_frames % size;
+  const long begin = rank * base + std::min<long>(rank, extra);
+  const long count = base + (rank < extra ? 1 : 0);
+  std::vector<long> out(count);
+  for (long i = 0; i < count; ++i) out[i] = begin + i;
+  return out;
+}
+
+}  // namespace ptycho::io

@@ -1,0 +1,283 @@
+#include "ptycho/io/result.hpp"
+
+#include "mpi_detail.hpp"
+#include "ptycho/core/error.hpp"
+#include "ptycho/io/atomic_file.hpp"
+#include "ptycho/io/hdf5_util.hpp"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+namespace ptycho::io {
+
+namespace {
+
+using detail::check_mpi;
+using detail::collectively;
+
+constexpr const char* kObjectPath = "/entry_1/image_1/data";
+constexpr const char* kPositionsPath = "/entry_1/image_1/positions_px";
+constexpr const char* kPixelSizePath = "/entry_1/image_1/pixel_size";
+constexpr const char* kProbePath = "/entry_1/image_2/data";
+constexpr const char* kProcessPath = "/entry_1/process_1";
+const std::set<std::string> kProcessEntries = {"program",       "version",      "command_line",
+                                               "configuration", "cost_history", "engine_history"};
+
+static_assert(sizeof(Position) == 2 * sizeof(double), "Position must be two packed doubles");
+static_assert(sizeof(cfloat) == 2 * sizeof(float), "cfloat must be two packed floats");
+
+struct TileRect {
+  long row0, col0, rows, cols, object_rows, object_cols;
+};
+
+/// Checks, identically on every rank, that the tiles of all ranks tile the object.
+void check_tiling(const std::vector<TileRect>& tiles) {
+  const TileRect& t0 = tiles[0];
+  long double area = 0;
+  for (size_t r = 0; r < tiles.size(); ++r) {
+    const TileRect& t = tiles[r];
+    PTYCHO_THROW_IF(t.object_rows != t0.object_rows || t.object_cols != t0.object_cols,
+                    "write_result: rank " << r << " has an object of " << t.object_rows << " x " << t.object_cols
+                                          << " but rank 0 has " << t0.object_rows << " x " << t0.object_cols);
+    PTYCHO_THROW_IF(
+        t.rows < 0 || t.cols < 0 ||
+            (t.rows > 0 && t.cols > 0 &&
+             (t.row0 < 0 || t.col0 < 0 || t.row0 + t.rows > t.object_rows || t.col0 + t.cols > t.object_cols)),
+        "write_result: rank " << r << "'s tile [" << t.row0 << ", " << t.row0 + t.rows << ") x [" << t.col0 << ", "
+                              << t.col0 + t.cols << ") leaves the object of " << t.object_rows << " x "
+                              << t.object_cols);
+    area += static_cast<long double>(t.rows) * t.cols;
+    if (t.rows == 0 || t.cols == 0) continue;
+    for (size_t q = 0; q < r; ++q) {
+      const TileRect& u = tiles[q];
+      if (u.rows == 0 || u.cols == 0) continue;
+      const bool overlap =
+          t.row0 < u.row0 + u.rows && u.row0 < t.row0 + t.rows && t.col0 < u.col0 + u.cols && u.col0 < t.col0 + t.cols;
+      PTYCHO_THROW_IF(overlap, "write_result: the tiles of ranks " << q << " and " << r << " overlap");
+    }
+  }
+  PTYCHO_THROW_IF(area != static_cast<long double>(t0.object_rows) * t0.object_cols,
+                  "write_result: the tiles cover " << static_cast<double>(area) << " of the object's "
+                                                   << t0.object_rows * t0.object_cols << " pixels");
+}
+
+void check_result(const ResultData& r) {
+  PTYCHO_THROW_IF(r.object_rows <= 0 || r.object_cols <= 0,
+                  "write_result: the object is " << r.object_rows << " x " << r.object_cols);
+  PTYCHO_THROW_IF(r.object_tile.size() > 0 && r.object_tile.stride(1) != 1,
+                  "write_result: the object tile's columns must be contiguous");
+  PTYCHO_THROW_IF(r.probe_modes.extent(0) == 0 || r.probe_modes.extent(1) == 0 ||
+                      r.probe_modes.extent(1) != r.probe_modes.extent(2),
+                  "write_result: probe modes of " << r.probe_modes.extent(0) << " x " << r.probe_modes.extent(1)
+                                                  << " x " << r.probe_modes.extent(2));
+  PTYCHO_THROW_IF(!(r.pixel_size_m > 0) || !std::isfinite(r.pixel_size_m),
+                  "write_result: the pixel size is " << r.pixel_size_m << " m");
+  auto check_name = [](const std::string& name) {
+    PTYCHO_THROW_IF(name.empty() || name.find('/') != std::string::npos || name == "." || name == "..",
+                    "write_result: \"" << name << "\" cannot name a dataset in process_1");
+  };
+  for (const auto& kv : r.process.metrics) check_name(kv.first);
+  for (const auto& kv : r.process.notes) check_name(kv.first);
+}
+
+/// Rank 0's part: everything but the object, into the already written file.
+void write_small_datasets(const std::string& temp, const std::string& path, const ResultData& r) {
+  H5File f = H5File::open_write(temp, path);
+  const std::string context = f.where("cannot write");
+  H5Id cplx_mem = make_complex_type();
+  H5Id cplx_file = make_complex64_file_type();
+
+  const std::vector<hsize_t> pos_dims = {hsize_t(r.positions.size()), 2};
+  f.write(kPositionsPath, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, pos_dims, r.positions.data());
+  f.write_attribute(kPositionsPath, "units", "object pixels (row, col)");
+
+  f.write_scalar(kPixelSizePath, r.pixel_size_m);
+  f.write_attribute(kPixelSizePath, "units", "m");
+
+  // The probe modes, contiguous (K, M, M).
+  const HostCView3& p = r.probe_modes;
+  HostCView3 modes(Kokkos::view_alloc(std::string("ptycho::probe_modes_out"), Kokkos::WithoutInitializing), p.extent(0),
+                   p.extent(1), p.extent(2));
+  Kokkos::deep_copy(modes, p);
+  f.write(kProbePath, cplx_mem.get(), cplx_file.get(),
+          {hsize_t(p.extent(0)), hsize_t(p.extent(1)), hsize_t(p.extent(2))}, modes.data());
+
+  const ProcessInfo& pi = r.process;
+  const std::string proc = kProcessPath;
+  f.write_string(proc + "/program", pi.program);
+  f.write_string(proc + "/version", pi.version);
+  f.write_string(proc + "/command_line", pi.command_line);
+  f.write_string(proc + "/configuration", pi.configuration);
+  f.write(proc + "/cost_history", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(pi.cost_history.size())},
+          pi.cost_history.data());
+  f.write_strings(proc + "/engine_history", pi.engine_history);
+  for (const auto& kv : pi.metrics) f.write_scalar(proc + "/" + kv.first, kv.second);
+  for (const auto& kv : pi.notes) f.write_string(proc + "/" + kv.first, kv.second);
+  f.close();
+}
+
+herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* data) {
+  static_cast<std::vector<std::string>*>(data)->push_back(name);
+  return 0;
+}
+
+}  // namespace
+
+void write_result(MPI_Comm comm, const std::string& path, const ResultData& result) {
+  silence_hdf5_errors();
+  const int rank = detail::comm_rank(comm);
+  const int size = detail::comm_size(comm);
+
+  // Validate this rank's part, then that the tiles of all ranks tile the object.
+  const HostCView2& tile = result.object_tile;
+  collectively(comm, [&] {
+    check_result(result);
+    PTYCHO_THROW_IF(tile.extent(0) > 0 && tile.extent(1) > 0 && tile.extent(1) > size_t(tile.stride(0)),
+                    "write_result: the tile's row stride is smaller than its width");
+  });
+  TileRect mine{result.tile_row0,     result.tile_col0,   long(tile.extent(0)),
+                long(tile.extent(1)), result.object_rows, result.object_cols};
+  std::vector<TileRect> tiles(size);
+  check_mpi(MPI_Allgather(&mine, int(sizeof(TileRect)), MPI_BYTE, tiles.data(), int(sizeof(TileRect)), MPI_BYTE, comm),
+            "MPI_Allgather");
+  collectively(comm, [&] { check_tiling(tiles); });
+
+  // One temporary name for all ranks, chosen by rank 0.
+  std::vector<char> name_bytes;
+  if (rank == 0) {
+    const std::string temp = temporary_path_for(path);
+    name_bytes.assign(temp.begin(), temp.end());
+  }
+  detail::broadcast_bytes(comm, name_bytes, 0);
+  const std::string temp(name_bytes.begin(), name_bytes.end());
+
+  try {
+    // The object, collectively from the tiles.
+    collectively(comm, [&] {
+      H5File f = H5File::create_parallel(comm, temp, path);
+      const std::string context = f.where(std::string("cannot write ") + kObjectPath);
+      H5Id cplx_mem = make_complex_type();
+      H5Id cplx_file = make_complex64_file_type();
+      const hsize_t dims[2] = {hsize_t(result.object_rows), hsize_t(result.object_cols)};
+      H5Id file_space = checked_id(H5Screate_simple(2, dims, nullptr), context);
+      H5Id lcpl = checked_id(H5Pcreate(H5P_LINK_CREATE), context);
+      check_h5(H5Pset_create_intermediate_group(lcpl.get(), 1), context);
+      H5Id dset = checked_id(
+          H5Dcreate2(f.id(), kObjectPath, cplx_file.get(), file_space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+          f.where(std::string("cannot create ") + kObjectPath));
+      H5Id mem_space;
+      const cfloat* buffer = nullptr;
+      static const cfloat dummy{};
+      if (mine.rows > 0 && mine.cols > 0) {
+        const hsize_t start[2] = {hsize_t(mine.row0), hsize_t(mine.col0)};
+        const hsize_t count[2] = {hsize_t(mine.rows), hsize_t(mine.cols)};
+        check_h5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), context);
+        // Memory: (rows, row stride) with the first `cols` columns selected.
+        const hsize_t mdims[2] = {hsize_t(mine.rows), hsize_t(tile.stride(0))};
+        mem_space = checked_id(H5Screate_simple(2, mdims, nullptr), context);
+        const hsize_t zero[2] = {0, 0};
+        check_h5(H5Sselect_hyperslab(mem_space.get(), H5S_SELECT_SET, zero, nullptr, count, nullptr), context);
+        buffer = tile.data();
+      } else {
+        check_h5(H5Sselect_none(file_space.get()), context);
+        const hsize_t mdims[2] = {1, 1};
+        mem_space = checked_id(H5Screate_simple(2, mdims, nullptr), context);
+        check_h5(H5Sselect_none(mem_space.get()), context);
+        buffer = &dummy;
+      }
+      H5Id dxpl = checked_id(H5Pcreate(H5P_DATASET_XFER), context);
+      check_h5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE), context);
+      check_h5(H5Dwrite(dset.get(), cplx_mem.get(), mem_space.get(), file_space.get(), dxpl.get(), buffer), context);
+      check_h5(dset.close(), context);
+      f.close();
+    });
+    // The small datasets, then the rename, by rank 0.
+    collectively(comm, [&] {
+      if (rank != 0) return;
+      write_small_datasets(temp, path, result);
+      if (std::rename(temp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        PTYCHO_INPUT_ERROR_IF(true, path << ": cannot move the finished file into place: " << std::strerror(err));
+      }
+    });
+  } catch (...) {
+    if (rank == 0) std::remove(temp.c_str());
+    throw;
+  }
+}
+
+ResultData read_result(const std::string& path) {
+  silence_hdf5_errors();
+  H5File f = H5File::open_read(path);
+  ResultData r;
+  {
+    std::vector<hsize_t> dims;
+    const std::vector<cfloat> obj = f.read_complex(kObjectPath, dims);
+    PTYCHO_INPUT_ERROR_IF(dims.size() != 2 && dims.size() != 3, path << ": " << kObjectPath << " has " << dims.size()
+                                                                     << " dimensions, expected (H, W) or (S, H, W)");
+    const size_t h = dims[dims.size() - 2], w = dims[dims.size() - 1];
+    r.object_rows = long(h);
+    r.object_cols = long(w);
+    r.object_tile = HostCView2(Kokkos::view_alloc(std::string("ptycho::object"), Kokkos::WithoutInitializing), h, w);
+    std::copy(obj.begin(), obj.begin() + h * w, r.object_tile.data());
+  }
+  if (f.exists(kPositionsPath)) {
+    std::vector<hsize_t> dims;
+    const std::vector<double> v = f.read_doubles(kPositionsPath, &dims);
+    PTYCHO_INPUT_ERROR_IF(dims.size() != 2 || dims[1] != 2,
+                          path << ": " << kPositionsPath << " should have shape (N, 2)");
+    r.positions.resize(dims[0]);
+    for (size_t j = 0; j < dims[0]; ++j) r.positions[j] = Position{v[2 * j], v[2 * j + 1]};
+  }
+  if (f.exists(kProbePath)) {
+    std::vector<hsize_t> dims;
+    const std::vector<cfloat> v = f.read_complex(kProbePath, dims);
+    PTYCHO_INPUT_ERROR_IF(dims.size() != 2 && dims.size() != 3,
+                          path << ": " << kProbePath << " should have shape (K, M, M)");
+    if (dims.size() == 2) dims.insert(dims.begin(), 1);
+    r.probe_modes = HostCView3(Kokkos::view_alloc(std::string("ptycho::probe_modes"), Kokkos::WithoutInitializing),
+                               dims[0], dims[1], dims[2]);
+    std::copy(v.begin(), v.end(), r.probe_modes.data());
+  }
+  if (f.exists(kPixelSizePath)) r.pixel_size_m = f.read_scalar(kPixelSizePath);
+  if (f.exists(kProcessPath)) {
+    ProcessInfo& pi = r.process;
+    const std::string proc = kProcessPath;
+    auto opt_string = [&](const char* name, std::string& out) {
+      if (f.exists(proc + "/" + name)) out = f.read_string(proc + "/" + name);
+    };
+    opt_string("program", pi.program);
+    opt_string("version", pi.version);
+    opt_string("command_line", pi.command_line);
+    opt_string("configuration", pi.configuration);
+    if (f.exists(proc + "/cost_history")) pi.cost_history = f.read_doubles(proc + "/cost_history");
+    if (f.exists(proc + "/engine_history")) pi.engine_history = f.read_strings(proc + "/engine_history");
+    std::vector<std::string> names;
+    {
+      H5Id group = checked_id(H5Gopen2(f.id(), kProcessPath, H5P_DEFAULT), f.where("cannot open " + proc));
+      check_h5(H5Literate(group.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name, &names),
+               f.where("cannot list " + proc));
+    }
+    for (const std::string& name : names) {
+      if (kProcessEntries.count(name)) continue;
+      const std::string p = proc + "/" + name;
+      H5Id dset(H5Dopen2(f.id(), p.c_str(), H5P_DEFAULT));
+      if (!dset) continue;  // a group or something else: not ours
+      H5Id type = checked_id(H5Dget_type(dset.get()), f.where("cannot read " + p));
+      const H5T_class_t cls = H5Tget_class(type.get());
+      const std::vector<hsize_t> dims = f.extents(dset.get(), p);
+      hsize_t count = 1;
+      for (hsize_t d : dims) count *= d;
+      if (count != 1) continue;
+      if (cls == H5T_INTEGER || cls == H5T_FLOAT) pi.metrics[name] = f.read_scalar(p);
+      if (cls == H5T_STRING) pi.notes[name] = f.read_string(p);
+    }
+  }
+  f.close();
+  return r;
+}
+
+}  // namespace ptycho::io

@@ -1,0 +1,199 @@
+// ptycho evaluate: the benchmark score of a result against a ground truth,
+// the numbers of `shared/bench/ptybench.py score`, computed by core/metrics.
+//
+//   ptycho evaluate RESULT.h5 --truth TRUTH_truth.h5 [--data DATA.cxi] [--json]
+//
+// Serial: rank 0 reads and scores, the other ranks wait for its exit code.
+#include "commands.hpp"
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/metrics.hpp"
+#include "ptycho/io/cxi.hpp"
+#include "ptycho/io/hdf5_util.hpp"
+#include "ptycho/io/result.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <numeric>
+
+namespace ptycho::jobs {
+
+namespace {
+
+struct EvaluateOptions {
+  std::string result;  ///< RESULT.h5 (the result contract)
+  std::string truth;   ///< TRUTH_truth.h5; derived from data if empty
+  std::string data;    ///< DATA.cxi for the consistency term; derived from truth if empty
+  bool json = false;   ///< one JSON line, as `ptybench.py score --json`
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// Reads a benchmark ground truth (ptybench's `*_truth.h5`): /object, /positions_px
+/// and the root attributes that mark the blind tier (absent ones count as 0).
+GroundTruth read_ground_truth(const std::string& path) {
+  io::silence_hdf5_errors();
+  const io::H5File f = io::H5File::open_read(path);
+  GroundTruth truth;
+  std::vector<hsize_t> dims;
+  const std::vector<cfloat> object = f.read_complex("/object", dims);
+  PTYCHO_INPUT_ERROR_IF(dims.size() != 2, path << ": /object has " << dims.size() << " dimensions, expected (H, W)");
+  truth.object = HostCView2(Kokkos::view_alloc(std::string("ptycho::evaluate::truth"), Kokkos::WithoutInitializing),
+                            dims[0], dims[1]);
+  std::copy(object.begin(), object.end(), truth.object.data());
+  const std::vector<double> pos = f.read_doubles("/positions_px", &dims);
+  PTYCHO_INPUT_ERROR_IF(dims.size() != 2 || dims[1] != 2 || dims[0] == 0,
+                        path << ": /positions_px should have shape (N, 2) with N > 0");
+  truth.positions.resize(dims[0]);
+  for (size_t j = 0; j < dims[0]; ++j) truth.positions[j] = Position{pos[2 * j], pos[2 * j + 1]};
+  for (const char* attr : {"probe_error_pct", "position_error_nm", "partial_coherence_nm"}) {
+    const auto v = f.numeric_attribute("/", attr);
+    if (v && *v != 0.0) truth.blind = true;
+  }
+  return truth;
+}
+
+/// Reads every frame and the mask of a CXI file on this rank alone.
+MeasuredFrames read_measured_frames(const std::string& path) {
+  io::ReadOptions options;
+  options.transfer = io::FrameTransfer::independent;
+  options.probe_scaling = io::ProbeScaling::as_in_file;
+  const ScanInfo info = io::read_scan_info(path, options);
+  std::vector<long> all(static_cast<size_t>(info.num_frames));
+  std::iota(all.begin(), all.end(), 0L);
+  const Dataset ds = io::read_cxi(MPI_COMM_SELF, path, all, options);
+  return MeasuredFrames{ds.frames, ds.mask};
+}
+
+/// A float as Python's repr writes it (shortest round trip; fixed notation for
+/// exponents in [-4, 16), else d.ddde+XX), so the output reads like ptybench's.
+/// NaN and infinities as json.dumps (NaN, Infinity) or str (nan, inf) writes them.
+std::string python_float(double v, bool json) {
+  if (std::isnan(v)) return json ? "NaN" : "nan";
+  if (std::isinf(v)) return std::string(v < 0 ? "-" : "") + (json ? "Infinity" : "inf");
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  const std::string sci(buf, res.ptr);  // e.g. -1.2345e+01, 5e-05
+  const size_t e = sci.find('e');
+  const int exponent = std::stoi(sci.substr(e + 1));
+  std::string mantissa = sci.substr(0, e);
+  const bool negative = mantissa[0] == '-';
+  if (negative) mantissa.erase(0, 1);
+  std::string digits;
+  for (char c : mantissa)
+    if (c != '.') digits += c;
+  std::string out = negative ? "-" : "";
+  if (exponent >= -4 && exponent < 16) {
+    if (exponent < 0) {
+      out += "0." + std::string(static_cast<size_t>(-exponent - 1), '0') + digits;
+    } else {
+      const size_t int_digits = static_cast<size_t>(exponent) + 1;
+      if (digits.size() < int_digits) digits.append(int_digits - digits.size(), '0');
+      const std::string frac = digits.substr(int_digits);
+      out += digits.substr(0, int_digits) + "." + (frac.empty() ? "0" : frac);
+    }
+  } else {
+    out += digits.substr(0, 1);
+    if (digits.size() > 1) out += "." + digits.substr(1);
+    const int a = std::abs(exponent);
+    out += std::string("e") + (exponent < 0 ? "-" : "+") + (a < 10 ? "0" : "") + std::to_string(a);
+  }
+  return out;
+}
+
+/// Prints `s` with ptybench's keys, in its order: one JSON object, or one
+/// `key value` line per key.
+void print_score(std::ostream& os, const BenchmarkScore& s, bool json) {
+  const std::string shift = "[" + python_float(s.shift.row, json) + ", " + python_float(s.shift.col, json) + "]";
+  const std::vector<std::pair<std::string, std::string>> items{
+      {"psnr_amp", python_float(s.psnr_amp, json)},
+      {"ssim_amp", python_float(s.ssim_amp, json)},
+      {"psnr_phase", python_float(s.psnr_phase, json)},
+      {"ssim_phase", python_float(s.ssim_phase, json)},
+      {"psnr", python_float(s.psnr, json)},
+      {"ssim", python_float(s.ssim, json)},
+      {"shift_px", shift},
+      {"score_standard", python_float(s.score_standard, json)},
+      {"consistency", python_float(s.consistency, json)},
+      {"score_blind", python_float(s.score_blind, json)},
+      {"blind", json ? (s.blind ? "true" : "false") : (s.blind ? "True" : "False")},
+  };
+  if (json) {
+    os << "{";
+    for (size_t i = 0; i < items.size(); ++i)
+      os << (i ? ", " : "") << "\"" << items[i].first << "\": " << items[i].second;
+    os << "}\n";
+  } else {
+    for (const auto& [key, value] : items) os << std::left << std::setw(16) << key << " " << value << "\n";
+  }
+  os.flush();
+}
+
+int evaluate(const EvaluateOptions& opt) {
+  namespace fs = std::filesystem;
+  PTYCHO_INPUT_ERROR_IF(opt.truth.empty() && opt.data.empty(),
+                        "evaluate: give the ground truth with --truth (or --data DATA.cxi beside DATA_truth.h5)");
+  std::string truth_path = opt.truth;
+  if (truth_path.empty()) {
+    PTYCHO_INPUT_ERROR_IF(!ends_with(opt.data, ".cxi"),
+                          "evaluate: cannot derive the truth file from " << opt.data << "; give --truth");
+    truth_path = opt.data.substr(0, opt.data.size() - 4) + "_truth.h5";
+  }
+  // The data: as given, else beside the truth (NAME_truth.h5 -> NAME.cxi); a
+  // derived file that does not exist only drops the consistency term.
+  std::string data_path = opt.data;
+  if (data_path.empty() && ends_with(truth_path, "_truth.h5")) {
+    const std::string guess = truth_path.substr(0, truth_path.size() - 9) + ".cxi";
+    if (fs::exists(guess)) data_path = guess;
+  }
+  if (data_path.empty())
+    std::cerr << "ptycho evaluate: no data file (give --data DATA.cxi); consistency and score_blind leave out the "
+                 "data term\n";
+
+  const io::ResultData result = io::read_result(opt.result);
+  ScoredReconstruction rec{result.object_tile, result.probe_modes, result.positions};
+  const GroundTruth truth = read_ground_truth(truth_path);
+  MeasuredFrames measured;
+  if (!data_path.empty()) measured = read_measured_frames(data_path);
+  if (measured.intensities.size() != 0 && (rec.probe_modes.size() == 0 || rec.positions.empty()))
+    std::cerr << "ptycho evaluate: " << opt.result << " has no "
+              << (rec.probe_modes.size() == 0 ? "probe modes (/entry_1/image_2/data)"
+                                              : "positions (/entry_1/image_1/positions_px)")
+              << "; consistency is not computed\n";
+
+  const BenchmarkScore score = score_reconstruction(rec, truth, measured);
+  print_score(std::cout, score, opt.json);
+  return 0;
+}
+
+}  // namespace
+
+Command add_evaluate_command(CLI::App& app) {
+  auto opt = std::make_shared<EvaluateOptions>();
+  Command c;
+  c.app = app.add_subcommand("evaluate",
+                             "Score a result against a benchmark ground truth (as shared/bench/ptybench.py score)");
+  c.app->add_option("result", opt->result, "result file (HDF5, the result contract)")->required();
+  c.app->add_option("--truth", opt->truth, "ground truth (NAME_truth.h5); default: from --data");
+  c.app->add_option("--data", opt->data,
+                    "measured data (NAME.cxi) for the consistency term; default: beside the truth file");
+  c.app->add_flag("--json", opt->json, "print one JSON object");
+  c.run = [opt](MPI_Comm world) -> int {
+    int rank = 0;
+    MPI_Comm_rank(world, &rank);
+    int code = 0;
+    if (rank == 0) code = evaluate(*opt);
+    MPI_Bcast(&code, 1, MPI_INT, 0, world);
+    return code;
+  };
+  return c;
+}
+
+}  // namespace ptycho::jobs

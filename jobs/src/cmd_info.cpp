@@ -1,0 +1,232 @@
+// ptycho info FILE.cxi: what a CXI scan holds and how it is scanned.
+//
+// Every rank reads a block of the frames (for the photon count and, without a
+// probe in the file, the probe estimate); rank 0 prints.
+#include "commands.hpp"
+#include "ptycho/core/error.hpp"
+#include "ptycho/io/cxi.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace ptycho::jobs {
+
+namespace {
+
+struct InfoOptions {
+  std::string file;
+  bool json = false;
+};
+
+/// Mean distance from each position to its nearest neighbour [object pixels]
+/// (0 for a single position). Sweep over positions sorted by column.
+double mean_nearest_step(const std::vector<Position>& positions) {
+  const size_t n = positions.size();
+  if (n < 2) return 0.0;
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return positions[a].col < positions[b].col; });
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const Position& p = positions[order[i]];
+    double best2 = INFINITY;
+    for (size_t j = i + 1; j < n; ++j) {
+      const double dc = positions[order[j]].col - p.col;
+      if (dc * dc >= best2) break;
+      const double dr = positions[order[j]].row - p.row;
+      best2 = std::min(best2, dc * dc + dr * dr);
+    }
+    for (size_t j = i; j-- > 0;) {
+      const double dc = p.col - positions[order[j]].col;
+      if (dc * dc >= best2) break;
+      const double dr = positions[order[j]].row - p.row;
+      best2 = std::min(best2, dc * dc + dr * dr);
+    }
+    sum += std::sqrt(best2);
+  }
+  return sum / double(n);
+}
+
+/// Diameter of the disc about the probe's intensity centroid that holds
+/// `fraction` of its power [pixels].
+double probe_diameter(const HostCView2& probe, double fraction) {
+  const size_t m = probe.extent(0);
+  double total = 0, cr = 0, cc = 0;
+  for (size_t r = 0; r < m; ++r)
+    for (size_t c = 0; c < m; ++c) {
+      const double i = double(Kokkos::abs(probe(r, c))) * Kokkos::abs(probe(r, c));
+      total += i;
+      cr += i * double(r);
+      cc += i * double(c);
+    }
+  if (!(total > 0)) return 0.0;
+  cr /= total;
+  cc /= total;
+  std::vector<std::pair<double, double>> radial;  // (radius^2, intensity)
+  radial.reserve(m * m);
+  for (size_t r = 0; r < m; ++r)
+    for (size_t c = 0; c < m; ++c) {
+      const double i = double(Kokkos::abs(probe(r, c))) * Kokkos::abs(probe(r, c));
+      radial.emplace_back((r - cr) * (r - cr) + (c - cc) * (c - cc), i);
+    }
+  std::sort(radial.begin(), radial.end());
+  double acc = 0;
+  for (const auto& [r2, i] : radial) {
+    acc += i;
+    if (acc >= fraction * total) return 2.0 * std::sqrt(r2);
+  }
+  return 2.0 * std::sqrt(radial.back().first);
+}
+
+std::string fmt(const char* format, double v) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), format, v);
+  return buf;
+}
+
+int run_info(MPI_Comm world, const InfoOptions& opt) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &size);
+
+  // Rank 0 reads the header (for the layout and N). If that fails, read_cxi
+  // below raises the same error on every rank.
+  io::ReadOptions read_options;
+  read_options.probe_scaling = io::ProbeScaling::as_in_file;
+  io::CxiHeader header;
+  long n = -1;
+  if (rank == 0) {
+    try {
+      header = io::read_cxi_header(opt.file, read_options);
+      n = header.info.num_frames;
+    } catch (const InputError&) {
+      n = -1;
+    }
+  }
+  MPI_Bcast(&n, 1, MPI_LONG, 0, world);
+  const std::vector<long> mine = n > 0 ? io::block_of_frames(n, rank, size) : std::vector<long>();
+  const Dataset ds = io::read_cxi(world, opt.file, mine, read_options);
+  const io::FrameStatistics stats = io::frame_statistics(world, ds.frames, ds.mask);
+  if (rank != 0) return 0;
+
+  const ScanInfo& info = ds.info;
+  const DetectorGeometry& g = info.geometry;
+  const int m = g.frame_size;
+  const double dx_m = g.object_pixel_x_m(), dy_m = g.object_pixel_y_m();
+  double rmin = INFINITY, rmax = -INFINITY, cmin = INFINITY, cmax = -INFINITY;
+  for (const Position& p : info.positions) {
+    rmin = std::min(rmin, p.row);
+    rmax = std::max(rmax, p.row);
+    cmin = std::min(cmin, p.col);
+    cmax = std::max(cmax, p.col);
+  }
+  const double extent_rows_px = rmax - rmin, extent_cols_px = cmax - cmin;
+  const double step_px = mean_nearest_step(info.positions);
+  const double diameter_px = probe_diameter(ds.probe, 0.9);
+  const double overlap = diameter_px > 0 ? 1.0 - step_px / diameter_px : 0.0;
+  long masked = 0;
+  for (size_t p = 0; p < ds.mask.size(); ++p) masked += ds.mask.data()[p] != 0;
+  double probe_power = 0;
+  for (size_t p = 0; p < ds.probe.size(); ++p)
+    probe_power += double(Kokkos::abs(ds.probe.data()[p])) * Kokkos::abs(ds.probe.data()[p]);
+  const bool estimated = header.layout.probe.empty();
+
+  if (opt.json) {
+    nlohmann::json j;
+    j["file"] = opt.file;
+    j["frames"] = info.num_frames;
+    j["frames_dataset"] = header.layout.frames;
+    j["frames_type"] = header.layout.frames_type;
+    j["frame_size"] = m;
+    j["energy_kev"] = g.energy_ev() / 1e3;
+    j["wavelength_m"] = g.wavelength_m();
+    j["distance_m"] = g.distance_m;
+    j["detector_pixel_m"] = {g.pixel_x_m, g.pixel_y_m};
+    j["object_pixel_m"] = {dx_m, dy_m};
+    j["scan_extent_m"] = {extent_cols_px * dx_m, extent_rows_px * dy_m};
+    j["scan_extent_px"] = {extent_cols_px, extent_rows_px};
+    j["object_grid_px"] = {info.object_rows, info.object_cols};
+    j["translation_dataset"] = header.layout.translation;
+    j["translation_transposed"] = header.layout.translation_transposed;
+    j["mean_nearest_step_px"] = step_px;
+    j["probe_diameter_90_px"] = diameter_px;
+    j["overlap"] = overlap;
+    j["photons_per_frame"] = stats.mean_total_counts;
+    j["max_count"] = stats.max_count;
+    j["negative_values"] = stats.negative_values;
+    j["masked_pixels"] = masked;
+    j["mask_dataset"] = header.layout.mask;
+    j["probe_source"] = info.probe_source;
+    j["probe_power"] = probe_power;
+    std::cout << j.dump(2) << std::endl;
+    return 0;
+  }
+
+  auto line = [](const std::string& key, const std::string& value) {
+    std::cout << "  " << key << std::string(key.size() < 20 ? 20 - key.size() : 1, ' ') << value << "\n";
+  };
+  std::cout << info.source << "\n";
+  line("frames",
+       std::to_string(info.num_frames) + " (" + header.layout.frames_type + ", " + header.layout.frames + ")");
+  line("frame size", std::to_string(m) + " x " + std::to_string(m) + " pixels");
+  line("energy", fmt("%.4g keV", g.energy_ev() / 1e3) + fmt(" (wavelength %.4g nm)", g.wavelength_m() * 1e9));
+  line("distance", fmt("%.4g m", g.distance_m));
+  line("detector pixel", fmt("%.4g", g.pixel_x_m * 1e6) + fmt(" x %.4g um (x, y)", g.pixel_y_m * 1e6));
+  line("object pixel",
+       fmt("%.4g", dx_m * 1e9) + fmt(" x %.4g nm (x, y) = wavelength distance / (M pixel)", dy_m * 1e9));
+  line("scan extent", fmt("%.4g", extent_cols_px * dx_m * 1e6) + fmt(" x %.4g um", extent_rows_px * dy_m * 1e6) +
+                          fmt(" = %.1f", extent_cols_px) + fmt(" x %.1f object pixels (x, y)", extent_rows_px));
+  line("object grid", std::to_string(info.object_rows) + " x " + std::to_string(info.object_cols) +
+                          " pixels (rows x cols, " + std::to_string(io::kDefaultMarginPx) + " px margin)");
+  line("positions", header.layout.translation + (header.layout.translation_transposed ? " (3, N)" : " (N, 3)"));
+  line("mean step", fmt("%.4g nm", step_px * dx_m * 1e9) + fmt(" = %.2f px (to the nearest neighbour)", step_px));
+  line("probe diameter",
+       fmt("%.4g nm", diameter_px * dx_m * 1e9) +
+           fmt(" = %.1f px (disc about the centroid holding 90%% of the probe's power)", diameter_px));
+  if (overlap >= 0) {
+    line("overlap", fmt("%.0f%% (1 - mean step / probe diameter)", 100.0 * overlap));
+  } else {
+    line("overlap", "none: the mean step is larger than the probe diameter");
+    if (estimated)
+      line("note",
+           "the probe is estimated as for far-field data; for near-field (holographic) data, neither it "
+           "nor the object pixel size nor the overlap applies");
+  }
+  line("photons per frame", fmt("%.4g (mean total counts over valid pixels)", stats.mean_total_counts));
+  line("max count",
+       fmt("%.6g", stats.max_count) +
+           (stats.negative_values ? " (" + std::to_string(stats.negative_values) + " negative values)" : ""));
+  line("masked pixels", std::to_string(masked) + " of " + std::to_string(long(m) * m) +
+                            (header.layout.mask.empty() ? " (no mask in the file)" : " (" + header.layout.mask + ")"));
+  if (estimated) {
+    line("probe", info.probe_source + fmt(" (power %.4g counts)", probe_power));
+  } else {
+    line("probe", info.probe_source + fmt(" (power %.4g; ", probe_power) +
+                      fmt("x %.4g in amplitude to match the counts)",
+                          probe_power > 0 ? std::sqrt(stats.filled_total_counts / probe_power) : 0.0));
+  }
+  std::cout.flush();
+  return 0;
+}
+
+}  // namespace
+
+Command add_info_command(CLI::App& app) {
+  auto opt = std::make_shared<InfoOptions>();
+  Command c;
+  c.app = app.add_subcommand("info", "Describe a CXI scan: geometry, scan, counts, mask and probe");
+  c.app->add_option("file", opt->file, "the CXI file")->required();
+  c.app->add_flag("--json", opt->json, "print JSON instead of text");
+  c.run = [opt](MPI_Comm world) -> int { return run_info(world, *opt); };
+  return c;
+}
+
+}  // namespace ptycho::jobs

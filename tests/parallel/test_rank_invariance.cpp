@@ -1,0 +1,128 @@
+// Rank invariance of the parallel-family engines: the reconstruction on the
+// world communicator (1, 2, 3 or 4 ranks) equals, tile by tile, the one-rank
+// reconstruction every rank computes for itself on MPI_COMM_SELF.
+//
+// Known limit (open): over tens of iterations the runs drift apart by more
+// than 1e-4, because the halo sums round differently and the Poisson
+// gradient (1 - y/I) amplifies that where the model intensity is near zero
+// (about 5x per ML iteration). The short chains here check the exchange and
+// reduction logic exactly; the long-run drift is tracked in the issue.
+#include "ptycho/core/simulate.hpp"
+#include "ptycho/parallel/driver.hpp"
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+
+using namespace ptycho;
+
+namespace {
+
+struct Scene {
+  sim::Simulation sim;
+  ScanInfo info;
+};
+
+const Scene& scene() {
+  // Built once and never destroyed: its views must not outlive Kokkos::finalize.
+  static const Scene* s = new Scene([] {
+    sim::SimulationOptions o;
+    o.object_size = 100;
+    o.probe_size = 32;
+    o.step = 5;
+    o.photons = 1e5;
+    o.seed = 5;
+    Scene sc;
+    sc.sim = sim::simulate(o);
+    sc.info.source = "simulated";
+    sc.info.geometry = sc.sim.geometry;
+    sc.info.num_frames = static_cast<long>(sc.sim.positions.size());
+    sc.info.positions = sc.sim.positions;
+    sc.info.object_rows = sc.info.object_cols = o.object_size;
+    return sc;
+  }());
+  return *s;
+}
+
+Dataset dataset_for(const std::vector<long>& frames) {
+  const auto& s = scene();
+  const int m = s.info.geometry.frame_size;
+  Dataset d;
+  d.info = s.info;
+  d.frame_index = frames;
+  d.frames = HostRView3("frames", frames.size(), m, m);
+  for (size_t i = 0; i < frames.size(); ++i)
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < m; ++c) d.frames(i, r, c) = s.sim.frames(frames[i], r, c);
+  d.mask = View2<std::uint8_t, HostSpace>("mask", m, m);
+  d.probe = s.sim.nominal_probe;
+  return d;
+}
+
+struct Outcome {
+  HostCView2 tile;
+  Rect owned;
+  HostCView3 probe;
+};
+
+Outcome reconstruct(MPI_Comm comm, const std::string& chain, bool refine_probe, int modes = 1) {
+  ReconstructOptions opt;
+  EngineOptions base;
+  base.refine_probe = refine_probe;
+  base.probe_hold = 2;
+  opt.chain = parse_chain(chain, base);
+  opt.probe_modes = modes;
+  opt.batch = 7;
+  DistributedReconstruction r(comm, scene().info, opt);
+  r.set_data(dataset_for(r.my_frames()));
+  r.run(nullptr);
+  return {r.owned_object(), r.owned(), r.probe()};
+}
+
+/// ||world - serial|| / ||serial|| over the whole object (each rank its owned tile).
+double tile_difference(const Outcome& world, const Outcome& serial) {
+  double sums[2] = {0, 0};
+  for (long r = 0; r < world.owned.rows; ++r)
+    for (long c = 0; c < world.owned.cols; ++c) {
+      const long gr = world.owned.row0 + r, gc = world.owned.col0 + c;
+      const cfloat a = world.tile(r, c);
+      const cfloat b = serial.tile(gr, gc);
+      sums[0] += std::pow(double(Kokkos::abs(a - b)), 2);
+      sums[1] += std::pow(double(Kokkos::abs(b)), 2);
+    }
+  MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return std::sqrt(sums[0] / sums[1]);
+}
+
+/// ||world - serial|| / ||serial|| of the probe modes.
+double probe_difference(const Outcome& a, const Outcome& b) {
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < a.probe.size(); ++i) {
+    diff += std::pow(double(Kokkos::abs(a.probe.data()[i] - b.probe.data()[i])), 2);
+    ref += std::pow(double(Kokkos::abs(b.probe.data()[i])), 2);
+  }
+  return std::sqrt(diff / ref);
+}
+
+}  // namespace
+
+class ParallelFamily : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ParallelFamily, WorldRunEqualsOneRankRun) {
+  const std::string chain = GetParam();
+  const bool refine = chain.rfind("ml", 0) != 0;
+  const Outcome world = reconstruct(MPI_COMM_WORLD, chain, refine);
+  const Outcome serial = reconstruct(MPI_COMM_SELF, chain, refine);
+  EXPECT_LT(tile_difference(world, serial), 1e-4) << chain;
+  EXPECT_LT(probe_difference(world, serial), 1e-4) << chain;
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, ParallelFamily, ::testing::Values("dm:6", "raar:6", "ml:3"));
+
+TEST(ParallelFamily, TwoProbeModesStayRankInvariant) {
+  const Outcome world = reconstruct(MPI_COMM_WORLD, "dm:6", true, 2);
+  const Outcome serial = reconstruct(MPI_COMM_SELF, "dm:6", true, 2);
+  EXPECT_LT(tile_difference(world, serial), 1e-4);
+  EXPECT_LT(probe_difference(world, serial), 1e-4);
+}

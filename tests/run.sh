@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The test command. Builds ptycho twice and runs the whole ctest suite on each:
+#   serial: Release with Debian's Kokkos (Serial backend only)  -> build/serial
+#   openmp: Release with an OpenMP Kokkos, built once per machine by
+#           cmake/build-kokkos-openmp.sh from Debian's trilinos source
+#           (about a minute, then reused)                        -> build/openmp
+# Missing Debian packages are installed first (cmake/install-deps.sh: needs
+# root or sudo, and does nothing when all are present). Exits non-zero if
+# either build or either suite fails; the last line is a one-line summary.
+#
+# Environment (all optional):
+#   PTYCHO_BUILD_ROOT    where build/serial and build/openmp go (default: build)
+#   PTYCHO_JOBS          parallel build and test jobs (default: nproc)
+#   PTYCHO_SHARED_DIR    the shared/ folder (default: ../shared when present)
+#   PTYCHO_KOKKOS_OPENMP prefix of the OpenMP Kokkos (default: /opt/ptycho/kokkos-openmp)
+#   PTYCHO_ONLY          serial or openmp: build and test that one only
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+build_root=${PTYCHO_BUILD_ROOT:-build}
+jobs=${PTYCHO_JOBS:-$(nproc)}
+only=${PTYCHO_ONLY:-}
+start=$SECONDS
+
+section() { printf '\n======== %s ========\n' "$*"; }
+
+# Plain logs (no colour codes from GoogleTest).
+export GTEST_COLOR=no
+
+# mpirun as root (CI containers) needs these; tests that call mpirun inherit them.
+if [[ $(id -u) -eq 0 ]]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+
+section "dependencies (cmake/install-deps.sh)"
+bash cmake/install-deps.sh
+
+common_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release)
+if [[ -n "${PTYCHO_SHARED_DIR:-}" ]]; then
+  common_args+=("-DPTYCHO_SHARED_DIR=$(realpath "$PTYCHO_SHARED_DIR")")
+elif [[ -d ../shared ]]; then
+  common_args+=("-DPTYCHO_SHARED_DIR=$(realpath ../shared)")
+else
+  echo "run.sh: no ../shared folder and no PTYCHO_SHARED_DIR; tests that need shared data may fail" >&2
+fi
+
+declare -A result=()
+failed=0
+
+# build_and_test NAME DEVICES_REGEX CMAKE_ARGS...: configure, build and run
+# ctest in $build_root/NAME; DEVICES_REGEX must match the Kokkos devices the
+# configure step reports. Records result[NAME]; returns non-zero on failure.
+build_and_test() {
+  local name=$1 devices_re=$2
+  shift 2
+  local dir=$build_root/$name t0=$SECONDS
+  mkdir -p "$dir"
+
+  section "$name: configure ($dir)"
+  if ! cmake -S . -B "$dir" "${common_args[@]}" "$@" 2>&1 | tee "$dir/run-configure.log"; then
+    result[$name]="FAIL (configure)"
+    return 1
+  fi
+  local devices
+  devices=$(sed -n 's/^-- ptycho: Kokkos .* devices: //p' "$dir/run-configure.log" | tail -n1)
+  if [[ ! "$devices" =~ $devices_re ]]; then
+    echo "run.sh: $name build uses Kokkos devices '$devices', expected /$devices_re/" >&2
+    result[$name]="FAIL (wrong Kokkos: devices '$devices')"
+    return 1
+  fi
+  echo "run.sh: $name build uses Kokkos devices: $devices"
+
+  section "$name: build"
+  if ! cmake --build "$dir" -j "$jobs"; then
+    result[$name]="FAIL (build)"
+    return 1
+  fi
+
+  section "$name: ctest"
+  local status=0
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900 --no-tests=error 2>&1 |
+    tee "$dir/run-ctest.log" || status=$?
+  # ctest's "NN% tests passed, F tests failed out of T" as "P/T tests passed".
+  local counts
+  counts=$(sed -nE 's/^[0-9]+% tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$dir/run-ctest.log" |
+    tail -n1 | awk '{ print $2 - $1 "/" $2 " tests passed" }')
+  if ((status != 0)); then
+    result[$name]="FAIL (${counts:-ctest failed}, $((SECONDS - t0)) s)"
+    return 1
+  fi
+  result[$name]="PASS (${counts}, $((SECONDS - t0)) s)"
+}
+
+if [[ -z "$only" || "$only" == serial ]]; then
+  # Debian's Kokkos, named explicitly so a cache from another Kokkos cannot linger.
+  serial_args=(-UKokkos_ROOT -DPTYCHO_REQUIRE_KOKKOS_DEVICE=SERIAL)
+  debian_kokkos=$(dpkg -L libtrilinos-kokkos-dev 2>/dev/null | grep '/cmake/Kokkos/KokkosConfig.cmake$' | head -n1 || true)
+  [[ -n "$debian_kokkos" ]] && serial_args+=("-DKokkos_DIR=$(dirname "$debian_kokkos")")
+  build_and_test serial '^SERIAL$' "${serial_args[@]}" || failed=1
+fi
+
+if [[ -z "$only" || "$only" == openmp ]]; then
+  section "openmp: Kokkos with OpenMP (cmake/build-kokkos-openmp.sh, once per machine)"
+  if kokkos_prefix=$(bash cmake/build-kokkos-openmp.sh ${PTYCHO_KOKKOS_OPENMP:+"$PTYCHO_KOKKOS_OPENMP"} | tail -n1) &&
+    [[ -d "$kokkos_prefix" ]]; then
+    echo "run.sh: OpenMP Kokkos at $kokkos_prefix"
+    export KOKKOS_DISABLE_WARNINGS=1 OMP_PROC_BIND=spread OMP_PLACES=threads
+    build_and_test openmp '(^|;)OPENMP(;|$)' -UKokkos_DIR "-DKokkos_ROOT=$kokkos_prefix" \
+      -DPTYCHO_REQUIRE_KOKKOS_DEVICE=OPENMP || failed=1
+  else
+    result[openmp]="FAIL (building the OpenMP Kokkos)"
+    failed=1
+  fi
+fi
+
+section "summary"
+summary=""
+for name in serial openmp; do
+  [[ -n "${result[$name]:-}" ]] && summary+="${summary:+; }$name: ${result[$name]}"
+done
+verdict=PASS
+((failed == 0)) || verdict=FAIL
+echo "tests/run.sh: $verdict in $((SECONDS - start)) s -- $summary"
+exit "$failed"
