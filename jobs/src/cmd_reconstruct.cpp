@@ -68,7 +68,7 @@ int run_reconstruct(const ReconstructArgs& a, MPI_Comm world) {
   opt.batch = a.batch;
 
   io::ReadOptions read;
-  read.probe_scaling = io::ProbeScaling::as_in_file;
+  read.probe_scaling = io::ProbeScaling::to_mean_counts;  // a flat object of 1 then matches the counts
   const ScanInfo info = io::read_scan_info(a.input, read);
   if (rank == 0)
     std::printf("ptycho reconstruct: %s: %ld frames of %dx%d, object %ldx%ld px, %d rank%s, engines %s\n",
