@@ -32,7 +32,7 @@ class MlEngine final : public Engine {
     m_psi = CView3("ptycho::ml::psi", n * k, m, m);
     m_dpsi = CView3("ptycho::ml::dpsi", n * k, m, m);
     m_work = CView3("ptycho::ml::work", std::size_t(ws.batch()) * k, m, m);
-    m_grad = View2<cfloat>("ptycho::ml::grad", rows, cols);
+    m_grad = View2<cdouble>("ptycho::ml::grad", rows, cols);
     m_grad_old = View2<cfloat>("ptycho::ml::grad_old", rows, cols);
     m_h_old = View2<cfloat>("ptycho::ml::h_old", rows, cols);
     m_dir = View2<cfloat>("ptycho::ml::dir", rows, cols);
@@ -63,7 +63,7 @@ class MlEngine final : public Engine {
   /// Sum_k |P~_k|^2 over frames, summed over ranks: the diagonal preconditioner.
   void prepare_preconditioner() {
     const auto& scan = m_ws.scan();
-    View2<float> den("ptycho::ml::den", scan.extent.rows, scan.extent.cols);
+    View2<double> den("ptycho::ml::den", scan.extent.rows, scan.extent.cols);
     for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
       const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
       auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * m_ws.num_modes()), Kokkos::ALL, Kokkos::ALL);
@@ -119,9 +119,9 @@ class MlEngine final : public Engine {
     const auto valid = scan.valid;
     const auto psi = m_psi;
     const auto grad = m_grad;
-    Kokkos::deep_copy(grad, cfloat(0, 0));
+    Kokkos::deep_copy(grad, cdouble(0, 0));
     double cost = 0;
-    View2<float> none;
+    View2<double> none;
     for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
       const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
       auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
@@ -139,7 +139,7 @@ class MlEngine final : public Engine {
             float g = 0;
             if (valid(r, c) > 0) {
               const float y = frames(j, r, c);
-              const float ii = inten > 1e-6f ? inten : 1e-6f;
+              const float ii = inten > kIntensityFloor ? inten : kIntensityFloor;
               if (poisson) {
                 g = 1.0f - y / ii;
                 acc += double(ii) - y + (y > 0 ? double(y) * std::log(double(y) / ii) : 0.0);
@@ -193,7 +193,7 @@ class MlEngine final : public Engine {
             g += d;
             acc += double(d.real()) * d.real() + double(d.imag()) * d.imag();
           }
-          grad(r, c) += g * mu;  // d/dconj(O) of mu |d|^2 is mu d per edge
+          grad(r, c) += cdouble(g.real() * mu, g.imag() * mu);  // d/dconj(O) of mu |d|^2 is mu d per edge
         },
         cost);
     return m_mu * cost;
@@ -201,13 +201,14 @@ class MlEngine final : public Engine {
 
   /// Preconditioned Polak-Ribiere direction on owned pixels, then the halo.
   void direction() {
-    const auto grad = m_grad, gold = m_grad_old, hold = m_h_old, dir = m_dir;
+    const auto grad = m_grad;
+    const auto gold = m_grad_old, hold = m_h_old, dir = m_dir;
     const auto pre = m_precond;
     Sums<2> s;
     Kokkos::parallel_reduce(
         "ptycho::ml::beta_terms", rect_policy(m_owned),
         KOKKOS_LAMBDA(long r, long c, Sums<2>& acc) {
-          const cfloat g = grad(r, c);
+          const cfloat g(float(grad(r, c).real()), float(grad(r, c).imag()));
           const cfloat h = g * pre(r, c);
           const cfloat dh = h - hold(r, c);
           acc.v[0] += double(g.real()) * dh.real() + double(g.imag()) * dh.imag();
@@ -224,9 +225,10 @@ class MlEngine final : public Engine {
     const float b = static_cast<float>(beta);
     Kokkos::parallel_for(
         "ptycho::ml::direction", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
-          const cfloat h = grad(r, c) * pre(r, c);
+          const cfloat g(float(grad(r, c).real()), float(grad(r, c).imag()));
+          const cfloat h = g * pre(r, c);
           dir(r, c) = -h + dir(r, c) * b;
-          gold(r, c) = grad(r, c);
+          gold(r, c) = g;
           hold(r, c) = h;
         });
     m_coll.gather(dir);
@@ -266,7 +268,7 @@ class MlEngine final : public Engine {
                 i0 += p.real() * p.real() + p.imag() * p.imag();
                 i1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
               }
-              const double I = std::max(double(i0) * inv_m2, 1e-6), dI = double(i1) * inv_m2;
+              const double I = std::max(double(i0) * inv_m2, double(kIntensityFloor)), dI = double(i1) * inv_m2;
               const double y = frames(j, r, c);
               if (poisson) {
                 acc.v[0] += (1 - y / I) * dI;
@@ -359,7 +361,8 @@ class MlEngine final : public Engine {
   Workspace& m_ws;
   const Collective& m_coll;
   CView3 m_psi, m_dpsi, m_work;
-  View2<cfloat> m_grad, m_grad_old, m_h_old, m_dir;
+  View2<cdouble> m_grad;
+  View2<cfloat> m_grad_old, m_h_old, m_dir;
   View2<float> m_precond;
   Rect m_owned;
   double m_valid_pixels = 0;

@@ -77,8 +77,8 @@ class PieEngine final : public Engine {
             float f = inv_m2;
             if (valid(r, c) > 0) {
               const float sy = std::sqrt(frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f);
-              const float amp = std::sqrt(inten > 1e-12f ? inten : 1e-12f);
-              f = inv_m2 * sy / amp;
+              const float amp = std::sqrt(inten);
+              f = inv_m2 * sy / std::sqrt(inten > kIntensityFloor ? inten : kIntensityFloor);
               acc += double(amp - sy) * double(amp - sy);
             }
             for (int k = 0; k < kmodes; ++k) w(k, r, c) *= f;

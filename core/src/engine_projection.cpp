@@ -32,8 +32,8 @@ class ProjectionEngine final : public Engine {
     m_psi = CView3("ptycho::dm::psi", n * k, m, m);
     m_work = CView3("ptycho::dm::work", std::size_t(ws.batch()) * k, m, m);
     m_scratch = CView3("ptycho::dm::scratch", std::size_t(ws.batch()) * k, m, m);
-    m_num = View2<cfloat>("ptycho::dm::num", scan.extent.rows, scan.extent.cols);
-    m_den = View2<float>("ptycho::dm::den", scan.extent.rows, scan.extent.cols);
+    m_num = View2<cdouble>("ptycho::dm::num", scan.extent.rows, scan.extent.cols);
+    m_den = View2<double>("ptycho::dm::den", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
     double nvalid = 0;
     auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
@@ -57,8 +57,8 @@ class ProjectionEngine final : public Engine {
     const auto valid = scan.valid;
     const auto psi = m_psi;
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
-    Kokkos::deep_copy(m_num, cfloat(0, 0));
-    Kokkos::deep_copy(m_den, 0.0f);
+    Kokkos::deep_copy(m_num, cdouble(0, 0));
+    Kokkos::deep_copy(m_den, 0.0);
     if (probe_now) m_probe_update.reset();
     double cost = 0;
     for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
@@ -83,8 +83,8 @@ class ProjectionEngine final : public Engine {
             float fz = 1, fphi = 1;
             if (valid(r, c) > 0) {
               const float sy = std::sqrt(frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f);
-              fz = sy / std::sqrt(iz > 1e-12f ? iz : 1e-12f);
-              fphi = sy / std::sqrt(iphi > 1e-12f ? iphi : 1e-12f);
+              fz = sy / std::sqrt(iz > kIntensityFloor ? iz : kIntensityFloor);
+              fphi = sy / std::sqrt(iphi > kIntensityFloor ? iphi : kIntensityFloor);
               const double e = std::sqrt(double(iphi)) - sy;
               acc += e * e;
             }
@@ -125,11 +125,14 @@ class ProjectionEngine final : public Engine {
         "ptycho::dm::den_max", rect_policy(m_owned),
         KOKKOS_LAMBDA(long r, long c, double& mx) { mx = den(r, c) > mx ? den(r, c) : mx; }, Kokkos::Max<double>(dmax));
     m_coll.max(&dmax, 1);
-    const float delta = static_cast<float>(m_opt.regularisation * dmax);
+    const double delta = m_opt.regularisation * dmax;
     const auto obj = state.object;
     Kokkos::parallel_for(
-        "ptycho::dm::object", rect_policy(m_owned),
-        KOKKOS_LAMBDA(long r, long c) { obj(r, c) = (num(r, c) + obj(r, c) * delta) / (den(r, c) + delta); });
+        "ptycho::dm::object", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
+          const cdouble o(obj(r, c).real(), obj(r, c).imag());
+          const cdouble v = (num(r, c) + o * delta) / (den(r, c) + delta);
+          obj(r, c) = cfloat(float(v.real()), float(v.imag()));
+        });
     m_coll.gather(obj);
   }
 
@@ -139,8 +142,8 @@ class ProjectionEngine final : public Engine {
   ProbeUpdate m_probe_update;
   bool m_raar = false;
   CView3 m_psi, m_work, m_scratch;
-  View2<cfloat> m_num;
-  View2<float> m_den;
+  View2<cdouble> m_num;
+  View2<double> m_den;
   Rect m_owned;
   double m_valid_pixels = 0;
   long m_iter = 0;

@@ -10,10 +10,10 @@ namespace {
 using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>;
 using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>;
 
-KOKKOS_INLINE_FUNCTION void atomic_add_c(cfloat* dst, const cfloat& v) {
-  float* p = reinterpret_cast<float*>(dst);
-  Kokkos::atomic_add(p, v.real());
-  Kokkos::atomic_add(p + 1, v.imag());
+KOKKOS_INLINE_FUNCTION void atomic_add_c(cdouble* dst, const cfloat& v) {
+  double* p = reinterpret_cast<double*>(dst);
+  Kokkos::atomic_add(p, double(v.real()));
+  Kokkos::atomic_add(p + 1, double(v.imag()));
 }
 }  // namespace
 
@@ -105,7 +105,7 @@ void Workspace::exit_waves(const CView2& object, long first, long count, const C
       });
 }
 
-void Workspace::accumulate_object(const View2<cfloat>& num, const View2<float>& den, const CView3& waves, long first,
+void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>& den, const CView3& waves, long first,
                                   long count, bool with_den) const {
   const int m = m_scan.frame_size, kmodes = m_modes;
   const auto probes = m_probes;
@@ -123,7 +123,7 @@ void Workspace::accumulate_object(const View2<cfloat>& num, const View2<float>& 
         }
         const int rr = row(j) + r, cc = col(j) + c;
         atomic_add_c(&num(rr, cc), s);
-        if (with_den) Kokkos::atomic_add(&den(rr, cc), d);
+        if (with_den) Kokkos::atomic_add(&den(rr, cc), double(d));
       });
 }
 

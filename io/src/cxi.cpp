@@ -34,8 +34,6 @@ constexpr const char* kMaskPath = "/entry_1/instrument_1/detector_1/mask";
 
 /// Largest extent of the object grid along an axis [pixels].
 constexpr long kMaxGridExtent = 1L << 20;
-/// Largest number of bytes one H5Dread moves (MPI-IO counts are ints).
-constexpr size_t kMaxReadBytes = size_t(1) << 28;
 
 std::string shape_string(const std::vector<hsize_t>& dims) {
   std::ostringstream os;
@@ -57,23 +55,36 @@ const char* first_existing(const H5File& f, const char* const* paths, size_t n) 
   return nullptr;
 }
 
-/// A required scalar in SI units, converted from the `units` attribute if there is one.
-double read_length_m(const H5File& f, const char* path, const char* what) {
+struct Unit {
+  const char* name;  ///< lower case
+  double factor;     ///< to SI
+};
+constexpr Unit kLengthUnits[] = {{"", 1},           {"m", 1},     {"metre", 1}, {"metres", 1},       {"meter", 1},
+                                 {"meters", 1},     {"mm", 1e-3}, {"um", 1e-6}, {"\xc2\xb5m", 1e-6}, {"micron", 1e-6},
+                                 {"microns", 1e-6}, {"nm", 1e-9}};
+constexpr Unit kEnergyUnits[] = {
+    {"", 1}, {"j", 1}, {"joule", 1}, {"joules", 1}, {"ev", kJoulePerEv}, {"kev", 1e3 * kJoulePerEv}};
+
+/// The factor from a `units` attribute to SI, or 0 if the unit is unknown
+/// (an empty attribute means SI).
+template <size_t N>
+double unit_factor(const Unit (&table)[N], const std::string& units) {
+  const std::string u = lower(units);
+  for (const Unit& unit : table)
+    if (u == unit.name) return unit.factor;
+  return 0.0;
+}
+
+/// A required scalar in SI units, converted from its `units` attribute if it has one.
+double read_si_scalar(const H5File& f, const char* path, const char* what, bool energy) {
+  const char* si = energy ? "J" : "m";
   PTYCHO_INPUT_ERROR_IF(!f.exists(path),
-                        f.name() << ": " << path << " does not exist (the " << what << " in metres is required)");
+                        f.name() << ": " << path << " does not exist (the " << what << " in " << si << " is required)");
   double v = f.read_scalar(path);
   if (auto units = f.string_attribute(path, "units")) {
-    const std::string u = lower(*units);
-    if (u == "m" || u == "meter" || u == "meters" || u == "metre" || u == "metres" || u.empty()) {
-    } else if (u == "mm") {
-      v *= 1e-3;
-    } else if (u == "um" || u == "\xc2\xb5m" || u == "micron" || u == "microns") {
-      v *= 1e-6;
-    } else if (u == "nm") {
-      v *= 1e-9;
-    } else {
-      PTYCHO_INPUT_ERROR_IF(true, f.name() << ": " << path << " has units \"" << *units << "\", expected m");
-    }
+    const double factor = energy ? unit_factor(kEnergyUnits, *units) : unit_factor(kLengthUnits, *units);
+    PTYCHO_INPUT_ERROR_IF(factor == 0, f.name() << ": " << path << " has units \"" << *units << "\", expected " << si);
+    v *= factor;
   }
   PTYCHO_INPUT_ERROR_IF(!std::isfinite(v) || v <= 0,
                         f.name() << ": " << path << " is " << v << "; the " << what << " must be positive");
@@ -81,22 +92,7 @@ double read_length_m(const H5File& f, const char* path, const char* what) {
 }
 
 double read_energy_j(const H5File& f) {
-  PTYCHO_INPUT_ERROR_IF(!f.exists(kEnergyPath),
-                        f.name() << ": " << kEnergyPath << " does not exist (the photon energy in J is required)");
-  double v = f.read_scalar(kEnergyPath);
-  if (auto units = f.string_attribute(kEnergyPath, "units")) {
-    const std::string u = lower(*units);
-    if (u == "j" || u == "joule" || u == "joules" || u.empty()) {
-    } else if (u == "ev") {
-      v *= kJoulePerEv;
-    } else if (u == "kev") {
-      v *= 1e3 * kJoulePerEv;
-    } else {
-      PTYCHO_INPUT_ERROR_IF(true, f.name() << ": " << kEnergyPath << " has units \"" << *units << "\", expected J");
-    }
-  }
-  PTYCHO_INPUT_ERROR_IF(!std::isfinite(v) || v <= 0,
-                        f.name() << ": " << kEnergyPath << " is " << v << "; the photon energy must be positive");
+  const double v = read_si_scalar(f, kEnergyPath, "photon energy", true);
   // 6 eV .. 10 MeV: anything else is almost surely not in joules.
   PTYCHO_INPUT_ERROR_IF(v < 1e-18 || v > 1.6e-12, f.name() << ": " << kEnergyPath << " is " << v << " J ("
                                                            << v / kJoulePerEv / 1e3
@@ -273,25 +269,91 @@ void fill_invalid(std::vector<double>& img, const MaskView& mask, int m) {
   }
 }
 
-/// Hyperslab selection of the frames `index[lo, hi)` (ascending) in `space` (N, M, M).
-void select_frames(hid_t space, const std::vector<long>& index, size_t lo, size_t hi, int m,
-                   const std::string& context) {
-  bool first = true;
-  size_t i = lo;
-  while (i < hi) {
+/// Frames start + k * stride + [0, block) for k < count: one strided hyperslab.
+struct SlabGroup {
+  long start, stride, count, block;
+};
+
+/// The frames of one H5Dread: index[lo, hi), selected as a union of groups.
+struct ReadBatch {
+  size_t lo = 0, hi = 0;
+  std::vector<SlabGroup> groups;
+};
+
+/// Most hyperslabs OR-ed into one selection: HDF5 1.10 builds unions in
+/// quadratic time (10k single-frame runs take a second, 50k over a minute).
+constexpr size_t kMaxGroupsPerRead = 256;
+
+/// Plans the reads of the frames `index` (strictly ascending): runs of
+/// consecutive frames; runs of equal length at equal spacing merged into
+/// strided hyperslabs (a round-robin share is one hyperslab); cut into reads
+/// of at most `max_frames` frames and kMaxGroupsPerRead hyperslabs.
+std::vector<ReadBatch> plan_reads(const std::vector<long>& index, size_t max_frames) {
+  // Maximal runs, cut to at most max_frames frames.
+  std::vector<std::pair<long, long>> runs;  // (start, length)
+  for (size_t i = 0; i < index.size();) {
     size_t j = i + 1;
-    while (j < hi && index[j] == index[j - 1] + 1) ++j;
-    const hsize_t start[3] = {hsize_t(index[i]), 0, 0};
-    const hsize_t count[3] = {hsize_t(j - i), hsize_t(m), hsize_t(m)};
-    check_h5(H5Sselect_hyperslab(space, first ? H5S_SELECT_SET : H5S_SELECT_OR, start, nullptr, count, nullptr),
-             context);
-    first = false;
+    while (j < index.size() && index[j] == index[j - 1] + 1 && j - i < max_frames) ++j;
+    runs.emplace_back(index[i], long(j - i));
     i = j;
+  }
+  // Runs of one length at one spacing become one group.
+  std::vector<SlabGroup> groups;
+  for (size_t g = 0; g < runs.size();) {
+    SlabGroup s{runs[g].first, 1, 1, runs[g].second};
+    size_t h = g + 1;
+    if (h < runs.size() && runs[h].second == s.block) {
+      s.stride = runs[h].first - s.start;
+      while (h < runs.size() && runs[h].second == s.block && runs[h].first - runs[h - 1].first == s.stride) ++h;
+      s.count = long(h - g);
+    }
+    groups.push_back(s);
+    g = h;
+  }
+  // Reads of at most max_frames frames and kMaxGroupsPerRead groups.
+  std::vector<ReadBatch> batches;
+  ReadBatch current;
+  size_t frames = 0;
+  auto close = [&] {
+    if (current.groups.empty()) return;
+    current.hi = current.lo + frames;
+    batches.push_back(current);
+    current = ReadBatch();
+    current.lo = batches.back().hi;
+    frames = 0;
+  };
+  for (const SlabGroup& g : groups) {
+    long done = 0;
+    while (done < g.count) {
+      const long fit = long((max_frames - frames) / size_t(g.block));
+      if (fit == 0) {
+        close();
+        continue;
+      }
+      const long take = std::min(fit, g.count - done);
+      current.groups.push_back(SlabGroup{g.start + done * g.stride, g.stride, take, g.block});
+      frames += size_t(take * g.block);
+      done += take;
+      if (frames == max_frames || current.groups.size() == kMaxGroupsPerRead) close();
+    }
+  }
+  close();
+  return batches;
+}
+
+/// Selects the union of `groups` in `space` (N, M, M).
+void select_groups(hid_t space, const std::vector<SlabGroup>& groups, int m, const std::string& context) {
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const hsize_t start[3] = {hsize_t(groups[g].start), 0, 0};
+    const hsize_t stride[3] = {hsize_t(std::max(groups[g].stride, 1L)), 1, 1};
+    const hsize_t count[3] = {hsize_t(groups[g].count), 1, 1};
+    const hsize_t block[3] = {hsize_t(groups[g].block), hsize_t(m), hsize_t(m)};
+    check_h5(H5Sselect_hyperslab(space, g == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, start, stride, count, block), context);
   }
 }
 
 void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>& index, const HostRView3& frames,
-                 FrameTransfer transfer) {
+                 FrameTransfer transfer, size_t max_read_bytes) {
   const std::string& frames_path = header.layout.frames;
   const int m = header.info.geometry.frame_size;
   H5File file = H5File::open_read_parallel(comm, header.info.source);
@@ -315,26 +377,28 @@ void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>
   const size_t native_size = H5Tget_size(native.get());
   const size_t element_bytes = is_float > 0 ? sizeof(float) : std::max(native_size, sizeof(float));
 
-  // Batches of at most kMaxReadBytes; with collective transfer every rank
+  // Reads of at most max_read_bytes; with collective transfer every rank
   // makes the same number of H5Dread calls (empty selections where done).
   const size_t mm = size_t(m) * m;
-  const size_t batch = std::max<size_t>(1, kMaxReadBytes / (mm * element_bytes));
-  const size_t n_local = index.size();
-  long my_batches = long((n_local + batch - 1) / batch);
-  long n_batches = my_batches;
-  if (transfer == FrameTransfer::collective)
-    check_mpi(MPI_Allreduce(&my_batches, &n_batches, 1, MPI_LONG, MPI_MAX, comm), "MPI_Allreduce");
+  const size_t max_frames = std::max<size_t>(1, max_read_bytes / (mm * element_bytes));
+  const std::vector<ReadBatch> batches = plan_reads(index, max_frames);
+  long n_batches = long(batches.size());
+  if (transfer == FrameTransfer::collective) {
+    const long mine = n_batches;
+    check_mpi(MPI_Allreduce(&mine, &n_batches, 1, MPI_LONG, MPI_MAX, comm), "MPI_Allreduce");
+  }
   std::vector<unsigned char> raw;
-  if (is_float == 0 && n_local > 0) raw.resize(std::min(batch, n_local) * mm * element_bytes);
+  if (is_float == 0 && !index.empty()) raw.resize(std::min(max_frames, index.size()) * mm * element_bytes);
   double dummy = 0;
   for (long b = 0; b < n_batches; ++b) {
-    const size_t lo = std::min(n_local, size_t(b) * batch);
-    const size_t hi = std::min(n_local, lo + batch);
+    const bool have = size_t(b) < batches.size();
+    const size_t lo = have ? batches[b].lo : 0;
+    const size_t hi = have ? batches[b].hi : 0;
     H5Id file_space = checked_id(H5Dget_space(dset.get()), context);
     H5Id mem_space;
     void* buffer = &dummy;
-    if (hi > lo) {
-      select_frames(file_space.get(), index, lo, hi, m, context);
+    if (have) {
+      select_groups(file_space.get(), batches[b].groups, m, context);
       const hsize_t mdims[3] = {hsize_t(hi - lo), hsize_t(m), hsize_t(m)};
       mem_space = checked_id(H5Screate_simple(3, mdims, nullptr), context);
       buffer = is_float > 0 ? static_cast<void*>(frames.data() + lo * mm) : static_cast<void*>(raw.data());
@@ -345,7 +409,7 @@ void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>
       check_h5(H5Sselect_none(mem_space.get()), context);
     }
     check_h5(H5Dread(dset.get(), native.get(), mem_space.get(), file_space.get(), dxpl.get(), buffer), context);
-    if (is_float == 0 && hi > lo) {
+    if (is_float == 0 && have) {
       // In place: the buffer holds max(native, float) bytes per element.
       const size_t count = (hi - lo) * mm;
       check_h5(H5Tconvert(native.get(), H5T_NATIVE_FLOAT, count, raw.data(), nullptr, H5P_DEFAULT), context);
@@ -484,9 +548,9 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
 
   // Geometry [SI].
   info.geometry.energy_j = read_energy_j(f);
-  info.geometry.distance_m = read_length_m(f, kDistancePath, "sample-detector distance");
-  info.geometry.pixel_x_m = read_length_m(f, kPixelXPath, "detector pixel size");
-  info.geometry.pixel_y_m = read_length_m(f, kPixelYPath, "detector pixel size");
+  info.geometry.distance_m = read_si_scalar(f, kDistancePath, "sample-detector distance", false);
+  info.geometry.pixel_x_m = read_si_scalar(f, kPixelXPath, "detector pixel size", false);
+  info.geometry.pixel_y_m = read_si_scalar(f, kPixelYPath, "detector pixel size", false);
 
   // Object grid.
   const ObjectGrid grid = place_on_object_grid(x, y, info.geometry, options.margin_px, path);
@@ -640,7 +704,8 @@ Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>
   ds.mask = header.mask;
 
   // This rank's frames, converted to float by HDF5.
-  collectively(comm, [&] { read_frames(comm, header, my_frames, ds.frames, options.transfer); });
+  collectively(comm,
+               [&] { read_frames(comm, header, my_frames, ds.frames, options.transfer, options.max_read_bytes); });
 
   // Non-finite counts in valid pixels are an error; in masked pixels they are ignored.
   collectively(comm, [&] {

@@ -63,6 +63,9 @@ void collectively(MPI_Comm comm, Step&& step) {
   } catch (const std::exception& e) {
     kind = 2;
     message = e.what();
+  } catch (...) {
+    kind = 2;
+    message = "an unknown exception";
   }
   const int rank = comm_rank(comm);
   const int size = comm_size(comm);

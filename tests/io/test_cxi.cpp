@@ -339,6 +339,30 @@ TEST(CxiVariants, DetectorPathsWithoutDataLinks) {
   EXPECT_EQ(h.info.num_frames, spec.n);
 }
 
+TEST(CxiVariants, UnitsAttributesAreHonoured) {
+  FixtureSpec spec;
+  spec.with_energy = false;
+  const std::string kev = scratch("units_kev.cxi");
+  const std::string bad = scratch("units_bad.cxi");
+  if (test::world_rank() == 0) {
+    for (const std::string& path : {kev, bad}) {
+      test::write_fixture(path, spec);
+      io::H5File f = io::H5File::open_write(path, path);
+      f.write_scalar("/entry_1/instrument_1/source_1/energy", path == kev ? 10.0 : 10e3);
+      f.write_attribute("/entry_1/instrument_1/source_1/energy", "units", std::string(path == kev ? "keV" : "furlong"));
+      f.close();
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  EXPECT_NEAR(io::read_scan_info(kev).geometry.energy_j, test::kFixtureEnergyJ, 1e-25);
+  try {
+    io::read_scan_info(bad);
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(contains(e.what(), bad + ": /entry_1/instrument_1/source_1/energy has units \"furlong\""));
+  }
+}
+
 // ---------------------------------------------------------------- errors
 
 struct ErrorCase {
@@ -484,18 +508,43 @@ TEST(CxiParallel, EachRankGetsExactlyTheSerialFrames) {
     }
     for (size_t p = 0; p < patterns.size(); ++p) {
       SCOPED_TRACE("pattern " + std::to_string(p));
-      for (io::FrameTransfer transfer : {io::FrameTransfer::collective, io::FrameTransfer::independent}) {
-        io::ReadOptions options;
-        options.transfer = transfer;
-        const Dataset part = io::read_cxi(MPI_COMM_WORLD, path, patterns[p], options);
-        expect_same_frames(serial, part, patterns[p]);
-      }
+      const size_t frame_bytes = sizeof(float) * serial.frames.extent(1) * serial.frames.extent(2);
+      for (io::FrameTransfer transfer : {io::FrameTransfer::collective, io::FrameTransfer::independent})
+        for (size_t max_bytes : {size_t(1) << 28, 3 * frame_bytes}) {  // one read, or reads of 3 frames
+          io::ReadOptions options;
+          options.transfer = transfer;
+          options.max_read_bytes = max_bytes;
+          const Dataset part = io::read_cxi(MPI_COMM_WORLD, path, patterns[p], options);
+          expect_same_frames(serial, part, patterns[p]);
+        }
       // Together the ranks read every frame once.
       long count = long(patterns[p].size()), total = 0;
       MPI_Allreduce(&count, &total, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
       EXPECT_EQ(total, n);
     }
   }
+}
+
+TEST(CxiParallel, ManyScatteredFrames) {
+  // 40000 tiny frames; each rank reads a pseudo-random half of its round-robin
+  // share: thousands of irregular runs, read in many hyperslab unions.
+  FixtureSpec spec;
+  spec.n = 40000;
+  spec.m = 2;
+  spec.frame_type = FrameType::uint16;
+  const std::string path = make_fixture("many_frames", spec);
+  const int rank = test::world_rank(), size = test::world_size();
+  std::vector<long> mine;
+  unsigned state = 12345u + unsigned(rank);
+  for (long j = rank; j < spec.n; j += size) {
+    state = state * 1103515245u + 12345u;
+    if ((state >> 16) & 1) mine.push_back(j);
+  }
+  const Dataset ds = io::read_cxi(MPI_COMM_WORLD, path, mine);
+  ASSERT_EQ(ds.frames.extent(0), mine.size());
+  for (size_t i = 0; i < mine.size(); ++i)
+    for (int r = 0; r < 2; ++r)
+      for (int c = 0; c < 2; ++c) ASSERT_EQ(ds.frames(i, r, c), float(test::fixture_count(mine[i], r, c))) << mine[i];
 }
 
 TEST(CxiParallel, StatisticsDoNotDependOnTheSplit) {

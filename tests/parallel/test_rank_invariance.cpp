@@ -1,12 +1,6 @@
 // Rank invariance of the parallel-family engines: the reconstruction on the
 // world communicator (1, 2, 3 or 4 ranks) equals, tile by tile, the one-rank
 // reconstruction every rank computes for itself on MPI_COMM_SELF.
-//
-// Known limit (open): over tens of iterations the runs drift apart by more
-// than 1e-4, because the halo sums round differently and the Poisson
-// gradient (1 - y/I) amplifies that where the model intensity is near zero
-// (about 5x per ML iteration). The short chains here check the exchange and
-// reduction logic exactly; the long-run drift is tracked in the issue.
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/parallel/driver.hpp"
 
@@ -111,18 +105,18 @@ class ParallelFamily : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ParallelFamily, WorldRunEqualsOneRankRun) {
   const std::string chain = GetParam();
-  const bool refine = chain.rfind("ml", 0) != 0;
+  const bool refine = chain.rfind("ml", 0) != 0;  // probe refinement, except for plain ML
   const Outcome world = reconstruct(MPI_COMM_WORLD, chain, refine);
   const Outcome serial = reconstruct(MPI_COMM_SELF, chain, refine);
   EXPECT_LT(tile_difference(world, serial), 1e-4) << chain;
   EXPECT_LT(probe_difference(world, serial), 1e-4) << chain;
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, ParallelFamily, ::testing::Values("dm:6", "raar:6", "ml:3"));
+INSTANTIATE_TEST_SUITE_P(Engines, ParallelFamily, ::testing::Values("dm:20", "raar:20", "ml:60", "dm:10,ml:30"));
 
 TEST(ParallelFamily, TwoProbeModesStayRankInvariant) {
-  const Outcome world = reconstruct(MPI_COMM_WORLD, "dm:6", true, 2);
-  const Outcome serial = reconstruct(MPI_COMM_SELF, "dm:6", true, 2);
+  const Outcome world = reconstruct(MPI_COMM_WORLD, "dm:20", true, 2);
+  const Outcome serial = reconstruct(MPI_COMM_SELF, "dm:20", true, 2);
   EXPECT_LT(tile_difference(world, serial), 1e-4);
   EXPECT_LT(probe_difference(world, serial), 1e-4);
 }

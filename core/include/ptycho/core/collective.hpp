@@ -3,6 +3,10 @@
 /// stays free of MPI. parallel/ implements it with MPI and a HaloPlan; the
 /// SerialCollective here serves one rank holding the whole object.
 ///
+/// Object-sized numerators and denominators are summed in double: the
+/// order of the sums then changes nothing at float precision, which keeps a
+/// run on N ranks equal to a run on one.
+///
 /// Contract (see tile.hpp): engines accumulate into the whole local extent;
 /// scatter_sum leaves in every OWNED pixel the sum of all ranks' values for
 /// it; gather copies owners' values into every halo pixel.
@@ -21,6 +25,8 @@ class Collective {
   virtual void max(double* values, std::size_t n) const = 0;
   virtual void scatter_sum(const View2<cfloat>& local) const = 0;
   virtual void scatter_sum(const View2<float>& local) const = 0;
+  virtual void scatter_sum(const View2<cdouble>& local) const = 0;
+  virtual void scatter_sum(const View2<double>& local) const = 0;
   virtual void gather(const View2<cfloat>& local) const = 0;
   virtual void gather(const View2<float>& local) const = 0;
   /// Number of ranks and this rank (for messages and deterministic choices).
@@ -35,6 +41,8 @@ class SerialCollective final : public Collective {
   void max(double*, std::size_t) const override {}
   void scatter_sum(const View2<cfloat>&) const override {}
   void scatter_sum(const View2<float>&) const override {}
+  void scatter_sum(const View2<cdouble>&) const override {}
+  void scatter_sum(const View2<double>&) const override {}
   void gather(const View2<cfloat>&) const override {}
   void gather(const View2<float>&) const override {}
   int size() const override { return 1; }

@@ -6,6 +6,14 @@
 
 namespace ptycho {
 
+/// Model intensities [counts] below this are taken as this in the data
+/// terms of every engine (likelihood and modulus constraint). A pixel whose
+/// model is nearly dark but which holds counts otherwise gets a correction
+/// (1 - y/I, or sqrt(y/I)) so stiff that float rounding, e.g. halo sums taken
+/// in another order, grows about 5x per iteration, and runs on different rank
+/// counts part. A tenth of a photon is far below what the data resolve.
+constexpr float kIntensityFloor = 0.1f;
+
 /// Several doubles reduced together in one pass (sums in double).
 template <int N>
 struct Sums {

@@ -67,8 +67,9 @@ class Workspace {
 
   /// waves(b*K + k) = P~_{j,k} * O[patch_j] for j = first + b, b < count.
   void exit_waves(const CView2& object, long first, long count, const CView3& waves) const;
-  /// num[patch_j] += sum_k conj(P~_{j,k}) waves(b*K+k); den[patch_j] += sum_k |P~_{j,k}|^2.
-  void accumulate_object(const View2<cfloat>& num, const View2<float>& den, const CView3& waves, long first,
+  /// num[patch_j] += sum_k conj(P~_{j,k}) waves(b*K+k); den[patch_j] += sum_k |P~_{j,k}|^2,
+  /// accumulated in double (atomically: patches overlap).
+  void accumulate_object(const View2<cdouble>& num, const View2<double>& den, const CView3& waves, long first,
                          long count, bool with_den = true) const;
   /// Adds to num_probe (K, M, M) the probe-space update of frames first..first+count:
   /// sum_j unshift_j( conj(O[patch_j]) * s * waves_j ), and to den_probe (M, M) sum_j |O[patch_j]|^2.

@@ -31,6 +31,7 @@
 
 #include <mpi.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -65,6 +66,9 @@ struct ReadOptions {
   int margin_px = kDefaultMarginPx;  ///< object-grid margin around all patches [object pixels]
   ProbeScaling probe_scaling = ProbeScaling::to_mean_counts;
   FrameTransfer transfer = FrameTransfer::collective;
+  /// Most bytes (as float) that one H5Dread moves; larger shares are read in
+  /// several calls (MPI-IO counts are ints, and the conversion buffer is this big).
+  size_t max_read_bytes = size_t(1) << 28;
 };
 
 /// Where the pieces of a scan were found in a CXI file (dataset paths as they

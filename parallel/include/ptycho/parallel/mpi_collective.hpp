@@ -18,6 +18,8 @@ class MpiCollective final : public Collective {
   void max(double* values, std::size_t n) const override;
   void scatter_sum(const View2<cfloat>& local) const override { m_halo->scatter_sum(local); }
   void scatter_sum(const View2<float>& local) const override { m_halo->scatter_sum(local); }
+  void scatter_sum(const View2<cdouble>& local) const override { m_halo->scatter_sum(local); }
+  void scatter_sum(const View2<double>& local) const override { m_halo->scatter_sum(local); }
   void gather(const View2<cfloat>& local) const override { m_halo->gather(local); }
   void gather(const View2<float>& local) const override { m_halo->gather(local); }
   int size() const override { return m_halo->size(); }
