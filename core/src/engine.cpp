@@ -8,7 +8,7 @@
 namespace ptycho {
 
 const std::vector<std::string>& engine_names() {
-  static const std::vector<std::string> names{"dm", "raar", "epie", "rpie", "mpie", "ml"};
+  static const std::vector<std::string> names{"dm", "raar", "epie", "rpie", "mpie", "ml", "lsqml"};
   return names;
 }
 
@@ -17,6 +17,7 @@ std::unique_ptr<Engine> make_engine(const EngineOptions& opt, Workspace& ws, con
   if (opt.name == "dm" || opt.name == "raar") return make_dm_engine(opt, ws, coll, state);
   if (opt.name == "epie" || opt.name == "rpie" || opt.name == "mpie") return make_pie_engine(opt, ws, coll, state);
   if (opt.name == "ml") return make_ml_engine(opt, ws, coll, state);
+  if (opt.name == "lsqml") return make_lsqml_engine(opt, ws, coll, state);
   std::string known;
   for (const auto& n : engine_names()) known += (known.empty() ? "" : ", ") + n;
   PTYCHO_INPUT_ERROR_IF(true, "unknown engine '" << opt.name << "' (known: " << known << ")");

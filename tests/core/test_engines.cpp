@@ -53,5 +53,5 @@ TEST_P(EngineConverges, LowersCostAndFindsObject) {
   EXPECT_LT(run.error, GetParam() == "ml" ? 0.05 : 0.12) << GetParam();
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, EngineConverges, ::testing::Values("dm", "raar", "epie", "rpie", "mpie", "ml"));
+INSTANTIATE_TEST_SUITE_P(Engines, EngineConverges, ::testing::Values("dm", "raar", "epie", "rpie", "mpie", "ml", "lsqml"));
 

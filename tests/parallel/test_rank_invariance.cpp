@@ -112,7 +112,7 @@ TEST_P(ParallelFamily, WorldRunEqualsOneRankRun) {
   EXPECT_LT(probe_difference(world, serial), 1e-4) << chain;
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, ParallelFamily, ::testing::Values("dm:20", "raar:20", "ml:60", "dm:10,ml:30"));
+INSTANTIATE_TEST_SUITE_P(Engines, ParallelFamily, ::testing::Values("dm:20", "raar:20", "ml:60", "dm:10,ml:30", "lsqml:20"));
 
 TEST(ParallelFamily, TwoProbeModesStayRankInvariant) {
   const Outcome world = reconstruct(MPI_COMM_WORLD, "dm:20", true, 2);

@@ -1,0 +1,194 @@
+// LSQ-ML (Odstrcil, Menzel & Guizar-Sicairos 2018): mini-batched
+// least-squares updates with an optimal step per batch.
+//
+// Batches are ranges of the global frame index, so every rank knows them and
+// a run on N ranks equals a run on one. Per batch:
+//   1. chi_j = F^-1[ (sqrt(y/I) - 1) F(P~ O_j) ], the exit-wave correction of
+//      the amplitude (Gaussian) likelihood (a Poisson correction (y/I - 1)/2
+//      lets a few nearly dark pixels with counts set the step: not offered);
+//   2. dO = sum_j conj(P~_j) chi_j / (sum_j |P~_j|^2 + delta), over halos and ranks;
+//   3. the step a minimising sum_j || chi_j - a P~_j dO_j ||^2 (two global sums);
+//   4. O += a dO.
+// With probe refinement the probe is updated once per iteration from the
+// corrected exit waves (numerator and denominator summed over ranks).
+#include "engines.hpp"
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/kernel_util.hpp"
+#include "probe_update.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ptycho {
+
+namespace {
+
+class LsqmlEngine final : public Engine {
+ public:
+  LsqmlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState&)
+      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt) {
+    PTYCHO_INPUT_ERROR_IF(opt.batches < 1, "lsqml: --batches must be at least 1, got " << opt.batches);
+    const auto& scan = ws.scan();
+    const int m = scan.frame_size, k = ws.num_modes();
+    const long total = scan.total_frames;
+    const int nb = static_cast<int>(std::min<long>(opt.batches, std::max(1L, total)));
+    // Batch b holds global indices [b*N/B, (b+1)*N/B); local indices are ascending in the global ones.
+    long largest = 0;
+    for (int b = 0; b < nb; ++b) {
+      const long g0 = total * b / nb, g1 = total * (b + 1) / nb;
+      const long l0 = std::lower_bound(scan.index.begin(), scan.index.end(), g0) - scan.index.begin();
+      const long l1 = std::lower_bound(scan.index.begin(), scan.index.end(), g1) - scan.index.begin();
+      m_batches.push_back({l0, l1});
+      largest = std::max(largest, l1 - l0);
+    }
+    m_chi = CView3("ptycho::lsqml::chi", std::size_t(std::max(1L, largest)) * k, m, m);
+    m_scratch = CView3("ptycho::lsqml::scratch", std::size_t(ws.batch()) * k, m, m);
+    m_num = View2<cdouble>("ptycho::lsqml::num", scan.extent.rows, scan.extent.cols);
+    m_den = View2<double>("ptycho::lsqml::den", scan.extent.rows, scan.extent.cols);
+    m_step = CView2("ptycho::lsqml::step", scan.extent.rows, scan.extent.cols);
+    m_owned = local_rect(scan.owned, scan.extent);
+    double nvalid = 0;
+    auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
+    for (size_t i = 0; i < v.size(); ++i) nvalid += v.data()[i];
+    m_valid_pixels = nvalid * scan.total_frames;
+  }
+
+  std::string name() const override { return "lsqml"; }
+
+  double iterate(ReconState& state) override {
+    const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
+    if (probe_now) m_probe_update.reset();
+    double cost = 0;
+    for (const auto& range : m_batches) cost += batch_update(state, range.first, range.second, probe_now);
+    if (probe_now) m_probe_update.apply(state);
+    ++m_iter;
+    double c = cost;
+    m_coll.sum(&c, 1);
+    return c / std::max(1.0, m_valid_pixels);
+  }
+
+ private:
+  /// One mini-batch: local frames [l0, l1). Returns this rank's cost of it.
+  double batch_update(ReconState& state, long l0, long l1, bool probe_now) {
+    const auto& scan = m_ws.scan();
+    const int m = scan.frame_size, kmodes = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const auto frames = scan.frames;
+    const auto valid = scan.valid;
+    Kokkos::deep_copy(m_num, cdouble(0, 0));
+    Kokkos::deep_copy(m_den, 0.0);
+    double cost = 0;
+    // 1. Exit-wave corrections of the batch, and the object numerator/denominator.
+    for (long first = l0; first < l1; first += m_ws.batch()) {
+      const long count = std::min<long>(m_ws.batch(), l1 - first);
+      auto chi = Kokkos::subview(m_chi, Kokkos::make_pair((first - l0) * kmodes, (first - l0 + count) * kmodes),
+                                 Kokkos::ALL, Kokkos::ALL);
+      m_ws.exit_waves(state.object, first, count, chi);
+      m_ws.plan().execute(chi, FftDirection::forward, Centring::none);
+      double part = 0;
+      Kokkos::parallel_reduce(
+          "ptycho::lsqml::correction", Policy3({0, 0, 0}, {count, m, m}),
+          KOKKOS_LAMBDA(long b, long r, long c, double& acc) {
+            float inten = 0;
+            for (int k = 0; k < kmodes; ++k) {
+              const cfloat v = chi(b * kmodes + k, r, c);
+              inten += v.real() * v.real() + v.imag() * v.imag();
+            }
+            inten *= inv_m2;
+            float g = 0;
+            if (valid(r, c) > 0) {
+              const float y = frames(first + b, r, c) > 0 ? frames(first + b, r, c) : 0.0f;
+              const float ii = inten > kIntensityFloor ? inten : kIntensityFloor;
+              g = std::sqrt(y / ii) - 1.0f;
+              const double e = std::sqrt(double(inten)) - std::sqrt(double(y));
+              acc += e * e;
+            }
+            for (int k = 0; k < kmodes; ++k) chi(b * kmodes + k, r, c) *= g * inv_m2;
+          },
+          part);
+      cost += part;
+      m_ws.plan().execute(chi, FftDirection::backward, Centring::none);
+      m_ws.accumulate_object(m_num, m_den, chi, first, count);
+    }
+    // 2. The preconditioned object direction, summed over halos and ranks.
+    m_coll.scatter_sum(m_num);
+    m_coll.scatter_sum(m_den);
+    const auto num = m_num;
+    const auto den = m_den;
+    const auto step = m_step;
+    double dmax = 0;
+    Kokkos::parallel_reduce(
+        "ptycho::lsqml::den_max", rect_policy(m_owned),
+        KOKKOS_LAMBDA(long r, long c, double& mx) { mx = den(r, c) > mx ? den(r, c) : mx; }, Kokkos::Max<double>(dmax));
+    m_coll.max(&dmax, 1);
+    const double delta = std::max(m_opt.regularisation * dmax, 1e-30);
+    Kokkos::parallel_for(
+        "ptycho::lsqml::direction", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
+          const cdouble d = num(r, c) / (den(r, c) + delta);
+          step(r, c) = cfloat(float(d.real()), float(d.imag()));
+        });
+    m_coll.gather(step);
+    // 3. The optimal step: a = Re<u, chi> / <u, u> with u_j = P~_j dO_j.
+    const auto probes = m_ws.probes();
+    const auto row = m_ws.patch_row(), col = m_ws.patch_col();
+    const auto chi_all = m_chi;
+    Sums<2> s;
+    if (l1 > l0)
+      Kokkos::parallel_reduce(
+          "ptycho::lsqml::step_terms", Policy3({0, 0, 0}, {(l1 - l0) * kmodes, m, m}),
+          KOKKOS_LAMBDA(long bk, long r, long c, Sums<2>& acc) {
+            const long j = l0 + bk / kmodes;
+            const cfloat u = probes(l0 * kmodes + bk, r, c) * step(row(j) + r, col(j) + c);
+            const cfloat x = chi_all(bk, r, c);
+            acc.v[0] += double(u.real()) * x.real() + double(u.imag()) * x.imag();
+            acc.v[1] += double(u.real()) * u.real() + double(u.imag()) * u.imag();
+          },
+          Kokkos::Sum<Sums<2>>(s));
+    double t[2] = {s.v[0], s.v[1]};
+    m_coll.sum(t, 2);
+    const double alpha = t[1] > 0 ? std::clamp(t[0] / t[1], 0.0, 2.0) : 0.0;
+    // 4. The update (the halo of the direction is in sync, so the whole extent moves).
+    const auto obj = state.object;
+    const float a = static_cast<float>(alpha);
+    Kokkos::parallel_for(
+        "ptycho::lsqml::step", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
+        KOKKOS_LAMBDA(long r, long c) { obj(r, c) += step(r, c) * a; });
+    if (probe_now) {
+      // Corrected exit waves psi + chi, for the probe update of this iteration.
+      for (long first = l0; first < l1; first += m_ws.batch()) {
+        const long count = std::min<long>(m_ws.batch(), l1 - first);
+        auto w = Kokkos::subview(m_scratch, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
+        m_ws.exit_waves(obj, first, count, w);
+        const long off = (first - l0) * kmodes;
+        Kokkos::parallel_for(
+            "ptycho::lsqml::corrected", Policy3({0, 0, 0}, {count * kmodes, m, m}),
+            KOKKOS_LAMBDA(long bk, int r, int c) { w(bk, r, c) += chi_all(off + bk, r, c); });
+        auto work = Kokkos::subview(m_chi, Kokkos::make_pair(off, off + count * kmodes), Kokkos::ALL, Kokkos::ALL);
+        m_probe_update.accumulate(obj, w, first, count, work);
+      }
+    }
+    return cost;
+  }
+
+  EngineOptions m_opt;
+  Workspace& m_ws;
+  const Collective& m_coll;
+  ProbeUpdate m_probe_update;
+  std::vector<std::pair<long, long>> m_batches;
+  CView3 m_chi, m_scratch;
+  View2<cdouble> m_num;
+  View2<double> m_den;
+  CView2 m_step;
+  Rect m_owned;
+  double m_valid_pixels = 0;
+  long m_iter = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_lsqml_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
+                                          ReconState& state) {
+  return std::make_unique<LsqmlEngine>(opt, ws, coll, state);
+}
+
+}  // namespace ptycho
