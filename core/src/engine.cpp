@@ -8,14 +8,14 @@
 namespace ptycho {
 
 const std::vector<std::string>& engine_names() {
-  static const std::vector<std::string> names{"dm", "raar", "epie", "rpie", "mpie", "ml", "lsqml"};
+  static const std::vector<std::string> names{"dm", "raar", "sdr", "epie", "rpie", "mpie", "ml", "lsqml"};
   return names;
 }
 
 std::unique_ptr<Engine> make_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
                                     ReconState& state) {
   if (opt.name == "dm" || opt.name == "raar") return make_dm_engine(opt, ws, coll, state);
-  if (opt.name == "epie" || opt.name == "rpie" || opt.name == "mpie") return make_pie_engine(opt, ws, coll, state);
+  if (opt.name == "epie" || opt.name == "rpie" || opt.name == "mpie" || opt.name == "sdr") return make_pie_engine(opt, ws, coll, state);
   if (opt.name == "ml") return make_ml_engine(opt, ws, coll, state);
   if (opt.name == "lsqml") return make_lsqml_engine(opt, ws, coll, state);
   std::string known;

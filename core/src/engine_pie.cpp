@@ -1,5 +1,11 @@
-// The PIE family: ePIE (Maiden & Rodenburg 2009), rPIE and mPIE (Maiden,
-// Johnson & Li 2017). Positions are visited one at a time, in a random order,
+// The sequential engines: ePIE (Maiden & Rodenburg 2009), rPIE and mPIE
+// (Maiden, Johnson & Li 2017), and sDR, the semi-implicit relaxed
+// Douglas-Rachford algorithm (Pham, Rana, Miao & Osher 2019), which keeps an
+// exit wave psi per frame: f = (1 + sigma) P O - sigma psi is projected on
+// the (tau-relaxed) measured modulus, psi <- P_F(f) + sigma (psi - P O), and
+// the object moves by a conj(P) (psi - P O) / ((1 - a) max|P|^2 + a |P|^2).
+// sigma = 0 is alternating projections (ePIE-like), sigma = 1 a sequential
+// difference map. Positions are visited one at a time, in a random order,
 // within a rank. After every pass, the ranks fold their object changes in
 // the halos into the owners (a sum of changes), and the probe is updated
 // once from all ranks' exit waves (numerator and denominator summed).
@@ -19,7 +25,7 @@ namespace {
 
 class PieEngine final : public Engine {
  public:
-  PieEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState&)
+  PieEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
       : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt), m_rng(opt.seed + 7919u * coll.rank()) {
     const auto& scan = ws.scan();
     const int m = scan.frame_size, k = ws.num_modes();
@@ -27,6 +33,10 @@ class PieEngine final : public Engine {
     m_scratch = CView3("ptycho::pie::scratch", k, m, m);
     m_start = CView2("ptycho::pie::start", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
+    if (opt.name == "sdr") {
+      m_exit = CView3("ptycho::sdr::exit", std::size_t(scan.num_local()) * k, m, m);
+      if (scan.num_local() > 0) ws.exit_waves(state.object, 0, scan.num_local(), m_exit);
+    }
     if (opt.name == "mpie") m_velocity = CView2("ptycho::pie::velocity", scan.extent.rows, scan.extent.cols);
     double nvalid = 0;
     auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
@@ -58,11 +68,20 @@ class PieEngine final : public Engine {
     const float a = static_cast<float>(epie ? 1.0 : m_opt.rpie_alpha);
     const float step = static_cast<float>(m_opt.object_step);
     const float pm = static_cast<float>(pmax);
+    const bool sdr = m_opt.name == "sdr";
+    const float sigma = static_cast<float>(m_opt.sigma), tau = static_cast<float>(m_opt.tau);
+    const float sdr_a = static_cast<float>(m_opt.sdr_step);
+    const auto exit = m_exit;
 
     std::shuffle(m_order.begin(), m_order.end(), m_rng);
     double cost = 0;
     for (long j : m_order) {
       m_ws.exit_waves(obj, j, 1, w);
+      if (sdr)
+        Kokkos::parallel_for(
+            "ptycho::sdr::reflect", Policy3({0, 0, 0}, {kmodes, m, m}), KOKKOS_LAMBDA(int k, int r, int c) {
+              w(k, r, c) = w(k, r, c) * (1.0f + sigma) - exit(j * kmodes + k, r, c) * sigma;
+            });
       m_ws.plan().execute(w, FftDirection::forward, Centring::none);
       double part = 0;
       Kokkos::parallel_reduce(
@@ -78,7 +97,8 @@ class PieEngine final : public Engine {
             if (valid(r, c) > 0) {
               const float sy = std::sqrt(frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f);
               const float amp = std::sqrt(inten);
-              f = inv_m2 * sy / std::sqrt(inten > kIntensityFloor ? inten : kIntensityFloor);
+              const float target = sdr ? tau * sy + (1.0f - tau) * amp : sy;
+              f = inv_m2 * target / std::sqrt(inten > kIntensityFloor ? inten : kIntensityFloor);
               acc += double(amp - sy) * double(amp - sy);
             }
             for (int k = 0; k < kmodes; ++k) w(k, r, c) *= f;
@@ -94,10 +114,17 @@ class PieEngine final : public Engine {
             float p2 = 0;
             for (int k = 0; k < kmodes; ++k) {
               const cfloat p = probes(j * kmodes + k, r, c);
-              num += Kokkos::conj(p) * (w(k, r, c) - p * o);
+              const cfloat phi = p * o;
+              if (sdr) {
+                // psi <- P_F(f) + sigma (psi - P O); the object moves towards psi.
+                const cfloat psi = w(k, r, c) + (exit(j * kmodes + k, r, c) - phi) * sigma;
+                exit(j * kmodes + k, r, c) = psi;
+                w(k, r, c) = psi;
+              }
+              num += Kokkos::conj(p) * (w(k, r, c) - phi);
               p2 += p.real() * p.real() + p.imag() * p.imag();
             }
-            const float den = (1.0f - a) * p2 + a * pm;
+            const float den = sdr ? (1.0f - sdr_a) * pm + sdr_a * p2 : (1.0f - a) * p2 + a * pm;
             obj(rr, cc) = o + num * (step / den);
           });
       if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
@@ -156,6 +183,7 @@ class PieEngine final : public Engine {
   std::mt19937_64 m_rng;
   CView3 m_work, m_scratch;
   CView2 m_start, m_velocity;
+  CView3 m_exit;  ///< sDR: exit wave per frame and mode (signed, real space)
   Rect m_owned;
   std::vector<long> m_order;
   double m_valid_pixels = 0;

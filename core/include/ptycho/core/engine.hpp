@@ -23,7 +23,10 @@ struct EngineOptions {
   bool refine_probe = false;
   int probe_hold = 5;          ///< iterations of this engine before the probe is refined
   double beta = 0.75;          ///< RAAR / sDR relaxation
-  double sigma = 0.5;          ///< sDR semi-implicit parameter
+  double sigma = 0.5;          ///< sDR: relaxed Fourier reflection (0: alternating projections, 1: difference map;
+                               ///< on noisy data the sequential update diverges above about 0.8)
+  double tau = 1.0;            ///< sDR: relaxed modulus constraint (1: full projection)
+  double sdr_step = 0.9;       ///< sDR: object step (blend of local |P|^2 and max |P|^2)
   double object_step = 1.0;    ///< PIE family: alpha
   double probe_step = 1.0;     ///< PIE family: beta
   double rpie_alpha = 0.1;     ///< rPIE/mPIE regularisation (Maiden 2017)
