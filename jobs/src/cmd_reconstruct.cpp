@@ -104,7 +104,9 @@ int run_reconstruct(const ReconstructArgs& a, MPI_Comm world) {
                         {"probe_modes", a.probe_modes}, {"refine_probe", a.refine_probe},
                         {"likelihood", a.likelihood}, {"ranks", size},           {"batch", a.batch},
                         {"smoothness", base.smoothness}, {"beta", base.beta},    {"rpie_alpha", base.rpie_alpha},
-                        {"momentum", base.momentum}};
+                        {"momentum", base.momentum}, {"sigma", base.sigma}, {"tau", base.tau},
+                        {"sdr_step", base.sdr_step}, {"batches", base.batches},
+                        {"regularisation", base.regularisation}, {"probe_hold", base.probe_hold}};
   proc.configuration = cfg.dump();
   proc.cost_history = recon.state().cost_history;
   proc.engine_history = recon.state().engine_history;
@@ -136,7 +138,7 @@ Command add_reconstruct_command(CLI::App& app) {
   c.app = app.add_subcommand("reconstruct", "Reconstruct object and probe from a CXI scan (run under mpirun -n R)");
   c.app->add_option("input", a->input, "input scan (CXI)")->required()->check(CLI::ExistingFile);
   c.app->add_option("-o,--output", a->output, "result file (HDF5; default INPUT-stem_ptycho.h5)");
-  c.app->add_option("--engines", a->engines, "engine chain, e.g. dm:100,ml:200 (engines: dm raar epie rpie mpie ml)")
+  c.app->add_option("--engines", a->engines, "engine chain, e.g. dm:100,ml:200 (engines: dm raar sdr epie rpie mpie ml lsqml)")
       ->capture_default_str();
   c.app->add_option("--probe-modes", a->probe_modes, "incoherent probe modes K")->capture_default_str();
   c.app->add_flag("--refine-probe", a->refine_probe, "refine the probe");
@@ -147,6 +149,10 @@ Command add_reconstruct_command(CLI::App& app) {
                     "ML: weight of a Gaussian smoothness prior, relative to the data term (0 = off)")
       ->capture_default_str();
   c.app->add_option("--beta", a->base.beta, "RAAR relaxation")->capture_default_str();
+  c.app->add_option("--sigma", a->base.sigma, "sDR: relaxed Fourier reflection (0 AP .. 1 DM)")->capture_default_str();
+  c.app->add_option("--tau", a->base.tau, "sDR: relaxed modulus constraint")->capture_default_str();
+  c.app->add_option("--sdr-step", a->base.sdr_step, "sDR: object step")->capture_default_str();
+  c.app->add_option("--batches", a->base.batches, "LSQ-ML: mini-batches per iteration")->capture_default_str();
   c.app->add_option("--object-step", a->base.object_step, "PIE family: object step alpha")->capture_default_str();
   c.app->add_option("--rpie-alpha", a->base.rpie_alpha, "rPIE/mPIE regularisation")->capture_default_str();
   c.app->add_option("--momentum", a->base.momentum, "mPIE momentum eta")->capture_default_str();

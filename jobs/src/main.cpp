@@ -29,14 +29,20 @@ int main(int argc, char** argv) {
   setenv("KOKKOS_DISABLE_WARNINGS", "1", 0);
   int code = 0;
   {
-    Kokkos::ScopeGuard kokkos(argc, argv);
+    // Kokkos sees only its prefixed options (it would also answer --help);
+    // the program sees the rest.
+    std::vector<char*> kokkos_args{argv[0]}, program_args{argv[0]};
+    for (int i = 1; i < argc; ++i)
+      (std::string(argv[i]).rfind("--kokkos-", 0) == 0 ? kokkos_args : program_args).push_back(argv[i]);
+    int kokkos_argc = static_cast<int>(kokkos_args.size());
+    Kokkos::ScopeGuard kokkos(kokkos_argc, kokkos_args.data());
     CLI::App app{"ptycho: distributed ptychographic reconstruction"};
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string("ptycho ") + PTYCHO_VERSION);
     std::vector<Command> commands{add_simulate_command(app), add_info_command(app), add_evaluate_command(app),
                                   add_reconstruct_command(app)};
     try {
-      app.parse(argc, argv);
+      app.parse(static_cast<int>(program_args.size()), program_args.data());
     } catch (const CLI::ParseError& e) {
       code = rank == 0 ? app.exit(e) : e.get_exit_code();
       commands.clear();
