@@ -2,6 +2,9 @@
 
 #include "ptycho/core/kernel_util.hpp"
 
+#include <cmath>
+#include <complex>
+
 namespace ptycho {
 
 ProbeUpdate::ProbeUpdate(Workspace& ws, const Collective& coll, const EngineOptions& opt)
@@ -21,6 +24,40 @@ void ProbeUpdate::accumulate(const CView2& object, const CView3& waves, long fir
   m_ws.accumulate_probe(m_num, m_den, object, waves, first, count, scratch);
 }
 
+void ProbeUpdate::apply_fourier_support(const HostCView3& probe) {
+  const int kmodes = static_cast<int>(probe.extent(0)), m = static_cast<int>(probe.extent(1));
+  CView3 work("ptycho::probe_update::spectrum", kmodes, m, m);
+  Kokkos::deep_copy(work, probe);
+  m_ws.plan().execute(work, FftDirection::forward);
+  auto spec = Kokkos::create_mirror_view_and_copy(HostSpace(), work);
+  if (m_support.size() == 0) {
+    // The support: where the first refined probe's far field holds power
+    // (the illuminating pupil), grown by two pixels. Defocus and partial
+    // coherence change phases and shifts in real space, not this region.
+    m_support = View2<std::uint8_t, HostSpace>("ptycho::probe_update::support", m, m);
+    double mx = 0;
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < m; ++c) mx = std::max(mx, double(Kokkos::abs(spec(0, r, c))));
+    const double level = 1e-2 * mx;
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < m; ++c) {
+        if (Kokkos::abs(spec(0, r, c)) < level) continue;
+        for (int dr = -2; dr <= 2; ++dr)
+          for (int dc = -2; dc <= 2; ++dc) {
+            const int rr = r + dr, cc = c + dc;
+            if (rr >= 0 && rr < m && cc >= 0 && cc < m) m_support(rr, cc) = 1;
+          }
+      }
+  }
+  for (int k = 0; k < kmodes; ++k)
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < m; ++c)
+        if (!m_support(r, c)) spec(k, r, c) = cfloat(0, 0);
+  Kokkos::deep_copy(work, spec);
+  m_ws.plan().execute(work, FftDirection::backward);
+  Kokkos::deep_copy(probe, work);
+}
+
 void ProbeUpdate::apply(ReconState& state) {
   auto num = Kokkos::create_mirror_view_and_copy(HostSpace(), m_num);
   auto den = Kokkos::create_mirror_view_and_copy(HostSpace(), m_den);
@@ -31,6 +68,17 @@ void ProbeUpdate::apply(ReconState& state) {
   const double delta = m_regularisation * dmax;
   auto probe = Kokkos::create_mirror_view_and_copy(HostSpace(), state.probe);
   const int kmodes = static_cast<int>(probe.extent(0)), m = static_cast<int>(probe.extent(1));
+  auto power = [&] {
+    double s = 0;
+    for (size_t i = 0; i < probe.size(); ++i) s += std::norm(std::complex<double>(probe.data()[i].real(), probe.data()[i].imag()));
+    return s;
+  };
+  // The probe keeps the power it had when refinement began (matched to the
+  // counts by the reader): the object-probe scale ambiguity cannot drift.
+  if (m_power <= 0) {
+    m_power = power();
+    apply_fourier_support(probe);  // sets the support from the starting probe
+  }
   for (int k = 0; k < kmodes; ++k)
     for (int r = 0; r < m; ++r)
       for (int c = 0; c < m; ++c) {
@@ -38,6 +86,12 @@ void ProbeUpdate::apply(ReconState& state) {
         const cdouble v = (num(k, r, c) + cdouble(p.real(), p.imag()) * delta) / (den(r, c) + delta);
         probe(k, r, c) = cfloat(float(v.real()), float(v.imag()));
       }
+  apply_fourier_support(probe);
+  const double now = power();
+  if (now > 0 && m_power > 0) {
+    const float scale = static_cast<float>(std::sqrt(m_power / now));
+    for (size_t i = 0; i < probe.size(); ++i) probe.data()[i] *= scale;
+  }
   Kokkos::deep_copy(state.probe, probe);
   m_ws.set_probe(state.probe);
 }

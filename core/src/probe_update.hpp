@@ -15,13 +15,18 @@ class ProbeUpdate {
   void reset();
   /// Adds frames first..first+count with exit waves `waves` (signed, real space).
   void accumulate(const CView2& object, const CView3& waves, long first, long count, const CView3& scratch);
-  /// Sums over ranks, P <- (num + delta P) / (den + delta), then refreshes the workspace's probes.
+  /// Sums over ranks, P <- (num + delta P) / (den + delta), rescaled to the power the
+  /// probe had at the first update, then refreshes the workspace's probes.
   void apply(ReconState& state);
 
  private:
   Workspace& m_ws;
   const Collective& m_coll;
   double m_regularisation;
+  double m_power = 0;  ///< total probe power to keep, set at the first update
+  View2<std::uint8_t, HostSpace> m_support;  ///< far-field support of the probe, set at the first update
+  /// Zeroes the far field of every mode outside the support.
+  void apply_fourier_support(const HostCView3& probe);
   View3<cdouble> m_num;
   View2<double> m_den;
 };
