@@ -7,8 +7,9 @@
 // sigma = 0 is alternating projections (ePIE-like), sigma = 1 a sequential
 // difference map. Positions are visited one at a time, in a random order,
 // within a rank. After every pass, the ranks fold their object changes in
-// the halos into the owners (a sum of changes), and the probe is updated
-// once from all ranks' exit waves (numerator and denominator summed).
+// the halos into the owners (a mean weighted by each rank's illumination),
+// and the probe is updated once from all ranks' exit waves (numerator and
+// denominator summed).
 #include "engines.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/kernel_util.hpp"
@@ -32,6 +33,8 @@ class PieEngine final : public Engine {
     m_work = CView3("ptycho::pie::work", k, m, m);
     m_scratch = CView3("ptycho::pie::scratch", k, m, m);
     m_start = CView2("ptycho::pie::start", scan.extent.rows, scan.extent.cols);
+    m_change = View2<cdouble>("ptycho::pie::change", scan.extent.rows, scan.extent.cols);
+    m_weight = View2<double>("ptycho::pie::weight", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
     if (opt.name == "sdr") {
       m_exit = CView3("ptycho::sdr::exit", std::size_t(scan.num_local()) * k, m, m);
@@ -61,6 +64,8 @@ class PieEngine final : public Engine {
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     if (probe_now) m_probe_update.reset();
     Kokkos::deep_copy(m_start, obj);
+    Kokkos::deep_copy(m_weight, 0.0);
+    const auto weight = m_weight;
 
     // Step denominators: ePIE divides by max |P|^2, rPIE/mPIE blend in the local |P|^2.
     const double pmax = probe_power_max(state);
@@ -126,6 +131,7 @@ class PieEngine final : public Engine {
             }
             const float den = sdr ? (1.0f - sdr_a) * pm + sdr_a * p2 : (1.0f - a) * p2 + a * pm;
             obj(rr, cc) = o + num * (step / den);
+            weight(rr, cc) += p2;
           });
       if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
     }
@@ -153,25 +159,39 @@ class PieEngine final : public Engine {
     return mx;
   }
 
-  /// Owned pixels := start + the sum over ranks of their changes; then halos.
-  /// mPIE adds its momentum to the combined change.
+  /// Owned pixels := start + the ranks' changes combined, then halos. ePIE's
+  /// steps are gradient steps normalised by max |P|^2, additive over
+  /// positions, so the changes add up. rPIE, mPIE and sDR steps are nearly
+  /// local projections (normalised by the local |P|^2): their sum would
+  /// overshoot where several ranks corrected the same pixels, so they take
+  /// the mean weighted by each rank's illumination. mPIE adds its momentum.
   void combine_ranks(ReconState& state) {
     const auto obj = state.object, start = m_start;
+    const auto change = m_change;
+    const auto weight = m_weight;
+    if (m_opt.name == "epie") Kokkos::deep_copy(weight, 1.0);  // changes enter unweighted
     Kokkos::parallel_for(
         "ptycho::pie::change", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
-        KOKKOS_LAMBDA(long r, long c) { obj(r, c) -= start(r, c); });
-    m_coll.scatter_sum(obj);
+        KOKKOS_LAMBDA(long r, long c) {
+          const cfloat d = obj(r, c) - start(r, c);
+          change(r, c) = cdouble(d.real(), d.imag()) * weight(r, c);
+        });
+    m_coll.scatter_sum(change);
+    m_coll.scatter_sum(weight);
     const bool mpie = m_velocity.size() > 0;
+    const bool additive = m_opt.name == "epie";
     const auto vel = m_velocity;
     const float eta = static_cast<float>(m_opt.momentum);
     Kokkos::parallel_for(
         "ptycho::pie::apply_change", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
-          cfloat change = obj(r, c);
+          const cdouble mean = additive ? change(r, c)
+                               : weight(r, c) > 0 ? change(r, c) / weight(r, c) : cdouble(0, 0);
+          cfloat d(float(mean.real()), float(mean.imag()));
           if (mpie) {
-            vel(r, c) = vel(r, c) * eta + change;
-            change += vel(r, c) * eta;
+            vel(r, c) = vel(r, c) * eta + d;
+            d += vel(r, c) * eta;
           }
-          obj(r, c) = start(r, c) + change;
+          obj(r, c) = start(r, c) + d;
         });
     m_coll.gather(obj);
   }
@@ -183,6 +203,8 @@ class PieEngine final : public Engine {
   std::mt19937_64 m_rng;
   CView3 m_work, m_scratch;
   CView2 m_start, m_velocity;
+  View2<cdouble> m_change;  ///< weighted object change of the pass
+  View2<double> m_weight;   ///< illumination sum_j |P_j|^2 of this rank's positions in the pass
   CView3 m_exit;  ///< sDR: exit wave per frame and mode (signed, real space)
   Rect m_owned;
   std::vector<long> m_order;
