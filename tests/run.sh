@@ -3,7 +3,7 @@
 #   serial: Release with Debian's Kokkos (Serial backend only)  -> build/serial
 #   openmp: Release with an OpenMP Kokkos, built once per machine by
 #           cmake/build-kokkos-openmp.sh from Debian's trilinos source
-#           (about a minute, then reused)                        -> build/openmp
+#           (seconds to a minute, then reused)                   -> build/openmp
 # Missing Debian packages are installed first (cmake/install-deps.sh: needs
 # root or sudo, and does nothing when all are present). Exits non-zero if
 # either build or either suite fails; the last line is a one-line summary.

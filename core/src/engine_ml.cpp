@@ -18,9 +18,6 @@ namespace ptycho {
 
 namespace {
 
-/// Slope evaluations of the line search after the first (each one pass and one global sum).
-constexpr int kLineSearchEvaluations = 6;
-
 class MlEngine final : public Engine {
  public:
   MlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
@@ -102,6 +99,7 @@ class MlEngine final : public Engine {
 
   /// Psi = DFT(P~ O) for every local frame.
   void resync(ReconState& state) {
+    m_pending_step = 0;  // Psi is recomputed from the object, which has every step
     const long n = m_ws.scan().num_local();
     if (n == 0) return;
     m_ws.exit_waves(state.object, 0, n, m_psi);
@@ -117,7 +115,9 @@ class MlEngine final : public Engine {
     const bool poisson = m_opt.likelihood == Likelihood::poisson;
     const auto frames = scan.frames;
     const auto valid = scan.valid;
-    const auto psi = m_psi;
+    const auto psi = m_psi, dpsi = m_dpsi;
+    const float pending = m_pending_step;
+    m_pending_step = 0;
     const auto grad = m_grad;
     Kokkos::deep_copy(grad, cdouble(0, 0));
     double cost = 0;
@@ -132,7 +132,11 @@ class MlEngine final : public Engine {
             const long j = first + b;
             float inten = 0;
             for (int k = 0; k < kmodes; ++k) {
-              const cfloat v = psi(j * kmodes + k, r, c);
+              cfloat v = psi(j * kmodes + k, r, c);
+              if (pending != 0.0f) {
+                v += dpsi(j * kmodes + k, r, c) * pending;
+                psi(j * kmodes + k, r, c) = v;
+              }
               inten += v.real() * v.real() + v.imag() * v.imag();
             }
             inten *= inv_m2;
@@ -252,67 +256,90 @@ class MlEngine final : public Engine {
     const auto frames = scan.frames;
     const auto valid = scan.valid;
     const auto psi = m_psi, dpsi = m_dpsi;
-    // Slope phi'(a) and a positive curvature (Fisher information) at a.
-    auto slope = [&](double alpha_at, double* d1, double* curv) {
-      Sums<2> s;
+    // One pass: the cost along the line as a quartic in alpha, from the
+    // expansion of log I (Poisson) or sqrt(I) (Gaussian) to second order in
+    // the change of I (Thibault & Guizar-Sicairos 2012). Its linear term is
+    // the exact slope at 0.
+    Sums<5> q;
+    if (n > 0)
+      Kokkos::parallel_reduce(
+          "ptycho::ml::line_poly", Policy3({0, 0, 0}, {n, m, m}),
+          KOKKOS_LAMBDA(long j, long r, long c, Sums<5>& acc) {
+            if (valid(r, c) <= 0) return;
+            float a0 = 0, a1 = 0, a2 = 0;  // I(a) = (a0 + a a1 + a^2 a2) / M^2
+            for (int k = 0; k < kmodes; ++k) {
+              const cfloat p = psi(j * kmodes + k, r, c), d = dpsi(j * kmodes + k, r, c);
+              a0 += p.real() * p.real() + p.imag() * p.imag();
+              a1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
+              a2 += d.real() * d.real() + d.imag() * d.imag();
+            }
+            const double I0 = std::max(double(a0) * inv_m2, double(kIntensityFloor));
+            const double I1 = double(a1) * inv_m2, I2 = double(a2) * inv_m2;
+            const double y = frames(j, r, c) > 0 ? frames(j, r, c) : 0.0;
+            if (poisson) {
+              const double w = y / (I0 * I0);
+              acc.v[0] += I1 * (1 - y / I0);
+              acc.v[1] += I2 * (1 - y / I0) + 0.5 * w * I1 * I1;
+              acc.v[2] += w * I1 * I2;
+              acc.v[3] += 0.5 * w * I2 * I2;
+              acc.v[4] += 0.5 * I1 * I1 / I0;  // the curvature expected for y = I (Fisher)
+            } else {
+              const double g = std::sqrt(y / I0);
+              acc.v[0] += I1 * (1 - g);
+              acc.v[1] += I2 * (1 - g) + 0.25 * g * I1 * I1 / I0;
+              acc.v[2] += 0.5 * g * I1 * I2 / I0;
+              acc.v[3] += 0.25 * g * I2 * I2 / I0;
+              acc.v[4] += 0.25 * I1 * I1 / I0;
+            }
+          },
+          Kokkos::Sum<Sums<5>>(q));
+    double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
+    m_coll.sum(c, 5);
+    c[0] += 2 * m_mu * e[0];
+    c[1] += m_mu * e[1];
+    c[4] += m_mu * e[1];
+    // The exact slope at a (one pass and one global sum).
+    auto slope = [&](double alpha_at) {
+      double d1 = 0;
       const float a = static_cast<float>(alpha_at);
       if (n > 0)
         Kokkos::parallel_reduce(
-            "ptycho::ml::line_search", Policy3({0, 0, 0}, {n, m, m}),
-            KOKKOS_LAMBDA(long j, long r, long c, Sums<2>& acc) {
-              if (valid(r, c) <= 0) return;
-              float i0 = 0, i1 = 0;  // I(a) and I'(a), times M^2
+            "ptycho::ml::line_slope", Policy3({0, 0, 0}, {n, m, m}),
+            KOKKOS_LAMBDA(long j, long r, long cc, double& acc) {
+              if (valid(r, cc) <= 0) return;
+              float i0 = 0, i1 = 0;
               for (int k = 0; k < kmodes; ++k) {
-                const cfloat d = dpsi(j * kmodes + k, r, c);
-                const cfloat p = psi(j * kmodes + k, r, c) + d * a;
+                const cfloat d = dpsi(j * kmodes + k, r, cc);
+                const cfloat p = psi(j * kmodes + k, r, cc) + d * a;
                 i0 += p.real() * p.real() + p.imag() * p.imag();
                 i1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
               }
               const double I = std::max(double(i0) * inv_m2, double(kIntensityFloor)), dI = double(i1) * inv_m2;
-              const double y = frames(j, r, c);
-              if (poisson) {
-                acc.v[0] += (1 - y / I) * dI;
-                acc.v[1] += dI * dI / I;
-              } else {
-                const double sy = std::sqrt(y > 0 ? y : 0.0);
-                acc.v[0] += (1 - sy / std::sqrt(I)) * dI;
-                acc.v[1] += 0.5 * dI * dI / I;
-              }
+              const double y = frames(j, r, cc) > 0 ? frames(j, r, cc) : 0.0;
+              acc += (poisson ? 1 - y / I : 1 - std::sqrt(y / I)) * dI;
             },
-            Kokkos::Sum<Sums<2>>(s));
-      double t[2] = {s.v[0], s.v[1]};
-      m_coll.sum(t, 2);
-      *d1 = t[0] + 2 * m_mu * (e[0] + alpha_at * e[1]);
-      *curv = t[1] + 2 * m_mu * e[1];
+            d1);
+      m_coll.sum(&d1, 1);
+      return d1 + 2 * m_mu * (e[0] + alpha_at * e[1]);
     };
-    // Safeguarded search for phi'(a) = 0: a Fisher-scoring first step,
-    // doubling until the slope turns positive, then Illinois regula falsi.
-    // A fixed number of evaluations, so that alpha depends smoothly on the
-    // data and runs on different rank counts stay together.
-    double d1_0 = 0, curv0 = 0;
-    slope(0.0, &d1_0, &curv0);
+    // Minimise the quartic (Newton from the quadratic's minimum), then one
+    // secant step on the exact slope. No data-dependent branch count: alpha
+    // depends smoothly on the data, so runs on different rank counts agree.
+    const double d1_0 = c[0];
     double alpha = 0;
-    if (d1_0 < 0 && curv0 > 0 && std::isfinite(d1_0)) {
-      double lo = 0, d_lo = d1_0, hi = -1, d_hi = 0;
-      double trial = -d1_0 / curv0;
-      int side = 0;
-      for (int it = 0; it < kLineSearchEvaluations; ++it) {
-        double d1 = 0, curv = 0;
-        slope(trial, &d1, &curv);
-        if (!std::isfinite(d1) || d1 >= 0) {
-          hi = trial;
-          d_hi = std::isfinite(d1) ? d1 : std::abs(d_lo);
-          if (side == 1) d_lo *= 0.5;
-          side = 1;
-        } else {
-          lo = trial;
-          d_lo = d1;
-          if (side == -1) d_hi *= 0.5;
-          side = -1;
-        }
-        trial = hi < 0 ? 2 * lo : lo + (hi - lo) * d_lo / (d_lo - d_hi);
+    if (d1_0 < 0 && c[4] > 0 && std::isfinite(d1_0)) {
+      // Far from the solution the quartic need not be convex: start from the
+      // Fisher-scoring step, and follow the quartic only while it is convex.
+      double aq = -c[0] / (2 * std::max(c[1], c[4]));
+      for (int it = 0; it < 20; ++it) {
+        const double g1 = c[0] + 2 * c[1] * aq + 3 * c[2] * aq * aq + 4 * c[3] * aq * aq * aq;
+        const double g2 = 2 * c[1] + 6 * c[2] * aq + 12 * c[3] * aq * aq;
+        if (!(g2 > 0)) break;
+        aq = std::max(0.5 * aq, aq - g1 / g2);
       }
-      alpha = trial;
+      const double d1_q = slope(aq);
+      const double secant = (d1_q < d1_0 || !std::isfinite(d1_q)) ? aq : aq * d1_0 / (d1_0 - d1_q);
+      alpha = std::clamp(secant, 0.25 * aq, 4.0 * aq);
     }
     if (!(alpha > 0) || !std::isfinite(alpha)) {
       alpha = 0;
@@ -323,10 +350,8 @@ class MlEngine final : public Engine {
     Kokkos::parallel_for(
         "ptycho::ml::step_object", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
         KOKKOS_LAMBDA(long r, long c) { obj(r, c) += dir(r, c) * a; });
-    if (n > 0)
-      Kokkos::parallel_for(
-          "ptycho::ml::step_psi", Policy3({0, 0, 0}, {n * kmodes, m, m}),
-          KOKKOS_LAMBDA(long jk, int r, int c) { psi(jk, r, c) += dpsi(jk, r, c) * a; });
+    // Psi moves by a dPsi in the next residual pass (one pass fewer).
+    m_pending_step = a;
     ExecSpace().fence();
   }
 
@@ -370,6 +395,7 @@ class MlEngine final : public Engine {
   double m_mu = 0;
   long m_iter = 0;
   bool m_restart = false;
+  float m_pending_step = 0;  ///< Psi += this * dPsi, not yet applied
 };
 
 }  // namespace

@@ -1,0 +1,513 @@
+// bench_engines: seconds per iteration of every reconstruction engine, run by
+// the distributed driver on MPI_COMM_WORLD, next to the FFT floor measured in
+// the same run. A benchmark prints numbers; it is not a test.
+//
+//   mpirun -n R bench_engines [--frames N] [--size M] [--iterations K]
+//                             [--warmup W] [--engines dm,raar,ml,epie,rpie,mpie]
+//                             [--refine-probe] [--photons P] [--kernels]
+//
+// Defaults: 1000 frames of 256 x 256, 5 timed iterations after 2 warm-up ones.
+//
+// The scan is simulated in memory (ptycho::sim::simulate, Fermat spiral, one
+// probe mode). The object is sized so that the scan step is about 0.11 M
+// (28 px for M = 256, a spot of about M/5 px radius: usual overlap), and the
+// step is then set so that the spiral holds exactly N positions. Every rank
+// simulates the same scan (deterministic), keeps only the frames the driver
+// assigns to it, and drops the rest before reconstructing.
+//
+// For each engine the driver runs W + K iterations of a one-engine chain.
+// The progress callback, which every rank gets after every iteration, stamps
+// the time: a timed iteration runs from the end of the previous callback to
+// its own (the time up to the first callback includes the engine's setup, so
+// W >= 1).
+//
+// The FFT floor is what an ideal engine must spend per iteration: one forward
+// and one inverse transform of every local frame, 2 x N_local frame FFTs, by
+// ptycho::FramePlan with Centring::none, a batch (the driver's batch, 16) at
+// a time on a buffer of one batch, as the engines transform. One floor pass
+// runs in the callback after iteration W and after each timed iteration but
+// the last (outside the engine's time), so floor and engine share the machine
+// in the same way even when other jobs come and go. The buffer is refilled
+// from the same data before each batch, outside the timed transforms, so the
+// values stay finite; this also leaves the batch in cache, as the engines'
+// exit-wave kernel does just before their forward transform.
+//
+// Each timed iteration and each floor pass is taken on the slowest rank. The
+// table gives the means over the K of them and their ratio, and the fastest
+// iteration and floor pass with their ratio (less sensitive to other load).
+//
+// --kernels additionally times every Kokkos kernel (parallel_for, _reduce and
+// deep_copy, by label) during the timed iterations through Kokkos' tool
+// callbacks and prints, per engine, where rank 0's time goes. The FFTs run
+// inside the kernel "ptycho::FramePlan::execute"; time outside any kernel
+// (MPI reductions and halo exchanges, host loops) shows as "outside kernels".
+#include "ptycho/core/engine.hpp"
+#include "ptycho/core/fft.hpp"
+#include "ptycho/core/simulate.hpp"
+#include "ptycho/core/types.hpp"
+#include "ptycho/parallel/driver.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+/// Command-line options of the benchmark.
+struct BenchOptions {
+  long frames = 1000;    ///< N, positions of the simulated scan
+  int size = 256;        ///< M, frame and probe side [px]
+  int iterations = 5;    ///< K, timed iterations per engine
+  int warmup = 2;        ///< W, untimed iterations before them
+  int batch = 16;        ///< frames per batched FFT (the driver's default)
+  double photons = 1e6;  ///< photons per frame of the simulation (0: noiseless)
+  bool refine_probe = false;
+  bool kernels = false;  ///< time every Kokkos kernel
+  std::vector<std::string> engines{"dm", "raar", "ml", "epie", "rpie", "mpie"};
+};
+
+const char* kUsage =
+    "usage: bench_engines [--frames N] [--size M (even)] [--iterations K] [--warmup W (>= 1)]\n"
+    "                     [--engines dm,raar,ml,epie,rpie,mpie] [--batch B] [--photons P]\n"
+    "                     [--refine-probe] [--kernels]\n";
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/// Parses argv; on a bad option returns false with `error` set.
+bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* what) -> const char* {
+      if (i + 1 >= argc) {
+        error = a + " needs " + what;
+        return nullptr;
+      }
+      return argv[++i];
+    };
+    auto whole = [&](long& out, const char* what) {
+      const char* v = value(what);
+      if (!v) return false;
+      char* end = nullptr;
+      out = std::strtol(v, &end, 10);
+      if (*v == '\0' || *end != '\0') {
+        error = a + ": '" + v + "' is not a whole number";
+        return false;
+      }
+      return true;
+    };
+    long n = 0;
+    if (a == "--frames") {
+      if (!whole(n, "a frame count")) return false;
+      o.frames = n;
+    } else if (a == "--size") {
+      if (!whole(n, "a frame size")) return false;
+      o.size = static_cast<int>(n);
+    } else if (a == "--iterations") {
+      if (!whole(n, "an iteration count")) return false;
+      o.iterations = static_cast<int>(n);
+    } else if (a == "--warmup") {
+      if (!whole(n, "an iteration count")) return false;
+      o.warmup = static_cast<int>(n);
+    } else if (a == "--batch") {
+      if (!whole(n, "a batch size")) return false;
+      o.batch = static_cast<int>(n);
+    } else if (a == "--photons") {
+      const char* v = value("a photon count");
+      if (!v) return false;
+      char* end = nullptr;
+      o.photons = std::strtod(v, &end);
+      if (*v == '\0' || *end != '\0') {
+        error = a + ": '" + v + "' is not a number";
+        return false;
+      }
+    } else if (a == "--engines") {
+      const char* v = value("a list of engines");
+      if (!v) return false;
+      o.engines = split_commas(v);
+    } else if (a == "--refine-probe") {
+      o.refine_probe = true;
+    } else if (a == "--kernels") {
+      o.kernels = true;
+    } else if (a == "-h" || a == "--help") {
+      error = "help";
+      return false;
+    } else {
+      error = "unknown option '" + a + "'";
+      return false;
+    }
+  }
+  if (o.frames < 2)
+    error = "--frames must be at least 2";
+  else if (o.size < 8 || o.size % 2)
+    error = "--size must be even and at least 8";
+  else if (o.iterations < 1)
+    error = "--iterations must be at least 1";
+  else if (o.warmup < 1)
+    error = "--warmup must be at least 1 (the first iteration's time includes the engine's setup)";
+  else if (o.batch < 1)
+    error = "--batch must be at least 1";
+  else if (o.photons < 0)
+    error = "--photons must be >= 0";
+  else if (o.engines.empty())
+    error = "--engines: empty list";
+  for (const auto& e : o.engines) {
+    const auto& known = ptycho::engine_names();
+    if (std::find(known.begin(), known.end(), e) == known.end()) error = "--engines: unknown engine '" + e + "'";
+  }
+  return error.empty();
+}
+
+/// Object size and scan step of a Fermat spiral with exactly `frames`
+/// positions at a step of about 0.11 M. sim::simulate scans a disc of radius
+/// R = object/2 - (M/2 + 3) px, and its spiral holds floor(pi R^2 / step^2) + 1
+/// points, so step = R sqrt(pi / (N - 1/2)) gives N.
+struct ScanLayout {
+  int object_size = 0;
+  double step = 0;
+};
+
+ScanLayout scan_layout(long frames, int m) {
+  const double target_step = 0.11 * m;
+  const double target_radius = target_step * std::sqrt((frames - 0.5) / M_PI);
+  ScanLayout s;
+  s.object_size = 2 * static_cast<int>(std::ceil(target_radius + m / 2.0 + 3));
+  const double radius = s.object_size / 2.0 - (m / 2.0 + 3);
+  s.step = radius * std::sqrt(M_PI / (frames - 0.5));
+  return s;
+}
+
+/// This rank's share of the simulated scan: only its frames are copied.
+ptycho::Dataset local_dataset(const ptycho::sim::Simulation& sim, const ptycho::ScanInfo& info,
+                              const std::vector<long>& frames) {
+  const int m = info.geometry.frame_size;
+  ptycho::Dataset d;
+  d.info = info;
+  d.frame_index = frames;
+  d.frames =
+      ptycho::HostRView3(Kokkos::view_alloc(Kokkos::WithoutInitializing, "ptycho::bench::frames"), frames.size(), m, m);
+  const long frame_len = static_cast<long>(m) * m;
+  for (size_t i = 0; i < frames.size(); ++i)
+    std::memcpy(d.frames.data() + i * frame_len, sim.frames.data() + frames[i] * frame_len, frame_len * sizeof(float));
+  d.mask = ptycho::View2<std::uint8_t, ptycho::HostSpace>("ptycho::bench::mask", m, m);
+  d.probe = sim.nominal_probe;
+  return d;
+}
+
+/// The FFT floor on this rank: one pass is one forward and one inverse
+/// transform of each of `frames` frames, `batch` at a time, on a buffer of
+/// one batch (Centring::none), exactly the transforms of an ideal engine
+/// iteration. Owns its buffers; a pass allocates nothing.
+class FftFloor {
+ public:
+  FftFloor(const ptycho::FramePlan& plan, long frames, int batch)
+      : m_plan(plan),
+        m_frames(frames),
+        m_batch(batch),
+        m_buffer(Kokkos::view_alloc(Kokkos::WithoutInitializing, "ptycho::bench::fft_buffer"), batch, plan.frame_size(),
+                 plan.frame_size()),
+        m_pristine(Kokkos::view_alloc(Kokkos::WithoutInitializing, "ptycho::bench::fft_pristine"), batch,
+                   plan.frame_size(), plan.frame_size()) {
+    using namespace ptycho;
+    const int m = plan.frame_size();
+    const auto pristine = m_pristine;
+    Kokkos::parallel_for(
+        "ptycho::bench::fft_fill", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>({0, 0, 0}, {batch, m, m}),
+        KOKKOS_LAMBDA(int b, int r, int c) {
+          // A finite, nonzero pattern: the data does not change FFTW's time.
+          pristine(b, r, c) = cfloat(1.0f + 0.01f * ((b + r * 7 + c * 13) % 101), 0.01f * ((r + 3 * c) % 37));
+        });
+    ExecSpace().fence();
+  }
+
+  /// One pass; returns the seconds spent in the transforms only. The batch is
+  /// refilled before each transform pair, untimed, so the values stay finite
+  /// (a forward-inverse pair scales by M^2).
+  double pass() const {
+    using namespace ptycho;
+    double spent = 0;
+    for (long first = 0; first < m_frames; first += m_batch) {
+      const long count = std::min<long>(m_batch, m_frames - first);
+      const auto range = Kokkos::make_pair(0L, count);
+      auto b = Kokkos::subview(m_buffer, range, Kokkos::ALL, Kokkos::ALL);
+      Kokkos::deep_copy(b, Kokkos::subview(m_pristine, range, Kokkos::ALL, Kokkos::ALL));
+      const auto t0 = Clock::now();
+      m_plan.execute(b, FftDirection::forward, Centring::none);
+      m_plan.execute(b, FftDirection::backward, Centring::none);
+      spent += seconds_between(t0, Clock::now());
+    }
+    return spent;
+  }
+
+ private:
+  const ptycho::FramePlan& m_plan;
+  long m_frames;
+  int m_batch;
+  ptycho::CView3 m_buffer, m_pristine;
+};
+
+/// Times of Kokkos kernels by label, taken through Kokkos' tool callbacks
+/// while `active`. Nested kernels (a deep_copy that launches a fill) count
+/// for the outermost only, so the times add up to the time inside kernels.
+struct KernelTimer {
+  bool active = false;
+  std::map<std::string, double> seconds;
+  std::map<std::string, long> calls;
+  std::vector<std::pair<std::string, Clock::time_point>> stack;
+
+  void begin(const std::string& label) { stack.emplace_back(label, Clock::now()); }
+  void end() {
+    if (stack.empty()) return;
+    const auto [label, t0] = stack.back();
+    stack.pop_back();
+    if (active && stack.empty()) {
+      seconds[label] += seconds_between(t0, Clock::now());
+      ++calls[label];
+    }
+  }
+  void reset() {
+    seconds.clear();
+    calls.clear();
+  }
+};
+
+KernelTimer g_kernels;
+
+void on_begin_kernel(const char* name, const uint32_t, uint64_t* id) {
+  *id = 0;
+  g_kernels.begin(name);
+}
+void on_end_kernel(uint64_t) { g_kernels.end(); }
+void on_begin_deep_copy(Kokkos::Tools::SpaceHandle, const char* dst, const void*, Kokkos::Tools::SpaceHandle,
+                        const char* src, const void*, uint64_t) {
+  g_kernels.begin(std::string("deep_copy ") + src + " -> " + dst);
+}
+void on_end_deep_copy() { g_kernels.end(); }
+
+void install_kernel_timer() {
+  namespace T = Kokkos::Tools::Experimental;
+  T::set_begin_parallel_for_callback(on_begin_kernel);
+  T::set_end_parallel_for_callback(on_end_kernel);
+  T::set_begin_parallel_reduce_callback(on_begin_kernel);
+  T::set_end_parallel_reduce_callback(on_end_kernel);
+  T::set_begin_parallel_scan_callback(on_begin_kernel);
+  T::set_end_parallel_scan_callback(on_end_kernel);
+  T::set_begin_deep_copy_callback(on_begin_deep_copy);
+  T::set_end_deep_copy_callback(on_end_deep_copy);
+}
+
+/// One row of the table.
+struct EngineResult {
+  std::string engine;
+  double seconds_per_iteration = 0;           ///< max over ranks
+  double fft_floor = 0;                       ///< max over ranks
+  double best_iteration = 0, best_floor = 0;  ///< the fastest timed iteration and floor pass
+  double cost_first = 0, cost_last = 0;       ///< of the timed iterations
+};
+
+double max_over_ranks(double v) {
+  MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return v;
+}
+
+/// Prints rank 0's kernel times of the timed iterations, largest first.
+void print_kernel_breakdown(const EngineResult& r, int iterations, double my_seconds) {
+  std::vector<std::pair<double, std::string>> rows;
+  double inside = 0;
+  for (const auto& [label, s] : g_kernels.seconds) {
+    rows.emplace_back(s, label);
+    inside += s;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::printf("  %s, rank 0: %.4f s/iteration\n", r.engine.c_str(), my_seconds / iterations);
+  for (const auto& [s, label] : rows) {
+    if (s / my_seconds < 0.005) continue;
+    std::printf("    %-48s %8.4f s/it  %5.1f %%  %7ld calls/it\n", label.c_str(), s / iterations, 100 * s / my_seconds,
+                g_kernels.calls[label] / iterations);
+  }
+  const double outside = std::max(0.0, my_seconds - inside);
+  std::printf("    %-48s %8.4f s/it  %5.1f %%\n", "outside kernels (MPI, host code)", outside / iterations,
+              100 * outside / my_seconds);
+}
+
+int run(int argc, char** argv) {
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  BenchOptions o;
+  std::string error;
+  if (!parse_options(argc, argv, o, error)) {
+    if (rank == 0) {
+      if (error != "help") std::fprintf(stderr, "bench_engines: %s\n", error.c_str());
+      std::fprintf(stderr, "%s", kUsage);
+    }
+    return error == "help" ? 0 : 2;
+  }
+  if (o.kernels) install_kernel_timer();
+
+  // The scan, simulated identically on every rank.
+  const ScanLayout layout = scan_layout(o.frames, o.size);
+  ptycho::sim::SimulationOptions so;
+  so.object_size = layout.object_size;
+  so.probe_size = o.size;
+  so.step = layout.step;
+  so.photons = o.photons;
+  auto t0 = Clock::now();
+  ptycho::sim::Simulation sim = ptycho::sim::simulate(so);
+  const double simulate_s = max_over_ranks(seconds_between(t0, Clock::now()));
+  ptycho::ScanInfo info;
+  info.source = "simulated";
+  info.geometry = sim.geometry;
+  info.num_frames = static_cast<long>(sim.positions.size());
+  info.positions = sim.positions;
+  info.object_rows = info.object_cols = so.object_size;
+  info.probe_source = "simulated nominal probe";
+
+  ptycho::ReconstructOptions ro;
+  ro.batch = o.batch;
+  ptycho::EngineOptions base;
+  base.refine_probe = o.refine_probe;
+  base.probe_hold = 0;  // with --refine-probe, every timed iteration refines the probe
+
+  // Which frames this rank holds (the decomposition does not depend on the
+  // engine), then only those frames; the full stack is dropped.
+  ro.chain = ptycho::parse_chain(o.engines.front() + ":1", base);
+  ptycho::Dataset data;
+  long local = 0;
+  {
+    ptycho::DistributedReconstruction assignment(MPI_COMM_WORLD, info, ro);
+    data = local_dataset(sim, info, assignment.my_frames());
+    local = static_cast<long>(assignment.my_frames().size());
+  }
+  sim.frames = ptycho::HostRView3();
+  long most = local, fewest = local;
+  MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &fewest, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
+
+  if (rank == 0) {
+    std::printf(
+        "bench_engines: %ld frames of %dx%d (Fermat scan, step %.2f px, object %dx%d px, %g photons/frame), "
+        "simulated in %.1f s\n",
+        info.num_frames, o.size, o.size, layout.step, so.object_size, so.object_size, o.photons, simulate_s);
+    std::printf(
+        "%d rank%s, frames per rank %ld..%ld; Kokkos %s, concurrency %d per rank; batch %d; 1 probe mode, "
+        "probe %s\n",
+        ranks, ranks > 1 ? "s" : "", fewest, most, ptycho::ExecSpace::name(), ptycho::ExecSpace().concurrency(),
+        o.batch, o.refine_probe ? "refined every iteration" : "fixed");
+    std::printf(
+        "per engine: %d warm-up + %d timed iterations, each followed by one FFT floor pass = 2 x (frames "
+        "per rank) FramePlan transforms (Centring::none); per iteration the slowest rank\n",
+        o.warmup, o.iterations);
+    std::fflush(stdout);
+  }
+
+  const ptycho::FramePlan plan(o.size);
+  const FftFloor floor(plan, local, o.batch);
+  std::vector<EngineResult> results;
+  for (const auto& engine : o.engines) {
+    EngineResult r;
+    r.engine = engine;
+    ro.chain = ptycho::parse_chain(engine + ":" + std::to_string(o.warmup + o.iterations), base);
+    ptycho::DistributedReconstruction recon(MPI_COMM_WORLD, info, ro);
+    recon.set_data(data);
+    floor.pass();  // warm-up
+    g_kernels.reset();
+    // Timed iteration i is the time from the end of the floor pass after
+    // iteration W + i - 1 to the end of iteration W + i; floor pass i follows it.
+    std::vector<double> iteration_s(o.iterations), floor_s(o.iterations);
+    Clock::time_point last;
+    double my_engine_s = 0;
+    MPI_Barrier(MPI_COMM_WORLD);
+    recon.run([&](const ptycho::Progress& p) {
+      const auto now = Clock::now();
+      const int i = p.iteration - o.warmup;  // timed iterations are 1..K
+      if (i >= 1) {
+        iteration_s[i - 1] = seconds_between(last, now);
+        my_engine_s += iteration_s[i - 1];
+        r.cost_last = p.cost;
+        if (i == 1) r.cost_first = p.cost;
+      }
+      if (i >= 0 && i < o.iterations) {
+        g_kernels.active = false;
+        floor_s[i] = floor.pass();
+        g_kernels.active = o.kernels;
+      } else {
+        g_kernels.active = false;
+      }
+      last = Clock::now();
+    });
+    // Per timed iteration, the slowest rank; then the mean and the best.
+    MPI_Allreduce(MPI_IN_PLACE, iteration_s.data(), o.iterations, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, floor_s.data(), o.iterations, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    for (int i = 0; i < o.iterations; ++i) {
+      r.seconds_per_iteration += iteration_s[i] / o.iterations;
+      r.fft_floor += floor_s[i] / o.iterations;
+    }
+    r.best_iteration = *std::min_element(iteration_s.begin(), iteration_s.end());
+    r.best_floor = *std::min_element(floor_s.begin(), floor_s.end());
+    if (rank == 0) {
+      std::printf("  %-5s done: %.4f s/iteration, FFT floor %.4f s, ratio %.2f (best %.4f / %.4f s)\n", engine.c_str(),
+                  r.seconds_per_iteration, r.fft_floor, r.seconds_per_iteration / r.fft_floor, r.best_iteration,
+                  r.best_floor);
+      if (o.kernels) print_kernel_breakdown(r, o.iterations, my_engine_s);
+      std::fflush(stdout);
+    }
+    results.push_back(r);
+  }
+
+  if (rank == 0) {
+    std::printf("\n%-7s %12s %14s %7s   %10s %10s %7s   %s\n", "engine", "s/iteration", "FFT floor [s]", "ratio",
+                "best s/it", "best floor", "ratio", "cost (first -> last timed)");
+    for (const auto& r : results)
+      std::printf("%-7s %12.4f %14.4f %7.2f   %10.4f %10.4f %7.2f   %.4g -> %.4g\n", r.engine.c_str(),
+                  r.seconds_per_iteration, r.fft_floor, r.seconds_per_iteration / r.fft_floor, r.best_iteration,
+                  r.best_floor, r.best_iteration / r.best_floor, r.cost_first, r.cost_last);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  setenv("KOKKOS_DISABLE_WARNINGS", "1", 0);
+  int code = 0;
+  {
+    Kokkos::ScopeGuard kokkos(argc, argv);
+    try {
+      code = run(argc, argv);
+    } catch (const std::exception& e) {
+      int rank = 0, size = 1;
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+      MPI_Comm_size(MPI_COMM_WORLD, &size);
+      std::fprintf(stderr, "bench_engines: [rank %d] %s\n", rank, e.what());
+      if (size > 1) MPI_Abort(MPI_COMM_WORLD, 3);
+      code = 3;
+    }
+  }
+  MPI_Finalize();
+  return code;
+}
