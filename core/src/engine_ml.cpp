@@ -263,34 +263,54 @@ class MlEngine final : public Engine {
     Sums<5> q;
     if (n > 0)
       Kokkos::parallel_reduce(
-          "ptycho::ml::line_poly", Policy3({0, 0, 0}, {n, m, m}),
-          KOKKOS_LAMBDA(long j, long r, long c, Sums<5>& acc) {
-            if (valid(r, c) <= 0) return;
-            float a0 = 0, a1 = 0, a2 = 0;  // I(a) = (a0 + a a1 + a^2 a2) / M^2
-            for (int k = 0; k < kmodes; ++k) {
-              const cfloat p = psi(j * kmodes + k, r, c), d = dpsi(j * kmodes + k, r, c);
-              a0 += p.real() * p.real() + p.imag() * p.imag();
-              a1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
-              a2 += d.real() * d.real() + d.imag() * d.imag();
-            }
-            const double I0 = std::max(double(a0) * inv_m2, double(kIntensityFloor));
-            const double I1 = double(a1) * inv_m2, I2 = double(a2) * inv_m2;
-            const double y = frames(j, r, c) > 0 ? frames(j, r, c) : 0.0;
-            if (poisson) {
-              const double w = y / (I0 * I0);
-              acc.v[0] += I1 * (1 - y / I0);
-              acc.v[1] += I2 * (1 - y / I0) + 0.5 * w * I1 * I1;
-              acc.v[2] += w * I1 * I2;
-              acc.v[3] += 0.5 * w * I2 * I2;
-              acc.v[4] += 0.5 * I1 * I1 / I0;  // the curvature expected for y = I (Fisher)
-            } else {
-              const double g = std::sqrt(y / I0);
-              acc.v[0] += I1 * (1 - g);
-              acc.v[1] += I2 * (1 - g) + 0.25 * g * I1 * I1 / I0;
-              acc.v[2] += 0.5 * g * I1 * I2 / I0;
-              acc.v[3] += 0.25 * g * I2 * I2 / I0;
-              acc.v[4] += 0.25 * I1 * I1 / I0;
-            }
+          "ptycho::ml::line_poly", frame_policy(n),
+          KOKKOS_LAMBDA(const FrameMember& team, Sums<5>& acc) {
+            const long j = team.league_rank();
+            Sums<5> frame;
+            Kokkos::parallel_reduce(
+                Kokkos::TeamThreadRange(team, m),
+                [&](int r, Sums<5>& racc) {
+                  float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+                  const float* yrow = &frames(j, r, 0);
+                  const float* vrow = &valid(r, 0);
+                  PTYCHO_SIMD_REDUCE(s0, s1, s2, s3, s4)
+                  for (int c = 0; c < m; ++c) {
+                    float a0 = 0, a1 = 0, a2 = 0;  // I(a) = (a0 + a a1 + a^2 a2) / M^2
+                    for (int k = 0; k < kmodes; ++k) {
+                      const cfloat p = psi(j * kmodes + k, r, c), d = dpsi(j * kmodes + k, r, c);
+                      a0 += p.real() * p.real() + p.imag() * p.imag();
+                      a1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
+                      a2 += d.real() * d.real() + d.imag() * d.imag();
+                    }
+                    const float I0 = std::max(a0 * inv_m2, kIntensityFloor);
+                    const float I1 = a1 * inv_m2, I2 = a2 * inv_m2;
+                    const float y = yrow[c] > 0 ? yrow[c] : 0.0f;
+                    const float v = vrow[c] > 0 ? 1.0f : 0.0f;
+                    if (poisson) {
+                      const float w = v * y / (I0 * I0);
+                      const float lin = v * (1 - y / I0);
+                      s0 += I1 * lin;
+                      s1 += I2 * lin + 0.5f * w * I1 * I1;
+                      s2 += w * I1 * I2;
+                      s3 += 0.5f * w * I2 * I2;
+                      s4 += v * 0.5f * I1 * I1 / I0;  // the curvature expected for y = I (Fisher)
+                    } else {
+                      const float g = std::sqrt(y / I0), lin = v * (1 - g);
+                      s0 += I1 * lin;
+                      s1 += I2 * lin + v * 0.25f * g * I1 * I1 / I0;
+                      s2 += v * 0.5f * g * I1 * I2 / I0;
+                      s3 += v * 0.25f * g * I2 * I2 / I0;
+                      s4 += v * 0.25f * I1 * I1 / I0;
+                    }
+                  }
+                  racc.v[0] += s0;
+                  racc.v[1] += s1;
+                  racc.v[2] += s2;
+                  racc.v[3] += s3;
+                  racc.v[4] += s4;
+                },
+                Kokkos::Sum<Sums<5>>(frame));
+            Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
           },
           Kokkos::Sum<Sums<5>>(q));
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};

@@ -68,36 +68,48 @@ class ProjectionEngine final : public Engine {
       m_ws.plan().execute(w, FftDirection::forward, Centring::none);
       double part = 0;
       Kokkos::parallel_reduce(
-          "ptycho::dm::fourier_update", Policy3({0, 0, 0}, {count, m, m}),
-          KOKKOS_LAMBDA(long b, long r, long c, double& acc) {
-            const long j = first + b;
-            float iz = 0, iphi = 0;
-            for (int k = 0; k < kmodes; ++k) {
-              const cfloat phi = w(b * kmodes + k, r, c);
-              const cfloat z = phi * 2.0f - psi(j * kmodes + k, r, c);
-              iz += z.real() * z.real() + z.imag() * z.imag();
-              iphi += phi.real() * phi.real() + phi.imag() * phi.imag();
-            }
-            iz *= inv_m2;
-            iphi *= inv_m2;
-            float fz = 1, fphi = 1;
-            if (valid(r, c) > 0) {
-              const float sy = std::sqrt(frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f);
-              fz = sy / std::sqrt(iz > kIntensityFloor ? iz : kIntensityFloor);
-              fphi = sy / std::sqrt(iphi > kIntensityFloor ? iphi : kIntensityFloor);
-              const double e = std::sqrt(double(iphi)) - sy;
-              acc += e * e;
-            }
-            for (int k = 0; k < kmodes; ++k) {
-              const long jk = j * kmodes + k;
-              const cfloat phi = w(b * kmodes + k, r, c);
-              const cfloat old = psi(jk, r, c);
-              const cfloat pz = (phi * 2.0f - old) * fz;
-              cfloat next = old + pz - phi;
-              if (raar) next = next * beta + phi * (fphi * (1.0f - beta));
-              psi(jk, r, c) = next;
-              w(b * kmodes + k, r, c) = next * inv_m2;  // the IDFT below completes the unitary pair
-            }
+          "ptycho::dm::fourier_update", frame_policy(count),
+          KOKKOS_LAMBDA(const FrameMember& team, double& acc) {
+            const long b = team.league_rank(), j = first + b;
+            double frame = 0;
+            Kokkos::parallel_reduce(
+                Kokkos::TeamThreadRange(team, m),
+                [&](int r, double& racc) {
+                  const float* yrow = &frames(j, r, 0);
+                  const float* vrow = &valid(r, 0);
+                  float e2 = 0;
+                  PTYCHO_SIMD_REDUCE(e2)
+                  for (int c = 0; c < m; ++c) {
+                    float iz = 0, iphi = 0;
+                    for (int k = 0; k < kmodes; ++k) {
+                      const cfloat phi = w(b * kmodes + k, r, c);
+                      const cfloat z = phi * 2.0f - psi(j * kmodes + k, r, c);
+                      iz += z.real() * z.real() + z.imag() * z.imag();
+                      iphi += phi.real() * phi.real() + phi.imag() * phi.imag();
+                    }
+                    iz *= inv_m2;
+                    iphi *= inv_m2;
+                    const bool ok = vrow[c] > 0;
+                    const float sy = std::sqrt(yrow[c] > 0 ? yrow[c] : 0.0f);
+                    const float fz = ok ? sy / std::sqrt(iz > kIntensityFloor ? iz : kIntensityFloor) : 1.0f;
+                    const float fphi = ok ? sy / std::sqrt(iphi > kIntensityFloor ? iphi : kIntensityFloor) : 1.0f;
+                    const float e = std::sqrt(iphi) - sy;
+                    e2 += ok ? e * e : 0.0f;
+                    for (int k = 0; k < kmodes; ++k) {
+                      const long jk = j * kmodes + k;
+                      const cfloat phi = w(b * kmodes + k, r, c);
+                      const cfloat old = psi(jk, r, c);
+                      const cfloat pz = (phi * 2.0f - old) * fz;
+                      cfloat next = old + pz - phi;
+                      if (raar) next = next * beta + phi * (fphi * (1.0f - beta));
+                      psi(jk, r, c) = next;
+                      w(b * kmodes + k, r, c) = next * inv_m2;  // the IDFT below completes the unitary pair
+                    }
+                  }
+                  racc += e2;
+                },
+                frame);
+            Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
           },
           part);
       cost += part;

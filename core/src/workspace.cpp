@@ -1,5 +1,6 @@
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/geometry.hpp"
+#include "ptycho/core/kernel_util.hpp"
 #include "ptycho/core/local_scan.hpp"
 
 #include <cmath>
@@ -7,8 +8,6 @@
 namespace ptycho {
 
 namespace {
-using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>;
-using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>;
 
 KOKKOS_INLINE_FUNCTION void atomic_add_c(cdouble* dst, const cfloat& v) {
   double* p = reinterpret_cast<double*>(dst);
@@ -97,11 +96,19 @@ void Workspace::exit_waves(const CView2& object, long first, long count, const C
   const int m = m_scan.frame_size, kmodes = m_modes;
   const auto probes = m_probes;
   const auto row = m_row, col = m_col;
+  // One team per frame and mode, its rows shared; a row is a contiguous,
+  // vectorisable complex product.
   Kokkos::parallel_for(
-      "ptycho::Workspace::exit_waves", Policy3({0, 0, 0}, {count * kmodes, m, m}),
-      KOKKOS_LAMBDA(long bk, int r, int c) {
+      "ptycho::Workspace::exit_waves", frame_policy(count * kmodes), KOKKOS_LAMBDA(const FrameMember& team) {
+        const long bk = team.league_rank();
         const long j = first + bk / kmodes;
-        waves(bk, r, c) = probes(first * kmodes + bk, r, c) * object(row(j) + r, col(j) + c);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](int r) {
+          const cfloat* p = &probes(first * kmodes + bk, r, 0);
+          const cfloat* o = &object(row(j) + r, col(j));
+          cfloat* w = &waves(bk, r, 0);
+          PTYCHO_SIMD
+          for (int c = 0; c < m; ++c) w[c] = p[c] * o[c];
+        });
       });
 }
 
@@ -110,6 +117,8 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
   const int m = m_scan.frame_size, kmodes = m_modes;
   const auto probes = m_probes;
   const auto row = m_row, col = m_col;
+#if defined(KOKKOS_ENABLE_CUDA)
+  // Patches overlap: frames in parallel, sums with atomics.
   Kokkos::parallel_for(
       "ptycho::Workspace::accumulate_object", Policy3({0, 0, 0}, {count, m, m}),
       KOKKOS_LAMBDA(long b, int r, int c) {
@@ -125,6 +134,35 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
         atomic_add_c(&num(rr, cc), s);
         if (with_den) Kokkos::atomic_add(&den(rr, cc), double(d));
       });
+#else
+  // Patches overlap: on the host, frames one after another, each frame's
+  // rows in parallel, so no two threads touch one pixel and a row vectorises.
+  (void)atomic_add_c;
+  auto row_h = Kokkos::create_mirror_view_and_copy(HostSpace(), row);
+  auto col_h = Kokkos::create_mirror_view_and_copy(HostSpace(), col);
+  for (long b = 0; b < count; ++b) {
+    const long j = first + b;
+    const int r0 = row_h(j), c0 = col_h(j);
+    Kokkos::parallel_for(
+        "ptycho::Workspace::accumulate_object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
+          cdouble* nrow = &num(r0 + r, c0);
+          double* drow = with_den ? &den(r0 + r, c0) : nullptr;
+          for (int k = 0; k < kmodes; ++k) {
+            const cfloat* p = &probes(j * kmodes + k, r, 0);
+            const cfloat* w = &waves(b * kmodes + k, r, 0);
+            PTYCHO_SIMD
+            for (int c = 0; c < m; ++c) {
+              const cfloat v = Kokkos::conj(p[c]) * w[c];
+              nrow[c] += cdouble(v.real(), v.imag());
+            }
+            if (with_den) {
+              PTYCHO_SIMD
+              for (int c = 0; c < m; ++c) drow[c] += double(p[c].real() * p[c].real() + p[c].imag() * p[c].imag());
+            }
+          }
+        });
+  }
+#endif
 }
 
 void Workspace::accumulate_probe(const View3<cdouble>& num_probe, const View2<double>& den_probe,

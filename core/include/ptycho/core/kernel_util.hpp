@@ -31,6 +31,30 @@ struct Sums {
 };
 
 using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>;
+
+/// One team per frame; a team's threads share the frame's rows. On host
+/// spaces a team is one thread and the row loop inside is a plain loop the
+/// compiler vectorises (`PTYCHO_SIMD`).
+using FramePolicy = Kokkos::TeamPolicy<ExecSpace>;
+using FrameMember = FramePolicy::member_type;
+inline FramePolicy frame_policy(long frames) {
+#if defined(KOKKOS_ENABLE_CUDA)
+  return FramePolicy(frames, Kokkos::AUTO);
+#else
+  return FramePolicy(frames, 1);
+#endif
+}
+
+#if defined(__CUDA_ARCH__)
+#define PTYCHO_SIMD_REDUCE(...)
+#define PTYCHO_SIMD
+#else
+/// `#pragma omp simd` for a host loop (needs -fopenmp-simd).
+#define PTYCHO_SIMD _Pragma("omp simd")
+#define PTYCHO_PRAGMA(x) _Pragma(#x)
+/// `#pragma omp simd reduction(+: vars)` for a host loop (needs -fopenmp-simd).
+#define PTYCHO_SIMD_REDUCE(...) PTYCHO_PRAGMA(omp simd reduction(+ : __VA_ARGS__))
+#endif
 using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>;
 
 /// The owned rectangle in the local coordinates of `extent`.
