@@ -127,33 +127,47 @@ class MlEngine final : public Engine {
       auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
       double part = 0;
       Kokkos::parallel_reduce(
-          "ptycho::ml::residual", Policy3({0, 0, 0}, {count, m, m}),
-          KOKKOS_LAMBDA(long b, long r, long c, double& acc) {
-            const long j = first + b;
-            float inten = 0;
-            for (int k = 0; k < kmodes; ++k) {
-              cfloat v = psi(j * kmodes + k, r, c);
-              if (pending != 0.0f) {
-                v += dpsi(j * kmodes + k, r, c) * pending;
-                psi(j * kmodes + k, r, c) = v;
-              }
-              inten += v.real() * v.real() + v.imag() * v.imag();
-            }
-            inten *= inv_m2;
-            float g = 0;
-            if (valid(r, c) > 0) {
-              const float y = frames(j, r, c);
-              const float ii = inten > kIntensityFloor ? inten : kIntensityFloor;
-              if (poisson) {
-                g = 1.0f - y / ii;
-                acc += double(ii) - y + (y > 0 ? double(y) * std::log(double(y) / ii) : 0.0);
-              } else {
-                const float a = std::sqrt(ii), sy = std::sqrt(y > 0 ? y : 0.0f);
-                g = 1.0f - sy / a;
-                acc += double(a - sy) * double(a - sy);
-              }
-            }
-            for (int k = 0; k < kmodes; ++k) w(b * kmodes + k, r, c) = psi(j * kmodes + k, r, c) * (g * inv_m2);
+          "ptycho::ml::residual", frame_policy(count),
+          KOKKOS_LAMBDA(const FrameMember& team, double& acc) {
+            const long b = team.league_rank(), j = first + b;
+            double frame = 0;
+            Kokkos::parallel_reduce(
+                Kokkos::TeamThreadRange(team, m),
+                [&](int r, double& racc) {
+                  const float* yrow = &frames(j, r, 0);
+                  const float* vrow = &valid(r, 0);
+                  float e = 0;
+                  PTYCHO_SIMD_REDUCE(e)
+                  for (int c = 0; c < m; ++c) {
+                    float inten = 0;
+                    for (int k = 0; k < kmodes; ++k) {
+                      cfloat v = psi(j * kmodes + k, r, c);
+                      if (pending != 0.0f) {
+                        v += dpsi(j * kmodes + k, r, c) * pending;
+                        psi(j * kmodes + k, r, c) = v;
+                      }
+                      inten += v.real() * v.real() + v.imag() * v.imag();
+                    }
+                    const float ii = std::max(inten * inv_m2, kIntensityFloor);
+                    const float y = yrow[c] > 0 ? yrow[c] : 0.0f;
+                    const bool ok = vrow[c] > 0;
+                    float g, term;
+                    if (poisson) {
+                      g = 1.0f - y / ii;
+                      term = ii - y + (y > 0 ? y * std::log(y / ii) : 0.0f);  // Poisson deviance / 2
+                    } else {
+                      const float a = std::sqrt(ii), sy = std::sqrt(y);
+                      g = 1.0f - sy / a;
+                      term = (a - sy) * (a - sy);
+                    }
+                    g = ok ? g * inv_m2 : 0.0f;
+                    e += ok ? term : 0.0f;
+                    for (int k = 0; k < kmodes; ++k) w(b * kmodes + k, r, c) = psi(j * kmodes + k, r, c) * g;
+                  }
+                  racc += e;
+                },
+                frame);
+            Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
           },
           part);
       cost += part;
@@ -244,10 +258,6 @@ class MlEngine final : public Engine {
     const auto& scan = m_ws.scan();
     const long n = scan.num_local();
     const int m = scan.frame_size, kmodes = m_ws.num_modes();
-    if (n > 0) {
-      m_ws.exit_waves(m_dir, 0, n, m_dpsi);
-      m_ws.plan().execute(m_dpsi, FftDirection::forward, Centring::none);
-    }
     // The prior is quadratic in alpha: mu (E0 + 2 a E1 + a^2 E2).
     double e[2] = {0, 0};
     if (m_mu > 0) prior_line_terms(state, e);
@@ -260,12 +270,20 @@ class MlEngine final : public Engine {
     // expansion of log I (Poisson) or sqrt(I) (Gaussian) to second order in
     // the change of I (Thibault & Guizar-Sicairos 2012). Its linear term is
     // the exact slope at 0.
+    // The direction's far fields, batch by batch, each summed into the
+    // quartic while it is still in cache.
     Sums<5> q;
-    if (n > 0)
+    for (long first = 0; first < n; first += m_ws.batch()) {
+      const long count = std::min<long>(m_ws.batch(), n - first);
+      auto d = Kokkos::subview(m_dpsi, Kokkos::make_pair(first * kmodes, (first + count) * kmodes), Kokkos::ALL,
+                               Kokkos::ALL);
+      m_ws.exit_waves(m_dir, first, count, d);
+      m_ws.plan().execute(d, FftDirection::forward, Centring::none);
+      Sums<5> part;
       Kokkos::parallel_reduce(
-          "ptycho::ml::line_poly", frame_policy(n),
+          "ptycho::ml::line_poly", frame_policy(count),
           KOKKOS_LAMBDA(const FrameMember& team, Sums<5>& acc) {
-            const long j = team.league_rank();
+            const long j = first + team.league_rank();
             Sums<5> frame;
             Kokkos::parallel_reduce(
                 Kokkos::TeamThreadRange(team, m),
@@ -312,7 +330,9 @@ class MlEngine final : public Engine {
                 Kokkos::Sum<Sums<5>>(frame));
             Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
           },
-          Kokkos::Sum<Sums<5>>(q));
+          Kokkos::Sum<Sums<5>>(part));
+      q += part;
+    }
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
     m_coll.sum(c, 5);
     c[0] += 2 * m_mu * e[0];
@@ -324,19 +344,34 @@ class MlEngine final : public Engine {
       const float a = static_cast<float>(alpha_at);
       if (n > 0)
         Kokkos::parallel_reduce(
-            "ptycho::ml::line_slope", Policy3({0, 0, 0}, {n, m, m}),
-            KOKKOS_LAMBDA(long j, long r, long cc, double& acc) {
-              if (valid(r, cc) <= 0) return;
-              float i0 = 0, i1 = 0;
-              for (int k = 0; k < kmodes; ++k) {
-                const cfloat d = dpsi(j * kmodes + k, r, cc);
-                const cfloat p = psi(j * kmodes + k, r, cc) + d * a;
-                i0 += p.real() * p.real() + p.imag() * p.imag();
-                i1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
-              }
-              const double I = std::max(double(i0) * inv_m2, double(kIntensityFloor)), dI = double(i1) * inv_m2;
-              const double y = frames(j, r, cc) > 0 ? frames(j, r, cc) : 0.0;
-              acc += (poisson ? 1 - y / I : 1 - std::sqrt(y / I)) * dI;
+            "ptycho::ml::line_slope", frame_policy(n),
+            KOKKOS_LAMBDA(const FrameMember& team, double& acc) {
+              const long j = team.league_rank();
+              double frame = 0;
+              Kokkos::parallel_reduce(
+                  Kokkos::TeamThreadRange(team, m),
+                  [&](int r, double& racc) {
+                    const float* yrow = &frames(j, r, 0);
+                    const float* vrow = &valid(r, 0);
+                    float sacc = 0;
+                    PTYCHO_SIMD_REDUCE(sacc)
+                    for (int cc = 0; cc < m; ++cc) {
+                      float i0 = 0, i1 = 0;
+                      for (int k = 0; k < kmodes; ++k) {
+                        const cfloat d = dpsi(j * kmodes + k, r, cc);
+                        const cfloat p = psi(j * kmodes + k, r, cc) + d * a;
+                        i0 += p.real() * p.real() + p.imag() * p.imag();
+                        i1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
+                      }
+                      const float I = std::max(i0 * inv_m2, kIntensityFloor), dI = i1 * inv_m2;
+                      const float y = yrow[cc] > 0 ? yrow[cc] : 0.0f;
+                      const float t = (poisson ? 1 - y / I : 1 - std::sqrt(y / I)) * dI;
+                      sacc += vrow[cc] > 0 ? t : 0.0f;
+                    }
+                    racc += sacc;
+                  },
+                  frame);
+              Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
             },
             d1);
       m_coll.sum(&d1, 1);
@@ -357,9 +392,14 @@ class MlEngine final : public Engine {
         if (!(g2 > 0)) break;
         aq = std::max(0.5 * aq, aq - g1 / g2);
       }
-      const double d1_q = slope(aq);
-      const double secant = (d1_q < d1_0 || !std::isfinite(d1_q)) ? aq : aq * d1_0 / (d1_0 - d1_q);
-      alpha = std::clamp(secant, 0.25 * aq, 4.0 * aq);
+      alpha = aq;
+      // The exact slope corrects the quartic early on, where steps are large,
+      // and every tenth iteration after (a fixed schedule: rank-invariant).
+      if (m_iter < 10 || m_iter % 10 == 0) {
+        const double d1_q = slope(aq);
+        const double secant = (d1_q < d1_0 || !std::isfinite(d1_q)) ? aq : aq * d1_0 / (d1_0 - d1_q);
+        alpha = std::clamp(secant, 0.25 * aq, 4.0 * aq);
+      }
     }
     if (!(alpha > 0) || !std::isfinite(alpha)) {
       alpha = 0;
