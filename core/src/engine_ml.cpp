@@ -9,6 +9,7 @@
 // direction) per frame and mode, the FFT floor. Psi is recomputed exactly
 // every `resync_every` iterations so rounding cannot drift.
 #include "engines.hpp"
+#include "position_refine.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/kernel_util.hpp"
 
@@ -18,10 +19,13 @@ namespace ptycho {
 
 namespace {
 
+/// ML moves positions every this many iterations (each move recomputes the far fields).
+constexpr int kPositionEvery = 4;
+
 class MlEngine final : public Engine {
  public:
   MlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
-      : m_opt(opt), m_ws(ws), m_coll(coll) {
+      : m_opt(opt), m_ws(ws), m_coll(coll), m_positions(ws, coll, opt, state) {
     const auto& scan = ws.scan();
     const int m = scan.frame_size, k = ws.num_modes();
     const long n = scan.num_local();
@@ -49,9 +53,23 @@ class MlEngine final : public Engine {
 
   double iterate(ReconState& state) override {
     if (m_iter > 0 && m_opt.resync_every > 0 && m_iter % m_opt.resync_every == 0) resync(state);
+    // Positions move every few iterations, from this iteration's gradient
+    // waves; the far fields are then recomputed and the CG direction restarts.
+    const bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold &&
+                               (m_iter - m_opt.position_hold) % kPositionEvery == 0;
+    if (positions_now) {
+      m_positions.reset();
+      m_positions.accumulate(state.object, 0, m_ws.scan().num_local());
+    }
     const double cost = gradient(state);
     direction();
     line_search_and_step(state);
+    if (positions_now) {
+      m_positions.apply(state);
+      m_ws.set_probe(state.probe);
+      resync(state);
+      m_restart = true;
+    }
     ++m_iter;
     return cost;
   }
@@ -173,6 +191,7 @@ class MlEngine final : public Engine {
       cost += part;
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
       m_ws.accumulate_object(grad, none, w, first, count, false);
+
     }
     m_coll.scatter_sum(grad);
     double reg_cost = 0;
@@ -445,6 +464,7 @@ class MlEngine final : public Engine {
   EngineOptions m_opt;
   Workspace& m_ws;
   const Collective& m_coll;
+  PositionRefiner m_positions;
   CView3 m_psi, m_dpsi, m_work;
   View2<cdouble> m_grad;
   View2<cfloat> m_grad_old, m_h_old, m_dir;

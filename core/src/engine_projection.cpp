@@ -12,6 +12,7 @@
 #include "engines.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/kernel_util.hpp"
+#include "position_refine.hpp"
 #include "probe_update.hpp"
 
 #include <cmath>
@@ -23,7 +24,7 @@ namespace {
 class ProjectionEngine final : public Engine {
  public:
   ProjectionEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
-      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt) {
+      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt), m_positions(ws, coll, opt, state) {
     const auto& scan = ws.scan();
     const int m = scan.frame_size, k = ws.num_modes();
     const long n = scan.num_local();
@@ -60,6 +61,8 @@ class ProjectionEngine final : public Engine {
     Kokkos::deep_copy(m_num, cdouble(0, 0));
     Kokkos::deep_copy(m_den, 0.0);
     if (probe_now) m_probe_update.reset();
+    const bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold;
+    if (positions_now) m_positions.reset();
     double cost = 0;
     for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
       const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
@@ -117,8 +120,11 @@ class ProjectionEngine final : public Engine {
       m_ws.accumulate_object(m_num, m_den, w, first, count);
       if (probe_now) m_probe_update.accumulate(state.object, w, first, count, m_scratch);
     }
+    if (positions_now) m_positions.accumulate(state.object, 0, scan.num_local());
     update_object(state);
-    if (probe_now) m_probe_update.apply(state);
+    if (positions_now) m_positions.apply(state);
+    if (probe_now) m_probe_update.apply(state);  // also refreshes the shifted probes
+    else if (positions_now) m_ws.set_probe(state.probe);
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);
@@ -152,6 +158,7 @@ class ProjectionEngine final : public Engine {
   Workspace& m_ws;
   const Collective& m_coll;
   ProbeUpdate m_probe_update;
+  PositionRefiner m_positions;
   bool m_raar = false;
   CView3 m_psi, m_work, m_scratch;
   View2<cdouble> m_num;

@@ -22,6 +22,11 @@ struct EngineOptions {
   int iterations = 100;
   bool refine_probe = false;
   int probe_hold = 5;          ///< iterations of this engine before the probe is refined
+  bool refine_positions = false;  ///< DM, RAAR and ML: Gauss-Newton position refinement
+  int position_hold = 10;      ///< iterations of this engine before positions are refined
+  double max_position_step = 0.5;   ///< largest position change per iteration [px]
+  double max_position_shift = 3.0;   ///< largest distance from the starting position [px] (below the halo margin)
+  double position_momentum = 0.0;    ///< weight of the previous position step in the next
   double beta = 0.75;          ///< RAAR / sDR relaxation
   double sigma = 0.5;          ///< sDR: relaxed Fourier reflection (0: alternating projections, 1: difference map;
                                ///< on noisy data the sequential update diverges above about 0.8)
