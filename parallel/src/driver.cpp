@@ -84,6 +84,8 @@ void DistributedReconstruction::set_data(const Dataset& data) {
         }
       }
   Kokkos::deep_copy(m_state.probe, hp);
+  m_nominal_probe = HostCView2("ptycho::nominal_probe", m, m);
+  Kokkos::deep_copy(m_nominal_probe, data.probe);
   m_state.object = CView2("ptycho::object", m_scan.extent.rows, m_scan.extent.cols);
   Kokkos::deep_copy(m_state.object, cfloat(1, 0));
   m_state.positions.clear();
@@ -133,6 +135,13 @@ HostCView2 DistributedReconstruction::owned_object() const {
   for (long r = 0; r < o.rows; ++r)
     for (long c = 0; c < o.cols; ++c) out(r, c) = all(o.row0 + r, o.col0 + c);
   return out;
+}
+
+Mismatch DistributedReconstruction::mismatch() const {
+  auto modes = probe();
+  orthogonalize_modes(modes);
+  return estimate_mismatch(m_nominal_probe, modes, m_info.positions, all_positions(),
+                           m_info.geometry.object_pixel_m());
 }
 
 HostCView3 DistributedReconstruction::probe() const {

@@ -7,6 +7,7 @@
 #include "ptycho/core/dataset.hpp"
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/local_scan.hpp"
+#include "ptycho/core/probe_modes.hpp"
 #include "ptycho/parallel/comm.hpp"
 #include "ptycho/parallel/decomposition.hpp"
 #include "ptycho/parallel/mpi_collective.hpp"
@@ -66,6 +67,10 @@ class DistributedReconstruction {
   /// All positions [object px], input order, gathered from every rank.
   std::vector<Position> all_positions() const;
   const ReconState& state() const { return m_state; }
+  /// The model mismatch: the refined probe against the guess it started
+  /// from, the refined positions against the nominal ones, and the partial
+  /// coherence from the mode occupancy. Collective (gathers the positions).
+  Mismatch mismatch() const;
   double seconds() const { return m_seconds; }
 
  private:
@@ -77,6 +82,7 @@ class DistributedReconstruction {
   ReconState m_state;
   std::unique_ptr<MpiCollective> m_coll;
   std::unique_ptr<Workspace> m_ws;
+  HostCView2 m_nominal_probe;
   double m_seconds = 0;
 };
 
