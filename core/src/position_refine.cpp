@@ -19,6 +19,7 @@ PositionRefiner::PositionRefiner(Workspace& ws, const Collective& coll, const En
       m_max_step(opt.max_position_step),
       m_max_total(opt.max_position_shift),
       m_momentum(opt.position_momentum),
+      m_affine_free(!opt.fix_affine),
       m_start(state.positions),
       m_velocity(state.positions.size()),
       m_sums("ptycho::positions::sums", ws.scan().num_local(), 5),
@@ -94,18 +95,72 @@ void PositionRefiner::apply(ReconState& state) {
   const long n = m_ws.scan().num_local();
   auto s = Kokkos::create_mirror_view_and_copy(HostSpace(), m_sums);
   std::vector<double> dr(n, 0.0), dc(n, 0.0);
-  double mean[3] = {0, 0, 0};  // sum of shifts and the count, over all ranks
+  std::vector<char> informed(n, 0);
   for (long j = 0; j < n; ++j) {
     const double a = s(j, 0), b = s(j, 1), c = s(j, 2), det = a * c - b * b;
     if (!(det > 1e-12 * (a * c)) || !(a > 0)) continue;  // a frame without texture: no information
     dr[j] = std::clamp((c * s(j, 3) - b * s(j, 4)) / det, -m_max_step, m_max_step);
     dc[j] = std::clamp((a * s(j, 4) - b * s(j, 3)) / det, -m_max_step, m_max_step);
-    mean[0] += dr[j];
-    mean[1] += dc[j];
-    mean[2] += 1;
+    informed[j] = 1;
   }
-  m_coll.sum(mean, 3);
-  const double mr = mean[2] > 0 ? mean[0] / mean[2] : 0, mc = mean[2] > 0 ? mean[1] / mean[2] : 0;
+  // The mean shift (the object's origin) is no position error the data can
+  // tell from the object, and goes; with fix_affine the whole affine part
+  // (scale, rotation, shear) goes too, fitted by least squares over all
+  // ranks: s = t + A (p - c).
+  double ls[15] = {0};  // normal matrix (6, upper 3x3 mirrored), rhs row (3), rhs col (3), centre sums (3)
+  for (long j = 0; j < n; ++j)
+    if (informed[j]) {
+      ls[12] += m_start[j].row;
+      ls[13] += m_start[j].col;
+      ls[14] += 1;
+    }
+  m_coll.sum(ls + 12, 3);
+  const double cr = ls[14] > 0 ? ls[12] / ls[14] : 0, cc = ls[14] > 0 ? ls[13] / ls[14] : 0;
+  for (long j = 0; j < n; ++j) {
+    if (!informed[j]) continue;
+    const double f[3] = {1.0, m_start[j].row - cr, m_start[j].col - cc};
+    int q = 0;
+    for (int a = 0; a < 3; ++a)
+      for (int b = a; b < 3; ++b) ls[q++] += f[a] * f[b];
+    for (int a = 0; a < 3; ++a) {
+      ls[6 + a] += f[a] * dr[j];
+      ls[9 + a] += f[a] * dc[j];
+    }
+  }
+  m_coll.sum(ls, 12);
+  const int terms = m_affine_free ? 1 : 3;  // fit the mean only, or the affine map
+  double g[3][3] = {{ls[0], ls[1], ls[2]}, {ls[1], ls[3], ls[4]}, {ls[2], ls[4], ls[5]}};
+  double tr[3] = {ls[6], ls[7], ls[8]}, tc[3] = {ls[9], ls[10], ls[11]};
+  // Gaussian elimination on the leading terms x terms block (tiny, symmetric positive).
+  for (int a = 0; a < terms; ++a) {
+    if (std::abs(g[a][a]) < 1e-300) continue;
+    for (int b = a + 1; b < terms; ++b) {
+      const double f = g[b][a] / g[a][a];
+      for (int c = a; c < terms; ++c) g[b][c] -= f * g[a][c];
+      tr[b] -= f * tr[a];
+      tc[b] -= f * tc[a];
+    }
+  }
+  double xr[3] = {0, 0, 0}, xc[3] = {0, 0, 0};
+  for (int a = terms - 1; a >= 0; --a) {
+    if (std::abs(g[a][a]) < 1e-300) continue;
+    double sr = tr[a], sc = tc[a];
+    for (int c = a + 1; c < terms; ++c) {
+      sr -= g[a][c] * xr[c];
+      sc -= g[a][c] * xc[c];
+    }
+    xr[a] = sr / g[a][a];
+    xc[a] = sc / g[a][a];
+  }
+  for (long j = 0; j < n; ++j) {
+    if (!informed[j]) continue;
+    const double f[3] = {1.0, m_start[j].row - cr, m_start[j].col - cc};
+    for (int a = 0; a < terms; ++a) {
+      dr[j] -= xr[a] * f[a];
+      dc[j] -= xc[a] * f[a];
+    }
+  }
+  const double mr = 0, mc = 0;
   for (long j = 0; j < n; ++j) {
     if (dr[j] == 0.0 && dc[j] == 0.0) continue;
     // Optional momentum (0 by default: Gauss-Newton steps need none).

@@ -30,6 +30,7 @@ class PositionRefiner {
   double m_max_step;     ///< largest shift per iteration [px]
   double m_max_total;    ///< largest distance from the starting position [px]
   double m_momentum;     ///< weight of the previous step in this one
+  bool m_affine_free;    ///< keep the affine part of the shifts (else it is removed: fix_affine)
   std::vector<Position> m_start;
   std::vector<Position> m_velocity;  ///< per frame, the momentum of its corrections [px]
   View2<double> m_sums;  ///< (n, 5): Jr.Jr, Jr.Jc, Jc.Jc, Jr.res, Jc.res

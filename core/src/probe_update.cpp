@@ -1,7 +1,6 @@
 #include "probe_update.hpp"
 
 #include "ptycho/core/kernel_util.hpp"
-#include "ptycho/core/probe_modes.hpp"
 
 #include <cmath>
 #include <complex>
@@ -88,7 +87,6 @@ void ProbeUpdate::apply(ReconState& state) {
         probe(k, r, c) = cfloat(float(v.real()), float(v.imag()));
       }
   apply_fourier_support(probe);
-  orthogonalize_modes(probe);  // incoherent modes: the eigenmodes of their mutual coherence
   const double now = power();
   if (now > 0 && m_power > 0) {
     const float scale = static_cast<float>(std::sqrt(m_power / now));

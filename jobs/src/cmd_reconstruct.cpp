@@ -1,5 +1,9 @@
-// ptycho reconstruct: the distributed reconstruction of one CXI scan.
+// ptycho reconstruct: the distributed reconstruction of one CXI scan, set up
+// from the command line, from a TOML job file, or from both (the command
+// line overrides the file; see job_file.hpp).
 #include "commands.hpp"
+#include "job_file.hpp"
+#include "progress.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/png.hpp"
@@ -8,7 +12,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -17,76 +20,108 @@ namespace ptycho::jobs {
 
 namespace {
 
-/// The default chain: Poisson maximum likelihood, the most accurate engine
-/// for data whose forward model is known (see README, "Engines").
-constexpr const char* kDefaultChain = "ml:200";
-
+/// The command line as parsed: the positional argument (a scan or a job
+/// file) and every option, bound into a job of its own.
 struct ReconstructArgs {
-  std::string input;
-  std::string output;
-  std::string engines = kDefaultChain;
-  std::string likelihood = "poisson";
-  std::string previews;
-  int probe_modes = 1;
-  bool refine_probe = false;
-  int progress_every = 10;
-  int batch = 16;
-  EngineOptions base;
+  std::string scan_or_job;
+  ReconstructJob cli;
 };
 
 std::string default_output(const std::string& input) {
   return std::filesystem::path(input).stem().string() + "_ptycho.h5";
 }
 
-std::string format_seconds(double s) {
-  char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof buf, "%.1f s", s);
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%.1f min", s / 60);
-  else std::snprintf(buf, sizeof buf, "%.2f h", s / 3600);
-  return buf;
+/// Creates the folder that is to hold `file`, if it has one, so that a run
+/// does not fail at its end for want of it. Throws InputError naming it.
+void create_parent_folder(const std::string& file) {
+  const std::filesystem::path parent = std::filesystem::path(file).parent_path();
+  if (parent.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(parent, ec);
+  PTYCHO_INPUT_ERROR_IF(
+      ec || !std::filesystem::is_directory(parent),
+      file << ": cannot create its folder " << parent.string() << (ec ? ": " + ec.message() : std::string()));
 }
 
-int run_reconstruct(const ReconstructArgs& a, MPI_Comm world) {
+/// Settings that are accepted and checked but whose behaviour is not written
+/// yet: setting one is an error, never silently ignored.
+void reject_unimplemented(const ReconstructJob& job) {
+  const std::pair<const char*, const char*> unimplemented[] = {
+      {"preset", "presets are not implemented yet (issue P4); set engines and their options instead"},
+      {"checkpoint", "checkpoints are not implemented yet (issue P4)"},
+      {"checkpoint_every", "checkpoints are not implemented yet (issue P4)"},
+  };
+  for (const auto& [key, message] : unimplemented)
+    PTYCHO_INPUT_ERROR_IF(job.origin.count(key), job.where(key) << ": " << message);
+}
+
+/// The job to run: the job file's settings (if the positional argument is
+/// one) with every option given on the command line on top, all checked.
+ReconstructJob assemble_job(const ReconstructArgs& a, const CLI::App& app) {
+  ReconstructJob job;
+  if (is_job_file(a.scan_or_job)) {
+    job = read_job_file(a.scan_or_job);
+    PTYCHO_INPUT_ERROR_IF(!job.origin.count("input"),
+                          a.scan_or_job << ": no 'input' key: the job file must name the scan (input = \"scan.cxi\")");
+  } else {
+    job.input = a.scan_or_job;
+  }
+  for (const auto& key : job_file_keys()) {
+    if (key == "input") continue;  // the positional argument
+    const CLI::Option* option = app.get_option_no_throw(option_name(key));
+    if (option && option->count() > 0) copy_setting(key, a.cli, job);
+  }
+  check_settings(job);
+  reject_unimplemented(job);
+  if (job.output.empty()) job.output = default_output(job.input);
+  return job;
+}
+
+int run_reconstruct(const ReconstructJob& job, MPI_Comm world) {
   int rank = 0, size = 1;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
-  const std::string output = a.output.empty() ? default_output(a.input) : a.output;
-  PTYCHO_INPUT_ERROR_IF(a.probe_modes < 1, "--probe-modes must be at least 1, got " << a.probe_modes);
-  PTYCHO_INPUT_ERROR_IF(a.batch < 1, "--batch must be at least 1, got " << a.batch);
-  PTYCHO_INPUT_ERROR_IF(std::filesystem::exists(output) && std::filesystem::equivalent(output, a.input),
-                        output << ": the output would overwrite the input");
+  std::error_code ec;
+  PTYCHO_INPUT_ERROR_IF(
+      std::filesystem::exists(job.output, ec) && std::filesystem::equivalent(job.output, job.input, ec),
+      job.output << ": the output would overwrite the input");
 
-  EngineOptions base = a.base;
-  base.refine_probe = a.refine_probe;
-  if (a.likelihood == "poisson") base.likelihood = Likelihood::poisson;
-  else if (a.likelihood == "gaussian") base.likelihood = Likelihood::gaussian;
-  else PTYCHO_INPUT_ERROR_IF(true, "--likelihood must be poisson or gaussian, got '" << a.likelihood << "'");
+  EngineOptions base = job.base;
+  base.refine_probe = job.refine_probe;
+  base.likelihood = job.likelihood == "gaussian" ? Likelihood::gaussian
+                                                 : Likelihood::poisson;  // check_settings allows only these two
 
   ReconstructOptions opt;
-  opt.chain = parse_chain(a.engines, base);
-  opt.probe_modes = a.probe_modes;
-  opt.batch = a.batch;
+  opt.chain = parse_chain(job.engines, base);
+  opt.probe_modes = job.probe_modes;
+  opt.batch = job.batch;
+
+  if (rank == 0) {
+    create_parent_folder(job.output);
+    if (!job.log_json.empty()) create_parent_folder(job.log_json);
+  }
+
+  ProgressOptions progress_options;
+  progress_options.every = job.progress_every;
+  progress_options.log_json = job.log_json;
+  ProgressReporter progress(world, progress_options);  // opens the log now: a bad path fails before the work
 
   io::ReadOptions read;
   read.probe_scaling = io::ProbeScaling::to_mean_counts;  // a flat object of 1 then matches the counts
-  const ScanInfo info = io::read_scan_info(a.input, read);
-  if (rank == 0)
+  const ScanInfo info = io::read_scan_info(job.input, read);
+  if (rank == 0) {
+    if (!job.job_file.empty()) std::printf("ptycho reconstruct: job %s\n", job.job_file.c_str());
     std::printf("ptycho reconstruct: %s: %ld frames of %dx%d, object %ldx%ld px, %d rank%s, engines %s\n",
-                a.input.c_str(), info.num_frames, info.geometry.frame_size, info.geometry.frame_size, info.object_rows,
-                info.object_cols, size, size > 1 ? "s" : "", a.engines.c_str());
+                job.input.c_str(), info.num_frames, info.geometry.frame_size, info.geometry.frame_size,
+                info.object_rows, info.object_cols, size, size > 1 ? "s" : "", job.engines.c_str());
+  }
   DistributedReconstruction recon(world, info, opt);
-  Dataset data = io::read_cxi(world, a.input, recon.my_frames(), read);
+  Dataset data = io::read_cxi(world, job.input, recon.my_frames(), read);
   recon.set_data(data);
   if (rank == 0) std::printf("  probe: %s\n", data.info.probe_source.c_str());
   std::fflush(stdout);
 
-  recon.run([&](const Progress& p) {
-    if (rank != 0) return;
-    if (p.iteration % a.progress_every != 0 && p.iteration != p.iterations && p.iteration != 1) return;
-    std::printf("  [%-5s] iter %4d/%-4d  cost %.6g  %.3g s/it  ETA %s\n", p.engine.c_str(), p.iteration, p.iterations,
-                p.cost, p.seconds_per_iteration, format_seconds(p.eta_seconds).c_str());
-    std::fflush(stdout);
-  });
+  recon.run([&](const Progress& p) { progress.update(p); });
 
   io::ResultData result;
   result.object_rows = info.object_rows;
@@ -100,13 +135,9 @@ int run_reconstruct(const ReconstructArgs& a, MPI_Comm world) {
   auto& proc = result.process;
   proc.version = PTYCHO_VERSION;
   proc.command_line = command_line();
-  nlohmann::json cfg = {{"input", a.input},          {"output", output},        {"engines", a.engines},
-                        {"probe_modes", a.probe_modes}, {"refine_probe", a.refine_probe},
-                        {"likelihood", a.likelihood}, {"ranks", size},           {"batch", a.batch},
-                        {"smoothness", base.smoothness}, {"beta", base.beta},    {"rpie_alpha", base.rpie_alpha},
-                        {"momentum", base.momentum}, {"sigma", base.sigma}, {"tau", base.tau},
-                        {"sdr_step", base.sdr_step}, {"batches", base.batches},
-                        {"regularisation", base.regularisation}, {"probe_hold", base.probe_hold}};
+  nlohmann::json cfg = to_json(job);
+  cfg["ranks"] = size;
+  cfg["job_file"] = job.job_file;
   proc.configuration = cfg.dump();
   proc.cost_history = recon.state().cost_history;
   proc.engine_history = recon.state().engine_history;
@@ -114,19 +145,15 @@ int run_reconstruct(const ReconstructArgs& a, MPI_Comm world) {
   proc.metrics["seconds_total"] = recon.seconds();
   proc.metrics["seconds_per_iteration"] = recon.seconds() / iters;
   proc.metrics["ranks"] = size;
-  io::write_result(world, output, result);
-  if (rank == 0) {
-    std::printf("ptycho reconstruct: %ld iterations in %s (%.3g s/it); final cost %.6g\n",
-                long(recon.state().cost_history.size()), format_seconds(recon.seconds()).c_str(),
-                recon.seconds() / iters, recon.state().cost_history.empty() ? 0.0 : recon.state().cost_history.back());
-    std::printf("  result: %s\n", output.c_str());
-    if (!a.previews.empty()) {
-      // The tiles are in the file now: rank 0 reads the whole object back once.
-      const io::ResultData whole = io::read_result(output);
-      io::write_previews(a.previews, whole.object_tile, whole.probe_modes);
-      std::printf("  previews: %s/{amplitude,phase,probe}.png\n", a.previews.c_str());
-    }
+  io::write_result(world, job.output, result);
+  if (rank == 0 && !job.previews.empty()) {
+    // The tiles are in the file now: rank 0 reads the whole object back once.
+    const io::ResultData whole = io::read_result(job.output);
+    io::write_previews(job.previews, whole.object_tile, whole.probe_modes);
+    io::write_cost_curve((std::filesystem::path(job.previews) / "cost.png").string(), recon.state().cost_history,
+                         recon.state().engine_history);
   }
+  progress.finish({recon.seconds(), job.output, job.previews});
   return 0;
 }
 
@@ -134,35 +161,53 @@ int run_reconstruct(const ReconstructArgs& a, MPI_Comm world) {
 
 Command add_reconstruct_command(CLI::App& app) {
   auto a = std::make_shared<ReconstructArgs>();
+  ReconstructJob& j = a->cli;
   Command c;
-  c.app = app.add_subcommand("reconstruct", "Reconstruct object and probe from a CXI scan (run under mpirun -n R)");
-  c.app->add_option("input", a->input, "input scan (CXI)")->required()->check(CLI::ExistingFile);
-  c.app->add_option("-o,--output", a->output, "result file (HDF5; default INPUT-stem_ptycho.h5)");
-  c.app->add_option("--engines", a->engines, "engine chain, e.g. dm:100,ml:200 (engines: dm raar sdr epie rpie mpie ml lsqml)")
+  c.app = app.add_subcommand("reconstruct",
+                             "Reconstruct object and probe from a CXI scan or a TOML job file (run under mpirun -n R)");
+  c.app
+      ->add_option("input", a->scan_or_job,
+                   "the scan (CXI), or a job file (TOML) whose keys are these options' long names with _ for -; "
+                   "options given here override the file")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c.app->add_option("-o,--output", j.output, "result file (HDF5; default INPUT-stem_ptycho.h5)");
+  c.app
+      ->add_option("--engines", j.engines,
+                   "engine chain, e.g. dm:100,ml:200 (engines: dm raar sdr epie rpie mpie ml lsqml)")
       ->capture_default_str();
-  c.app->add_option("--probe-modes", a->probe_modes, "incoherent probe modes K")->capture_default_str();
-  c.app->add_flag("--refine-probe", a->refine_probe, "refine the probe");
-  c.app->add_option("--probe-hold", a->base.probe_hold, "iterations of each engine before the probe is refined")
+  c.app->add_option("--probe-modes", j.probe_modes, "incoherent probe modes K")->capture_default_str();
+  c.app->add_flag("--refine-probe", j.refine_probe, "refine the probe (--refine-probe=false overrides a job file)");
+  c.app->add_option("--probe-hold", j.base.probe_hold, "iterations of each engine before the probe is refined")
       ->capture_default_str();
-  c.app->add_option("--likelihood", a->likelihood, "ML noise model: poisson or gaussian")->capture_default_str();
-  c.app->add_option("--smoothness", a->base.smoothness,
-                    "ML: weight of a Gaussian smoothness prior, relative to the data term (0 = off)")
+  c.app->add_option("--likelihood", j.likelihood, "ML noise model: poisson or gaussian")->capture_default_str();
+  c.app
+      ->add_option("--smoothness", j.base.smoothness,
+                   "ML: weight of a Gaussian smoothness prior, relative to the data term (0 = off)")
       ->capture_default_str();
-  c.app->add_option("--beta", a->base.beta, "RAAR relaxation")->capture_default_str();
-  c.app->add_option("--sigma", a->base.sigma, "sDR: relaxed Fourier reflection (0 AP .. 1 DM)")->capture_default_str();
-  c.app->add_option("--tau", a->base.tau, "sDR: relaxed modulus constraint")->capture_default_str();
-  c.app->add_option("--sdr-step", a->base.sdr_step, "sDR: object step")->capture_default_str();
-  c.app->add_option("--batches", a->base.batches, "LSQ-ML: mini-batches per iteration")->capture_default_str();
-  c.app->add_option("--object-step", a->base.object_step, "PIE family: object step alpha")->capture_default_str();
-  c.app->add_option("--rpie-alpha", a->base.rpie_alpha, "rPIE/mPIE regularisation")->capture_default_str();
-  c.app->add_option("--momentum", a->base.momentum, "mPIE momentum eta")->capture_default_str();
-  c.app->add_option("--regularisation", a->base.regularisation, "relative damping of object/probe divisions")
+  c.app->add_option("--beta", j.base.beta, "RAAR relaxation")->capture_default_str();
+  c.app->add_option("--sigma", j.base.sigma, "sDR: relaxed Fourier reflection (0 AP .. 1 DM)")->capture_default_str();
+  c.app->add_option("--tau", j.base.tau, "sDR: relaxed modulus constraint")->capture_default_str();
+  c.app->add_option("--sdr-step", j.base.sdr_step, "sDR: object step")->capture_default_str();
+  c.app->add_option("--batches", j.base.batches, "LSQ-ML: mini-batches per iteration")->capture_default_str();
+  c.app->add_option("--object-step", j.base.object_step, "PIE family: object step alpha")->capture_default_str();
+  c.app->add_option("--rpie-alpha", j.base.rpie_alpha, "rPIE/mPIE regularisation")->capture_default_str();
+  c.app->add_option("--momentum", j.base.momentum, "mPIE momentum eta")->capture_default_str();
+  c.app->add_option("--regularisation", j.base.regularisation, "relative damping of object/probe divisions")
       ->capture_default_str();
-  c.app->add_option("--seed", a->base.seed, "random seed (PIE order)")->capture_default_str();
-  c.app->add_option("--batch", a->batch, "frames per batched FFT")->capture_default_str();
-  c.app->add_option("--progress-every", a->progress_every, "print progress every N iterations")->capture_default_str();
-  c.app->add_option("--previews", a->previews, "folder for PNG previews of amplitude, phase and probe");
-  c.run = [a](MPI_Comm world) { return run_reconstruct(*a, world); };
+  c.app->add_option("--seed", j.base.seed, "random seed (PIE order)")->capture_default_str();
+  c.app->add_option("--batch", j.batch, "frames per batched FFT")->capture_default_str();
+  c.app->add_option("--progress-every", j.progress_every, "print progress every N iterations")->capture_default_str();
+  c.app->add_option("--previews", j.previews, "folder for PNG previews of amplitude, phase, probe and cost curve");
+  c.app->add_option("--log-json", j.log_json, "write the progress lines and a summary as JSON lines to this file");
+  c.app->add_option("--preset", j.preset, "standard or blind (not implemented yet)");
+  c.app->add_option("--checkpoint", j.checkpoint, "checkpoint file (not implemented yet)");
+  c.app->add_option("--checkpoint-every", j.checkpoint_every, "iterations between checkpoints (not implemented yet)");
+  // Every job-file key must have its option: the command line overrides the file key by key.
+  for (const auto& key : job_file_keys())
+    PTYCHO_THROW_IF(key != "input" && !c.app->get_option_no_throw(option_name(key)),
+                    "reconstruct: the job-file key '" << key << "' has no option " << option_name(key));
+  c.run = [a, app = c.app](MPI_Comm world) { return run_reconstruct(assemble_job(*a, *app), world); };
   return c;
 }
 

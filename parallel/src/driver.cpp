@@ -124,6 +124,15 @@ void DistributedReconstruction::run(const std::function<void(const Progress&)>& 
       p.eta_seconds = p.seconds_per_iteration * (total - done);
       if (progress) progress(p);
     }
+    // Between engines (and at the end) the modes become the eigenmodes of
+    // their mutual coherence. Not during an engine: DM, RAAR and sDR keep an
+    // exit wave per mode, tied to the mode it was made with.
+    if (m_state.probe.extent(0) > 1) {
+      auto modes = Kokkos::create_mirror_view_and_copy(HostSpace(), m_state.probe);
+      orthogonalize_modes(modes);
+      Kokkos::deep_copy(m_state.probe, modes);
+      m_ws->set_probe(m_state.probe);
+    }
   }
   m_seconds = std::chrono::duration<double>(clock::now() - start).count();
 }

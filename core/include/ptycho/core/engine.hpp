@@ -27,6 +27,7 @@ struct EngineOptions {
   double max_position_step = 0.5;   ///< largest position change per iteration [px]
   double max_position_shift = 3.0;   ///< largest distance from the starting position [px] (below the halo margin)
   double position_momentum = 0.0;    ///< weight of the previous position step in the next
+  bool fix_affine = false;     ///< position refinement keeps the scan's global affine geometry (scale, rotation, shear)
   double beta = 0.75;          ///< RAAR / sDR relaxation
   double sigma = 0.5;          ///< sDR: relaxed Fourier reflection (0: alternating projections, 1: difference map;
                                ///< on noisy data the sequential update diverges above about 0.8)

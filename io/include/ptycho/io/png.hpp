@@ -1,11 +1,12 @@
 #pragma once
-/// 8-bit PNG previews of images, objects and probes, and a PNG reader.
+/// 8-bit PNG previews of images, objects, probes and cost curves, and a PNG reader.
 ///
 /// Writers are atomic (temporary file beside the target, then rename). Row 0
 /// of an image is the top row of the PNG.
 #include "ptycho/core/types.hpp"
 
 #include <string>
+#include <vector>
 
 namespace ptycho::io {
 
@@ -48,5 +49,25 @@ struct PreviewOptions {
 /// global phase factor does not wrap it.
 void write_previews(const std::string& dir, const HostCView2& object, const HostCView3& probe_modes,
                     const PreviewOptions& options = {});
+
+/// Options of write_cost_curve.
+struct CostCurveOptions {
+  int width = 640;   ///< of the PNG [pixels], at least 200
+  int height = 400;  ///< at least 150
+};
+
+/// Writes the cost curve of a reconstruction as an RGB PNG: `costs` (one per
+/// iteration, as in ResultData's cost_history) against the iteration, on a
+/// logarithmic cost axis with labelled ticks. `engines` names the engine of
+/// each iteration (as engine_history; empty: one unnamed engine): each engine
+/// has its own colour and its name over its part of the curve, and a dashed
+/// line marks each change of engine. Costs that are not finite or not > 0
+/// cannot be drawn on a log axis and leave a gap. The labels are drawn with a
+/// built-in 5x7 pixel font (upper case). Atomic like write_png.
+///
+/// Throws ptycho::Error if `engines` is neither empty nor as long as `costs`
+/// or the size is too small, InputError if the file cannot be written.
+void write_cost_curve(const std::string& path, const std::vector<double>& costs,
+                      const std::vector<std::string>& engines, const CostCurveOptions& options = {});
 
 }  // namespace ptycho::io

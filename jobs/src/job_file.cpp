@@ -1,0 +1,441 @@
+#include "job_file.hpp"
+
+#include "ptycho/core/error.hpp"
+#include "ptycho/parallel/driver.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace ptycho::jobs {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// What a check finds wrong with a value, or "" if nothing.
+template <class T>
+using Check = std::function<std::string(const T&)>;
+
+/// A field of ReconstructJob, as a function from the job to the field.
+template <class T>
+using Field = T& (*)(ReconstructJob&);
+
+template <class T>
+const T& read_field(Field<T> field, const ReconstructJob& job) {
+  return field(const_cast<ReconstructJob&>(job));  // the accessor only names the member
+}
+
+/// One setting: its key and how to read, check, copy and report it.
+struct KeySpec {
+  std::string key;
+  /// Sets `job`'s field from a TOML value (relative paths against `dir`);
+  /// returns "" or what was expected (e.g. "a whole number") if the type is wrong.
+  std::function<std::string(const toml::node& node, const fs::path& dir, ReconstructJob& job)> assign;
+  /// What is wrong with the field's value in `job`, or "".
+  std::function<std::string(const ReconstructJob& job)> check;
+  std::function<void(const ReconstructJob& from, ReconstructJob& to)> copy;
+  std::function<nlohmann::json(const ReconstructJob& job)> json;
+};
+
+// ---- values in messages
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+std::string format_value(int v) { return std::to_string(v); }
+std::string format_value(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+/// A TOML value as written in the file (short), or its kind for tables and arrays.
+std::string toml_text(const toml::node& node) {
+  if (node.is_table()) return "a table";
+  if (node.is_array()) return "an array";
+  std::ostringstream os;
+  node.visit([&](const auto& v) { os << v; });
+  std::string s = os.str();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  return s;
+}
+
+// ---- TOML value -> field, by type; each returns "" or what was expected
+
+std::string from_toml(const toml::node& node, int& out) {
+  const auto* v = node.as_integer();
+  if (!v) return "a whole number";
+  if (v->get() < INT_MIN || v->get() > INT_MAX) return "a whole number that fits in 32 bits";
+  out = static_cast<int>(v->get());
+  return "";
+}
+
+std::string from_toml(const toml::node& node, unsigned& out) {
+  const auto* v = node.as_integer();
+  if (!v || v->get() < 0 || v->get() > std::int64_t(UINT_MAX))
+    return "a whole number from 0 to " + std::to_string(UINT_MAX);
+  out = static_cast<unsigned>(v->get());
+  return "";
+}
+
+std::string from_toml(const toml::node& node, double& out) {
+  if (const auto* f = node.as_floating_point()) {
+    out = f->get();
+    return "";
+  }
+  if (const auto* i = node.as_integer()) {
+    out = static_cast<double>(i->get());
+    return "";
+  }
+  return "a number";
+}
+
+std::string from_toml(const toml::node& node, bool& out) {
+  const auto* v = node.as_boolean();
+  if (!v) return "true or false";
+  out = v->get();
+  return "";
+}
+
+std::string from_toml(const toml::node& node, std::string& out) {
+  const auto* v = node.as_string();
+  if (!v) return "a string in quotes";
+  out = v->get();
+  return "";
+}
+
+// ---- checks
+
+Check<int> at_least(int lo) {
+  return [lo](const int& v) {
+    return v >= lo ? "" : "must be at least " + std::to_string(lo) + ", got " + format_value(v);
+  };
+}
+
+Check<double> finite() {
+  return [](const double& v) { return std::isfinite(v) ? "" : "must be a finite number, got " + format_value(v); };
+}
+
+Check<double> non_negative() {
+  return [](const double& v) {
+    return std::isfinite(v) && v >= 0 ? "" : "must be a finite number >= 0, got " + format_value(v);
+  };
+}
+
+Check<double> positive() {
+  return [](const double& v) {
+    return std::isfinite(v) && v > 0 ? "" : "must be a finite number > 0, got " + format_value(v);
+  };
+}
+
+Check<double> in_range(double lo, double hi) {
+  return [lo, hi](const double& v) {
+    return v >= lo && v <= hi
+               ? ""
+               : "must be between " + format_value(lo) + " and " + format_value(hi) + ", got " + format_value(v);
+  };
+}
+
+Check<std::string> one_of(std::vector<std::string> allowed) {
+  return [allowed](const std::string& v) -> std::string {
+    if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return "";
+    std::string list;
+    for (size_t i = 0; i < allowed.size(); ++i)
+      list += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + quoted(allowed[i]);
+    return "must be " + list + ", got " + quoted(v);
+  };
+}
+
+/// An engine chain that parse_chain accepts; its message without the "--engines: " it starts with.
+Check<std::string> engine_chain() {
+  return [](const std::string& v) -> std::string {
+    try {
+      parse_chain(v, EngineOptions{});
+    } catch (const InputError& e) {
+      std::string message = e.what();
+      const std::string prefix = "--engines: ";
+      if (message.rfind(prefix, 0) == 0) message = message.substr(prefix.size());
+      return message;
+    }
+    return "";
+  };
+}
+
+Check<std::string> non_empty() {
+  return [](const std::string& v) { return v.empty() ? "must not be empty" : ""; };
+}
+
+/// The scan: an existing file that is not itself a job file.
+Check<std::string> existing_scan() {
+  return [](const std::string& v) -> std::string {
+    if (v.empty()) return "must not be empty";
+    std::error_code ec;
+    if (!fs::is_regular_file(v, ec)) return "no such file: " + v;
+    if (is_job_file(v)) return v + " is not a CXI (HDF5) file";
+    return "";
+  };
+}
+
+// ---- key builders
+
+template <class T>
+KeySpec make_key(std::string key, Field<T> field, Check<T> check = {}) {
+  KeySpec s;
+  s.key = std::move(key);
+  s.assign = [field](const toml::node& node, const fs::path&, ReconstructJob& job) {
+    return from_toml(node, field(job));
+  };
+  s.check = [field, check](const ReconstructJob& job) { return check ? check(read_field(field, job)) : ""; };
+  s.copy = [field](const ReconstructJob& from, ReconstructJob& to) { field(to) = read_field(field, from); };
+  s.json = [field](const ReconstructJob& job) { return nlohmann::json(read_field(field, job)); };
+  return s;
+}
+
+/// A path: relative paths in a job file are relative to the file's folder.
+KeySpec path_key(std::string key, Field<std::string> field, Check<std::string> check = non_empty()) {
+  KeySpec s = make_key<std::string>(std::move(key), field, std::move(check));
+  s.assign = [field](const toml::node& node, const fs::path& dir, ReconstructJob& job) -> std::string {
+    std::string value;
+    if (!from_toml(node, value).empty()) return "a path in quotes";
+    const fs::path p(value);
+    field(job) = value.empty() || p.is_absolute() || dir.empty() ? value : (dir / p).string();
+    return "";
+  };
+  return s;
+}
+
+/// The settings, in the README's order. Each key is also an option, see option_name.
+const std::vector<KeySpec>& specs() {
+  using J = ReconstructJob;
+  static const std::vector<KeySpec> table = {
+      path_key(
+          "input", [](J& j) -> std::string& { return j.input; }, existing_scan()),
+      path_key("output", [](J& j) -> std::string& { return j.output; }),
+      make_key<std::string>(
+          "engines", [](J& j) -> std::string& { return j.engines; }, engine_chain()),
+      make_key<int>(
+          "probe_modes", [](J& j) -> int& { return j.probe_modes; }, at_least(1)),
+      make_key<bool>("refine_probe", [](J& j) -> bool& { return j.refine_probe; }),
+      make_key<int>(
+          "probe_hold", [](J& j) -> int& { return j.base.probe_hold; }, at_least(0)),
+      make_key<std::string>(
+          "likelihood", [](J& j) -> std::string& { return j.likelihood; }, one_of({"poisson", "gaussian"})),
+      make_key<double>(
+          "smoothness", [](J& j) -> double& { return j.base.smoothness; }, non_negative()),
+      make_key<double>(
+          "beta", [](J& j) -> double& { return j.base.beta; }, finite()),
+      make_key<double>(
+          "sigma", [](J& j) -> double& { return j.base.sigma; }, in_range(0, 1)),
+      make_key<double>(
+          "tau", [](J& j) -> double& { return j.base.tau; }, positive()),
+      make_key<double>(
+          "sdr_step", [](J& j) -> double& { return j.base.sdr_step; }, positive()),
+      make_key<int>(
+          "batches", [](J& j) -> int& { return j.base.batches; }, at_least(1)),
+      make_key<double>(
+          "object_step", [](J& j) -> double& { return j.base.object_step; }, positive()),
+      make_key<double>(
+          "rpie_alpha", [](J& j) -> double& { return j.base.rpie_alpha; }, non_negative()),
+      make_key<double>(
+          "momentum", [](J& j) -> double& { return j.base.momentum; }, non_negative()),
+      make_key<double>(
+          "regularisation", [](J& j) -> double& { return j.base.regularisation; }, non_negative()),
+      make_key<unsigned>("seed", [](J& j) -> unsigned& { return j.base.seed; }),
+      make_key<int>(
+          "batch", [](J& j) -> int& { return j.batch; }, at_least(1)),
+      make_key<int>(
+          "progress_every", [](J& j) -> int& { return j.progress_every; }, at_least(1)),
+      path_key("previews", [](J& j) -> std::string& { return j.previews; }),
+      path_key("log_json", [](J& j) -> std::string& { return j.log_json; }),
+      make_key<std::string>(
+          "preset", [](J& j) -> std::string& { return j.preset; }, one_of({"standard", "blind"})),
+      path_key("checkpoint", [](J& j) -> std::string& { return j.checkpoint; }),
+      make_key<int>(
+          "checkpoint_every", [](J& j) -> int& { return j.checkpoint_every; }, at_least(1)),
+  };
+  return table;
+}
+
+const KeySpec* find_spec(const std::string& key) {
+  for (const auto& s : specs())
+    if (s.key == key) return &s;
+  return nullptr;
+}
+
+/// The hint after "unknown key 'word'": the key that shares the longest
+/// start with it (at least 4 characters, or all of a shorter word), else the
+/// nearest key if it is a few edits away, else the list of keys.
+std::string key_hint(const std::string& word) {
+  const auto& keys = job_file_keys();
+  std::string lower = word;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  auto shared_start = [&](const std::string& k) {
+    size_t n = 0;
+    while (n < k.size() && n < lower.size() && k[n] == lower[n]) ++n;
+    return n;
+  };
+  std::vector<std::string> best_start;
+  size_t longest = std::max<size_t>(3, std::min<size_t>(4, lower.size()));
+  for (const auto& k : keys) {
+    const size_t n = shared_start(k);
+    if (n < longest) continue;
+    if (n > longest && !best_start.empty()) best_start.clear();
+    longest = n;
+    best_start.push_back(k);
+  }
+  const std::string best = nearest(lower, best_start.empty() ? keys : best_start);
+  const size_t close = std::max<size_t>(2, lower.size() / 3);
+  if (!best_start.empty() || edit_distance(lower, best) <= close) return " (did you mean " + quoted(best) + "?)";
+  std::string list;
+  for (const auto& k : keys) list += (list.empty() ? "" : ", ") + k;
+  return " (valid keys: " + list + ")";
+}
+
+/// Whether the file starts with HDF5's signature at 0, 512, 1024, 2048, ... (a user block may precede it).
+bool has_hdf5_signature(const std::string& path) {
+  static const char signature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  for (std::streamoff offset = 0; offset + 8 <= size; offset = offset == 0 ? 512 : 2 * offset) {
+    char bytes[8];
+    in.seekg(offset);
+    if (!in.read(bytes, 8)) return false;
+    if (std::equal(bytes, bytes + 8, signature)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string ReconstructJob::where(const std::string& key) const {
+  const auto it = origin.find(key);
+  if (it == origin.end()) return key;
+  if (it->second.rfind("--", 0) == 0) return it->second;
+  return it->second + ": " + key;
+}
+
+const std::vector<std::string>& job_file_keys() {
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> out;
+    for (const auto& s : specs()) out.push_back(s.key);
+    return out;
+  }();
+  return keys;
+}
+
+std::string option_name(const std::string& key) {
+  std::string name = "--" + key;
+  std::replace(name.begin(), name.end(), '_', '-');
+  return name;
+}
+
+bool is_job_file(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ext == ".toml") return true;
+  if (has_hdf5_signature(path)) return false;
+  return !(ext == ".cxi" || ext == ".h5" || ext == ".hdf5" || ext == ".nxs");
+}
+
+ReconstructJob read_job_file(const std::string& path, const ReconstructJob& defaults) {
+  std::error_code ec;
+  PTYCHO_INPUT_ERROR_IF(!fs::is_regular_file(path, ec), path << ": no such job file");
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    PTYCHO_INPUT_ERROR_IF(
+        true, path << ":" << at.line << ":" << at.column << ": not a valid TOML job file: " << e.description());
+  }
+  ReconstructJob job = defaults;
+  job.job_file = path;
+  const fs::path dir = fs::path(path).parent_path();
+  // The table is sorted by key; errors are reported in the order of the file.
+  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+  for (const auto& [key, node] : table) entries.emplace_back(&key, &node);
+  std::stable_sort(entries.begin(), entries.end(), [](const auto& x, const auto& y) {
+    return x.first->source().begin.line < y.first->source().begin.line;
+  });
+  // Unknown keys first: a misspelt key is the likeliest mistake, and its
+  // value would otherwise be silently ignored.
+  for (const auto& [key, node] : entries) {
+    const std::string name(key->str());
+    PTYCHO_INPUT_ERROR_IF(!find_spec(name), path << ":" << key->source().begin.line << ": unknown key " << quoted(name)
+                                                 << key_hint(name));
+  }
+  for (const auto& [key, node] : entries) {
+    const std::string name(key->str());
+    const KeySpec& spec = *find_spec(name);
+    const std::string at = path + ":" + std::to_string(key->source().begin.line);
+    const std::string expected = spec.assign(*node, dir, job);
+    PTYCHO_INPUT_ERROR_IF(!expected.empty(),
+                          at << ": " << name << ": expected " << expected << ", got " << toml_text(*node));
+    job.origin[name] = at;
+    const std::string problem = spec.check(job);
+    PTYCHO_INPUT_ERROR_IF(!problem.empty(), at << ": " << name << ": " << problem);
+  }
+  return job;
+}
+
+void copy_setting(const std::string& key, const ReconstructJob& from, ReconstructJob& to) {
+  const KeySpec* spec = find_spec(key);
+  PTYCHO_THROW_IF(!spec, "copy_setting: unknown key '" << key << "'");
+  spec->copy(from, to);
+  to.origin[key] = option_name(key);
+}
+
+void check_settings(const ReconstructJob& job) {
+  for (const auto& spec : specs()) {
+    if (!job.origin.count(spec.key)) continue;
+    const std::string problem = spec.check(job);
+    PTYCHO_INPUT_ERROR_IF(!problem.empty(), job.where(spec.key) << ": " << problem);
+  }
+}
+
+nlohmann::json to_json(const ReconstructJob& job) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& spec : specs()) out[spec.key] = spec.json(job);
+  return out;
+}
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  // d[i][j]: distance between the first i characters of a and the first j of b.
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (size_t i = 1; i <= n; ++i)
+    for (size_t j = 1; j <= m; ++j) {
+      const size_t substitution = d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, substitution});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[n][m];
+}
+
+std::string nearest(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(word, c);
+    if (d < best_distance) {
+      best = c;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+}  // namespace ptycho::jobs

@@ -1,0 +1,110 @@
+#pragma once
+/// Reconstruction jobs: every setting of `ptycho reconstruct`, read from a
+/// TOML job file, from the command line, or both.
+///
+/// Each setting has one name in two spellings: the job-file key `probe_modes`
+/// is the command-line option `--probe-modes` (see option_name). A job file is
+/// a flat TOML table of such keys:
+///
+///   input = "scan.cxi"        # paths are relative to the job file's folder
+///   engines = "dm:100,ml:200"
+///   probe_modes = 2
+///
+/// The command line overrides the file key by key: read_job_file fills a job
+/// from the file, then copy_setting copies each option the user gave.
+///
+/// Every error is a ptycho::InputError that names where the value came from
+/// (`job.toml:4: probe_modes: ...` or `--probe-modes: ...`) and what is
+/// expected; an unknown key names the nearest valid key.
+///
+/// To add a setting: a field here, a line in the key table of job_file.cpp
+/// (type, field, check), and its option in cmd_reconstruct.cpp, which checks
+/// at start-up that every key has its option.
+#include "ptycho/core/engine.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ptycho::jobs {
+
+/// The default engine chain: Poisson maximum likelihood, the most accurate
+/// engine for data whose forward model is known (see README, "Engines").
+inline constexpr const char* kDefaultChain = "ml:200";
+
+/// Everything `ptycho reconstruct` can be told. The defaults are the
+/// program's defaults; a setting nobody set keeps its default and has no
+/// entry in `origin`.
+struct ReconstructJob {
+  std::string input;                    ///< the scan (CXI)
+  std::string output;                   ///< the result (HDF5); empty: INPUT-stem_ptycho.h5 in the working folder
+  std::string engines = kDefaultChain;  ///< engine chain, e.g. "dm:100,ml:200"
+  int probe_modes = 1;                  ///< K incoherent probe modes
+  bool refine_probe = false;
+  std::string likelihood = "poisson";  ///< ML noise model: poisson or gaussian
+  int batch = 16;                      ///< frames per batched FFT
+  int progress_every = 10;             ///< a progress line every this many iterations
+  std::string previews;                ///< folder for PNG previews; empty: none
+  std::string log_json;                ///< JSON-lines progress log; empty: none
+  std::string preset;                  ///< standard or blind (not implemented yet)
+  std::string checkpoint;              ///< checkpoint file (not implemented yet)
+  int checkpoint_every = 0;            ///< iterations between checkpoints (not implemented yet); 0: unset
+  /// Engine parameters shared by the chain (name and iterations come from `engines`;
+  /// likelihood and refine_probe from the fields above).
+  EngineOptions base;
+
+  /// The job file this job was read from, as given; empty if none.
+  std::string job_file;
+  /// Where each setting that is not a default came from, by key:
+  /// "job.toml:4" for a job file's line, "--probe-modes" for an option.
+  std::map<std::string, std::string> origin;
+
+  /// How an error names setting `key`: "job.toml:4: probe_modes",
+  /// "--probe-modes", or the bare key for a default.
+  std::string where(const std::string& key) const;
+};
+
+/// The keys of a job file, in the order of the README's table.
+const std::vector<std::string>& job_file_keys();
+
+/// The command-line option of job-file key `key`: "probe_modes" gives
+/// "--probe-modes". (`input` is the positional argument on the command line.)
+std::string option_name(const std::string& key);
+
+/// Whether `path` should be read as a job file rather than as a CXI scan: a
+/// `.toml` extension says yes; HDF5's signature (at offset 0, 512, 1024, ...)
+/// or an HDF5 extension (.cxi, .h5, .hdf5, .nxs) says no; any other file is
+/// taken as a job file.
+bool is_job_file(const std::string& path);
+
+/// Reads the job file `path` onto `defaults`: checks every key (known, of the
+/// right type, a valid value) and sets it, recording its line in `origin`.
+/// Relative paths in the file are taken relative to the file's folder.
+/// Throws InputError on a malformed file (`path:line:column: ...`), an
+/// unknown key (with the nearest valid key), or a bad value.
+ReconstructJob read_job_file(const std::string& path, const ReconstructJob& defaults = {});
+
+/// Copies setting `key` from `from` into `to` and records its origin as the
+/// command-line option. Throws ptycho::Error on an unknown key.
+void copy_setting(const std::string& key, const ReconstructJob& from, ReconstructJob& to);
+
+/// Checks the value of every setting that has an origin (defaults are valid);
+/// throws InputError naming the first bad one by job.where(key).
+void check_settings(const ReconstructJob& job);
+
+/// The settings as a JSON object, one member per key (for the result's
+/// provenance and the log).
+nlohmann::json to_json(const ReconstructJob& job);
+
+/// The optimal-string-alignment edit distance: insertions, deletions,
+/// substitutions and swaps of neighbouring characters, each costing 1.
+std::size_t edit_distance(const std::string& a, const std::string& b);
+
+/// The candidate nearest to `word` by edit_distance (the first of equals);
+/// empty if there are no candidates.
+std::string nearest(const std::string& word, const std::vector<std::string>& candidates);
+
+}  // namespace ptycho::jobs

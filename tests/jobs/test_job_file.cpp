@@ -1,0 +1,336 @@
+// Job files: keys, types, values, relative paths, error messages with file,
+// line and the nearest key, command-line overrides, and the example job files.
+#include "job_file.hpp"
+#include "ptycho/core/error.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+
+namespace ptycho::jobs {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// A scratch folder of this binary (per rank count), created on first use.
+fs::path scratch() {
+  const fs::path dir = fs::current_path() / "scratch_test_jobs_job_file";
+  fs::create_directories(dir);
+  return dir;
+}
+
+/// Writes `text` to scratch()/name and returns its path.
+std::string write_file(const std::string& name, const std::string& text) {
+  const fs::path p = scratch() / name;
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+  return p.string();
+}
+
+/// A file that starts with HDF5's signature (enough for is_job_file and the input check).
+std::string write_hdf5_like(const std::string& name, size_t offset = 0) {
+  std::string bytes(offset, '\0');
+  bytes += std::string("\x89HDF\r\n\x1a\n", 8);
+  bytes += std::string(64, '\0');
+  return write_file(name, bytes);
+}
+
+/// The message of the InputError `f` throws, or "" if it throws none.
+std::string input_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// A job file in a folder of its own with a scan beside it: "input = ..." plus `rest`.
+std::string job_with(const std::string& name, const std::string& rest) {
+  write_hdf5_like("jobs/scan.cxi");
+  return write_file("jobs/" + name, "input = \"scan.cxi\"\n" + rest);
+}
+
+TEST(EditDistance, CountsInsertionsDeletionsSubstitutionsAndSwaps) {
+  EXPECT_EQ(edit_distance("", ""), 0u);
+  EXPECT_EQ(edit_distance("", "abc"), 3u);
+  EXPECT_EQ(edit_distance("abc", ""), 3u);
+  EXPECT_EQ(edit_distance("engins", "engines"), 1u);    // insertion
+  EXPECT_EQ(edit_distance("enginess", "engines"), 1u);  // deletion
+  EXPECT_EQ(edit_distance("engimes", "engines"), 1u);   // substitution
+  EXPECT_EQ(edit_distance("engiens", "engines"), 1u);   // swap of neighbours
+  EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
+  EXPECT_EQ(edit_distance("probe_modes", "modes_probe"), edit_distance("modes_probe", "probe_modes"));
+}
+
+TEST(Nearest, PicksTheClosestCandidateAndTheFirstOfEquals) {
+  EXPECT_EQ(nearest("engins", job_file_keys()), "engines");
+  EXPECT_EQ(nearest("probe_mode", job_file_keys()), "probe_modes");
+  EXPECT_EQ(nearest("sead", job_file_keys()), "seed");
+  EXPECT_EQ(nearest("ab", {"ax", "xb"}), "ax");
+  EXPECT_EQ(nearest("anything", {}), "");
+}
+
+TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
+  const auto& keys = job_file_keys();
+  const std::set<std::string> unique(keys.begin(), keys.end());
+  EXPECT_EQ(unique.size(), keys.size()) << "a key is listed twice";
+  for (const char* k : {"input",          "output",      "engines",    "probe_modes",
+                        "refine_probe",   "probe_hold",  "likelihood", "smoothness",
+                        "beta",           "sigma",       "tau",        "sdr_step",
+                        "batches",        "object_step", "rpie_alpha", "momentum",
+                        "regularisation", "seed",        "batch",      "progress_every",
+                        "previews",       "preset",      "checkpoint", "checkpoint_every",
+                        "log_json"})
+    EXPECT_TRUE(unique.count(k)) << k;
+  EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
+  EXPECT_EQ(option_name("checkpoint_every"), "--checkpoint-every");
+  EXPECT_EQ(option_name("engines"), "--engines");
+}
+
+TEST(IsJobFile, TomlExtensionOrNoHdf5Signature) {
+  EXPECT_TRUE(is_job_file(write_file("a.toml", "input = \"x.cxi\"\n")));
+  EXPECT_TRUE(is_job_file(write_file("A.TOML", "")));
+  EXPECT_TRUE(is_job_file(write_file("job.cfg", "input = \"x.cxi\"\n")));
+  EXPECT_FALSE(is_job_file(write_hdf5_like("scan.dat")));
+  EXPECT_FALSE(is_job_file(write_hdf5_like("userblock.dat", 512)));        // after a 512-byte user block
+  EXPECT_FALSE(is_job_file(write_file("broken.cxi", "not HDF5 at all")));  // the CXI reader will say so
+  EXPECT_TRUE(is_job_file(write_file("short", "x")));
+}
+
+TEST(ReadJobFile, SetsEveryKeyAndResolvesPathsAgainstTheFilesFolder) {
+  const std::string path = job_with("all.toml", R"(output = "out/result.h5"
+engines = "dm:3,ml:4"
+probe_modes = 3
+refine_probe = true
+probe_hold = 2
+likelihood = "gaussian"
+smoothness = 0.25
+beta = 1            # an integer is a fine number
+sigma = 0.4
+tau = 0.9
+sdr_step = 0.8
+batches = 5
+object_step = 0.5
+rpie_alpha = 0.2
+momentum = 0.3
+regularisation = 0.01
+seed = 7
+batch = 8
+progress_every = 3
+previews = "previews"
+log_json = "/abs/log.jsonl"
+preset = "blind"
+checkpoint = "ck.h5"
+checkpoint_every = 50
+)");
+  const ReconstructJob job = read_job_file(path);
+  const fs::path dir = fs::path(path).parent_path();
+  EXPECT_EQ(job.job_file, path);
+  EXPECT_EQ(job.input, (dir / "scan.cxi").string());
+  EXPECT_EQ(job.output, (dir / "out/result.h5").string());
+  EXPECT_EQ(job.engines, "dm:3,ml:4");
+  EXPECT_EQ(job.probe_modes, 3);
+  EXPECT_TRUE(job.refine_probe);
+  EXPECT_EQ(job.base.probe_hold, 2);
+  EXPECT_EQ(job.likelihood, "gaussian");
+  EXPECT_DOUBLE_EQ(job.base.smoothness, 0.25);
+  EXPECT_DOUBLE_EQ(job.base.beta, 1.0);
+  EXPECT_DOUBLE_EQ(job.base.sigma, 0.4);
+  EXPECT_DOUBLE_EQ(job.base.tau, 0.9);
+  EXPECT_DOUBLE_EQ(job.base.sdr_step, 0.8);
+  EXPECT_EQ(job.base.batches, 5);
+  EXPECT_DOUBLE_EQ(job.base.object_step, 0.5);
+  EXPECT_DOUBLE_EQ(job.base.rpie_alpha, 0.2);
+  EXPECT_DOUBLE_EQ(job.base.momentum, 0.3);
+  EXPECT_DOUBLE_EQ(job.base.regularisation, 0.01);
+  EXPECT_EQ(job.base.seed, 7u);
+  EXPECT_EQ(job.batch, 8);
+  EXPECT_EQ(job.progress_every, 3);
+  EXPECT_EQ(job.previews, (dir / "previews").string());
+  EXPECT_EQ(job.log_json, "/abs/log.jsonl");  // absolute paths stay
+  EXPECT_EQ(job.preset, "blind");
+  EXPECT_EQ(job.checkpoint, (dir / "ck.h5").string());
+  EXPECT_EQ(job.checkpoint_every, 50);
+  // Every key has its line as origin, and the JSON has every key.
+  EXPECT_EQ(job.origin.size(), job_file_keys().size());
+  EXPECT_EQ(job.origin.at("input"), path + ":1");
+  EXPECT_EQ(job.origin.at("engines"), path + ":3");
+  EXPECT_EQ(job.where("probe_modes"), path + ":4: probe_modes");
+  const nlohmann::json j = to_json(job);
+  for (const auto& k : job_file_keys()) EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j.at("probe_modes"), 3);
+  EXPECT_EQ(j.at("engines"), "dm:3,ml:4");
+}
+
+TEST(ReadJobFile, KeysLeftOutKeepTheirDefaults) {
+  const ReconstructJob job = read_job_file(job_with("minimal.toml", ""));
+  const ReconstructJob defaults;
+  EXPECT_EQ(job.engines, kDefaultChain);
+  EXPECT_EQ(job.probe_modes, defaults.probe_modes);
+  EXPECT_EQ(job.output, "");
+  EXPECT_EQ(job.origin.size(), 1u);  // input only
+  EXPECT_EQ(job.where("engines"), "engines");
+}
+
+TEST(ReadJobFile, UnknownKeyNamesFileLineAndNearestKey) {
+  const std::string path = job_with("typo.toml", "probe_modes = 2\nengins = \"dm:5\"\n");
+  EXPECT_EQ(input_error([&] { read_job_file(path); }), path + ":3: unknown key 'engins' (did you mean 'engines'?)");
+  const std::string start = job_with("start.toml", "refine = true\n");
+  EXPECT_EQ(input_error([&] { read_job_file(start); }),
+            start + ":2: unknown key 'refine' (did you mean 'refine_probe'?)");
+  const std::string upper = job_with("upper.toml", "Engines = \"dm:5\"\n");
+  EXPECT_EQ(input_error([&] { read_job_file(upper); }), upper + ":2: unknown key 'Engines' (did you mean 'engines'?)");
+  // Far from every key: the list of keys instead of a guess.
+  const std::string far = job_with("far.toml", "xyzzy = 1\n");
+  const std::string message = input_error([&] { read_job_file(far); });
+  EXPECT_NE(message.find(far + ":2: unknown key 'xyzzy' (valid keys: input, output, engines"), std::string::npos)
+      << message;
+  // A table is an unknown key too, not silently skipped.
+  const std::string table = job_with("table.toml", "[engine]\nname = \"dm\"\n");
+  EXPECT_EQ(input_error([&] { read_job_file(table); }), table + ":2: unknown key 'engine' (did you mean 'engines'?)");
+}
+
+TEST(ReadJobFile, ErrorsComeInTheOrderOfTheFile) {
+  // The parsed table is sorted by key; the first error must be the first line.
+  const std::string path = job_with("order.toml", "zprobe_modes = 1\naengines = \"dm:1\"\n");
+  EXPECT_EQ(input_error([&] { read_job_file(path); }),
+            path + ":2: unknown key 'zprobe_modes' (did you mean 'probe_modes'?)");
+  const std::string types = job_with("order2.toml", "probe_modes = \"two\"\nbatch = \"x\"\n");
+  EXPECT_EQ(input_error([&] { read_job_file(types); }), types + ":2: probe_modes: expected a whole number, got 'two'");
+}
+
+TEST(ReadJobFile, WrongTypesSayWhatIsExpected) {
+  struct Case {
+    std::string line, message;
+  };
+  const std::vector<Case> cases = {
+      {"probe_modes = \"two\"", "probe_modes: expected a whole number, got 'two'"},
+      {"probe_modes = 2.5", "probe_modes: expected a whole number, got 2.5"},
+      {"refine_probe = 1", "refine_probe: expected true or false, got 1"},
+      {"engines = 5", "engines: expected a string in quotes, got 5"},
+      {"engines = [\"dm:5\"]", "engines: expected a string in quotes, got an array"},
+      {"beta = \"x\"", "beta: expected a number, got 'x'"},
+      {"seed = -1", "seed: expected a whole number from 0 to 4294967295, got -1"},
+      {"batch = 10000000000", "batch: expected a whole number that fits in 32 bits, got 10000000000"},
+      {"previews = true", "previews: expected a path in quotes, got true"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = job_with("type.toml", c.line + "\n");
+    EXPECT_EQ(input_error([&] { read_job_file(path); }), path + ":2: " + c.message) << c.line;
+  }
+}
+
+TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
+  struct Case {
+    std::string line, message;
+  };
+  const std::vector<Case> cases = {
+      {"probe_modes = 0", "probe_modes: must be at least 1, got 0"},
+      {"engines = \"dm:x\"", "engines: 'dm:x': the iteration count must be a whole number >= 0"},
+      {"engines = \"foo:3\"", "engines: unknown engine 'foo' (known: dm, raar, sdr, epie, rpie, mpie, ml, lsqml)"},
+      {"engines = \"\"", "engines: empty chain '' (example: dm:100,ml:200)"},
+      {"likelihood = \"normal\"", "likelihood: must be 'poisson' or 'gaussian', got 'normal'"},
+      {"sigma = 1.5", "sigma: must be between 0 and 1, got 1.5"},
+      {"smoothness = -1", "smoothness: must be a finite number >= 0, got -1"},
+      {"tau = 0", "tau: must be a finite number > 0, got 0"},
+      {"beta = nan", "beta: must be a finite number, got nan"},
+      {"batch = 0", "batch: must be at least 1, got 0"},
+      {"progress_every = 0", "progress_every: must be at least 1, got 0"},
+      {"preset = \"fast\"", "preset: must be 'standard' or 'blind', got 'fast'"},
+      {"checkpoint_every = 0", "checkpoint_every: must be at least 1, got 0"},
+      {"output = \"\"", "output: must not be empty"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = job_with("value.toml", c.line + "\n");
+    EXPECT_EQ(input_error([&] { read_job_file(path); }), path + ":2: " + c.message) << c.line;
+  }
+}
+
+TEST(ReadJobFile, InputMustBeAnExistingScan) {
+  const std::string missing = write_file("jobs/missing.toml", "input = \"nope.cxi\"\n");
+  EXPECT_EQ(input_error([&] { read_job_file(missing); }),
+            missing + ":1: input: no such file: " + (fs::path(missing).parent_path() / "nope.cxi").string());
+  const std::string itself = write_file("jobs/itself.toml", "input = \"itself.toml\"\n");
+  EXPECT_EQ(input_error([&] { read_job_file(itself); }), itself + ":1: input: " + itself + " is not a CXI (HDF5) file");
+}
+
+TEST(ReadJobFile, MalformedTomlGivesFileLineAndColumn) {
+  const std::string path = job_with("malformed.toml", "engines = \"dm:5\nprobe_modes = 2\n");
+  const std::string message = input_error([&] { read_job_file(path); });
+  EXPECT_EQ(message.rfind(path + ":2:", 0), 0u) << message;
+  EXPECT_NE(message.find("not a valid TOML job file"), std::string::npos) << message;
+  const std::string duplicate = job_with("duplicate.toml", "batch = 1\nbatch = 2\n");
+  const std::string dup_message = input_error([&] { read_job_file(duplicate); });
+  EXPECT_EQ(dup_message.rfind(duplicate + ":3:", 0), 0u) << dup_message;
+  EXPECT_EQ(input_error([&] { read_job_file((scratch() / "absent.toml").string()); }),
+            (scratch() / "absent.toml").string() + ": no such job file");
+}
+
+TEST(CopySetting, CommandLineOverridesAndIsCheckedUnderItsOptionName) {
+  const std::string path = job_with("override.toml", "probe_modes = 2\nengines = \"dm:5\"\n");
+  ReconstructJob job = read_job_file(path);
+  ReconstructJob cli;
+  cli.probe_modes = 4;
+  copy_setting("probe_modes", cli, job);
+  EXPECT_EQ(job.probe_modes, 4);
+  EXPECT_EQ(job.engines, "dm:5");  // not given: the file's value stays
+  EXPECT_EQ(job.where("probe_modes"), "--probe-modes");
+  EXPECT_EQ(job.where("engines"), path + ":3: engines");
+  EXPECT_NO_THROW(check_settings(job));
+  cli.probe_modes = 0;
+  copy_setting("probe_modes", cli, job);
+  EXPECT_EQ(input_error([&] { check_settings(job); }), "--probe-modes: must be at least 1, got 0");
+  cli.engines = "dm:x";
+  copy_setting("engines", cli, job);
+  cli.probe_modes = 1;
+  copy_setting("probe_modes", cli, job);
+  EXPECT_EQ(input_error([&] { check_settings(job); }),
+            "--engines: 'dm:x': the iteration count must be a whole number >= 0");
+  EXPECT_THROW(copy_setting("no_such_key", cli, job), Error);
+}
+
+TEST(CheckSettings, DefaultsAreNotChecked) {
+  ReconstructJob job;  // checkpoint_every = 0 means unset and is fine as a default
+  EXPECT_NO_THROW(check_settings(job));
+  job.origin["checkpoint_every"] = "--checkpoint-every";
+  EXPECT_EQ(input_error([&] { check_settings(job); }), "--checkpoint-every: must be at least 1, got 0");
+}
+
+TEST(Examples, EveryExampleJobFileIsValid) {
+  const fs::path examples = fs::path(PTYCHO_SOURCE_DIR) / "jobs" / "examples";
+  int n = 0;
+  for (const auto& entry : fs::directory_iterator(examples)) {
+    if (entry.path().extension() != ".toml") continue;
+    ++n;
+    ReconstructJob job;
+    try {
+      job = read_job_file(entry.path().string());
+    } catch (const InputError& e) {
+      const std::string m = e.what();
+      if (m.find("input: no such file") != std::string::npos && !fs::exists(PTYCHO_SHARED_DIR))
+        GTEST_SKIP() << "no shared data: " << m;
+      ADD_FAILURE() << m;
+      continue;
+    }
+    EXPECT_NO_THROW(check_settings(job)) << entry.path();
+    EXPECT_TRUE(fs::is_regular_file(job.input)) << entry.path();
+    EXPECT_TRUE(job.preset.empty() && job.checkpoint.empty() && job.checkpoint_every == 0)
+        << entry.path() << ": examples must run, so they must not use unimplemented keys";
+  }
+  EXPECT_GE(n, 2) << "no example job files in " << examples;
+  const ReconstructJob standard = read_job_file((examples / "standard.toml").string());
+  EXPECT_EQ(standard.engines, kDefaultChain);
+  EXPECT_EQ(fs::path(standard.input).filename(), "standard_s01.cxi");
+  const ReconstructJob star = read_job_file((examples / "realdata_siemens.toml").string());
+  EXPECT_EQ(star.engines, "raar:100");
+  EXPECT_TRUE(star.refine_probe);
+  EXPECT_FALSE(star.previews.empty());
+  EXPECT_EQ(fs::path(star.input).filename(), "siemens_star_tike.cxi");
+}
+
+}  // namespace
+}  // namespace ptycho::jobs

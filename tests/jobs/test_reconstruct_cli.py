@@ -1,0 +1,315 @@
+#!/usr/bin/python3
+"""`ptycho reconstruct` driven end to end with job files (run by ctest, see
+tests/jobs/CMakeLists.txt):
+
+    test_reconstruct_cli.py PTYCHO_EXE MPIEXEC [--shared DIR] [--examples DIR] [unittest options]
+
+On one small simulated scan (object 96, probe 32) it checks that
+  * a job file gives bit for bit the result of the same settings as options,
+    with its relative paths taken from the job file's folder;
+  * options given on the command line override the job file's keys;
+  * an unknown key, a wrong type, a bad value, malformed TOML and the keys
+    that are not implemented yet (checkpoint, checkpoint_every, preset) stop
+    the program with exit code 2 and a message naming file, line and key;
+  * --log-json writes one valid JSON object per progress line and a summary,
+    at 1 and at 2 ranks, and the summary matches the result file;
+  * previews hold amplitude.png, phase.png, probe.png and cost.png;
+  * the example job files (jobs/examples) run, with short engine chains.
+Works in a temporary folder, removed at the end. Needs h5py and numpy.
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+ARGS = None  # the parsed command line, set in main()
+
+OBJECT = "/entry_1/image_1/data"
+PROBE = "/entry_1/image_2/data"
+POSITIONS = "/entry_1/image_1/positions_px"
+COST = "/entry_1/process_1/cost_history"
+CONFIG = "/entry_1/process_1/configuration"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run(args, cwd, ranks=None):
+    """Runs ptycho with `args` in `cwd` (under mpiexec if `ranks`); returns the CompletedProcess."""
+    cmd = [ARGS.ptycho] + list(args)
+    if ranks:
+        cmd = [ARGS.mpiexec, "-n", str(ranks), "--oversubscribe", "--allow-run-as-root"] + cmd
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def png_size(path):
+    """(width, height) from a PNG's IHDR chunk; fails if the file is no PNG."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def reporting_steps(chain, every):
+    """The iterations that get a progress line: first, last and every `every`-th of each engine."""
+    steps = 0
+    for item in chain.split(","):
+        n = int(item.split(":")[1])
+        steps += len({i for i in range(1, n + 1) if i == 1 or i == n or i % every == 0})
+    return steps
+
+
+class ReconstructCli(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="ptycho_reconstruct_cli.")
+        for sub in ("data", "jobs", "run", "out"):
+            os.makedirs(os.path.join(cls.work, sub))
+        sim = run(["simulate", "-o", "data/scan.cxi", "--object-size", "96", "--probe-size", "32", "--step", "8",
+                   "--photons", "1e5", "--seed", "3"], cwd=cls.work)
+        assert sim.returncode == 0, sim.stdout + sim.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    # ---- helpers
+
+    def path(self, *parts):
+        return os.path.join(self.work, *parts)
+
+    def job(self, name, text):
+        """Writes jobs/NAME (the scan is ../data/scan.cxi from there) and returns its path."""
+        p = self.path("jobs", name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def ok(self, args, ranks=None, cwd=None):
+        r = run(args, cwd=cwd or self.path("run"), ranks=ranks)
+        self.assertEqual(r.returncode, 0, f"ptycho {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def fails(self, args, *expected):
+        """Runs ptycho, expects exit code 2 and every string of `expected` in stderr."""
+        r = run(args, cwd=self.path("run"))
+        self.assertEqual(r.returncode, 2, f"ptycho {' '.join(args)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+        for e in expected:
+            self.assertIn(e, r.stderr)
+        self.assertNotIn("internal error", r.stderr)
+        return r
+
+    def assert_same_result(self, a, b):
+        """The two result files hold identical objects, probes, positions and cost histories."""
+        with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+            for name in (OBJECT, PROBE, POSITIONS, COST):
+                x, y = fa[name][()], fb[name][()]
+                self.assertEqual(x.shape, y.shape, name)
+                self.assertTrue(np.array_equal(x, y), f"{name} differs between {a} and {b}")
+
+    def config(self, result):
+        with h5py.File(result, "r") as f:
+            return json.loads(f[CONFIG][()])
+
+    # ---- job file against command line
+
+    JOB = """# a job file with comments
+input = "../data/scan.cxi"          # relative to this file's folder
+output = "../out/job.h5"
+engines = "dm:4,ml:6"
+refine_probe = true
+probe_modes = 2
+probe_hold = 2
+seed = 5
+batch = 8
+progress_every = 3
+"""
+    CLI = ["--engines", "dm:4,ml:6", "--refine-probe", "--probe-modes", "2", "--probe-hold", "2", "--seed", "5",
+           "--batch", "8", "--progress-every", "3"]
+
+    def test_job_file_gives_the_result_of_the_same_options(self):
+        job = self.job("same.toml", self.JOB)
+        self.ok(["reconstruct", job])  # run from run/: the paths must come from the job file's folder
+        self.assertTrue(os.path.exists(self.path("out", "job.h5")))
+        self.ok(["reconstruct", "../data/scan.cxi", "-o", "cli.h5"] + self.CLI)
+        self.assert_same_result(self.path("out", "job.h5"), self.path("run", "cli.h5"))
+        cj, cc = self.config(self.path("out", "job.h5")), self.config(self.path("run", "cli.h5"))
+        for key in ("engines", "probe_modes", "refine_probe", "probe_hold", "seed", "batch", "likelihood", "beta"):
+            self.assertEqual(cj[key], cc[key], key)
+        self.assertEqual(cj["job_file"], job)
+        self.assertEqual(cc["job_file"], "")
+
+    def test_command_line_overrides_the_job_file(self):
+        job = self.job("override.toml", self.JOB.replace("job.h5", "override_job.h5"))
+        overrides = ["--engines", "dm:3", "--probe-modes", "1", "--refine-probe=false", "-o", "override.h5"]
+        r = self.ok(["reconstruct", job] + overrides)
+        self.assertFalse(os.path.exists(self.path("out", "override_job.h5")))
+        with h5py.File(self.path("run", "override.h5"), "r") as f:
+            self.assertEqual(len(f[COST]), 3)
+            self.assertEqual(f[PROBE].shape[0], 1)
+        cfg = self.config(self.path("run", "override.h5"))
+        self.assertEqual(cfg["engines"], "dm:3")
+        self.assertEqual(cfg["probe_modes"], 1)
+        self.assertFalse(cfg["refine_probe"])
+        self.assertEqual(cfg["seed"], 5)  # not overridden: the file's value
+        self.assertIn("engines dm:3", r.stdout)
+        # And exactly what the same settings give on the command line alone.
+        self.ok(["reconstruct", "../data/scan.cxi", "-o", "override_cli.h5", "--engines", "dm:3", "--probe-hold", "2",
+                 "--seed", "5", "--batch", "8"])
+        self.assert_same_result(self.path("run", "override.h5"), self.path("run", "override_cli.h5"))
+
+    def test_the_first_bytes_decide_between_scan_and_job_file(self):
+        shutil.copy(self.path("data", "scan.cxi"), self.path("data", "scan_no_extension"))
+        self.ok(["reconstruct", "../data/scan_no_extension", "-o", "noext.h5", "--engines", "dm:2"])
+        cfg = self.job("job.cfg", 'input = "../data/scan.cxi"\nengines = "dm:2"\noutput = "../out/cfg.h5"\n')
+        self.ok(["reconstruct", cfg])
+        self.assertTrue(os.path.exists(self.path("out", "cfg.h5")))
+
+    # ---- errors
+
+    def test_unknown_key_names_file_line_and_nearest_key(self):
+        job = self.job("typo.toml", 'input = "../data/scan.cxi"\noutput = "../out/typo.h5"\nengins = "dm:5"\n')
+        self.fails(["reconstruct", job], f"{job}:3: unknown key 'engins' (did you mean 'engines'?)")
+        self.assertFalse(os.path.exists(self.path("out", "typo.h5")))
+
+    def test_bad_values_name_key_and_what_is_expected(self):
+        cases = [
+            ('probe_modes = "two"', ":2: probe_modes: expected a whole number, got 'two'"),
+            ('engines = "dm:x"', ":2: engines: 'dm:x': the iteration count must be a whole number >= 0"),
+            ("probe_modes = 0", ":2: probe_modes: must be at least 1, got 0"),
+            ('likelihood = "normal"', ":2: likelihood: must be 'poisson' or 'gaussian', got 'normal'"),
+        ]
+        for line, message in cases:
+            with self.subTest(line=line):
+                job = self.job("bad.toml", f'input = "../data/scan.cxi"\n{line}\n')
+                self.fails(["reconstruct", job], job + message)
+        self.fails(["reconstruct", "../data/scan.cxi", "--probe-modes", "0"], "--probe-modes: must be at least 1, got 0")
+        job = self.job("noinput.toml", 'engines = "dm:2"\n')
+        self.fails(["reconstruct", job], f"{job}: no 'input' key")
+
+    def test_malformed_toml_gives_the_parsers_message_with_file_and_line(self):
+        job = self.job("malformed.toml", 'input = "../data/scan.cxi"\nengines = "dm:5\nprobe_modes = 2\n')
+        r = self.fails(["reconstruct", job], f"{job}:2:", "not a valid TOML job file")
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+    def test_keys_not_implemented_yet_are_errors(self):
+        for line, message in [('checkpoint = "ck.h5"', "checkpoint: checkpoints are not implemented yet (issue P4)"),
+                              ("checkpoint_every = 10", "checkpoint_every: checkpoints are not implemented yet"),
+                              ('preset = "blind"', "preset: presets are not implemented yet (issue P4)")]:
+            with self.subTest(line=line):
+                job = self.job("later.toml", f'input = "../data/scan.cxi"\noutput = "../out/later.h5"\n{line}\n')
+                self.fails(["reconstruct", job], f"{job}:3: {message}")
+                self.assertFalse(os.path.exists(self.path("out", "later.h5")))
+        self.fails(["reconstruct", "../data/scan.cxi", "--checkpoint", "ck.h5"],
+                   "--checkpoint: checkpoints are not implemented yet (issue P4)")
+        self.fails(["reconstruct", "../data/scan.cxi", "--preset", "standard"], "--preset: presets are not implemented")
+
+    # ---- progress, log, summary, previews
+
+    def check_log(self, log, result, chain, every, ranks):
+        with open(log) as f:
+            lines = f.read().splitlines()
+        entries = [json.loads(line) for line in lines]  # every line is one JSON object
+        progress = [e for e in entries if e["event"] == "progress"]
+        self.assertEqual(len(progress), reporting_steps(chain, every))
+        self.assertEqual(len(entries), len(progress) + 1)
+        total = sum(int(item.split(":")[1]) for item in chain.split(","))
+        keys = {"engine", "iteration", "iterations", "total_done", "total", "cost", "seconds_per_iteration",
+                "eta_seconds", "memory_mb_max"}
+        done = 0
+        for e in progress:
+            self.assertTrue(keys <= set(e), f"missing {keys - set(e)} in {e}")
+            self.assertEqual(e["total"], total)
+            self.assertGreater(e["total_done"], done)
+            done = e["total_done"]
+            self.assertGreater(e["memory_mb_max"], 1.0)
+            self.assertGreaterEqual(e["eta_seconds"], 0.0)
+        self.assertEqual(done, total)
+        summary = entries[-1]
+        self.assertEqual(summary["event"], "summary")
+        self.assertEqual(summary["iterations"], total)
+        self.assertEqual(summary["ranks"], ranks)
+        self.assertEqual([(s["engine"], s["iterations"]) for s in summary["engines"]],
+                         [(item.split(":")[0], int(item.split(":")[1])) for item in chain.split(",")])
+        with h5py.File(result, "r") as f:
+            cost = f[COST][()]
+        self.assertEqual(summary["final_cost"], cost[-1])
+        self.assertEqual(progress[-1]["cost"], cost[-1])
+        return summary
+
+    def test_log_json_has_a_line_per_progress_line_and_a_summary(self):
+        r = self.ok(["reconstruct", "../data/scan.cxi", "-o", "log.h5", "--engines", "dm:4,ml:7", "--progress-every",
+                     "3", "--log-json", "log.jsonl"])
+        summary = self.check_log(self.path("run", "log.jsonl"), self.path("run", "log.h5"), "dm:4,ml:7", 3, 1)
+        self.assertEqual(summary["result"], "log.h5")
+        self.assertIsNone(summary["previews"])
+        progress_lines = [line for line in r.stdout.splitlines() if line.lstrip().startswith("[")]
+        self.assertEqual(len(progress_lines), reporting_steps("dm:4,ml:7", 3))
+        for line in progress_lines:
+            self.assertRegex(line, r"iter +\d+/\d+ +cost \S+ +\S+ s/it +ETA .* mem \d+ MB/rank")
+        self.assertRegex(r.stdout, r"11 iterations in .* s/it\); final cost \S+; memory \d+ MB/rank")
+        self.assertRegex(r.stdout, r"dm +4 iterations")
+        self.assertRegex(r.stdout, r"ml +7 iterations")
+        self.assertIn("result: log.h5", r.stdout)
+
+    def test_log_json_from_a_job_file_at_two_ranks(self):
+        job = self.job("log.toml", 'input = "../data/scan.cxi"\noutput = "../out/log2.h5"\nengines = "dm:5"\n'
+                                   'progress_every = 2\nlog_json = "../out/log2.jsonl"\n')
+        self.ok(["reconstruct", job], ranks=2)
+        self.check_log(self.path("out", "log2.jsonl"), self.path("out", "log2.h5"), "dm:5", 2, 2)
+
+    def test_previews_include_the_cost_curve(self):
+        job = self.job("previews.toml", 'input = "../data/scan.cxi"\noutput = "../out/new/previews.h5"\n'
+                                        'engines = "dm:3,ml:3"\npreviews = "../out/previews"\n'
+                                        'log_json = "../out/new/log/previews.jsonl"\n')
+        r = self.ok(["reconstruct", job])
+        # Folders for the result and the log are made as needed.
+        self.assertTrue(os.path.exists(self.path("out", "new", "previews.h5")))
+        self.assertTrue(os.path.exists(self.path("out", "new", "log", "previews.jsonl")))
+        folder = self.path("out", "previews")
+        for name in ("amplitude.png", "phase.png", "probe.png", "cost.png"):
+            png_size(os.path.join(folder, name))
+        self.assertEqual(png_size(os.path.join(folder, "cost.png")), (640, 400))
+        # Relative to the job file's folder, as written (not normalised: the folder may be a link).
+        shown = os.path.join(self.path("jobs"), "../out/previews")
+        self.assertIn(f"previews: {shown}/{{amplitude,phase,probe,cost}}.png", r.stdout)
+
+    # ---- the example job files
+
+    def run_example(self, name, engines):
+        example = os.path.join(ARGS.examples, name)
+        out = self.path("out", name + ".d")
+        r = self.ok(["reconstruct", example, "--engines", engines, "-o", os.path.join(out, "result.h5"),
+                     "--previews", os.path.join(out, "previews"), "--log-json", os.path.join(out, "log.jsonl")])
+        self.assertTrue(os.path.exists(os.path.join(out, "previews", "cost.png")))
+        return r
+
+    def test_examples_run(self):
+        if not os.path.isdir(os.path.join(ARGS.shared, "bench")):
+            self.skipTest(f"no shared data in {ARGS.shared}")
+        os.makedirs(self.path("out", "standard.toml.d"))
+        os.makedirs(self.path("out", "realdata_siemens.toml.d"))
+        self.assertIn("standard_s01.cxi", self.run_example("standard.toml", "ml:2").stdout)
+        self.assertIn("siemens_star_tike.cxi", self.run_example("realdata_siemens.toml", "raar:2").stdout)
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ptycho")
+    parser.add_argument("mpiexec")
+    parser.add_argument("--shared", default="", help="the shared/ folder (benchmark and real data)")
+    parser.add_argument("--examples", default="", help="jobs/examples of the source tree")
+    ARGS, rest = parser.parse_known_args()
+    ARGS.ptycho = os.path.abspath(ARGS.ptycho)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
