@@ -47,12 +47,32 @@ void create_parent_folder(const std::string& file) {
 /// yet: setting one is an error, never silently ignored.
 void reject_unimplemented(const ReconstructJob& job) {
   const std::pair<const char*, const char*> unimplemented[] = {
-      {"preset", "presets are not implemented yet (issue P4); set engines and their options instead"},
       {"checkpoint", "checkpoints are not implemented yet (issue P4)"},
       {"checkpoint_every", "checkpoints are not implemented yet (issue P4)"},
   };
   for (const auto& [key, message] : unimplemented)
     PTYCHO_INPUT_ERROR_IF(job.origin.count(key), job.where(key) << ": " << message);
+}
+
+/// Presets: defaults for every setting the job file and the command line
+/// leave unset.
+///   standard: the known forward model: Poisson ML, ml:200 (the defaults).
+///   blind:    the probe, its modes and the object are refined: raar:150 with
+///             probe refinement and 3 modes (held 5 iterations: the object
+///             forms first), then ml:100 on the object. Positions are not
+///             refined by the preset (--refine-positions: see README).
+void apply_preset(ReconstructJob& job, const CLI::App& app) {
+  if (job.preset.empty() || job.preset == "standard") return;
+  auto unset = [&](const std::string& key) {
+    const CLI::Option* option = app.get_option_no_throw(option_name(key));
+    return !job.origin.count(key) && !(option && option->count() > 0);
+  };
+  if (job.preset == "blind") {
+    if (unset("engines")) job.engines = "raar:150,ml:100";
+    if (unset("refine_probe")) job.refine_probe = true;
+    if (unset("probe_modes")) job.probe_modes = 3;
+    if (unset("probe_hold")) job.base.probe_hold = 5;
+  }
 }
 
 /// The job to run: the job file's settings (if the positional argument is
@@ -71,6 +91,7 @@ ReconstructJob assemble_job(const ReconstructArgs& a, const CLI::App& app) {
     const CLI::Option* option = app.get_option_no_throw(option_name(key));
     if (option && option->count() > 0) copy_setting(key, a.cli, job);
   }
+  apply_preset(job, app);
   check_settings(job);
   reject_unimplemented(job);
   if (job.output.empty()) job.output = default_output(job.input);
@@ -145,7 +166,22 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world) {
   proc.metrics["seconds_total"] = recon.seconds();
   proc.metrics["seconds_per_iteration"] = recon.seconds() / iters;
   proc.metrics["ranks"] = size;
+  // The estimated model mismatch (collective): what the reconstruction
+  // changed in the probe and the positions, and the partial coherence.
+  const Mismatch mm = recon.mismatch();
+  proc.metrics["probe_error_pct"] = mm.probe_error_pct;
+  proc.metrics["position_error_nm"] = mm.position_error_nm;
+  proc.metrics["partial_coherence_nm"] = mm.partial_coherence_nm;
+  for (size_t k = 0; k < mm.occupancy.size(); ++k)
+    proc.metrics["mode_occupancy_" + std::to_string(k)] = mm.occupancy[k];
   io::write_result(world, job.output, result);
+  if (rank == 0) {
+    std::printf("ptycho reconstruct: estimated mismatch: probe %.2f %%, positions %.2f nm RMS, partial coherence "
+                "%.2f nm; mode occupancy",
+                mm.probe_error_pct, mm.position_error_nm, mm.partial_coherence_nm);
+    for (double o : mm.occupancy) std::printf(" %.3f", o);
+    std::printf("\n");
+  }
   if (rank == 0 && !job.previews.empty()) {
     // The tiles are in the file now: rank 0 reads the whole object back once.
     const io::ResultData whole = io::read_result(job.output);
@@ -180,6 +216,15 @@ Command add_reconstruct_command(CLI::App& app) {
   c.app->add_flag("--refine-probe", j.refine_probe, "refine the probe (--refine-probe=false overrides a job file)");
   c.app->add_option("--probe-hold", j.base.probe_hold, "iterations of each engine before the probe is refined")
       ->capture_default_str();
+  c.app->add_flag("--refine-positions", j.base.refine_positions,
+                  "refine the positions (DM, RAAR, ML; Gauss-Newton on the amplitudes)");
+  c.app->add_option("--position-hold", j.base.position_hold, "iterations of each engine before positions move")
+      ->capture_default_str();
+  c.app->add_option("--max-position-shift", j.base.max_position_shift,
+                    "largest distance a position may move from its start [object px]")
+      ->capture_default_str();
+  c.app->add_flag("--fix-affine", j.base.fix_affine,
+                  "position refinement keeps the scan's global scale, rotation and shear");
   c.app->add_option("--likelihood", j.likelihood, "ML noise model: poisson or gaussian")->capture_default_str();
   c.app
       ->add_option("--smoothness", j.base.smoothness,
@@ -200,7 +245,8 @@ Command add_reconstruct_command(CLI::App& app) {
   c.app->add_option("--progress-every", j.progress_every, "print progress every N iterations")->capture_default_str();
   c.app->add_option("--previews", j.previews, "folder for PNG previews of amplitude, phase, probe and cost curve");
   c.app->add_option("--log-json", j.log_json, "write the progress lines and a summary as JSON lines to this file");
-  c.app->add_option("--preset", j.preset, "standard or blind (not implemented yet)");
+  c.app->add_option("--preset", j.preset,
+                    "standard or blind: defaults for what is not set (blind: raar:150,ml:100, probe refined, 3 modes)");
   c.app->add_option("--checkpoint", j.checkpoint, "checkpoint file (not implemented yet)");
   c.app->add_option("--checkpoint-every", j.checkpoint_every, "iterations between checkpoints (not implemented yet)");
   // Every job-file key must have its option: the command line overrides the file key by key.

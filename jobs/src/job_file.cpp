@@ -226,6 +226,12 @@ const std::vector<KeySpec>& specs() {
       make_key<bool>("refine_probe", [](J& j) -> bool& { return j.refine_probe; }),
       make_key<int>(
           "probe_hold", [](J& j) -> int& { return j.base.probe_hold; }, at_least(0)),
+      make_key<bool>("refine_positions", [](J& j) -> bool& { return j.base.refine_positions; }),
+      make_key<int>(
+          "position_hold", [](J& j) -> int& { return j.base.position_hold; }, at_least(0)),
+      make_key<double>(
+          "max_position_shift", [](J& j) -> double& { return j.base.max_position_shift; }, positive()),
+      make_key<bool>("fix_affine", [](J& j) -> bool& { return j.base.fix_affine; }),
       make_key<std::string>(
           "likelihood", [](J& j) -> std::string& { return j.likelihood; }, one_of({"poisson", "gaussian"})),
       make_key<double>(

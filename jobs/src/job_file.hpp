@@ -49,7 +49,7 @@ struct ReconstructJob {
   int progress_every = 10;             ///< a progress line every this many iterations
   std::string previews;                ///< folder for PNG previews; empty: none
   std::string log_json;                ///< JSON-lines progress log; empty: none
-  std::string preset;                  ///< standard or blind (not implemented yet)
+  std::string preset;                  ///< standard or blind: defaults for what the job does not set
   std::string checkpoint;              ///< checkpoint file (not implemented yet)
   int checkpoint_every = 0;            ///< iterations between checkpoints (not implemented yet); 0: unset
   /// Engine parameters shared by the chain (name and iterations come from `engines`;

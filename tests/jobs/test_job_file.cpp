@@ -84,7 +84,8 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
                         "batches",        "object_step", "rpie_alpha", "momentum",
                         "regularisation", "seed",        "batch",      "progress_every",
                         "previews",       "preset",      "checkpoint", "checkpoint_every",
-                        "log_json"})
+                        "log_json",       "refine_positions", "position_hold", "max_position_shift",
+                        "fix_affine"})
     EXPECT_TRUE(unique.count(k)) << k;
   EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
   EXPECT_EQ(option_name("checkpoint_every"), "--checkpoint-every");
@@ -107,6 +108,10 @@ engines = "dm:3,ml:4"
 probe_modes = 3
 refine_probe = true
 probe_hold = 2
+refine_positions = true
+position_hold = 12
+max_position_shift = 2.5
+fix_affine = true
 likelihood = "gaussian"
 smoothness = 0.25
 beta = 1            # an integer is a fine number
@@ -136,6 +141,10 @@ checkpoint_every = 50
   EXPECT_EQ(job.probe_modes, 3);
   EXPECT_TRUE(job.refine_probe);
   EXPECT_EQ(job.base.probe_hold, 2);
+  EXPECT_TRUE(job.base.refine_positions);
+  EXPECT_EQ(job.base.position_hold, 12);
+  EXPECT_DOUBLE_EQ(job.base.max_position_shift, 2.5);
+  EXPECT_TRUE(job.base.fix_affine);
   EXPECT_EQ(job.likelihood, "gaussian");
   EXPECT_DOUBLE_EQ(job.base.smoothness, 0.25);
   EXPECT_DOUBLE_EQ(job.base.beta, 1.0);

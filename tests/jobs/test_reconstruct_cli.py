@@ -9,7 +9,7 @@ On one small simulated scan (object 96, probe 32) it checks that
     with its relative paths taken from the job file's folder;
   * options given on the command line override the job file's keys;
   * an unknown key, a wrong type, a bad value, malformed TOML and the keys
-    that are not implemented yet (checkpoint, checkpoint_every, preset) stop
+    that are not implemented yet (checkpoint, checkpoint_every) stop
     the program with exit code 2 and a message naming file, line and key;
   * --log-json writes one valid JSON object per progress line and a summary,
     at 1 and at 2 ranks, and the summary matches the result file;
@@ -200,15 +200,25 @@ progress_every = 3
 
     def test_keys_not_implemented_yet_are_errors(self):
         for line, message in [('checkpoint = "ck.h5"', "checkpoint: checkpoints are not implemented yet (issue P4)"),
-                              ("checkpoint_every = 10", "checkpoint_every: checkpoints are not implemented yet"),
-                              ('preset = "blind"', "preset: presets are not implemented yet (issue P4)")]:
+                              ("checkpoint_every = 10", "checkpoint_every: checkpoints are not implemented yet")]:
             with self.subTest(line=line):
                 job = self.job("later.toml", f'input = "../data/scan.cxi"\noutput = "../out/later.h5"\n{line}\n')
                 self.fails(["reconstruct", job], f"{job}:3: {message}")
                 self.assertFalse(os.path.exists(self.path("out", "later.h5")))
         self.fails(["reconstruct", "../data/scan.cxi", "--checkpoint", "ck.h5"],
                    "--checkpoint: checkpoints are not implemented yet (issue P4)")
-        self.fails(["reconstruct", "../data/scan.cxi", "--preset", "standard"], "--preset: presets are not implemented")
+
+    def test_blind_preset_sets_what_is_unset_and_options_still_win(self):
+        import json
+        out = self.path("out", "preset.h5")
+        r = self.ok(["reconstruct", "../data/scan.cxi", "-o", out, "--preset", "blind", "--engines", "raar:4,ml:2"])
+        with h5py.File(out, "r") as f:
+            cfg = json.loads(f["entry_1/process_1/configuration"][()])
+            self.assertEqual(f["entry_1/image_2/data"].shape[0], 3)  # the preset's 3 modes
+            self.assertIn("probe_error_pct", f["entry_1/process_1"])
+        self.assertEqual(cfg["engines"], "raar:4,ml:2")  # the option wins over the preset
+        self.assertTrue(cfg["refine_probe"])
+        self.assertIn("estimated mismatch", r.stdout)
 
     # ---- progress, log, summary, previews
 
