@@ -47,10 +47,6 @@ class LsqmlEngine final : public Engine {
     m_den = View2<double>("ptycho::lsqml::den", scan.extent.rows, scan.extent.cols);
     m_step = CView2("ptycho::lsqml::step", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
-    double nvalid = 0;
-    auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
-    for (size_t i = 0; i < v.size(); ++i) nvalid += v.data()[i];
-    m_valid_pixels = nvalid * scan.total_frames;
   }
 
   std::string name() const override { return "lsqml"; }
@@ -64,7 +60,7 @@ class LsqmlEngine final : public Engine {
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);
-    return c / std::max(1.0, m_valid_pixels);
+    return c / std::max(1.0, m_ws.valid_pixels());
   }
 
  private:
@@ -116,11 +112,7 @@ class LsqmlEngine final : public Engine {
     const auto num = m_num;
     const auto den = m_den;
     const auto step = m_step;
-    double dmax = 0;
-    Kokkos::parallel_reduce(
-        "ptycho::lsqml::den_max", rect_policy(m_owned),
-        KOKKOS_LAMBDA(long r, long c, double& mx) { mx = den(r, c) > mx ? den(r, c) : mx; }, Kokkos::Max<double>(dmax));
-    m_coll.max(&dmax, 1);
+    const double dmax = owned_max(den, m_owned, m_coll);
     const double delta = std::max(m_opt.regularisation * dmax, 1e-30);
     Kokkos::parallel_for(
         "ptycho::lsqml::direction", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
@@ -180,7 +172,6 @@ class LsqmlEngine final : public Engine {
   View2<double> m_den;
   CView2 m_step;
   Rect m_owned;
-  double m_valid_pixels = 0;
   long m_iter = 0;
 };
 

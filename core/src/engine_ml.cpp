@@ -39,12 +39,6 @@ class MlEngine final : public Engine {
     m_dir = View2<cfloat>("ptycho::ml::dir", rows, cols);
     m_precond = View2<float>("ptycho::ml::precond", rows, cols);
     m_owned = local_rect(scan.owned, scan.extent);
-    double nvalid = 0;
-    {
-      auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
-      for (size_t i = 0; i < v.size(); ++i) nvalid += v.data()[i];
-    }
-    m_valid_pixels = nvalid * scan.total_frames;
     prepare_preconditioner();
     resync(state);
   }
@@ -86,12 +80,9 @@ class MlEngine final : public Engine {
       m_ws.accumulate_object(m_grad, den, w, first, count);
     }
     m_coll.scatter_sum(den);
-    double dmax = 0, dsum = 0, dcount = 0;
+    double dsum = 0, dcount = 0;
     const Rect o = m_owned;
-    Kokkos::parallel_reduce(
-        "ptycho::ml::den_max", rect_policy(o),
-        KOKKOS_LAMBDA(long r, long c, double& mx) { mx = den(r, c) > mx ? den(r, c) : mx; }, Kokkos::Max<double>(dmax));
-    m_coll.max(&dmax, 1);
+    const double dmax = owned_max(den, o, m_coll);
     Sums<2> s;
     Kokkos::parallel_reduce(
         "ptycho::ml::den_mean", rect_policy(o),
@@ -198,7 +189,7 @@ class MlEngine final : public Engine {
     if (m_mu > 0) reg_cost = add_smoothness_gradient(state);
     double c[2] = {cost, reg_cost};
     m_coll.sum(c, 2);
-    return (c[0] + c[1]) / std::max(1.0, m_valid_pixels);
+    return (c[0] + c[1]) / std::max(1.0, m_ws.valid_pixels());
   }
 
   /// Adds the gradient of mu * sum over grid edges |O_p - O_q|^2 on owned
@@ -470,7 +461,6 @@ class MlEngine final : public Engine {
   View2<cfloat> m_grad_old, m_h_old, m_dir;
   View2<float> m_precond;
   Rect m_owned;
-  double m_valid_pixels = 0;
   double m_den_mean = 0;
   double m_mu = 0;
   long m_iter = 0;

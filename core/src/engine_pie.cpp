@@ -41,10 +41,6 @@ class PieEngine final : public Engine {
       if (scan.num_local() > 0) ws.exit_waves(state.object, 0, scan.num_local(), m_exit);
     }
     if (opt.name == "mpie") m_velocity = CView2("ptycho::pie::velocity", scan.extent.rows, scan.extent.cols);
-    double nvalid = 0;
-    auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
-    for (size_t i = 0; i < v.size(); ++i) nvalid += v.data()[i];
-    m_valid_pixels = nvalid * scan.total_frames;
     m_order.resize(scan.num_local());
     std::iota(m_order.begin(), m_order.end(), 0L);
   }
@@ -140,7 +136,7 @@ class PieEngine final : public Engine {
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);
-    return c / std::max(1.0, m_valid_pixels);
+    return c / std::max(1.0, m_ws.valid_pixels());
   }
 
  private:
@@ -208,7 +204,6 @@ class PieEngine final : public Engine {
   CView3 m_exit;  ///< sDR: exit wave per frame and mode (signed, real space)
   Rect m_owned;
   std::vector<long> m_order;
-  double m_valid_pixels = 0;
   long m_iter = 0;
 };
 

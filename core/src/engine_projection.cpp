@@ -36,10 +36,6 @@ class ProjectionEngine final : public Engine {
     m_num = View2<cdouble>("ptycho::dm::num", scan.extent.rows, scan.extent.cols);
     m_den = View2<double>("ptycho::dm::den", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
-    double nvalid = 0;
-    auto v = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
-    for (size_t i = 0; i < v.size(); ++i) nvalid += v.data()[i];
-    m_valid_pixels = nvalid * scan.total_frames;
     if (n > 0) {
       m_ws.exit_waves(state.object, 0, n, m_psi);
       m_ws.plan().execute(m_psi, FftDirection::forward, Centring::none);
@@ -128,7 +124,7 @@ class ProjectionEngine final : public Engine {
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);
-    return c / std::max(1.0, m_valid_pixels);
+    return c / std::max(1.0, m_ws.valid_pixels());
   }
 
  private:
@@ -138,11 +134,7 @@ class ProjectionEngine final : public Engine {
     m_coll.scatter_sum(m_den);
     const auto num = m_num;
     const auto den = m_den;
-    double dmax = 0;
-    Kokkos::parallel_reduce(
-        "ptycho::dm::den_max", rect_policy(m_owned),
-        KOKKOS_LAMBDA(long r, long c, double& mx) { mx = den(r, c) > mx ? den(r, c) : mx; }, Kokkos::Max<double>(dmax));
-    m_coll.max(&dmax, 1);
+    const double dmax = owned_max(den, m_owned, m_coll);
     const double delta = m_opt.regularisation * dmax;
     const auto obj = state.object;
     Kokkos::parallel_for(
@@ -164,7 +156,6 @@ class ProjectionEngine final : public Engine {
   View2<cdouble> m_num;
   View2<double> m_den;
   Rect m_owned;
-  double m_valid_pixels = 0;
   long m_iter = 0;
 };
 

@@ -1,8 +1,21 @@
 #pragma once
 // Factories of the individual engines (internal to core/).
 #include "ptycho/core/engine.hpp"
+#include "ptycho/core/kernel_util.hpp"
 
 namespace ptycho {
+
+/// The largest value of `a` over the owned rectangle `owned` (local
+/// coordinates) on all ranks: the scale of the relative damping of divisions.
+inline double owned_max(const View2<double>& a, const Rect& owned, const Collective& coll) {
+  double mx = 0;
+  Kokkos::parallel_reduce(
+      "ptycho::owned_max", rect_policy(owned),
+      KOKKOS_LAMBDA(long r, long c, double& m) { m = a(r, c) > m ? a(r, c) : m; }, Kokkos::Max<double>(mx));
+  coll.max(&mx, 1);
+  return mx;
+}
+
 std::unique_ptr<Engine> make_ml_engine(const EngineOptions&, Workspace&, const Collective&, ReconState&);
 std::unique_ptr<Engine> make_dm_engine(const EngineOptions&, Workspace&, const Collective&, ReconState&);
 std::unique_ptr<Engine> make_pie_engine(const EngineOptions&, Workspace&, const Collective&, ReconState&);

@@ -34,6 +34,10 @@ Workspace::Workspace(const LocalScan& scan, int num_modes, int batch)
   auto f = Kokkos::create_mirror_view(m_freq);
   for (int i = 0; i < m; ++i) f(i) = (i < (m + 1) / 2 ? i : i - m) / double(m);
   Kokkos::deep_copy(m_freq, f);
+  auto valid = Kokkos::create_mirror_view_and_copy(HostSpace(), scan.valid);
+  double per_frame = 0;
+  for (size_t i = 0; i < valid.size(); ++i) per_frame += valid.data()[i];
+  m_valid_pixels = per_frame * scan.total_frames;
 }
 
 void Workspace::set_positions(const std::vector<Position>& positions) {

@@ -49,6 +49,8 @@ class Workspace {
   const LocalScan& scan() const { return m_scan; }
   int frame_size() const { return m_scan.frame_size; }
   int num_modes() const { return m_modes; }
+  /// Valid detector pixels over all frames of all ranks: the normalisation of the costs.
+  double valid_pixels() const { return m_valid_pixels; }
   int batch() const { return m_batch; }
   const FramePlan& plan() const { return m_plan; }
 
@@ -87,6 +89,7 @@ class Workspace {
   View1<double> m_frac_row, m_frac_col;
   std::vector<double> m_frac_row_h, m_frac_col_h;
   View1<double> m_freq;  ///< fftfreq(M)
+  double m_valid_pixels = 0;
 };
 
 }  // namespace ptycho
