@@ -5,6 +5,7 @@
 //  - the probe-error estimate is within 30% of the truth.
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/parallel/driver.hpp"
+#include "simulated_scan.hpp"
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -22,12 +23,7 @@ struct Outcome {
 };
 
 Outcome reconstruct(const sim::Simulation& s, const std::string& chain, int modes, bool use_mask) {
-  ScanInfo info;
-  info.source = "simulated";
-  info.geometry = s.geometry;
-  info.num_frames = static_cast<long>(s.positions.size());
-  info.positions = s.nominal_positions;
-  info.object_rows = info.object_cols = static_cast<long>(s.object.extent(0));
+  const ScanInfo info = test::scan_info(s, true);
   EngineOptions base;
   base.refine_probe = true;
   base.probe_hold = 3;
@@ -35,19 +31,7 @@ Outcome reconstruct(const sim::Simulation& s, const std::string& chain, int mode
   opt.chain = parse_chain(chain, base);
   opt.probe_modes = modes;
   DistributedReconstruction r(MPI_COMM_WORLD, info, opt);
-  const auto& mine = r.my_frames();
-  const int m = s.geometry.frame_size;
-  Dataset d;
-  d.info = info;
-  d.frame_index = mine;
-  d.frames = HostRView3("frames", mine.size(), m, m);
-  for (size_t i = 0; i < mine.size(); ++i)
-    for (int a = 0; a < m; ++a)
-      for (int b = 0; b < m; ++b) d.frames(i, a, b) = s.frames(mine[i], a, b);
-  d.mask = View2<std::uint8_t, HostSpace>("mask", m, m);
-  if (use_mask) Kokkos::deep_copy(d.mask, s.mask);
-  d.probe = s.nominal_probe;
-  r.set_data(d);
+  r.set_data(test::dataset_for(s, info, r.my_frames(), use_mask));
   r.run(nullptr);
   return {r.state().cost_history.back(), r.owned_object(), r.mismatch()};
 }

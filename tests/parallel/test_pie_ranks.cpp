@@ -5,6 +5,7 @@
 #include "ptycho/core/metrics.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/parallel/driver.hpp"
+#include "simulated_scan.hpp"
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -29,11 +30,7 @@ const Scene& scene() {
     o.seed = 9;
     Scene sc;
     sc.sim = sim::simulate(o);
-    sc.info.source = "simulated";
-    sc.info.geometry = sc.sim.geometry;
-    sc.info.num_frames = static_cast<long>(sc.sim.positions.size());
-    sc.info.positions = sc.sim.positions;
-    sc.info.object_rows = sc.info.object_cols = o.object_size;
+    sc.info = test::scan_info(sc.sim);
     return sc;
   }());
   return *s;
@@ -45,18 +42,7 @@ HostCView2 reconstruct(MPI_Comm comm, const std::string& chain) {
   ReconstructOptions opt;
   opt.chain = parse_chain(chain, EngineOptions{});
   DistributedReconstruction r(comm, s.info, opt);
-  const auto& mine = r.my_frames();
-  const int m = s.info.geometry.frame_size;
-  Dataset d;
-  d.info = s.info;
-  d.frame_index = mine;
-  d.frames = HostRView3("frames", mine.size(), m, m);
-  for (size_t i = 0; i < mine.size(); ++i)
-    for (int a = 0; a < m; ++a)
-      for (int b = 0; b < m; ++b) d.frames(i, a, b) = s.sim.frames(mine[i], a, b);
-  d.mask = View2<std::uint8_t, HostSpace>("mask", m, m);
-  d.probe = s.sim.nominal_probe;
-  r.set_data(d);
+  r.set_data(test::dataset_for(s.sim, s.info, r.my_frames()));
   r.run(nullptr);
   const auto tile = r.owned_object();
   const Rect o = r.owned();

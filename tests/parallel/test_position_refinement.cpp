@@ -3,6 +3,7 @@
 // (RMS per axis, after removing the mean offset), on one rank and on several.
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/parallel/driver.hpp"
+#include "simulated_scan.hpp"
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -30,11 +31,7 @@ const Scene& scene() {
     o.seed = 4;
     Scene sc;
     sc.sim = sim::simulate(o);
-    sc.info.source = "simulated";
-    sc.info.geometry = sc.sim.geometry;
-    sc.info.num_frames = static_cast<long>(sc.sim.positions.size());
-    sc.info.positions = sc.sim.nominal_positions;
-    sc.info.object_rows = sc.info.object_cols = o.object_size;
+    sc.info = test::scan_info(sc.sim, true);
     return sc;
   }());
   return *s;
@@ -63,18 +60,7 @@ std::vector<Position> refine(MPI_Comm comm) {
   ReconstructOptions opt;
   opt.chain = parse_chain("raar:150", base);
   DistributedReconstruction r(comm, s.info, opt);
-  const auto& mine = r.my_frames();
-  const int m = s.info.geometry.frame_size;
-  Dataset d;
-  d.info = s.info;
-  d.frame_index = mine;
-  d.frames = HostRView3("frames", mine.size(), m, m);
-  for (size_t i = 0; i < mine.size(); ++i)
-    for (int a = 0; a < m; ++a)
-      for (int b = 0; b < m; ++b) d.frames(i, a, b) = s.sim.frames(mine[i], a, b);
-  d.mask = View2<std::uint8_t, HostSpace>("mask", m, m);
-  d.probe = s.sim.nominal_probe;
-  r.set_data(d);
+  r.set_data(test::dataset_for(s.sim, s.info, r.my_frames()));
   r.run(nullptr);
   return r.all_positions();
 }

@@ -3,6 +3,7 @@
 // reconstruction every rank computes for itself on MPI_COMM_SELF.
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/parallel/driver.hpp"
+#include "simulated_scan.hpp"
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -29,29 +30,10 @@ const Scene& scene() {
     o.seed = 5;
     Scene sc;
     sc.sim = sim::simulate(o);
-    sc.info.source = "simulated";
-    sc.info.geometry = sc.sim.geometry;
-    sc.info.num_frames = static_cast<long>(sc.sim.positions.size());
-    sc.info.positions = sc.sim.positions;
-    sc.info.object_rows = sc.info.object_cols = o.object_size;
+    sc.info = test::scan_info(sc.sim);
     return sc;
   }());
   return *s;
-}
-
-Dataset dataset_for(const std::vector<long>& frames) {
-  const auto& s = scene();
-  const int m = s.info.geometry.frame_size;
-  Dataset d;
-  d.info = s.info;
-  d.frame_index = frames;
-  d.frames = HostRView3("frames", frames.size(), m, m);
-  for (size_t i = 0; i < frames.size(); ++i)
-    for (int r = 0; r < m; ++r)
-      for (int c = 0; c < m; ++c) d.frames(i, r, c) = s.sim.frames(frames[i], r, c);
-  d.mask = View2<std::uint8_t, HostSpace>("mask", m, m);
-  d.probe = s.sim.nominal_probe;
-  return d;
 }
 
 struct Outcome {
@@ -69,7 +51,7 @@ Outcome reconstruct(MPI_Comm comm, const std::string& chain, bool refine_probe, 
   opt.probe_modes = modes;
   opt.batch = 7;
   DistributedReconstruction r(comm, scene().info, opt);
-  r.set_data(dataset_for(r.my_frames()));
+  r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
   r.run(nullptr);
   return {r.owned_object(), r.owned(), r.probe()};
 }

@@ -1,0 +1,42 @@
+#pragma once
+// A simulated scan handed to the distributed driver as a file would be:
+// its ScanInfo, and each rank's Dataset of only its own frames.
+#include "ptycho/core/dataset.hpp"
+#include "ptycho/core/simulate.hpp"
+
+#include <vector>
+
+namespace ptycho::test {
+
+/// The scan's metadata; `nominal` picks the positions a file would hold
+/// (the nominal ones) rather than the true ones.
+inline ScanInfo scan_info(const sim::Simulation& s, bool nominal = false) {
+  ScanInfo info;
+  info.source = "simulated";
+  info.geometry = s.geometry;
+  info.num_frames = static_cast<long>(s.positions.size());
+  info.positions = nominal ? s.nominal_positions : s.positions;
+  info.object_rows = static_cast<long>(s.object.extent(0));
+  info.object_cols = static_cast<long>(s.object.extent(1));
+  return info;
+}
+
+/// This rank's share: frames `mine` (global indices), the nominal probe, and
+/// the simulation's mask if `use_mask` (else no pixel is masked).
+inline Dataset dataset_for(const sim::Simulation& s, const ScanInfo& info, const std::vector<long>& mine,
+                           bool use_mask = false) {
+  const int m = s.geometry.frame_size;
+  Dataset d;
+  d.info = info;
+  d.frame_index = mine;
+  d.frames = HostRView3("frames", mine.size(), m, m);
+  for (size_t i = 0; i < mine.size(); ++i)
+    for (int a = 0; a < m; ++a)
+      for (int b = 0; b < m; ++b) d.frames(i, a, b) = s.frames(mine[i], a, b);
+  d.mask = View2<std::uint8_t, HostSpace>("mask", m, m);
+  if (use_mask) Kokkos::deep_copy(d.mask, s.mask);
+  d.probe = s.nominal_probe;
+  return d;
+}
+
+}  // namespace ptycho::test
