@@ -28,6 +28,8 @@ Workspace::Workspace(const LocalScan& scan, int num_modes, int batch)
       m_col("ptycho::Workspace::col", scan.num_local()),
       m_frac_row("ptycho::Workspace::frac_row", scan.num_local()),
       m_frac_col("ptycho::Workspace::frac_col", scan.num_local()),
+      m_ramp_row("ptycho::Workspace::ramp_row", scan.num_local(), scan.frame_size),
+      m_ramp_col("ptycho::Workspace::ramp_col", scan.num_local(), scan.frame_size),
       m_freq("ptycho::Workspace::freq", scan.frame_size) {
   PTYCHO_THROW_IF(num_modes < 1 || batch < 1, "Workspace: need at least one mode and a batch of one");
   const int m = scan.frame_size;
@@ -65,6 +67,18 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
   Kokkos::deep_copy(m_col, col);
   Kokkos::deep_copy(m_frac_row, fr);
   Kokkos::deep_copy(m_frac_col, fc);
+  // The ramps, in double, once per position change (2 M phasors per frame).
+  auto rr = Kokkos::create_mirror_view(m_ramp_row);
+  auto rc = Kokkos::create_mirror_view(m_ramp_col);
+  auto freq = Kokkos::create_mirror_view_and_copy(HostSpace(), m_freq);
+  for (long j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      const double pr = -2.0 * M_PI * freq(i) * m_frac_row_h[j], pc = -2.0 * M_PI * freq(i) * m_frac_col_h[j];
+      rr(j, i) = cfloat(float(std::cos(pr)), float(std::sin(pr)));
+      rc(j, i) = cfloat(float(std::cos(pc)), float(std::sin(pc)));
+    }
+  Kokkos::deep_copy(m_ramp_row, rr);
+  Kokkos::deep_copy(m_ramp_col, rc);
 }
 
 void Workspace::set_probe(const CView3& probe) {
@@ -80,14 +94,13 @@ void Workspace::set_probe(const CView3& probe) {
       "ptycho::Workspace::replicate_probe", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
       KOKKOS_LAMBDA(long jk, int r, int c) { out(jk, r, c) = probe(jk % kmodes, r, c); });
   m_plan.execute(out, FftDirection::forward, Centring::none);
-  const auto fr = m_frac_row, fc = m_frac_col, freq = m_freq;
-  const double norm = 1.0 / (double(m) * m);
+  const auto ramp_r = m_ramp_row, ramp_c = m_ramp_col;
+  const float norm = 1.0f / (float(m) * m);
   Kokkos::parallel_for(
       "ptycho::Workspace::probe_ramp", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
       KOKKOS_LAMBDA(long jk, int r, int c) {
         const long j = jk / kmodes;
-        const double ph = -2.0 * M_PI * (freq(r) * fr(j) + freq(c) * fc(j));
-        out(jk, r, c) *= cfloat(float(std::cos(ph) * norm), float(std::sin(ph) * norm));
+        out(jk, r, c) *= ramp_r(j, r) * ramp_c(j, c) * norm;
       });
   m_plan.execute(out, FftDirection::backward, Centring::none);
   Kokkos::parallel_for(
@@ -185,14 +198,13 @@ void Workspace::accumulate_probe(const View3<cdouble>& num_probe, const View2<do
   for (long b = 0; b < count; ++b) shifted |= (m_frac_row_h[first + b] != 0.0 || m_frac_col_h[first + b] != 0.0);
   if (shifted) {
     m_plan.execute(work, FftDirection::forward, Centring::none);
-    const auto fr = m_frac_row, fc = m_frac_col, freq = m_freq;
-    const double norm = 1.0 / (double(m) * m);
+    const auto ramp_r = m_ramp_row, ramp_c = m_ramp_col;
+    const float norm = 1.0f / (float(m) * m);
     Kokkos::parallel_for(
         "ptycho::Workspace::probe_unshift", Policy3({0, 0, 0}, {count * kmodes, m, m}),
         KOKKOS_LAMBDA(long bk, int r, int c) {
           const long j = first + bk / kmodes;
-          const double ph = 2.0 * M_PI * (freq(r) * fr(j) + freq(c) * fc(j));
-          work(bk, r, c) *= cfloat(float(std::cos(ph) * norm), float(std::sin(ph) * norm));
+          work(bk, r, c) *= Kokkos::conj(ramp_r(j, r) * ramp_c(j, c)) * norm;
         });
     m_plan.execute(work, FftDirection::backward, Centring::none);
   }

@@ -87,6 +87,9 @@ class Workspace {
   CView3 m_probes;
   View1<int> m_row, m_col;
   View1<double> m_frac_row, m_frac_col;
+  /// The shift ramp is separable: exp(-2 pi i f_r d_r) per row and per column of
+  /// every frame, (n, M) each, made when the positions change.
+  View2<cfloat> m_ramp_row, m_ramp_col;
   std::vector<double> m_frac_row_h, m_frac_col_h;
   View1<double> m_freq;  ///< fftfreq(M)
   double m_valid_pixels = 0;
