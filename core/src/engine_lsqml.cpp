@@ -23,6 +23,55 @@ namespace ptycho {
 
 namespace {
 
+/// chi <- (sqrt(y/I) - 1) chi / M^2 over a row of every mode (mode k
+/// k * plane further on); returns the row's squared amplitude error. Row
+/// functions: see sum_frame_rows.
+template <int K>
+KOKKOS_INLINE_FUNCTION float correction_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT v,
+                                            cfloat* chi_c, int cols, int kmodes_rt, long plane, float inv_m2) {
+  const int nk = modes<K>(kmodes_rt);
+  float* PTYCHO_RESTRICT chi = reinterpret_cast<float*>(chi_c);
+  const long step = 2 * plane;
+  float e2 = 0;
+  for (int c = 0; c < cols; ++c) {
+    float inten = 0;
+    for (int k = 0; k < nk; ++k) {
+      const float re = chi[k * step + 2 * c], im = chi[k * step + 2 * c + 1];
+      inten += re * re + im * im;
+    }
+    inten *= inv_m2;
+    const bool ok = v[c] > 0;
+    const float yc = y[c] > 0 ? y[c] : 0.0f;
+    const float ii = inten > kIntensityFloor ? inten : kIntensityFloor;
+    const float g = ok ? (std::sqrt(yc / ii) - 1.0f) * inv_m2 : 0.0f;
+    const float e = std::sqrt(inten) - std::sqrt(yc);
+    e2 += ok ? e * e : 0.0f;
+    for (int k = 0; k < nk; ++k) {
+      chi[k * step + 2 * c] *= g;
+      chi[k * step + 2 * c + 1] *= g;
+    }
+  }
+  return e2;
+}
+
+/// Re<u, x> and <u, u> over a row, u = p d.
+KOKKOS_INLINE_FUNCTION Sums<2> step_row(const cfloat* p_c, const cfloat* d_c, const cfloat* x_c, int cols) {
+  const float* PTYCHO_RESTRICT p = reinterpret_cast<const float*>(p_c);
+  const float* PTYCHO_RESTRICT d = reinterpret_cast<const float*>(d_c);
+  const float* PTYCHO_RESTRICT x = reinterpret_cast<const float*>(x_c);
+  float ux = 0, uu = 0;
+  for (int c = 0; c < cols; ++c) {
+    const float ur = p[2 * c] * d[2 * c] - p[2 * c + 1] * d[2 * c + 1];
+    const float ui = p[2 * c] * d[2 * c + 1] + p[2 * c + 1] * d[2 * c];
+    ux += ur * x[2 * c] + ui * x[2 * c + 1];
+    uu += ur * ur + ui * ui;
+  }
+  Sums<2> out;
+  out.v[0] = ux;
+  out.v[1] = uu;
+  return out;
+}
+
 class LsqmlEngine final : public Engine {
  public:
   LsqmlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState&)
@@ -66,11 +115,7 @@ class LsqmlEngine final : public Engine {
  private:
   /// One mini-batch: local frames [l0, l1). Returns this rank's cost of it.
   double batch_update(ReconState& state, long l0, long l1, bool probe_now) {
-    const auto& scan = m_ws.scan();
-    const int m = scan.frame_size, kmodes = m_ws.num_modes();
-    const float inv_m2 = 1.0f / (float(m) * m);
-    const auto frames = scan.frames;
-    const auto valid = scan.valid;
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     Kokkos::deep_copy(m_num, cdouble(0, 0));
     Kokkos::deep_copy(m_den, 0.0);
     double cost = 0;
@@ -81,28 +126,7 @@ class LsqmlEngine final : public Engine {
                                  Kokkos::ALL, Kokkos::ALL);
       m_ws.exit_waves(state.object, first, count, chi);
       m_ws.plan().execute(chi, FftDirection::forward, Centring::none);
-      double part = 0;
-      Kokkos::parallel_reduce(
-          "ptycho::lsqml::correction", Policy3({0, 0, 0}, {count, m, m}),
-          KOKKOS_LAMBDA(long b, long r, long c, double& acc) {
-            float inten = 0;
-            for (int k = 0; k < kmodes; ++k) {
-              const cfloat v = chi(b * kmodes + k, r, c);
-              inten += v.real() * v.real() + v.imag() * v.imag();
-            }
-            inten *= inv_m2;
-            float g = 0;
-            if (valid(r, c) > 0) {
-              const float y = frames(first + b, r, c) > 0 ? frames(first + b, r, c) : 0.0f;
-              const float ii = inten > kIntensityFloor ? inten : kIntensityFloor;
-              g = std::sqrt(y / ii) - 1.0f;
-              const double e = std::sqrt(double(inten)) - std::sqrt(double(y));
-              acc += e * e;
-            }
-            for (int k = 0; k < kmodes; ++k) chi(b * kmodes + k, r, c) *= g * inv_m2;
-          },
-          part);
-      cost += part;
+      cost += dispatch_modes(kmodes, [&](auto kc) { return correction<decltype(kc)::value>(first, count, chi); });
       m_ws.plan().execute(chi, FftDirection::backward, Centring::none);
       m_ws.accumulate_object(m_num, m_den, chi, first, count);
     }
@@ -121,21 +145,8 @@ class LsqmlEngine final : public Engine {
         });
     m_coll.gather(step);
     // 3. The optimal step: a = Re<u, chi> / <u, u> with u_j = P~_j dO_j.
-    const auto probes = m_ws.probes();
-    const auto row = m_ws.patch_row(), col = m_ws.patch_col();
     const auto chi_all = m_chi;
-    Sums<2> s;
-    if (l1 > l0)
-      Kokkos::parallel_reduce(
-          "ptycho::lsqml::step_terms", Policy3({0, 0, 0}, {(l1 - l0) * kmodes, m, m}),
-          KOKKOS_LAMBDA(long bk, long r, long c, Sums<2>& acc) {
-            const long j = l0 + bk / kmodes;
-            const cfloat u = probes(l0 * kmodes + bk, r, c) * step(row(j) + r, col(j) + c);
-            const cfloat x = chi_all(bk, r, c);
-            acc.v[0] += double(u.real()) * x.real() + double(u.imag()) * x.imag();
-            acc.v[1] += double(u.real()) * u.real() + double(u.imag()) * u.imag();
-          },
-          Kokkos::Sum<Sums<2>>(s));
+    const Sums<2> s = step_terms(l0, l1);
     double t[2] = {s.v[0], s.v[1]};
     m_coll.sum(t, 2);
     const double alpha = t[1] > 0 ? std::clamp(t[0] / t[1], 0.0, 2.0) : 0.0;
@@ -160,6 +171,36 @@ class LsqmlEngine final : public Engine {
       }
     }
     return cost;
+  }
+
+  /// Amplitude correction chi = (sqrt(y/I) - 1) Phi / M^2 of frames
+  /// first..first+count in place (`chi` holds their Phi); returns their cost.
+  template <int K>
+  double correction(long first, long count, const CView3& chi) {
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const long plane = long(m) * m;
+    const auto frames = m_ws.scan().frames;
+    const auto valid = m_ws.scan().valid;
+    return sum_frame_rows<double>("ptycho::lsqml::correction", count, m, KOKKOS_LAMBDA(long b, int r) {
+      return double(correction_row<K>(&frames(first + b, r, 0), &valid(r, 0), &chi(b * kmodes, r, 0), m, kmodes,
+                                      plane, inv_m2));
+    });
+  }
+
+  /// Re<u, chi> and <u, u> with u_j = P~_j dO_j over local frames [l0, l1).
+  Sums<2> step_terms(long l0, long l1) {
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const auto probes = m_ws.probes();
+    const auto row = m_ws.patch_row(), col = m_ws.patch_col();
+    const auto chi = m_chi;
+    const auto step = m_step;
+    return sum_frame_rows<Sums<2>>("ptycho::lsqml::step_terms", (l1 - l0) * kmodes, m,
+                                   KOKKOS_LAMBDA(long bk, int r) {
+                                     const long j = l0 + bk / kmodes;
+                                     return step_row(&probes(l0 * kmodes + bk, r, 0), &step(row(j) + r, col(j)),
+                                                     &chi(bk, r, 0), m);
+                                   });
   }
 
   EngineOptions m_opt;

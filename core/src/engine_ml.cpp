@@ -22,6 +22,132 @@ namespace {
 /// ML moves positions every this many iterations (each move recomputes the far fields).
 constexpr int kPositionEvery = 4;
 
+/// The row functions below hold the pixel loops of the ML kernels (see
+/// sum_frame_rows): (re, im) float pairs, mode k of a row k * plane further
+/// on, K modes (0: kmodes_rt), counts y, validity v, I = sum_k |Psi_k|^2 / M^2.
+
+/// Psi += pending dPsi; w_k = g Psi_k / M^2 with g the derivative of the
+/// row's cost with respect to I; returns the row's cost (Poisson deviance / 2,
+/// or the squared amplitude error).
+template <int K, bool Poisson>
+KOKKOS_INLINE_FUNCTION float residual_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT v,
+                                          cfloat* psi_c, const cfloat* dpsi_c, cfloat* w_c, int cols, int kmodes_rt,
+                                          long plane, float inv_m2, float pending) {
+  const int nk = modes<K>(kmodes_rt);
+  float* PTYCHO_RESTRICT psi = reinterpret_cast<float*>(psi_c);
+  const float* PTYCHO_RESTRICT dpsi = reinterpret_cast<const float*>(dpsi_c);
+  float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
+  const long step = 2 * plane;
+  if (pending != 0.0f)
+    for (int k = 0; k < nk; ++k)
+      for (int i = 0; i < 2 * cols; ++i) psi[k * step + i] += pending * dpsi[k * step + i];
+  float e = 0;
+  for (int c = 0; c < cols; ++c) {
+    float inten = 0;
+    for (int k = 0; k < nk; ++k) {
+      const float pr = psi[k * step + 2 * c], pi = psi[k * step + 2 * c + 1];
+      inten += pr * pr + pi * pi;
+    }
+    const float ii = std::max(inten * inv_m2, kIntensityFloor);
+    const float yc = y[c] > 0 ? y[c] : 0.0f;
+    const bool ok = v[c] > 0;
+    float g, term;
+    if (Poisson) {
+      g = 1.0f - yc / ii;
+      term = ii - yc + (yc > 0 ? yc * log_positive(yc / ii) : 0.0f);
+    } else {
+      const float a = std::sqrt(ii), sy = std::sqrt(yc);
+      g = 1.0f - sy / a;
+      term = (a - sy) * (a - sy);
+    }
+    g = ok ? g * inv_m2 : 0.0f;
+    e += ok ? term : 0.0f;
+    for (int k = 0; k < nk; ++k) {
+      w[k * step + 2 * c] = psi[k * step + 2 * c] * g;
+      w[k * step + 2 * c + 1] = psi[k * step + 2 * c + 1] * g;
+    }
+  }
+  return e;
+}
+
+/// The row's terms of the quartic cost along the line, I(a) = I0 + a I1 + a^2 I2
+/// (Thibault & Guizar-Sicairos 2012): slope, the three higher coefficients,
+/// and the Fisher curvature (see line_search_and_step).
+template <int K, bool Poisson>
+KOKKOS_INLINE_FUNCTION Sums<5> line_poly_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT v,
+                                             const cfloat* psi_c, const cfloat* dpsi_c, int cols, int kmodes_rt,
+                                             long plane, float inv_m2) {
+  const int nk = modes<K>(kmodes_rt);
+  const float* PTYCHO_RESTRICT psi = reinterpret_cast<const float*>(psi_c);
+  const float* PTYCHO_RESTRICT dpsi = reinterpret_cast<const float*>(dpsi_c);
+  const long step = 2 * plane;
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+  for (int c = 0; c < cols; ++c) {
+    float a0 = 0, a1 = 0, a2 = 0;  // I(a) = (a0 + a a1 + a^2 a2) / M^2
+    for (int k = 0; k < nk; ++k) {
+      const long i = k * step + 2 * c;
+      const float pr = psi[i], pi = psi[i + 1], dr = dpsi[i], di = dpsi[i + 1];
+      a0 += pr * pr + pi * pi;
+      a1 += 2 * (pr * dr + pi * di);
+      a2 += dr * dr + di * di;
+    }
+    const float I0 = std::max(a0 * inv_m2, kIntensityFloor);
+    const float I1 = a1 * inv_m2, I2 = a2 * inv_m2;
+    const float yc = y[c] > 0 ? y[c] : 0.0f;
+    const float vc = v[c] > 0 ? 1.0f : 0.0f;
+    if (Poisson) {
+      const float w = vc * yc / (I0 * I0);
+      const float lin = vc * (1 - yc / I0);
+      s0 += I1 * lin;
+      s1 += I2 * lin + 0.5f * w * I1 * I1;
+      s2 += w * I1 * I2;
+      s3 += 0.5f * w * I2 * I2;
+      s4 += vc * 0.5f * I1 * I1 / I0;  // the curvature expected for y = I (Fisher)
+    } else {
+      const float g = std::sqrt(yc / I0), lin = vc * (1 - g);
+      s0 += I1 * lin;
+      s1 += I2 * lin + vc * 0.25f * g * I1 * I1 / I0;
+      s2 += vc * 0.5f * g * I1 * I2 / I0;
+      s3 += vc * 0.25f * g * I2 * I2 / I0;
+      s4 += vc * 0.25f * I1 * I1 / I0;
+    }
+  }
+  Sums<5> out;
+  out.v[0] = s0;
+  out.v[1] = s1;
+  out.v[2] = s2;
+  out.v[3] = s3;
+  out.v[4] = s4;
+  return out;
+}
+
+/// The row's exact slope of the data cost at step a along dPsi.
+template <int K, bool Poisson>
+KOKKOS_INLINE_FUNCTION float line_slope_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT v,
+                                            const cfloat* psi_c, const cfloat* dpsi_c, int cols, int kmodes_rt,
+                                            long plane, float inv_m2, float a) {
+  const int nk = modes<K>(kmodes_rt);
+  const float* PTYCHO_RESTRICT psi = reinterpret_cast<const float*>(psi_c);
+  const float* PTYCHO_RESTRICT dpsi = reinterpret_cast<const float*>(dpsi_c);
+  const long step = 2 * plane;
+  float sacc = 0;
+  for (int c = 0; c < cols; ++c) {
+    float i0 = 0, i1 = 0;
+    for (int k = 0; k < nk; ++k) {
+      const long i = k * step + 2 * c;
+      const float dr = dpsi[i], di = dpsi[i + 1];
+      const float pr = psi[i] + a * dr, pi = psi[i + 1] + a * di;
+      i0 += pr * pr + pi * pi;
+      i1 += 2 * (pr * dr + pi * di);
+    }
+    const float I = std::max(i0 * inv_m2, kIntensityFloor), dI = i1 * inv_m2;
+    const float yc = y[c] > 0 ? y[c] : 0.0f;
+    const float t = (Poisson ? 1 - yc / I : 1 - std::sqrt(yc / I)) * dI;
+    sacc += v[c] > 0 ? t : 0.0f;
+  }
+  return sacc;
+}
+
 class MlEngine final : public Engine {
  public:
   MlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
@@ -119,12 +245,8 @@ class MlEngine final : public Engine {
   /// valid after the halo sum); returns the cost per valid pixel.
   double gradient(ReconState& state) {
     const auto& scan = m_ws.scan();
-    const int m = scan.frame_size, kmodes = m_ws.num_modes();
-    const float inv_m2 = 1.0f / (float(m) * m);
+    const int kmodes = m_ws.num_modes();
     const bool poisson = m_opt.likelihood == Likelihood::poisson;
-    const auto frames = scan.frames;
-    const auto valid = scan.valid;
-    const auto psi = m_psi, dpsi = m_dpsi;
     const float pending = m_pending_step;
     m_pending_step = 0;
     const auto grad = m_grad;
@@ -134,52 +256,10 @@ class MlEngine final : public Engine {
     for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
       const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
       auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
-      double part = 0;
-      Kokkos::parallel_reduce(
-          "ptycho::ml::residual", frame_policy(count),
-          KOKKOS_LAMBDA(const FrameMember& team, double& acc) {
-            const long b = team.league_rank(), j = first + b;
-            double frame = 0;
-            Kokkos::parallel_reduce(
-                Kokkos::TeamThreadRange(team, m),
-                [&](int r, double& racc) {
-                  const float* yrow = &frames(j, r, 0);
-                  const float* vrow = &valid(r, 0);
-                  float e = 0;
-                  PTYCHO_SIMD_REDUCE(e)
-                  for (int c = 0; c < m; ++c) {
-                    float inten = 0;
-                    for (int k = 0; k < kmodes; ++k) {
-                      cfloat v = psi(j * kmodes + k, r, c);
-                      if (pending != 0.0f) {
-                        v += dpsi(j * kmodes + k, r, c) * pending;
-                        psi(j * kmodes + k, r, c) = v;
-                      }
-                      inten += v.real() * v.real() + v.imag() * v.imag();
-                    }
-                    const float ii = std::max(inten * inv_m2, kIntensityFloor);
-                    const float y = yrow[c] > 0 ? yrow[c] : 0.0f;
-                    const bool ok = vrow[c] > 0;
-                    float g, term;
-                    if (poisson) {
-                      g = 1.0f - y / ii;
-                      term = ii - y + (y > 0 ? y * std::log(y / ii) : 0.0f);  // Poisson deviance / 2
-                    } else {
-                      const float a = std::sqrt(ii), sy = std::sqrt(y);
-                      g = 1.0f - sy / a;
-                      term = (a - sy) * (a - sy);
-                    }
-                    g = ok ? g * inv_m2 : 0.0f;
-                    e += ok ? term : 0.0f;
-                    for (int k = 0; k < kmodes; ++k) w(b * kmodes + k, r, c) = psi(j * kmodes + k, r, c) * g;
-                  }
-                  racc += e;
-                },
-                frame);
-            Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
-          },
-          part);
-      cost += part;
+      cost += dispatch_modes(kmodes, [&](auto kc) {
+        constexpr int K = decltype(kc)::value;
+        return poisson ? residual<K, true>(first, count, w, pending) : residual<K, false>(first, count, w, pending);
+      });
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
       m_ws.accumulate_object(grad, none, w, first, count, false);
 
@@ -267,15 +347,11 @@ class MlEngine final : public Engine {
   void line_search_and_step(ReconState& state) {
     const auto& scan = m_ws.scan();
     const long n = scan.num_local();
-    const int m = scan.frame_size, kmodes = m_ws.num_modes();
+    const int kmodes = m_ws.num_modes();
     // The prior is quadratic in alpha: mu (E0 + 2 a E1 + a^2 E2).
     double e[2] = {0, 0};
     if (m_mu > 0) prior_line_terms(state, e);
-    const float inv_m2 = 1.0f / (float(m) * m);
     const bool poisson = m_opt.likelihood == Likelihood::poisson;
-    const auto frames = scan.frames;
-    const auto valid = scan.valid;
-    const auto psi = m_psi, dpsi = m_dpsi;
     // One pass: the cost along the line as a quartic in alpha, from the
     // expansion of log I (Poisson) or sqrt(I) (Gaussian) to second order in
     // the change of I (Thibault & Guizar-Sicairos 2012). Its linear term is
@@ -289,58 +365,10 @@ class MlEngine final : public Engine {
                                Kokkos::ALL);
       m_ws.exit_waves(m_dir, first, count, d);
       m_ws.plan().execute(d, FftDirection::forward, Centring::none);
-      Sums<5> part;
-      Kokkos::parallel_reduce(
-          "ptycho::ml::line_poly", frame_policy(count),
-          KOKKOS_LAMBDA(const FrameMember& team, Sums<5>& acc) {
-            const long j = first + team.league_rank();
-            Sums<5> frame;
-            Kokkos::parallel_reduce(
-                Kokkos::TeamThreadRange(team, m),
-                [&](int r, Sums<5>& racc) {
-                  float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0;
-                  const float* yrow = &frames(j, r, 0);
-                  const float* vrow = &valid(r, 0);
-                  PTYCHO_SIMD_REDUCE(s0, s1, s2, s3, s4)
-                  for (int c = 0; c < m; ++c) {
-                    float a0 = 0, a1 = 0, a2 = 0;  // I(a) = (a0 + a a1 + a^2 a2) / M^2
-                    for (int k = 0; k < kmodes; ++k) {
-                      const cfloat p = psi(j * kmodes + k, r, c), d = dpsi(j * kmodes + k, r, c);
-                      a0 += p.real() * p.real() + p.imag() * p.imag();
-                      a1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
-                      a2 += d.real() * d.real() + d.imag() * d.imag();
-                    }
-                    const float I0 = std::max(a0 * inv_m2, kIntensityFloor);
-                    const float I1 = a1 * inv_m2, I2 = a2 * inv_m2;
-                    const float y = yrow[c] > 0 ? yrow[c] : 0.0f;
-                    const float v = vrow[c] > 0 ? 1.0f : 0.0f;
-                    if (poisson) {
-                      const float w = v * y / (I0 * I0);
-                      const float lin = v * (1 - y / I0);
-                      s0 += I1 * lin;
-                      s1 += I2 * lin + 0.5f * w * I1 * I1;
-                      s2 += w * I1 * I2;
-                      s3 += 0.5f * w * I2 * I2;
-                      s4 += v * 0.5f * I1 * I1 / I0;  // the curvature expected for y = I (Fisher)
-                    } else {
-                      const float g = std::sqrt(y / I0), lin = v * (1 - g);
-                      s0 += I1 * lin;
-                      s1 += I2 * lin + v * 0.25f * g * I1 * I1 / I0;
-                      s2 += v * 0.5f * g * I1 * I2 / I0;
-                      s3 += v * 0.25f * g * I2 * I2 / I0;
-                      s4 += v * 0.25f * I1 * I1 / I0;
-                    }
-                  }
-                  racc.v[0] += s0;
-                  racc.v[1] += s1;
-                  racc.v[2] += s2;
-                  racc.v[3] += s3;
-                  racc.v[4] += s4;
-                },
-                Kokkos::Sum<Sums<5>>(frame));
-            Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
-          },
-          Kokkos::Sum<Sums<5>>(part));
+      const Sums<5> part = dispatch_modes(kmodes, [&](auto kc) {
+        constexpr int K = decltype(kc)::value;
+        return poisson ? line_poly<K, true>(first, count) : line_poly<K, false>(first, count);
+      });
       q += part;
     }
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
@@ -352,38 +380,10 @@ class MlEngine final : public Engine {
     auto slope = [&](double alpha_at) {
       double d1 = 0;
       const float a = static_cast<float>(alpha_at);
-      if (n > 0)
-        Kokkos::parallel_reduce(
-            "ptycho::ml::line_slope", frame_policy(n),
-            KOKKOS_LAMBDA(const FrameMember& team, double& acc) {
-              const long j = team.league_rank();
-              double frame = 0;
-              Kokkos::parallel_reduce(
-                  Kokkos::TeamThreadRange(team, m),
-                  [&](int r, double& racc) {
-                    const float* yrow = &frames(j, r, 0);
-                    const float* vrow = &valid(r, 0);
-                    float sacc = 0;
-                    PTYCHO_SIMD_REDUCE(sacc)
-                    for (int cc = 0; cc < m; ++cc) {
-                      float i0 = 0, i1 = 0;
-                      for (int k = 0; k < kmodes; ++k) {
-                        const cfloat d = dpsi(j * kmodes + k, r, cc);
-                        const cfloat p = psi(j * kmodes + k, r, cc) + d * a;
-                        i0 += p.real() * p.real() + p.imag() * p.imag();
-                        i1 += 2 * (p.real() * d.real() + p.imag() * d.imag());
-                      }
-                      const float I = std::max(i0 * inv_m2, kIntensityFloor), dI = i1 * inv_m2;
-                      const float y = yrow[cc] > 0 ? yrow[cc] : 0.0f;
-                      const float t = (poisson ? 1 - y / I : 1 - std::sqrt(y / I)) * dI;
-                      sacc += vrow[cc] > 0 ? t : 0.0f;
-                    }
-                    racc += sacc;
-                  },
-                  frame);
-              Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
-            },
-            d1);
+      d1 = dispatch_modes(kmodes, [&](auto kc) {
+        constexpr int K = decltype(kc)::value;
+        return poisson ? line_slope<K, true>(n, a) : line_slope<K, false>(n, a);
+      });
       m_coll.sum(&d1, 1);
       return d1 + 2 * m_mu * (e[0] + alpha_at * e[1]);
     };
@@ -423,6 +423,56 @@ class MlEngine final : public Engine {
     // Psi moves by a dPsi in the next residual pass (one pass fewer).
     m_pending_step = a;
     ExecSpace().fence();
+  }
+
+  /// The residual of frames first..first+count into `w` (the gradient's
+  /// far fields, scaled for the inverse DFT), after Psi += pending dPsi;
+  /// returns their cost. K: modes (dispatch_modes).
+  template <int K, bool Poisson>
+  double residual(long first, long count, const CView3& w, float pending) {
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const long plane = long(m) * m;
+    const auto frames = m_ws.scan().frames;
+    const auto valid = m_ws.scan().valid;
+    const auto psi = m_psi, dpsi = m_dpsi;
+    return sum_frame_rows<double>("ptycho::ml::residual", count, m, KOKKOS_LAMBDA(long b, int r) {
+      const long j = first + b;
+      return double(residual_row<K, Poisson>(&frames(j, r, 0), &valid(r, 0), &psi(j * kmodes, r, 0),
+                                             &dpsi(j * kmodes, r, 0), &w(b * kmodes, r, 0), m, kmodes, plane,
+                                             inv_m2, pending));
+    });
+  }
+
+  /// The quartic's terms over frames first..first+count (Psi, dPsi stored).
+  template <int K, bool Poisson>
+  Sums<5> line_poly(long first, long count) {
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const long plane = long(m) * m;
+    const auto frames = m_ws.scan().frames;
+    const auto valid = m_ws.scan().valid;
+    const auto psi = m_psi, dpsi = m_dpsi;
+    return sum_frame_rows<Sums<5>>("ptycho::ml::line_poly", count, m, KOKKOS_LAMBDA(long b, int r) {
+      const long j = first + b;
+      return line_poly_row<K, Poisson>(&frames(j, r, 0), &valid(r, 0), &psi(j * kmodes, r, 0),
+                                       &dpsi(j * kmodes, r, 0), m, kmodes, plane, inv_m2);
+    });
+  }
+
+  /// This rank's exact slope of the data cost at step a along dPsi.
+  template <int K, bool Poisson>
+  double line_slope(long n, float a) {
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const long plane = long(m) * m;
+    const auto frames = m_ws.scan().frames;
+    const auto valid = m_ws.scan().valid;
+    const auto psi = m_psi, dpsi = m_dpsi;
+    return sum_frame_rows<double>("ptycho::ml::line_slope", n, m, KOKKOS_LAMBDA(long j, int r) {
+      return double(line_slope_row<K, Poisson>(&frames(j, r, 0), &valid(r, 0), &psi(j * kmodes, r, 0),
+                                               &dpsi(j * kmodes, r, 0), m, kmodes, plane, inv_m2, a));
+    });
   }
 
   /// Inner products of the prior along the direction: e[0] = sum Re<dO, dd>,

@@ -21,6 +21,51 @@ namespace ptycho {
 
 namespace {
 
+/// One row of the DM/RAAR Fourier-space update, for every mode (mode k of the
+/// row lies k * plane further on in `psi` and `w`):
+///   next = b (Psi + P_F(2 Phi - Psi) - Phi) + (1 - b) P_F(Phi)   (DM: b = 1),
+/// Psi <- next, w <- next / M^2. Returns the row's amplitude cost.
+/// Written on (re, im) float pairs through restrict pointers, without
+/// `omp simd`: GCC then vectorises it (complex temporaries, or the simd
+/// privatisation of `omp simd`, keep it scalar).
+template <int K>
+KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT valid,
+                                         cfloat* psi_c, cfloat* w_c, int cols, int kmodes_rt, long plane,
+                                         float inv_m2, float beta) {
+  const int nk = modes<K>(kmodes_rt);
+  float* PTYCHO_RESTRICT psi = reinterpret_cast<float*>(psi_c);  // (re, im) pairs
+  float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
+  const long step = 2 * plane;
+  float e2 = 0;
+  for (int c = 0; c < cols; ++c) {
+    float iz = 0, iphi = 0;
+    for (int k = 0; k < nk; ++k) {
+      const float pr = w[k * step + 2 * c], pi = w[k * step + 2 * c + 1];
+      const float zr = 2 * pr - psi[k * step + 2 * c], zi = 2 * pi - psi[k * step + 2 * c + 1];
+      iz += zr * zr + zi * zi;
+      iphi += pr * pr + pi * pi;
+    }
+    iz *= inv_m2;
+    iphi *= inv_m2;
+    const bool ok = valid[c] > 0;
+    const float sy = std::sqrt(y[c] > 0 ? y[c] : 0.0f);
+    const float fz = ok ? sy / std::sqrt(iz > kIntensityFloor ? iz : kIntensityFloor) : 1.0f;
+    const float fphi = ok ? sy / std::sqrt(iphi > kIntensityFloor ? iphi : kIntensityFloor) : 1.0f;
+    const float e = std::sqrt(iphi) - sy;
+    e2 += ok ? e * e : 0.0f;
+    const float cz = fz * beta, cold = beta - cz, cphi = 2.0f * cz - beta + fphi * (1.0f - beta);
+    for (int k = 0; k < nk; ++k) {
+      const long i = k * step + 2 * c;
+      const float nr = psi[i] * cold + w[i] * cphi, ni = psi[i + 1] * cold + w[i + 1] * cphi;
+      psi[i] = nr;
+      psi[i + 1] = ni;
+      w[i] = nr * inv_m2;  // the IDFT after completes the unitary pair
+      w[i + 1] = ni * inv_m2;
+    }
+  }
+  return e2;
+}
+
 class ProjectionEngine final : public Engine {
  public:
   ProjectionEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
@@ -46,13 +91,7 @@ class ProjectionEngine final : public Engine {
 
   double iterate(ReconState& state) override {
     const auto& scan = m_ws.scan();
-    const int m = scan.frame_size, kmodes = m_ws.num_modes();
-    const float inv_m2 = 1.0f / (float(m) * m);
-    const bool raar = m_raar;
-    const float beta = static_cast<float>(m_opt.beta);
-    const auto frames = scan.frames;
-    const auto valid = scan.valid;
-    const auto psi = m_psi;
+    const int kmodes = m_ws.num_modes();
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     Kokkos::deep_copy(m_num, cdouble(0, 0));
     Kokkos::deep_copy(m_den, 0.0);
@@ -65,53 +104,7 @@ class ProjectionEngine final : public Engine {
       auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
       m_ws.exit_waves(state.object, first, count, w);
       m_ws.plan().execute(w, FftDirection::forward, Centring::none);
-      double part = 0;
-      Kokkos::parallel_reduce(
-          "ptycho::dm::fourier_update", frame_policy(count),
-          KOKKOS_LAMBDA(const FrameMember& team, double& acc) {
-            const long b = team.league_rank(), j = first + b;
-            double frame = 0;
-            Kokkos::parallel_reduce(
-                Kokkos::TeamThreadRange(team, m),
-                [&](int r, double& racc) {
-                  const float* yrow = &frames(j, r, 0);
-                  const float* vrow = &valid(r, 0);
-                  float e2 = 0;
-                  PTYCHO_SIMD_REDUCE(e2)
-                  for (int c = 0; c < m; ++c) {
-                    float iz = 0, iphi = 0;
-                    for (int k = 0; k < kmodes; ++k) {
-                      const cfloat phi = w(b * kmodes + k, r, c);
-                      const cfloat z = phi * 2.0f - psi(j * kmodes + k, r, c);
-                      iz += z.real() * z.real() + z.imag() * z.imag();
-                      iphi += phi.real() * phi.real() + phi.imag() * phi.imag();
-                    }
-                    iz *= inv_m2;
-                    iphi *= inv_m2;
-                    const bool ok = vrow[c] > 0;
-                    const float sy = std::sqrt(yrow[c] > 0 ? yrow[c] : 0.0f);
-                    const float fz = ok ? sy / std::sqrt(iz > kIntensityFloor ? iz : kIntensityFloor) : 1.0f;
-                    const float fphi = ok ? sy / std::sqrt(iphi > kIntensityFloor ? iphi : kIntensityFloor) : 1.0f;
-                    const float e = std::sqrt(iphi) - sy;
-                    e2 += ok ? e * e : 0.0f;
-                    for (int k = 0; k < kmodes; ++k) {
-                      const long jk = j * kmodes + k;
-                      const cfloat phi = w(b * kmodes + k, r, c);
-                      const cfloat old = psi(jk, r, c);
-                      const cfloat pz = (phi * 2.0f - old) * fz;
-                      cfloat next = old + pz - phi;
-                      if (raar) next = next * beta + phi * (fphi * (1.0f - beta));
-                      psi(jk, r, c) = next;
-                      w(b * kmodes + k, r, c) = next * inv_m2;  // the IDFT below completes the unitary pair
-                    }
-                  }
-                  racc += e2;
-                },
-                frame);
-            Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
-          },
-          part);
-      cost += part;
+      cost += dispatch_modes(kmodes, [&](auto kc) { return fourier_update<decltype(kc)::value>(first, count, w); });
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
       m_ws.accumulate_object(m_num, m_den, w, first, count);
       if (probe_now) m_probe_update.accumulate(state.object, w, first, count, m_scratch);
@@ -128,6 +121,41 @@ class ProjectionEngine final : public Engine {
   }
 
  private:
+  /// The Fourier-space update of frames first..first+count, whose Phi are in
+  /// `w`: Psi moves, and `w` receives the new exit waves' far fields (scaled
+  /// for the inverse DFT). Returns the frames' amplitude cost. K: mode count
+  /// (dispatch_modes).
+  template <int K>
+  double fourier_update(long first, long count, const CView3& w) {
+    const auto& scan = m_ws.scan();
+    const int m = scan.frame_size, kmodes_rt = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    // DM is RAAR with beta = 1: next = b (Psi + P_F(2 Phi - Psi) - Phi) + (1 - b) P_F(Phi).
+    const float beta = m_raar ? static_cast<float>(m_opt.beta) : 1.0f;
+    const auto frames = scan.frames;
+    const auto valid = scan.valid;
+    const auto psi = m_psi;
+    const long plane = long(m) * m;
+    double part = 0;
+    Kokkos::parallel_reduce(
+        "ptycho::dm::fourier_update", frame_policy(count),
+        KOKKOS_LAMBDA(const FrameMember& team, double& acc) {
+          const long b = team.league_rank(), j = first + b;
+          const int kmodes = modes<K>(kmodes_rt);
+          double frame = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, m),
+              [&](int r, double& racc) {
+                racc += fourier_row<K>(&frames(j, r, 0), &valid(r, 0), &psi(j * kmodes, r, 0), &w(b * kmodes, r, 0),
+                                       m, kmodes, plane, inv_m2, beta);
+              },
+              frame);
+          Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
+        },
+        part);
+    return part;
+  }
+
   /// O <- (num + delta O) / (den + delta) on owned pixels, then the halo.
   void update_object(ReconState& state) {
     m_coll.scatter_sum(m_num);

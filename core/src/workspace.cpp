@@ -14,6 +14,35 @@ KOKKOS_INLINE_FUNCTION void atomic_add_c(cdouble* dst, const cfloat& v) {
   Kokkos::atomic_add(p, double(v.real()));
   Kokkos::atomic_add(p + 1, double(v.imag()));
 }
+/// out = p * o over a row of n complex values. The row helpers work on
+/// (re, im) float pairs through restrict pointers and without `omp simd`,
+/// which is what lets GCC vectorise them (complex temporaries keep it scalar).
+KOKKOS_INLINE_FUNCTION void complex_product_row(cfloat* out_c, const cfloat* p_c, const cfloat* o_c, int n) {
+  float* PTYCHO_RESTRICT out = reinterpret_cast<float*>(out_c);
+  const float* PTYCHO_RESTRICT p = reinterpret_cast<const float*>(p_c);
+  const float* PTYCHO_RESTRICT o = reinterpret_cast<const float*>(o_c);
+  for (int c = 0; c < n; ++c) {
+    const float pr = p[2 * c], pi = p[2 * c + 1], orr = o[2 * c], oi = o[2 * c + 1];
+    out[2 * c] = pr * orr - pi * oi;
+    out[2 * c + 1] = pr * oi + pi * orr;
+  }
+}
+
+/// num += conj(p) w (in double) and, if den is given, den += |p|^2, over a row of n.
+inline void accumulate_row(cdouble* num_c, double* den_p, const cfloat* p_c, const cfloat* w_c, int n) {
+  double* PTYCHO_RESTRICT num = reinterpret_cast<double*>(num_c);
+  const float* PTYCHO_RESTRICT p = reinterpret_cast<const float*>(p_c);
+  const float* PTYCHO_RESTRICT w = reinterpret_cast<const float*>(w_c);
+  for (int c = 0; c < n; ++c) {
+    const float pr = p[2 * c], pi = p[2 * c + 1], wr = w[2 * c], wi = w[2 * c + 1];
+    num[2 * c] += double(pr * wr + pi * wi);
+    num[2 * c + 1] += double(pr * wi - pi * wr);
+  }
+  if (den_p) {
+    double* PTYCHO_RESTRICT den = den_p;
+    for (int c = 0; c < n; ++c) den[c] += double(p[2 * c] * p[2 * c] + p[2 * c + 1] * p[2 * c + 1]);
+  }
+}
 }  // namespace
 
 Workspace::Workspace(const LocalScan& scan, int num_modes, int batch)
@@ -120,11 +149,7 @@ void Workspace::exit_waves(const CView2& object, long first, long count, const C
         const long bk = team.league_rank();
         const long j = first + bk / kmodes;
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](int r) {
-          const cfloat* p = &probes(first * kmodes + bk, r, 0);
-          const cfloat* o = &object(row(j) + r, col(j));
-          cfloat* w = &waves(bk, r, 0);
-          PTYCHO_SIMD
-          for (int c = 0; c < m; ++c) w[c] = p[c] * o[c];
+          complex_product_row(&waves(bk, r, 0), &probes(first * kmodes + bk, r, 0), &object(row(j) + r, col(j)), m);
         });
       });
 }
@@ -162,21 +187,9 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
     const int r0 = row_h(j), c0 = col_h(j);
     Kokkos::parallel_for(
         "ptycho::Workspace::accumulate_object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
-          cdouble* nrow = &num(r0 + r, c0);
-          double* drow = with_den ? &den(r0 + r, c0) : nullptr;
-          for (int k = 0; k < kmodes; ++k) {
-            const cfloat* p = &probes(j * kmodes + k, r, 0);
-            const cfloat* w = &waves(b * kmodes + k, r, 0);
-            PTYCHO_SIMD
-            for (int c = 0; c < m; ++c) {
-              const cfloat v = Kokkos::conj(p[c]) * w[c];
-              nrow[c] += cdouble(v.real(), v.imag());
-            }
-            if (with_den) {
-              PTYCHO_SIMD
-              for (int c = 0; c < m; ++c) drow[c] += double(p[c].real() * p[c].real() + p[c].imag() * p[c].imag());
-            }
-          }
+          for (int k = 0; k < kmodes; ++k)
+            accumulate_row(&num(r0 + r, c0), with_den ? &den(r0 + r, c0) : nullptr, &probes(j * kmodes + k, r, 0),
+                           &waves(b * kmodes + k, r, 0), m);
         });
   }
 #endif

@@ -4,6 +4,10 @@
 #include "ptycho/core/tile.hpp"
 #include "ptycho/core/types.hpp"
 
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 namespace ptycho {
 
 /// Model intensities [counts] below this are taken as this in the data
@@ -55,7 +59,77 @@ inline FramePolicy frame_policy(long frames) {
 /// `#pragma omp simd reduction(+: vars)` for a host loop (needs -fopenmp-simd).
 #define PTYCHO_SIMD_REDUCE(...) PTYCHO_PRAGMA(omp simd reduction(+ : __VA_ARGS__))
 #endif
+/// No-alias qualifier for the raw row pointers of pixel loops.
+#define PTYCHO_RESTRICT __restrict__
+
 using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>;
+
+/// A mode count known at compile time (0: only at run time).
+template <int K>
+using ModeCount = std::integral_constant<int, K>;
+
+/// Calls f(ModeCount<K>{}) with K = kmodes for 1 to 4 modes, else with
+/// ModeCount<0>. Kernels that loop over modes inside a pixel loop take the
+/// count as a template parameter: the mode loops then unroll and the pixel
+/// loop vectorises (a run-time inner loop keeps it scalar). Kernels read the
+/// count with `modes<K>(runtime)`.
+template <class F>
+decltype(auto) dispatch_modes(int kmodes, F&& f) {
+  switch (kmodes) {
+    case 1: return f(ModeCount<1>{});
+    case 2: return f(ModeCount<2>{});
+    case 3: return f(ModeCount<3>{});
+    case 4: return f(ModeCount<4>{});
+    default: return f(ModeCount<0>{});
+  }
+}
+
+/// The mode count of a kernel instantiated for K modes (K = 0: `runtime`).
+template <int K>
+KOKKOS_FORCEINLINE_FUNCTION constexpr int modes(int runtime) {
+  return K > 0 ? K : runtime;
+}
+
+/// Sum over frames b < count and rows r < m of row(b, r), a T (double or
+/// Sums<N>), one team per frame. Row functions are where the pixel loops
+/// live: on the host they are plain loops over (re, im) float pairs through
+/// PTYCHO_RESTRICT pointers, without `omp simd` (GCC 12 vectorises those;
+/// complex temporaries or the simd privatisation of `omp simd` keep a loop
+/// with a mode loop inside scalar).
+template <class T, class Row>
+T sum_frame_rows(const char* label, long count, int m, const Row& row) {
+  T total{};
+  if (count <= 0) return total;
+  Kokkos::parallel_reduce(
+      label, frame_policy(count),
+      KOKKOS_LAMBDA(const FrameMember& team, T& acc) {
+        const long b = team.league_rank();
+        T frame{};
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, m), [&](int r, T& racc) { racc += row(b, r); }, Kokkos::Sum<T>(frame));
+        Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
+      },
+      Kokkos::Sum<T>(total));
+  return total;
+}
+
+/// Natural log of a positive, finite float to about 2 ulp, branch-free so a
+/// pixel loop that takes it vectorises (libm's logf keeps it scalar).
+KOKKOS_INLINE_FUNCTION float log_positive(float x) {
+  std::int32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  float e = float(((bits >> 23) & 0xff) - 127);
+  bits = (bits & 0x7fffff) | 0x3f800000;  // mantissa in [1, 2)
+  float mant;
+  std::memcpy(&mant, &bits, sizeof mant);
+  const bool high = mant > 1.41421356f;  // fold into [0.707, 1.414)
+  mant = high ? 0.5f * mant : mant;
+  e = high ? e + 1.0f : e;
+  // log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172: odd series to s^9.
+  const float s = (mant - 1.0f) / (mant + 1.0f), z = s * s;
+  const float series = s * (2.0f + z * (0.666666667f + z * (0.4f + z * (0.285714286f + z * 0.222222222f))));
+  return series + e * 0.693147181f;
+}
 
 /// The owned rectangle in the local coordinates of `extent`.
 inline Rect local_rect(const Rect& owned, const Rect& extent) {
