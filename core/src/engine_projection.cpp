@@ -94,7 +94,9 @@ class ProjectionEngine final : public Engine {
     const int kmodes = m_ws.num_modes();
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     Kokkos::deep_copy(m_num, cdouble(0, 0));
-    Kokkos::deep_copy(m_den, 0.0);
+    // The illumination sum_j |P~_j|^2 changes only with the probe or the positions.
+    const bool den_now = m_den_version != m_ws.probe_version();
+    if (den_now) Kokkos::deep_copy(m_den, 0.0);
     if (probe_now) m_probe_update.reset();
     const bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold;
     if (positions_now) m_positions.reset();
@@ -106,11 +108,11 @@ class ProjectionEngine final : public Engine {
       m_ws.plan().execute(w, FftDirection::forward, Centring::none);
       cost += dispatch_modes(kmodes, [&](auto kc) { return fourier_update<decltype(kc)::value>(first, count, w); });
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
-      m_ws.accumulate_object(m_num, m_den, w, first, count);
+      m_ws.accumulate_object(m_num, m_den, w, first, count, den_now);
       if (probe_now) m_probe_update.accumulate(state.object, w, first, count, m_scratch);
     }
     if (positions_now) m_positions.accumulate(state.object, 0, scan.num_local());
-    update_object(state);
+    update_object(state, den_now);
     if (positions_now) m_positions.apply(state);
     if (probe_now) m_probe_update.apply(state);  // also refreshes the shifted probes
     else if (positions_now) m_ws.set_probe(state.probe);
@@ -157,13 +159,16 @@ class ProjectionEngine final : public Engine {
   }
 
   /// O <- (num + delta O) / (den + delta) on owned pixels, then the halo.
-  void update_object(ReconState& state) {
+  void update_object(ReconState& state, bool den_now) {
     m_coll.scatter_sum(m_num);
-    m_coll.scatter_sum(m_den);
+    if (den_now) {
+      m_coll.scatter_sum(m_den);
+      m_den_max = owned_max(m_den, m_owned, m_coll);
+      m_den_version = m_ws.probe_version();
+    }
     const auto num = m_num;
     const auto den = m_den;
-    const double dmax = owned_max(den, m_owned, m_coll);
-    const double delta = m_opt.regularisation * dmax;
+    const double delta = m_opt.regularisation * m_den_max;
     const auto obj = state.object;
     Kokkos::parallel_for(
         "ptycho::dm::object", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
@@ -185,6 +190,8 @@ class ProjectionEngine final : public Engine {
   View2<double> m_den;
   Rect m_owned;
   long m_iter = 0;
+  long m_den_version = -1;  ///< the probe_version m_den was summed for
+  double m_den_max = 0;
 };
 
 }  // namespace

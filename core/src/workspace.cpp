@@ -79,6 +79,7 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
   auto col = Kokkos::create_mirror_view(m_col);
   auto fr = Kokkos::create_mirror_view(m_frac_row);
   auto fc = Kokkos::create_mirror_view(m_frac_col);
+  ++m_probe_version;
   m_frac_row_h.resize(n);
   m_frac_col_h.resize(n);
   const Rect& e = m_scan.extent;
@@ -116,6 +117,7 @@ void Workspace::set_probe(const CView3& probe) {
   PTYCHO_THROW_IF(probe.extent(0) != size_t(kmodes) || probe.extent(1) != size_t(m),
                   "Workspace: probe is " << probe.extent(0) << "x" << probe.extent(1) << ", expected " << kmodes
                                          << "x" << m);
+  ++m_probe_version;
   if (n == 0) return;
   const auto out = m_probes;
   // Replicate, then shift every frame's copy at once: raw DFT, ramp, raw IDFT.

@@ -6,7 +6,9 @@
 //                             [--warmup W] [--engines dm,raar,ml,epie,rpie,mpie]
 //                             [--refine-probe] [--photons P] [--kernels]
 //
-// Defaults: 1000 frames of 256 x 256, 5 timed iterations after 2 warm-up ones.
+// Defaults: 1000 frames of 256 x 256, 10 timed iterations after 10 warm-up
+// ones: the steady state of a long run (ML checks its line search against
+// the exact slope in each of its first 10 iterations, then every 10th).
 //
 // The scan is simulated in memory (ptycho::sim::simulate, Fermat spiral, one
 // probe mode). The object is sized so that the scan step is about 0.11 M
@@ -73,8 +75,8 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 struct BenchOptions {
   long frames = 1000;    ///< N, positions of the simulated scan
   int size = 256;        ///< M, frame and probe side [px]
-  int iterations = 5;    ///< K, timed iterations per engine
-  int warmup = 2;        ///< W, untimed iterations before them
+  int iterations = 10;   ///< K, timed iterations per engine
+  int warmup = 10;       ///< W, untimed iterations before them
   int batch = 16;        ///< frames per batched FFT (the driver's default)
   double photons = 1e6;  ///< photons per frame of the simulation (0: noiseless)
   bool refine_probe = false;

@@ -60,6 +60,11 @@ class Workspace {
   /// Recomputes the shifted, signed probe of every local frame from `probe`.
   void set_probe(const CView3& probe);
 
+  /// Changes whenever the shifted probes may have changed (set_probe,
+  /// set_positions): engines cache what depends on them only (the
+  /// illumination of the object) against it.
+  long probe_version() const { return m_probe_version; }
+
   /// Shifted signed probes, (n * K, M, M): frame j, mode k at j * K + k.
   const CView3& probes() const { return m_probes; }
   View1<int> patch_row() const { return m_row; }
@@ -93,6 +98,7 @@ class Workspace {
   std::vector<double> m_frac_row_h, m_frac_col_h;
   View1<double> m_freq;  ///< fftfreq(M)
   double m_valid_pixels = 0;
+  long m_probe_version = 0;
 };
 
 }  // namespace ptycho
