@@ -94,6 +94,9 @@ class LsqmlEngine final : public Engine {
     m_scratch = CView3("ptycho::lsqml::scratch", std::size_t(ws.batch()) * k, m, m);
     m_num = View2<cdouble>("ptycho::lsqml::num", scan.extent.rows, scan.extent.cols);
     m_den = View2<double>("ptycho::lsqml::den", scan.extent.rows, scan.extent.cols);
+    m_illum = View3<float>("ptycho::lsqml::illumination", nb, scan.extent.rows, scan.extent.cols);
+    m_illum_max.assign(nb, 0.0);
+    m_illum_version.assign(nb, -1);
     m_step = CView2("ptycho::lsqml::step", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
   }
@@ -104,7 +107,8 @@ class LsqmlEngine final : public Engine {
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     if (probe_now) m_probe_update.reset();
     double cost = 0;
-    for (const auto& range : m_batches) cost += batch_update(state, range.first, range.second, probe_now);
+    for (size_t b = 0; b < m_batches.size(); ++b)
+      cost += batch_update(state, int(b), m_batches[b].first, m_batches[b].second, probe_now);
     if (probe_now) m_probe_update.apply(state);
     ++m_iter;
     double c = cost;
@@ -113,11 +117,14 @@ class LsqmlEngine final : public Engine {
   }
 
  private:
-  /// One mini-batch: local frames [l0, l1). Returns this rank's cost of it.
-  double batch_update(ReconState& state, long l0, long l1, bool probe_now) {
+  /// Mini-batch `bi`: local frames [l0, l1). Returns this rank's cost of it.
+  double batch_update(ReconState& state, int bi, long l0, long l1, bool probe_now) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     Kokkos::deep_copy(m_num, cdouble(0, 0));
-    Kokkos::deep_copy(m_den, 0.0);
+    // The batch's illumination sum_j |P~_j|^2 changes only with the probe or
+    // the positions: it is kept (summed over halos and ranks) until then.
+    const bool den_now = m_illum_version[bi] != m_ws.probe_version();
+    if (den_now) Kokkos::deep_copy(m_den, 0.0);
     double cost = 0;
     // 1. Exit-wave corrections of the batch, and the object numerator/denominator.
     for (long first = l0; first < l1; first += m_ws.batch()) {
@@ -128,19 +135,27 @@ class LsqmlEngine final : public Engine {
       m_ws.plan().execute(chi, FftDirection::forward, Centring::none);
       cost += dispatch_modes(kmodes, [&](auto kc) { return correction<decltype(kc)::value>(first, count, chi); });
       m_ws.plan().execute(chi, FftDirection::backward, Centring::none);
-      m_ws.accumulate_object(m_num, m_den, chi, first, count);
+      m_ws.accumulate_object(m_num, m_den, chi, first, count, den_now);
     }
     // 2. The preconditioned object direction, summed over halos and ranks.
     m_coll.scatter_sum(m_num);
-    m_coll.scatter_sum(m_den);
+    const auto illum = Kokkos::subview(m_illum, bi, Kokkos::ALL, Kokkos::ALL);
+    if (den_now) {
+      m_coll.scatter_sum(m_den);
+      m_illum_max[bi] = owned_max(m_den, m_owned, m_coll);
+      const auto den = m_den;
+      Kokkos::parallel_for(
+          "ptycho::lsqml::keep_illumination", rect_policy(m_owned),
+          KOKKOS_LAMBDA(long r, long c) { illum(r, c) = float(den(r, c)); });
+      m_illum_version[bi] = m_ws.probe_version();
+    }
     const auto num = m_num;
-    const auto den = m_den;
     const auto step = m_step;
-    const double dmax = owned_max(den, m_owned, m_coll);
+    const double dmax = m_illum_max[bi];
     const double delta = std::max(m_opt.regularisation * dmax, 1e-30);
     Kokkos::parallel_for(
         "ptycho::lsqml::direction", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
-          const cdouble d = num(r, c) / (den(r, c) + delta);
+          const cdouble d = num(r, c) / (double(illum(r, c)) + delta);
           step(r, c) = cfloat(float(d.real()), float(d.imag()));
         });
     m_coll.gather(step);
@@ -211,6 +226,9 @@ class LsqmlEngine final : public Engine {
   CView3 m_chi, m_scratch;
   View2<cdouble> m_num;
   View2<double> m_den;
+  View3<float> m_illum;               ///< per batch: its illumination on owned pixels
+  std::vector<double> m_illum_max;    ///< per batch: max of it over all ranks
+  std::vector<long> m_illum_version;  ///< per batch: the probe_version it was summed for
   CView2 m_step;
   Rect m_owned;
   long m_iter = 0;
