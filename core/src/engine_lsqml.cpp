@@ -103,6 +103,11 @@ class LsqmlEngine final : public Engine {
 
   std::string name() const override { return "lsqml"; }
 
+  void checkpoint(StateArchive& ar) override {
+    ar.scalar("iteration", m_iter);
+    m_probe_update.checkpoint(ar);
+  }
+
   double iterate(ReconState& state) override {
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     if (probe_now) m_probe_update.reset();

@@ -171,6 +171,17 @@ class MlEngine final : public Engine {
 
   std::string name() const override { return "ml"; }
 
+  /// Psi is not saved: the restored engine made it from the restored object
+  /// (as every `resync_every` iterations), so no step is pending.
+  void checkpoint(StateArchive& ar) override {
+    ar.scalar("iteration", m_iter);
+    ar.scalar("restart", m_restart);
+    ar.object_field("direction", m_dir);
+    ar.object_field("gradient_old", m_grad_old);
+    ar.object_field("preconditioned_old", m_h_old);
+    m_positions.checkpoint(ar);
+  }
+
   double iterate(ReconState& state) override {
     if (m_iter > 0 && m_opt.resync_every > 0 && m_iter % m_opt.resync_every == 0) resync(state);
     // Positions move every few iterations, from this iteration's gradient

@@ -27,7 +27,7 @@ namespace {
 class PieEngine final : public Engine {
  public:
   PieEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
-      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt), m_rng(opt.seed + 7919u * coll.rank()) {
+      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt) {
     const auto& scan = ws.scan();
     const int m = scan.frame_size, k = ws.num_modes();
     m_work = CView3("ptycho::pie::work", k, m, m);
@@ -46,6 +46,15 @@ class PieEngine final : public Engine {
   }
 
   std::string name() const override { return m_opt.name; }
+
+  /// The visiting order is drawn afresh each iteration from (seed, rank,
+  /// iteration), so the counter is the whole random state.
+  void checkpoint(StateArchive& ar) override {
+    ar.scalar("iteration", m_iter);
+    if (m_velocity.size()) ar.object_field("velocity", m_velocity);
+    if (m_exit.size()) ar.frame_field("exit_waves", m_exit);
+    m_probe_update.checkpoint(ar);
+  }
 
   double iterate(ReconState& state) override {
     const auto& scan = m_ws.scan();
@@ -74,7 +83,11 @@ class PieEngine final : public Engine {
     const float sdr_a = static_cast<float>(m_opt.sdr_step);
     const auto exit = m_exit;
 
-    std::shuffle(m_order.begin(), m_order.end(), m_rng);
+    // A fresh order each iteration, from (seed, rank, iteration) alone: a
+    // resumed run draws the same orders.
+    std::iota(m_order.begin(), m_order.end(), 0L);
+    std::mt19937_64 rng(m_opt.seed + 7919u * unsigned(m_coll.rank()) + 104729u * unsigned(m_iter));
+    std::shuffle(m_order.begin(), m_order.end(), rng);
     double cost = 0;
     for (long j : m_order) {
       m_ws.exit_waves(obj, j, 1, w);
@@ -196,7 +209,6 @@ class PieEngine final : public Engine {
   Workspace& m_ws;
   const Collective& m_coll;
   ProbeUpdate m_probe_update;
-  std::mt19937_64 m_rng;
   CView3 m_work, m_scratch;
   CView2 m_start, m_velocity;
   View2<cdouble> m_change;  ///< weighted object change of the pass

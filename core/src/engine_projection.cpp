@@ -89,6 +89,13 @@ class ProjectionEngine final : public Engine {
 
   std::string name() const override { return m_raar ? "raar" : "dm"; }
 
+  void checkpoint(StateArchive& ar) override {
+    ar.scalar("iteration", m_iter);
+    ar.frame_field("psi", m_psi);
+    m_probe_update.checkpoint(ar);
+    m_positions.checkpoint(ar);
+  }
+
   double iterate(ReconState& state) override {
     const auto& scan = m_ws.scan();
     const int kmodes = m_ws.num_modes();

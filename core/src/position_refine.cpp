@@ -25,6 +25,20 @@ PositionRefiner::PositionRefiner(Workspace& ws, const Collective& coll, const En
       m_sums("ptycho::positions::sums", ws.scan().num_local(), 5),
       m_work("ptycho::positions::work", std::size_t(3) * ws.batch() * ws.num_modes(), ws.frame_size(), ws.frame_size()) {}
 
+void PositionRefiner::checkpoint(StateArchive& ar) {
+  auto positions = [&](const std::string& name, std::vector<Position>& p) {
+    std::vector<double> flat;
+    if (!ar.loading())
+      for (const Position& q : p) flat.insert(flat.end(), {q.row, q.col});
+    ar.frame_values(name, flat, 2);
+    if (!ar.loading()) return;
+    p.resize(flat.size() / 2);
+    for (size_t j = 0; j < p.size(); ++j) p[j] = {flat[2 * j], flat[2 * j + 1]};
+  };
+  positions("positions/start", m_start);
+  positions("positions/velocity", m_velocity);
+}
+
 void PositionRefiner::reset() { Kokkos::deep_copy(m_sums, 0.0); }
 
 void PositionRefiner::accumulate(const CView2& object, long first, long count) {

@@ -10,6 +10,7 @@
 #include "ptycho/core/collective.hpp"
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/local_scan.hpp"
+#include "ptycho/core/state_archive.hpp"
 
 namespace ptycho {
 
@@ -23,6 +24,8 @@ class PositionRefiner {
   /// Moves the positions in `state` and the workspace's patch geometry.
   /// The caller refreshes the shifted probes (Workspace::set_probe) after.
   void apply(ReconState& state);
+  /// Saves or restores the starting positions and the momenta.
+  void checkpoint(StateArchive& ar);
 
  private:
   Workspace& m_ws;

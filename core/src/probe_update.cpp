@@ -1,5 +1,6 @@
 #include "probe_update.hpp"
 
+#include "ptycho/core/error.hpp"
 #include "ptycho/core/kernel_util.hpp"
 
 #include <cmath>
@@ -56,6 +57,23 @@ void ProbeUpdate::apply_fourier_support(const HostCView3& probe) {
   Kokkos::deep_copy(work, spec);
   m_ws.plan().execute(work, FftDirection::backward);
   Kokkos::deep_copy(probe, work);
+}
+
+void ProbeUpdate::checkpoint(StateArchive& ar) {
+  ar.scalar("probe_update/power", m_power);
+  std::vector<double> support;
+  if (!ar.loading())
+    for (size_t i = 0; i < m_support.size(); ++i) support.push_back(m_support.data()[i]);
+  ar.values("probe_update/support", support);
+  if (!ar.loading()) return;
+  const int m = m_ws.frame_size();
+  m_support = View2<std::uint8_t, HostSpace>();
+  if (support.empty()) return;
+  PTYCHO_INPUT_ERROR_IF(support.size() != size_t(m) * m, "checkpoint: probe support of " << support.size()
+                                                                                        << " pixels for frames of "
+                                                                                        << m << "x" << m);
+  m_support = View2<std::uint8_t, HostSpace>("ptycho::probe_update::support", m, m);
+  for (size_t i = 0; i < support.size(); ++i) m_support.data()[i] = support[i] != 0;
 }
 
 void ProbeUpdate::apply(ReconState& state) {

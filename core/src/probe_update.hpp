@@ -5,6 +5,7 @@
 #include "ptycho/core/collective.hpp"
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/local_scan.hpp"
+#include "ptycho/core/state_archive.hpp"
 
 namespace ptycho {
 
@@ -18,6 +19,8 @@ class ProbeUpdate {
   /// Sums over ranks, P <- (num + delta P) / (den + delta), rescaled to the power the
   /// probe had at the first update, then refreshes the workspace's probes.
   void apply(ReconState& state);
+  /// Saves or restores the power to keep and the support (set at the first update).
+  void checkpoint(StateArchive& ar);
 
  private:
   Workspace& m_ws;

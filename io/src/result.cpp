@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 namespace ptycho::io {
@@ -207,6 +208,14 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
     if (rank == 0) std::remove(temp.c_str());
     throw;
   }
+}
+
+bool is_result(const std::string& path) {
+  silence_hdf5_errors();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec) || H5Fis_hdf5(path.c_str()) <= 0) return false;
+  H5Id f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  return f && path_exists(f.get(), kObjectPath) && !path_exists(f.get(), "/entry_1/data_1");
 }
 
 ResultData read_result(const std::string& path) {

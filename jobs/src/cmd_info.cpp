@@ -4,7 +4,9 @@
 // probe in the file, the probe estimate); rank 0 prints.
 #include "commands.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/io/checkpoint.hpp"
 #include "ptycho/io/cxi.hpp"
+#include "ptycho/io/result.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -92,10 +94,63 @@ std::string fmt(const char* format, double v) {
   return buf;
 }
 
+/// `ptycho info CHECKPOINT`: reads every dataset through (a damaged file
+/// fails with an error naming it) and says where the run stands.
+int info_checkpoint(MPI_Comm world, const InfoOptions& opt) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  if (rank != 0) return 0;
+  const io::CheckpointSummary s = io::inspect_checkpoint(opt.file);
+  if (opt.json) {
+    const nlohmann::ordered_json j = {{"file", opt.file},   {"kind", "checkpoint"},         {"input", s.input},
+                                      {"chain", s.chain},   {"iteration", s.iteration},     {"frames", s.frames},
+                                      {"frame_size", s.frame_size}, {"object", {s.object_rows, s.object_cols}},
+                                      {"datasets", s.datasets},     {"megabytes", s.megabytes}};
+    std::cout << j.dump(2) << std::endl;
+    return 0;
+  }
+  std::printf("%s: ptycho checkpoint, readable (%ld datasets, %.1f MB read)\n", opt.file.c_str(), s.datasets,
+              s.megabytes);
+  std::printf("  scan:       %s\n", s.input.c_str());
+  std::printf("  chain:      %s, %ld iterations done\n", s.chain.c_str(), s.iteration);
+  std::printf("  frames:     %ld of %dx%d; object %ldx%ld px\n", s.frames, s.frame_size, s.frame_size, s.object_rows,
+              s.object_cols);
+  return 0;
+}
+
+/// `ptycho info RESULT`: reads the result back and summarises it.
+int info_result(MPI_Comm world, const InfoOptions& opt) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  if (rank != 0) return 0;
+  const io::ResultData r = io::read_result(opt.file);
+  const long iterations = long(r.process.cost_history.size());
+  if (opt.json) {
+    const nlohmann::ordered_json j = {{"file", opt.file},
+                                      {"kind", "result"},
+                                      {"object", {r.object_rows, r.object_cols}},
+                                      {"probe_modes", r.probe_modes.extent(0)},
+                                      {"positions", r.positions.size()},
+                                      {"iterations", iterations}};
+    std::cout << j.dump(2) << std::endl;
+    return 0;
+  }
+  std::printf("%s: ptycho result, readable\n", opt.file.c_str());
+  std::printf("  object:     %ldx%ld px, pixel %.3g nm\n", r.object_rows, r.object_cols, r.pixel_size_m * 1e9);
+  std::printf("  probe:      %zu mode%s of %zux%zu\n", r.probe_modes.extent(0), r.probe_modes.extent(0) == 1 ? "" : "s",
+              r.probe_modes.extent(1), r.probe_modes.extent(2));
+  std::printf("  positions:  %zu; %ld iterations%s%s\n", r.positions.size(), iterations,
+              r.process.cost_history.empty() ? "" : ", final cost ",
+              r.process.cost_history.empty() ? "" : std::to_string(r.process.cost_history.back()).c_str());
+  return 0;
+}
+
 int run_info(MPI_Comm world, const InfoOptions& opt) {
   int rank = 0, size = 1;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
+  if (io::is_checkpoint(opt.file)) return info_checkpoint(world, opt);
+  if (io::is_result(opt.file)) return info_result(world, opt);
 
   // Rank 0 reads the header (for the layout and N). If that fails, read_cxi
   // below raises the same error on every rank.
@@ -222,8 +277,10 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
 Command add_info_command(CLI::App& app) {
   auto opt = std::make_shared<InfoOptions>();
   Command c;
-  c.app = app.add_subcommand("info", "Describe a CXI scan: geometry, scan, counts, mask and probe");
-  c.app->add_option("file", opt->file, "the CXI file")->required();
+  c.app = app.add_subcommand("info",
+                             "Describe a CXI scan (geometry, scan, counts, mask, probe), or check and summarise a "
+                             "result or checkpoint file");
+  c.app->add_option("file", opt->file, "the CXI, result or checkpoint file")->required();
   c.app->add_flag("--json", opt->json, "print JSON instead of text");
   c.run = [opt](MPI_Comm world) -> int { return run_info(world, *opt); };
   return c;

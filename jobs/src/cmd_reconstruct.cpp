@@ -5,6 +5,7 @@
 #include "job_file.hpp"
 #include "progress.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/io/checkpoint.hpp"
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/png.hpp"
 #include "ptycho/io/result.hpp"
@@ -12,9 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 namespace ptycho::jobs {
 
@@ -25,6 +29,7 @@ namespace {
 struct ReconstructArgs {
   std::string scan_or_job;
   ReconstructJob cli;
+  double iteration_delay = 0;  ///< testing aid: seconds to sleep after every iteration
 };
 
 std::string default_output(const std::string& input) {
@@ -43,15 +48,47 @@ void create_parent_folder(const std::string& file) {
       file << ": cannot create its folder " << parent.string() << (ec ? ": " + ec.message() : std::string()));
 }
 
-/// Settings that are accepted and checked but whose behaviour is not written
-/// yet: setting one is an error, never silently ignored.
-void reject_unimplemented(const ReconstructJob& job) {
-  const std::pair<const char*, const char*> unimplemented[] = {
-      {"checkpoint", "checkpoints are not implemented yet (issue P4)"},
-      {"checkpoint_every", "checkpoints are not implemented yet (issue P4)"},
-  };
-  for (const auto& [key, message] : unimplemented)
-    PTYCHO_INPUT_ERROR_IF(job.origin.count(key), job.where(key) << ": " << message);
+/// The exit status of a run stopped by SIGTERM or SIGUSR1 after writing its
+/// checkpoint: EX_TEMPFAIL, "try again" (slurm/reconstruct.sbatch requeues on it).
+constexpr int kExitStopped = 75;
+
+/// The signal that asked the run to stop (0: none). Set by the handler,
+/// polled after every iteration.
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
+
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGUSR1, &action, nullptr);
+}
+
+namespace {
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    default: return "a signal";
+  }
+}
+
+/// The checkpoint file when the job names none: OUTPUT-stem.checkpoint.h5 beside the output.
+std::string default_checkpoint(const std::string& output) {
+  const std::filesystem::path p(output);
+  return (p.parent_path() / (p.stem().string() + ".checkpoint.h5")).string();
+}
+
+std::string absolute_path(const std::string& path) {
+  std::error_code ec;
+  const auto abs = std::filesystem::absolute(path, ec);
+  return ec ? path : abs.lexically_normal().string();
 }
 
 /// Presets: defaults for every setting the job file and the command line
@@ -93,12 +130,12 @@ ReconstructJob assemble_job(const ReconstructArgs& a, const CLI::App& app) {
   }
   apply_preset(job, app);
   check_settings(job);
-  reject_unimplemented(job);
   if (job.output.empty()) job.output = default_output(job.input);
+  if (job.checkpoint.empty()) job.checkpoint = default_checkpoint(job.output);
   return job;
 }
 
-int run_reconstruct(const ReconstructJob& job, MPI_Comm world) {
+int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_delay) {
   int rank = 0, size = 1;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
@@ -106,6 +143,14 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world) {
   PTYCHO_INPUT_ERROR_IF(
       std::filesystem::exists(job.output, ec) && std::filesystem::equivalent(job.output, job.input, ec),
       job.output << ": the output would overwrite the input");
+  PTYCHO_INPUT_ERROR_IF(
+      std::filesystem::exists(job.checkpoint, ec) && std::filesystem::equivalent(job.checkpoint, job.input, ec),
+      job.checkpoint << ": the checkpoint would overwrite the input");
+  install_stop_handlers();
+  // Resume from --resume, or from the job's own checkpoint if it exists (a
+  // requeued or restarted job goes on where it stopped).
+  const std::string resume_from =
+      !job.resume.empty() ? job.resume : (std::filesystem::exists(job.checkpoint, ec) ? job.checkpoint : "");
 
   EngineOptions base = job.base;
   base.refine_probe = job.refine_probe;
@@ -119,6 +164,7 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world) {
 
   if (rank == 0) {
     create_parent_folder(job.output);
+    create_parent_folder(job.checkpoint);
     if (!job.log_json.empty()) create_parent_folder(job.log_json);
   }
 
@@ -140,9 +186,71 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world) {
   Dataset data = io::read_cxi(world, job.input, recon.my_frames(), read);
   recon.set_data(data);
   if (rank == 0) std::printf("  probe: %s\n", data.info.probe_source.c_str());
+
+  io::CheckpointLayout layout;
+  layout.object_rows = info.object_rows;
+  layout.object_cols = info.object_cols;
+  layout.owned = recon.decomposition().owned[rank];
+  layout.extent = recon.decomposition().extent[rank];
+  layout.frames = recon.my_frames();
+  layout.total_frames = info.num_frames;
+  layout.frame_size = info.geometry.frame_size;
+  const std::string input_abs = absolute_path(job.input);
+  if (!resume_from.empty()) {
+    auto archive = io::open_checkpoint(world, resume_from, layout);
+    std::string input;
+    archive->text("run/input", input);
+    PTYCHO_INPUT_ERROR_IF(!std::filesystem::equivalent(input, input_abs, ec) && input != input_abs,
+                          resume_from << ": the checkpoint is of the scan " << input << ", this run reconstructs "
+                                      << input_abs << " (remove the checkpoint to start afresh)");
+    try {
+      recon.restore(*archive);
+    } catch (const InputError& e) {
+      PTYCHO_INPUT_ERROR_IF(true, resume_from << ": " << e.what() << " (remove the checkpoint to start afresh)");
+    }
+    if (rank == 0)
+      std::printf("ptycho reconstruct: resuming from %s at iteration %ld of %s\n", resume_from.c_str(),
+                  recon.iterations_done(), recon.chain_text().c_str());
+  }
   std::fflush(stdout);
 
-  recon.run([&](const Progress& p) { progress.update(p); });
+  RunControl control;
+  control.progress = [&](const Progress& p) {
+    progress.update(p);
+    if (iteration_delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(iteration_delay));
+  };
+  control.checkpoint_every = job.checkpoint_every;
+  control.stop_requested = [] { return g_stop_signal != 0; };
+  control.write_checkpoint = [&](const std::function<void(StateArchive&)>& save) {
+    const auto t0 = std::chrono::steady_clock::now();
+    io::write_checkpoint(world, job.checkpoint, layout, [&](StateArchive& ar) {
+      std::string input = input_abs;
+      ar.text("run/input", input);
+      save(ar);
+    });
+    if (rank != 0) return;
+    std::printf("ptycho reconstruct: checkpoint written: %s (iteration %ld, %.1f s)\n", job.checkpoint.c_str(),
+                recon.iterations_done(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (!job.previews.empty()) {
+      HostCView2 object;
+      HostCView3 modes;
+      io::read_checkpoint_images(job.checkpoint, object, modes);
+      io::write_previews(job.previews, object, modes);
+      io::write_cost_curve((std::filesystem::path(job.previews) / "cost.png").string(), recon.state().cost_history,
+                           recon.state().engine_history);
+    }
+    std::fflush(stdout);
+  };
+  if (recon.run(control) == RunEnd::stopped) {
+    if (rank == 0) {
+      std::printf("ptycho reconstruct: stopped by %s after iteration %ld; checkpoint %s; exit %d (run the same "
+                  "command again to resume)\n",
+                  signal_name(int(g_stop_signal)), recon.iterations_done(), job.checkpoint.c_str(), kExitStopped);
+      std::fflush(stdout);
+    }
+    return kExitStopped;
+  }
 
   io::ResultData result;
   result.object_rows = info.object_rows;
@@ -247,13 +355,24 @@ Command add_reconstruct_command(CLI::App& app) {
   c.app->add_option("--log-json", j.log_json, "write the progress lines and a summary as JSON lines to this file");
   c.app->add_option("--preset", j.preset,
                     "standard or blind: defaults for what is not set (blind: raar:150,ml:100, probe refined, 3 modes)");
-  c.app->add_option("--checkpoint", j.checkpoint, "checkpoint file (not implemented yet)");
-  c.app->add_option("--checkpoint-every", j.checkpoint_every, "iterations between checkpoints (not implemented yet)");
+  c.app->add_option("--checkpoint", j.checkpoint,
+                    "checkpoint file (default OUTPUT-stem.checkpoint.h5); a run that finds it resumes from it");
+  c.app->add_option("--checkpoint-every", j.checkpoint_every,
+                    "iterations between checkpoints (default: only on SIGTERM/SIGUSR1, which also stop the run "
+                    "with exit code 75)");
+  c.app->add_option("--resume", j.resume, "resume from this checkpoint (any rank count)");
   // Every job-file key must have its option: the command line overrides the file key by key.
   for (const auto& key : job_file_keys())
     PTYCHO_THROW_IF(key != "input" && !c.app->get_option_no_throw(option_name(key)),
                     "reconstruct: the job-file key '" << key << "' has no option " << option_name(key));
-  c.run = [a, app = c.app](MPI_Comm world) { return run_reconstruct(assemble_job(*a, *app), world); };
+  c.app
+      ->add_option("--iteration-delay", a->iteration_delay,
+                   "testing aid: sleep this many seconds after every iteration, so that tests can preempt a "
+                   "short run in mid-flight")
+      ->check(CLI::NonNegativeNumber);
+  c.run = [a, app = c.app](MPI_Comm world) {
+    return run_reconstruct(assemble_job(*a, *app), world, a->iteration_delay);
+  };
   return c;
 }
 

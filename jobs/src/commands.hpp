@@ -22,6 +22,12 @@ Command add_info_command(CLI::App& app);
 Command add_evaluate_command(CLI::App& app);
 Command add_reconstruct_command(CLI::App& app);
 
+/// SIGTERM and SIGUSR1 ask `ptycho reconstruct` to finish its iteration,
+/// write a checkpoint and exit with code 75. main() installs the handlers
+/// before MPI starts when the subcommand is reconstruct, so a signal that
+/// arrives while the data are read is not lost.
+void install_stop_handlers();
+
 /// The whole command line, for provenance in result files.
 const std::string& command_line();
 

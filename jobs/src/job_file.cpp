@@ -184,6 +184,15 @@ Check<std::string> existing_scan() {
   };
 }
 
+Check<std::string> existing_checkpoint() {
+  return [](const std::string& v) -> std::string {
+    if (v.empty()) return "must not be empty";
+    std::error_code ec;
+    if (!fs::is_regular_file(v, ec)) return "no such file: " + v;
+    return "";
+  };
+}
+
 // ---- key builders
 
 template <class T>
@@ -266,6 +275,8 @@ const std::vector<KeySpec>& specs() {
       path_key("checkpoint", [](J& j) -> std::string& { return j.checkpoint; }),
       make_key<int>(
           "checkpoint_every", [](J& j) -> int& { return j.checkpoint_every; }, at_least(1)),
+      path_key(
+          "resume", [](J& j) -> std::string& { return j.resume; }, existing_checkpoint()),
   };
   return table;
 }

@@ -50,8 +50,9 @@ struct ReconstructJob {
   std::string previews;                ///< folder for PNG previews; empty: none
   std::string log_json;                ///< JSON-lines progress log; empty: none
   std::string preset;                  ///< standard or blind: defaults for what the job does not set
-  std::string checkpoint;              ///< checkpoint file (not implemented yet)
-  int checkpoint_every = 0;            ///< iterations between checkpoints (not implemented yet); 0: unset
+  std::string checkpoint;              ///< checkpoint file; empty: OUTPUT-stem.checkpoint.h5 beside the output
+  int checkpoint_every = 0;            ///< iterations between checkpoints; 0: only when stopped by a signal
+  std::string resume;                  ///< checkpoint to resume from; empty: the checkpoint file, if it exists
   /// Engine parameters shared by the chain (name and iterations come from `engines`;
   /// likelihood and refine_probe from the fields above).
   EngineOptions base;

@@ -22,6 +22,8 @@ const std::string& command_line() { return g_command_line; }
 int main(int argc, char** argv) {
   using namespace ptycho::jobs;
   for (int i = 0; i < argc; ++i) g_command_line += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "reconstruct") install_stop_handlers();
   MPI_Init(&argc, &argv);
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -57,10 +57,13 @@ void ProgressReporter::log(const std::string& json_line) {
 }
 
 void ProgressReporter::update(const Progress& p) {
-  if (p.iteration == 1) m_stages.push_back({p.engine, 0, 0, 0});
+  // A stage starts with an engine's first iteration, or with the first one
+  // this process runs (a resumed run starts mid-engine).
+  if (p.iteration == 1 || m_stages.empty() || m_stages.back().engine != p.engine)
+    m_stages.push_back({p.engine, 0, 0, 0});
   StageSummary& stage = m_stages.back();
-  stage.iterations = p.iteration;
-  stage.seconds = p.seconds_per_iteration * p.iteration;
+  ++stage.iterations;  // run by this process
+  stage.seconds = p.seconds_per_iteration * stage.iterations;
   stage.final_cost = p.cost;
 
   const bool report = p.iteration == 1 || p.iteration == p.iterations || p.iteration % m_options.every == 0;

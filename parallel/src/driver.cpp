@@ -95,46 +95,196 @@ void DistributedReconstruction::set_data(const Dataset& data) {
   m_ws->set_probe(m_state.probe);
 }
 
+namespace {
+
+/// An archive whose names all get a prefix ("engine/"): the running engine's
+/// state lives in a group of its own.
+class PrefixedArchive final : public StateArchive {
+ public:
+  PrefixedArchive(StateArchive& inner, std::string prefix) : m_inner(inner), m_prefix(std::move(prefix)) {}
+  bool loading() const override { return m_inner.loading(); }
+  void values(const std::string& n, std::vector<double>& v) override { m_inner.values(m_prefix + n, v); }
+  void text(const std::string& n, std::string& v) override { m_inner.text(m_prefix + n, v); }
+  void object_field(const std::string& n, const CView2& f) override { m_inner.object_field(m_prefix + n, f); }
+  void frame_field(const std::string& n, const CView3& f) override { m_inner.frame_field(m_prefix + n, f); }
+  void frame_values(const std::string& n, std::vector<double>& v, int per) override {
+    m_inner.frame_values(m_prefix + n, v, per);
+  }
+  void shared_field(const std::string& n, const CView3& f) override { m_inner.shared_field(m_prefix + n, f); }
+
+ private:
+  StateArchive& m_inner;
+  std::string m_prefix;
+};
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (size_t i = 0; i < items.size(); ++i) s += (i ? "," : "") + items[i];
+  return s;
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  return out;
+}
+
+}  // namespace
+
+std::string DistributedReconstruction::chain_text() const {
+  std::vector<std::string> items;
+  for (const auto& e : m_options.chain) items.push_back(e.name + ":" + std::to_string(e.iterations));
+  return join(items);
+}
+
+void DistributedReconstruction::save(StateArchive& ar) const {
+  std::string chain = chain_text();
+  ar.text("run/chain", chain);
+  std::vector<double> position = {double(m_engine_index), double(m_engine_iteration), double(m_state.iteration),
+                                  double(m_state.probe.extent(0))};
+  ar.values("run/position", position);
+  ar.object_field("run/object", m_state.object);
+  ar.shared_field("run/probe", m_state.probe);
+  std::vector<double> flat;
+  for (const Position& q : m_state.positions) flat.insert(flat.end(), {q.row, q.col});
+  ar.frame_values("run/positions", flat, 2);
+  std::vector<double> costs = m_state.cost_history;
+  ar.values("run/cost_history", costs);
+  std::string engines = join(m_state.engine_history);
+  ar.text("run/engine_history", engines);
+  if (m_engine) {
+    std::string name = m_engine->name();
+    ar.text("engine/name", name);
+    PrefixedArchive engine_ar(ar, "engine/");
+    m_engine->checkpoint(engine_ar);
+  }
+}
+
+void DistributedReconstruction::restore(StateArchive& ar) {
+  PTYCHO_THROW_IF(!m_ws, "restore: set_data was not called");
+  PTYCHO_THROW_IF(!ar.loading(), "restore: the archive is not open for reading");
+  std::string chain;
+  ar.text("run/chain", chain);
+  PTYCHO_INPUT_ERROR_IF(chain != chain_text(), "the checkpoint was written by the chain '"
+                                                   << chain << "', this run's chain is '" << chain_text()
+                                                   << "' (resume with the same engines, or start afresh)");
+  std::vector<double> position;
+  ar.values("run/position", position);
+  PTYCHO_INPUT_ERROR_IF(position.size() != 4, "the checkpoint's run/position holds " << position.size()
+                                                                                     << " values, expected 4");
+  PTYCHO_INPUT_ERROR_IF(long(position[3]) != long(m_state.probe.extent(0)),
+                        "the checkpoint has " << long(position[3]) << " probe modes, this run "
+                                              << m_state.probe.extent(0) << " (--probe-modes must match)");
+  const int index = int(position[0]), done_in_engine = int(position[1]);
+  PTYCHO_INPUT_ERROR_IF(index < 0 || index > int(m_options.chain.size()) ||
+                            (index < int(m_options.chain.size()) &&
+                             (done_in_engine < 0 || done_in_engine >= m_options.chain[index].iterations)),
+                        "the checkpoint's place in the chain (engine " << index << ", iteration " << done_in_engine
+                                                                       << ") is not in '" << chain_text() << "'");
+  ar.object_field("run/object", m_state.object);
+  ar.shared_field("run/probe", m_state.probe);
+  std::vector<double> flat;
+  ar.frame_values("run/positions", flat, 2);
+  for (size_t j = 0; j < m_state.positions.size(); ++j) m_state.positions[j] = {flat[2 * j], flat[2 * j + 1]};
+  ar.values("run/cost_history", m_state.cost_history);
+  std::string engines;
+  ar.text("run/engine_history", engines);
+  m_state.engine_history = split(engines);
+  m_state.iteration = long(position[2]);
+  m_ws->set_positions(m_state.positions);
+  m_ws->set_probe(m_state.probe);
+  m_engine_index = index;
+  m_engine_iteration = done_in_engine;
+  m_engine.reset();
+  if (done_in_engine > 0) {
+    // Mid-engine: the engine is rebuilt on the restored state, then takes
+    // back its private state.
+    m_engine = make_engine(m_options.chain[index], *m_ws, *m_coll, m_state);
+    std::string name;
+    ar.text("engine/name", name);
+    PTYCHO_INPUT_ERROR_IF(name != m_engine->name(),
+                          "the checkpoint holds the state of engine '" << name << "', expected '" << m_engine->name()
+                                                                       << "'");
+    PrefixedArchive engine_ar(ar, "engine/");
+    m_engine->checkpoint(engine_ar);
+  }
+}
+
+void DistributedReconstruction::finish_engine() {
+  m_engine.reset();
+  ++m_engine_index;
+  m_engine_iteration = 0;
+  // Between engines (and at the end) the modes become the eigenmodes of
+  // their mutual coherence. Not during an engine: DM, RAAR and sDR keep an
+  // exit wave per mode, tied to the mode it was made with.
+  if (m_state.probe.extent(0) > 1) {
+    auto modes = Kokkos::create_mirror_view_and_copy(HostSpace(), m_state.probe);
+    orthogonalize_modes(modes);
+    Kokkos::deep_copy(m_state.probe, modes);
+    m_ws->set_probe(m_state.probe);
+  }
+}
+
 void DistributedReconstruction::run(const std::function<void(const Progress&)>& progress) {
+  RunControl control;
+  control.progress = progress;
+  run(control);
+}
+
+RunEnd DistributedReconstruction::run(const RunControl& control) {
   PTYCHO_THROW_IF(!m_ws, "run: set_data was not called");
   long total = 0;
   for (const auto& e : m_options.chain) total += e.iterations;
-  long done = 0;
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
-  for (const auto& e : m_options.chain) {
-    if (e.iterations == 0) continue;
-    auto engine = make_engine(e, *m_ws, *m_coll, m_state);
+  auto seconds_since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  const int num_engines = int(m_options.chain.size());
+  while (m_engine_index < num_engines) {
+    const EngineOptions& e = m_options.chain[m_engine_index];
+    if (e.iterations == 0) {
+      ++m_engine_index;
+      continue;
+    }
+    if (!m_engine) m_engine = make_engine(e, *m_ws, *m_coll, m_state);
     const auto engine_start = clock::now();
-    for (int it = 1; it <= e.iterations; ++it) {
-      const double cost = engine->iterate(m_state);
-      ++done;
+    const int first = m_engine_iteration + 1;
+    for (int it = first; it <= e.iterations; ++it) {
+      const std::string name = m_engine->name();
+      const double cost = m_engine->iterate(m_state);
+      m_engine_iteration = it;
       ++m_state.iteration;
       m_state.cost_history.push_back(cost);
-      m_state.engine_history.push_back(engine->name());
-      const double spent = std::chrono::duration<double>(clock::now() - engine_start).count();
+      m_state.engine_history.push_back(name);
+      if (it == e.iterations) finish_engine();
+      const double spent = seconds_since(engine_start);
       Progress p;
-      p.engine = engine->name();
+      p.engine = name;
       p.iteration = it;
       p.iterations = e.iterations;
-      p.total_done = done;
+      p.total_done = m_state.iteration;
       p.total = total;
       p.cost = cost;
-      p.seconds_per_iteration = spent / it;
-      p.eta_seconds = p.seconds_per_iteration * (total - done);
-      if (progress) progress(p);
-    }
-    // Between engines (and at the end) the modes become the eigenmodes of
-    // their mutual coherence. Not during an engine: DM, RAAR and sDR keep an
-    // exit wave per mode, tied to the mode it was made with.
-    if (m_state.probe.extent(0) > 1) {
-      auto modes = Kokkos::create_mirror_view_and_copy(HostSpace(), m_state.probe);
-      orthogonalize_modes(modes);
-      Kokkos::deep_copy(m_state.probe, modes);
-      m_ws->set_probe(m_state.probe);
+      p.seconds_per_iteration = spent / (it - first + 1);
+      p.eta_seconds = p.seconds_per_iteration * (total - m_state.iteration);
+      if (control.progress) control.progress(p);
+      // Stop requests are agreed on by all ranks, so all write and stop together.
+      double stop = control.stop_requested && control.stop_requested() ? 1.0 : 0.0;
+      if (control.stop_requested) m_coll->max(&stop, 1);
+      const bool due = control.checkpoint_every > 0 && m_state.iteration % control.checkpoint_every == 0 &&
+                       m_state.iteration < total;
+      if ((due || stop > 0) && control.write_checkpoint)
+        control.write_checkpoint([this](StateArchive& ar) { save(ar); });
+      if (stop > 0) {
+        m_seconds += seconds_since(start);
+        return RunEnd::stopped;
+      }
+      if (!m_engine) break;  // the engine finished
     }
   }
-  m_seconds = std::chrono::duration<double>(clock::now() - start).count();
+  m_seconds += seconds_since(start);
+  return RunEnd::finished;
 }
 
 HostCView2 DistributedReconstruction::owned_object() const {

@@ -85,7 +85,7 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
                         "regularisation", "seed",        "batch",      "progress_every",
                         "previews",       "preset",      "checkpoint", "checkpoint_every",
                         "log_json",       "refine_positions", "position_hold", "max_position_shift",
-                        "fix_affine"})
+                        "fix_affine",     "resume"})
     EXPECT_TRUE(unique.count(k)) << k;
   EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
   EXPECT_EQ(option_name("checkpoint_every"), "--checkpoint-every");
@@ -103,6 +103,7 @@ TEST(IsJobFile, TomlExtensionOrNoHdf5Signature) {
 }
 
 TEST(ReadJobFile, SetsEveryKeyAndResolvesPathsAgainstTheFilesFolder) {
+  write_file("jobs/old.ckpt.h5", "a checkpoint to resume from (only its existence is checked here)");
   const std::string path = job_with("all.toml", R"(output = "out/result.h5"
 engines = "dm:3,ml:4"
 probe_modes = 3
@@ -131,6 +132,7 @@ log_json = "/abs/log.jsonl"
 preset = "blind"
 checkpoint = "ck.h5"
 checkpoint_every = 50
+resume = "old.ckpt.h5"
 )");
   const ReconstructJob job = read_job_file(path);
   const fs::path dir = fs::path(path).parent_path();
@@ -164,6 +166,7 @@ checkpoint_every = 50
   EXPECT_EQ(job.preset, "blind");
   EXPECT_EQ(job.checkpoint, (dir / "ck.h5").string());
   EXPECT_EQ(job.checkpoint_every, 50);
+  EXPECT_EQ(job.resume, (dir / "old.ckpt.h5").string());
   // Every key has its line as origin, and the JSON has every key.
   EXPECT_EQ(job.origin.size(), job_file_keys().size());
   EXPECT_EQ(job.origin.at("input"), path + ":1");

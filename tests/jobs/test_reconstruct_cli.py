@@ -8,9 +8,12 @@ On one small simulated scan (object 96, probe 32) it checks that
   * a job file gives bit for bit the result of the same settings as options,
     with its relative paths taken from the job file's folder;
   * options given on the command line override the job file's keys;
-  * an unknown key, a wrong type, a bad value, malformed TOML and the keys
-    that are not implemented yet (checkpoint, checkpoint_every) stop
-    the program with exit code 2 and a message naming file, line and key;
+  * an unknown key, a wrong type, a bad value and malformed TOML stop the
+    program with exit code 2 and a message naming file, line and key;
+  * checkpoints: written every N iterations and readable (ptycho info); SIGUSR1
+    stops a run with exit code 75 after a checkpoint; the same job run again
+    (on another rank count) resumes and ends with the uninterrupted result;
+    a checkpoint of another chain is refused;
   * --log-json writes one valid JSON object per progress line and a summary,
     at 1 and at 2 ranks, and the summary matches the result file;
   * previews hold amplitude.png, phase.png, probe.png and cost.png;
@@ -24,7 +27,9 @@ import shutil
 import struct
 import subprocess
 import sys
+import signal
 import tempfile
+import time
 import unittest
 
 import h5py
@@ -198,15 +203,52 @@ progress_every = 3
         r = self.fails(["reconstruct", job], f"{job}:2:", "not a valid TOML job file")
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
-    def test_keys_not_implemented_yet_are_errors(self):
-        for line, message in [('checkpoint = "ck.h5"', "checkpoint: checkpoints are not implemented yet (issue P4)"),
-                              ("checkpoint_every = 10", "checkpoint_every: checkpoints are not implemented yet")]:
-            with self.subTest(line=line):
-                job = self.job("later.toml", f'input = "../data/scan.cxi"\noutput = "../out/later.h5"\n{line}\n')
-                self.fails(["reconstruct", job], f"{job}:3: {message}")
-                self.assertFalse(os.path.exists(self.path("out", "later.h5")))
-        self.fails(["reconstruct", "../data/scan.cxi", "--checkpoint", "ck.h5"],
-                   "--checkpoint: checkpoints are not implemented yet (issue P4)")
+    def test_checkpoints_stop_on_usr1_and_resume(self):
+        """A job with checkpoints writes them; SIGUSR1 stops it with exit 75 after a
+        checkpoint; running the same job again resumes from it and ends with the
+        uninterrupted run's result; a changed chain is refused by name."""
+        chain = "dm:30,lsqml:10"
+        whole = self.path("out", "whole.h5")
+        self.ok(["reconstruct", "../data/scan.cxi", "-o", whole, "--engines", chain, "--checkpoint-every", "5",
+                 "--checkpoint", self.path("out", "whole.ckpt.h5")], ranks=2)
+        info = self.ok(["info", self.path("out", "whole.ckpt.h5")])
+        self.assertIn("readable", info.stdout)
+        self.assertIn("35 iterations done", info.stdout)  # the last checkpoint before the end
+
+        job = self.job("ckpt.toml", f'input = "../data/scan.cxi"\noutput = "../out/stopped.h5"\n'
+                                    f'engines = "{chain}"\ncheckpoint = "../out/stopped.ckpt.h5"\n'
+                                    f'checkpoint_every = 5\n')
+        ckpt = self.path("out", "stopped.ckpt.h5")
+        cmd = [ARGS.mpiexec, "-n", "2", "--oversubscribe", "--allow-run-as-root", ARGS.ptycho, "reconstruct", job,
+               "--iteration-delay", "0.05"]
+        proc = subprocess.Popen(cmd, cwd=self.path("run"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        deadline = time.time() + 60
+        while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(ckpt), "no checkpoint appeared")
+        proc.send_signal(signal.SIGUSR1)  # mpirun forwards SIGUSR1 to the ranks
+        out, _ = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 75, out)
+        self.assertIn("stopped by SIGUSR1", out)
+        self.assertFalse(os.path.exists(self.path("out", "stopped.h5")), "a stopped run wrote a result")
+        stopped_at = int(out.split("stopped by SIGUSR1 after iteration ")[1].split(";")[0])
+        self.assertLess(stopped_at, 40)
+
+        # A changed chain is refused; the checkpoint is left as it was.
+        before = open(ckpt, "rb").read()
+        self.fails(["reconstruct", job, "--engines", "dm:31,lsqml:10"], "dm:30,lsqml:10", "remove the checkpoint")
+        self.assertEqual(open(ckpt, "rb").read(), before)
+
+        # The same job again, on one rank: it finds its checkpoint and goes on.
+        r = self.ok(["reconstruct", job])
+        self.assertIn("resuming from ", r.stdout)
+        self.assertIn(f"stopped.ckpt.h5 at iteration {stopped_at} of {chain}", r.stdout)
+        with h5py.File(whole, "r") as fa, h5py.File(self.path("out", "stopped.h5"), "r") as fb:
+            a, b = fa[OBJECT][()], fb[OBJECT][()]
+            self.assertLess(np.linalg.norm(a - b) / np.linalg.norm(a), 1e-4)
+            self.assertEqual(len(fb[COST][()]), 40)
+            np.testing.assert_allclose(fb[COST][()], fa[COST][()], rtol=1e-4)
 
     def test_blind_preset_sets_what_is_unset_and_options_still_win(self):
         import json

@@ -6,6 +6,7 @@
 /// one rank and on N ranks therefore give the same object up to rounding.
 #include "ptycho/core/collective.hpp"
 #include "ptycho/core/local_scan.hpp"
+#include "ptycho/core/state_archive.hpp"
 
 #include <memory>
 #include <string>
@@ -53,6 +54,11 @@ class Engine {
   virtual ~Engine() = default;
   virtual std::string name() const = 0;
   virtual double iterate(ReconState& state) = 0;
+  /// Saves or restores (ar.loading()) the engine's private state: what,
+  /// beyond the ReconState it was built from, it needs to go on exactly as
+  /// if never stopped (iteration counter, exit waves, conjugate directions).
+  /// Restoring happens right after construction, on the restored state.
+  virtual void checkpoint(StateArchive& ar) = 0;
 };
 
 /// Makes the engine `opt.name`, bound to `ws` and `coll` (both outlive it),

@@ -76,4 +76,9 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
 /// missing is left empty (pixel_size_m = 0).
 ResultData read_result(const std::string& path);
 
+/// True if `path` is an HDF5 file that holds a result (an object at
+/// /entry_1/image_1/data) and no measured frames (/entry_1/data_1): serial;
+/// false for a missing or unreadable file.
+bool is_result(const std::string& path);
+
 }  // namespace ptycho::io

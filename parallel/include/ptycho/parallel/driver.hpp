@@ -43,6 +43,25 @@ struct Progress {
   double eta_seconds = 0;
 };
 
+/// How run() is steered: progress reports, checkpoints and stopping.
+struct RunControl {
+  /// Called after every iteration (on every rank; print on rank 0).
+  std::function<void(const Progress&)> progress;
+  /// A checkpoint every this many iterations over the chain (0: none), and
+  /// whenever a stop is requested.
+  int checkpoint_every = 0;
+  /// Polled after every iteration on every rank; if any rank says true, all
+  /// ranks write a checkpoint and stop (one collective max per iteration).
+  std::function<bool()> stop_requested;
+  /// Writes a checkpoint (collective): called with the function that saves
+  /// the whole state into an archive (see save()). Without it, no checkpoints
+  /// are written (and a stop request just stops).
+  std::function<void(const std::function<void(StateArchive&)>& save)> write_checkpoint;
+};
+
+/// How run() ended.
+enum class RunEnd { finished, stopped };
+
 class DistributedReconstruction {
  public:
   /// Collective over `comm`: decomposes `info`'s object grid and positions.
@@ -56,8 +75,25 @@ class DistributedReconstruction {
   /// guess, and sets up the local state: flat object, K probe modes.
   void set_data(const Dataset& data);
 
-  /// Runs the chain; `progress` is called after every iteration.
+  /// Runs the chain (or what is left of it after restore()); `progress` is
+  /// called after every iteration.
   void run(const std::function<void(const Progress&)>& progress);
+  /// Runs the chain as `control` says; returns whether it finished or stopped
+  /// on request (after writing a checkpoint).
+  RunEnd run(const RunControl& control);
+
+  /// Saves the whole state (collective): the position in the chain, object,
+  /// probe, positions, histories (under "run/") and the running engine's own
+  /// state (under "engine/"). Independent of the rank count.
+  void save(StateArchive& ar) const;
+  /// Restores what save() wrote (collective), after set_data(): run() then
+  /// goes on from there, on this rank count. Throws InputError if the
+  /// checkpoint belongs to another chain or setup.
+  void restore(StateArchive& ar);
+  /// Iterations done over the chain (after restore(): those of the checkpoint).
+  long iterations_done() const { return m_state.iteration; }
+  /// The chain as text, e.g. "dm:60,ml:120" (what a checkpoint must match).
+  std::string chain_text() const;
 
   /// This rank's owned tile of the object and its rectangle [global px].
   HostCView2 owned_object() const;
@@ -84,6 +120,13 @@ class DistributedReconstruction {
   std::unique_ptr<Workspace> m_ws;
   HostCView2 m_nominal_probe;
   double m_seconds = 0;
+  /// Where the chain stands: engine m_engine_index has done m_engine_iteration
+  /// iterations; m_engine is its instance while it runs.
+  int m_engine_index = 0;
+  int m_engine_iteration = 0;
+  std::unique_ptr<Engine> m_engine;
+  /// After an engine's last iteration: orthogonal modes, on to the next engine.
+  void finish_engine();
 };
 
 }  // namespace ptycho

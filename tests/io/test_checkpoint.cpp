@@ -1,0 +1,263 @@
+// Checkpoints: a run stopped at iteration K, checkpointed on the world
+// communicator and resumed on one rank (another rank count) ends with the
+// object and probe of the uninterrupted run, up to float rounding; damaged,
+// foreign and mismatched checkpoints are refused with clear errors.
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/simulate.hpp"
+#include "ptycho/io/checkpoint.hpp"
+#include "ptycho/parallel/driver.hpp"
+#include "../parallel/simulated_scan.hpp"
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+using namespace ptycho;
+
+namespace {
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int world_size() {
+  int s = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &s);
+  return s;
+}
+
+struct Scene {
+  sim::Simulation sim;
+  ScanInfo info;
+};
+
+const Scene& scene() {
+  // Built once and never destroyed: its views must not outlive Kokkos::finalize.
+  static const Scene* s = new Scene([] {
+    sim::SimulationOptions o;
+    o.object_size = 90;
+    o.probe_size = 32;
+    o.step = 6;
+    o.photons = 1e5;
+    o.seed = 11;
+    Scene sc;
+    sc.sim = sim::simulate(o);
+    sc.info = test::scan_info(sc.sim);
+    return sc;
+  }());
+  return *s;
+}
+
+/// A file name of this test and rank count, in the test's working folder.
+std::string file_name(const std::string& what) {
+  return "checkpoint_test_np" + std::to_string(world_size()) + "_" + what + ".h5";
+}
+
+ReconstructOptions options(const std::string& chain) {
+  ReconstructOptions opt;
+  EngineOptions base;
+  base.refine_probe = true;
+  base.probe_hold = 2;
+  opt.chain = parse_chain(chain, base);
+  opt.probe_modes = 2;
+  opt.batch = 5;
+  return opt;
+}
+
+io::CheckpointLayout layout_of(const DistributedReconstruction& r, MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  io::CheckpointLayout l;
+  l.object_rows = scene().info.object_rows;
+  l.object_cols = scene().info.object_cols;
+  l.owned = r.decomposition().owned[rank];
+  l.extent = r.decomposition().extent[rank];
+  l.frames = r.my_frames();
+  l.total_frames = scene().info.num_frames;
+  l.frame_size = scene().info.geometry.frame_size;
+  return l;
+}
+
+struct Outcome {
+  HostCView2 tile;
+  Rect owned;
+  HostCView3 probe;
+  std::vector<double> costs;
+};
+
+Outcome outcome(const DistributedReconstruction& r) {
+  return {r.owned_object(), r.owned(), r.probe(), r.state().cost_history};
+}
+
+/// The whole chain on `comm`, without a stop.
+Outcome uninterrupted(MPI_Comm comm, const std::string& chain) {
+  DistributedReconstruction r(comm, scene().info, options(chain));
+  r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+  EXPECT_EQ(r.run(RunControl{}), RunEnd::finished);
+  return outcome(r);
+}
+
+/// The chain on the world communicator, stopped (as by a signal) after
+/// `stop_at` iterations with a checkpoint written to `path`.
+void run_and_stop(const std::string& chain, long stop_at, const std::string& path) {
+  DistributedReconstruction r(MPI_COMM_WORLD, scene().info, options(chain));
+  r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+  const io::CheckpointLayout layout = layout_of(r, MPI_COMM_WORLD);
+  RunControl control;
+  control.checkpoint_every = 3;  // earlier checkpoints are overwritten, as in a real run
+  control.stop_requested = [&] { return r.iterations_done() == stop_at && world_rank() == 0; };  // one rank asks
+  control.write_checkpoint = [&](const std::function<void(StateArchive&)>& save) {
+    io::write_checkpoint(MPI_COMM_WORLD, path, layout, save);
+  };
+  EXPECT_EQ(r.run(control), RunEnd::stopped);
+  EXPECT_EQ(r.iterations_done(), stop_at);
+}
+
+/// Resumes from `path` on `comm` and runs the rest of the chain.
+Outcome resume(MPI_Comm comm, const std::string& chain, const std::string& path) {
+  DistributedReconstruction r(comm, scene().info, options(chain));
+  r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+  auto archive = io::open_checkpoint(comm, path, layout_of(r, comm));
+  r.restore(*archive);
+  archive.reset();
+  EXPECT_EQ(r.run(RunControl{}), RunEnd::finished);
+  return outcome(r);
+}
+
+double relative_difference(const Outcome& a, const Outcome& whole_b) {
+  // a: this rank's owned tile; whole_b: the whole object (a one-rank run).
+  double sums[2] = {0, 0};
+  for (long r = 0; r < a.owned.rows; ++r)
+    for (long c = 0; c < a.owned.cols; ++c) {
+      const cfloat x = a.tile(r, c), y = whole_b.tile(a.owned.row0 + r, a.owned.col0 + c);
+      sums[0] += std::pow(double(Kokkos::abs(x - y)), 2);
+      sums[1] += std::pow(double(Kokkos::abs(y)), 2);
+    }
+  MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return std::sqrt(sums[0] / sums[1]);
+}
+
+double probe_difference(const Outcome& a, const Outcome& b) {
+  double d = 0, n = 0;
+  for (size_t i = 0; i < a.probe.size(); ++i) {
+    d += std::pow(double(Kokkos::abs(a.probe.data()[i] - b.probe.data()[i])), 2);
+    n += std::pow(double(Kokkos::abs(b.probe.data()[i])), 2);
+  }
+  return std::sqrt(d / n);
+}
+
+void remove_on_rank0(const std::string& path) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::remove(path.c_str());
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+struct Case {
+  const char* chain;
+  long stop_at;
+};
+
+class ResumeTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ResumeTest, ResumedOnOneRankEqualsUninterrupted) {
+  const Case c = GetParam();
+  const std::string path = file_name("resume_" + std::to_string(c.stop_at));
+  const Outcome whole = uninterrupted(MPI_COMM_WORLD, c.chain);
+  run_and_stop(c.chain, c.stop_at, path);
+  const Outcome resumed = resume(MPI_COMM_SELF, c.chain, path);  // every rank, on its own
+  const double obj = relative_difference(whole, resumed);
+  const double probe = probe_difference(whole, resumed);
+  if (world_rank() == 0)
+    std::printf("  %s stopped at %ld: object %.2e, probe %.2e relative difference\n", c.chain, c.stop_at, obj, probe);
+  EXPECT_LT(obj, 1e-4) << c.chain << " stopped at " << c.stop_at;
+  EXPECT_LT(probe, 1e-4) << c.chain << " stopped at " << c.stop_at;
+  ASSERT_EQ(resumed.costs.size(), whole.costs.size());
+  for (size_t i = 0; i < whole.costs.size(); ++i)
+    EXPECT_NEAR(resumed.costs[i], whole.costs[i], 1e-4 * std::abs(whole.costs[i])) << "iteration " << i + 1;
+  remove_on_rank0(path);
+}
+
+// Mid-DM (exit waves), at an engine boundary, mid-ML (conjugate directions),
+// mid-LSQ-ML; probe refinement and two modes throughout.
+INSTANTIATE_TEST_SUITE_P(Chains, ResumeTest,
+                         ::testing::Values(Case{"dm:8,ml:8", 5}, Case{"dm:8,ml:8", 8}, Case{"dm:8,ml:8", 13},
+                                           Case{"raar:6,lsqml:6", 9}));
+
+TEST(Checkpoint, RefusesAnotherChainAndModeCount) {
+  const std::string path = file_name("mismatch");
+  run_and_stop("dm:8,ml:8", 4, path);
+  {
+    DistributedReconstruction r(MPI_COMM_WORLD, scene().info, options("dm:9,ml:8"));
+    r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+    auto archive = io::open_checkpoint(MPI_COMM_WORLD, path, layout_of(r, MPI_COMM_WORLD));
+    try {
+      r.restore(*archive);
+      ADD_FAILURE() << "a checkpoint of another chain was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("dm:8,ml:8"), std::string::npos) << e.what();
+    }
+  }
+  {
+    ReconstructOptions opt = options("dm:8,ml:8");
+    opt.probe_modes = 3;
+    DistributedReconstruction r(MPI_COMM_WORLD, scene().info, opt);
+    r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+    auto archive = io::open_checkpoint(MPI_COMM_WORLD, path, layout_of(r, MPI_COMM_WORLD));
+    try {
+      r.restore(*archive);
+      ADD_FAILURE() << "a checkpoint with another mode count was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("probe modes"), std::string::npos) << e.what();
+    }
+  }
+  remove_on_rank0(path);
+}
+
+TEST(Checkpoint, DamagedAndForeignFilesAreRefusedByName) {
+  const std::string good = file_name("good"), cut = file_name("truncated"), text = file_name("text");
+  run_and_stop("dm:8,ml:8", 6, good);
+  if (world_rank() == 0) {
+    // A whole checkpoint reads through; half of one does not.
+    const io::CheckpointSummary s = io::inspect_checkpoint(good);
+    EXPECT_EQ(s.iteration, 6);
+    EXPECT_EQ(s.chain, "dm:8,ml:8");
+    EXPECT_EQ(s.frames, scene().info.num_frames);
+    EXPECT_GT(s.datasets, 5);
+    const auto size = std::filesystem::file_size(good);
+    std::filesystem::copy_file(good, cut, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::resize_file(cut, size / 2);
+    std::ofstream(text) << "not a checkpoint\n";
+    for (const std::string& bad : {cut, text}) {
+      try {
+        io::inspect_checkpoint(bad);
+        ADD_FAILURE() << bad << " passed inspection";
+      } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_FALSE(io::is_checkpoint(text));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (const std::string& bad : {cut, text}) {
+    DistributedReconstruction r(MPI_COMM_WORLD, scene().info, options("dm:8,ml:8"));
+    r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+    try {
+      auto archive = io::open_checkpoint(MPI_COMM_WORLD, bad, layout_of(r, MPI_COMM_WORLD));
+      r.restore(*archive);
+      ADD_FAILURE() << bad << " was restored";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
+  remove_on_rank0(good);
+  remove_on_rank0(cut);
+  remove_on_rank0(text);
+}
+
+}  // namespace
