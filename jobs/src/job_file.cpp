@@ -384,6 +384,10 @@ ReconstructJob read_job_file(const std::string& path, const ReconstructJob& defa
   std::stable_sort(entries.begin(), entries.end(), [](const auto& x, const auto& y) {
     return x.first->source().begin.line < y.first->source().begin.line;
   });
+  // The [slurm] table is for `ptycho submit` (read_slurm_settings).
+  entries.erase(std::remove_if(entries.begin(), entries.end(),
+                               [](const auto& e) { return e.first->str() == "slurm" && e.second->is_table(); }),
+                entries.end());
   // Unknown keys first: a misspelt key is the likeliest mistake, and its
   // value would otherwise be silently ignored.
   for (const auto& [key, node] : entries) {
@@ -403,6 +407,80 @@ ReconstructJob read_job_file(const std::string& path, const ReconstructJob& defa
     PTYCHO_INPUT_ERROR_IF(!problem.empty(), at << ": " << name << ": " << problem);
   }
   return job;
+}
+
+const std::vector<std::string>& slurm_keys() {
+  static const std::vector<std::string> keys = {"nodes",   "tasks",          "time",          "partition",
+                                                "account", "signal_seconds", "sbatch_options"};
+  return keys;
+}
+
+SlurmSettings read_slurm_settings(const std::string& path) {
+  std::error_code ec;
+  PTYCHO_INPUT_ERROR_IF(!fs::is_regular_file(path, ec), path << ": no such job file");
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    PTYCHO_INPUT_ERROR_IF(
+        true, path << ":" << at.line << ":" << at.column << ": not a valid TOML job file: " << e.description());
+  }
+  SlurmSettings s;
+  const toml::node* node = table.get("slurm");
+  if (!node) return s;
+  const auto line_of = [&](const toml::node& n) { return path + ":" + std::to_string(n.source().begin.line); };
+  PTYCHO_INPUT_ERROR_IF(!node->is_table(), line_of(*node) << ": slurm: expected a table ([slurm])");
+  for (const auto& [key, value] : *node->as_table()) {
+    const std::string name(key.str());
+    const std::string at = path + ":" + std::to_string(key.source().begin.line);
+    const std::string near = nearest(name, slurm_keys());
+    PTYCHO_INPUT_ERROR_IF(std::find(slurm_keys().begin(), slurm_keys().end(), name) == slurm_keys().end(),
+                          at << ": unknown key " << quoted("slurm." + name) << " in [slurm]"
+                             << (edit_distance(name, near) <= 3 ? " (did you mean " + quoted(near) + "?)" : std::string())
+                             << "; valid keys: nodes, tasks, time, partition, account, signal_seconds, sbatch_options");
+    auto positive_int = [&](int& out) {
+      const auto v = value.value<std::int64_t>();
+      PTYCHO_INPUT_ERROR_IF(!v || *v < 1 || *v > INT_MAX,
+                            at << ": slurm." << name << ": expected a whole number >= 1, got " << toml_text(value));
+      out = int(*v);
+    };
+    auto text = [&](std::string& out) {
+      const auto v = value.value<std::string>();
+      PTYCHO_INPUT_ERROR_IF(!v || v->empty(),
+                            at << ": slurm." << name << ": expected a non-empty string, got " << toml_text(value));
+      out = *v;
+    };
+    if (name == "nodes") positive_int(s.nodes);
+    if (name == "tasks") positive_int(s.tasks);
+    if (name == "signal_seconds") positive_int(s.signal_seconds);
+    if (name == "partition") text(s.partition);
+    if (name == "account") text(s.account);
+    if (name == "time") {
+      text(s.time);
+      // SLURM's forms: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
+      const bool ok = std::all_of(s.time.begin(), s.time.end(),
+                                  [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == ':' || c == '-'; });
+      PTYCHO_INPUT_ERROR_IF(!ok || !std::isdigit(static_cast<unsigned char>(s.time.front())),
+                            at << ": slurm.time: expected a SLURM time such as \"04:00:00\" or \"1-12:00:00\", got "
+                               << toml_text(value));
+    }
+    if (name == "sbatch_options") {
+      const toml::array* arr = value.as_array();
+      PTYCHO_INPUT_ERROR_IF(!arr, at << ": slurm.sbatch_options: expected an array of strings, got " << toml_text(value));
+      for (const auto& item : *arr) {
+        const auto v = item.value<std::string>();
+        PTYCHO_INPUT_ERROR_IF(!v || v->rfind("-", 0) != 0,
+                              at << ": slurm.sbatch_options: expected sbatch options such as \"--exclusive\", got "
+                                 << toml_text(item));
+        s.sbatch_options.push_back(*v);
+      }
+    }
+    s.origin[name] = at;
+  }
+  PTYCHO_INPUT_ERROR_IF(s.tasks < s.nodes, path << ": [slurm] asks for " << s.tasks << " tasks on " << s.nodes
+                                               << " nodes: every node needs at least one task");
+  return s;
 }
 
 void copy_setting(const std::string& key, const ReconstructJob& from, ReconstructJob& to) {

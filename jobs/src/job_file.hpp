@@ -68,6 +68,37 @@ struct ReconstructJob {
   std::string where(const std::string& key) const;
 };
 
+/// The [slurm] table of a job file: how `ptycho submit` asks SLURM for the
+/// job. `ptycho reconstruct` skips the table; every other table is an error.
+///
+///   [slurm]
+///   nodes = 2            # --nodes
+///   tasks = 64           # --ntasks: MPI ranks in all
+///   time = "04:00:00"    # --time
+///   partition = "gpu"    # --partition (optional)
+///   account = "p1234"    # --account (optional)
+///   signal_seconds = 120 # USR1 this long before the time limit: checkpoint, requeue
+///   sbatch_options = ["--exclusive"]  # anything else, passed as given
+struct SlurmSettings {
+  int nodes = 1;
+  int tasks = 1;
+  std::string time;  ///< empty: the partition's default
+  std::string partition;
+  std::string account;
+  int signal_seconds = 120;
+  std::vector<std::string> sbatch_options;
+  /// Where each setting came from ("job.toml:12"), by key.
+  std::map<std::string, std::string> origin;
+};
+
+/// The keys of the [slurm] table.
+const std::vector<std::string>& slurm_keys();
+
+/// Reads the [slurm] table of job file `path` (defaults if it has none).
+/// Throws InputError naming file, line and key on an unknown key (with the
+/// nearest valid one) or a bad value.
+SlurmSettings read_slurm_settings(const std::string& path);
+
 /// The keys of a job file, in the order of the README's table.
 const std::vector<std::string>& job_file_keys();
 

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string("ptycho ") + PTYCHO_VERSION);
     std::vector<Command> commands{add_simulate_command(app), add_info_command(app), add_evaluate_command(app),
-                                  add_reconstruct_command(app)};
+                                  add_reconstruct_command(app), add_submit_command(app)};
     try {
       app.parse(static_cast<int>(program_args.size()), program_args.data());
     } catch (const CLI::ParseError& e) {

@@ -203,6 +203,24 @@ progress_every = 3
         r = self.fails(["reconstruct", job], f"{job}:2:", "not a valid TOML job file")
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
+    def test_submit_fills_the_batch_template_from_the_slurm_table(self):
+        job = self.job("submit.toml", 'input = "../data/scan.cxi"\nengines = "dm:4"\n\n[slurm]\nnodes = 2\n'
+                                      'tasks = 8\ntime = "02:00:00"\npartition = "short"\n'
+                                      'sbatch_options = ["--exclusive"]\n')
+        out = self.ok(["submit", job, "--dry-run", "--time", "03:00:00"]).stdout.strip().splitlines()[-1].split()
+        self.assertEqual(out[0], "sbatch")
+        for option in ("--nodes=2", "--ntasks=8", "--time=03:00:00", "--partition=short", "--exclusive",
+                       "--signal=B:USR1@120", "--job-name=ptycho-submit"):
+            self.assertIn(option, out)
+        self.assertTrue(out[-2].endswith("slurm/reconstruct.sbatch") and os.path.isfile(out[-2]), out[-2])
+        self.assertEqual(out[-1], job)
+        # reconstruct skips the [slurm] table; submit checks it and the job.
+        self.ok(["reconstruct", job, "-o", self.path("out", "submit.h5")])
+        bad = self.job("badslurm.toml", 'input = "../data/scan.cxi"\n[slurm]\nnodse = 2\n')
+        self.fails(["submit", bad, "--dry-run"], f"{bad}:3: unknown key 'slurm.nodse'", "did you mean 'nodes'")
+        bad = self.job("badjob.toml", 'input = "../data/scan.cxi"\nprobe_modes = 0\n[slurm]\nnodes = 1\n')
+        self.fails(["submit", bad, "--dry-run"], f"{bad}:2: probe_modes: must be at least 1")
+
     def test_checkpoints_stop_on_usr1_and_resume(self):
         """A job with checkpoints writes them; SIGUSR1 stops it with exit 75 after a
         checkpoint; running the same job again resumes from it and ends with the
