@@ -14,6 +14,9 @@
 #   PTYCHO_SHARED_DIR    the shared/ folder (default: ../shared when present)
 #   PTYCHO_KOKKOS_OPENMP prefix of the OpenMP Kokkos (default: /opt/ptycho/kokkos-openmp)
 #   PTYCHO_ONLY          serial or openmp: build and test that one only
+#   PTYCHO_SLURM_TESTS   1 (default): the serial build also runs the SLURM tests
+#                        (tests/slurm: a real SLURM on localhost, preemption and
+#                        requeue, SIGKILL trials; installs slurm-wlm and munge); 0: skip
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -95,6 +98,12 @@ build_and_test() {
 if [[ -z "$only" || "$only" == serial ]]; then
   # Debian's Kokkos, named explicitly so a cache from another Kokkos cannot linger.
   serial_args=(-UKokkos_ROOT -DPTYCHO_REQUIRE_KOKKOS_DEVICE=SERIAL)
+  # The SLURM tests need only one build: the serial one.
+  if [[ "${PTYCHO_SLURM_TESTS:-1}" != 0 ]]; then
+    serial_args+=(-DPTYCHO_SLURM_TESTS=ON)
+  else
+    serial_args+=(-DPTYCHO_SLURM_TESTS=OFF)
+  fi
   debian_kokkos=$(dpkg -L libtrilinos-kokkos-dev 2>/dev/null | grep '/cmake/Kokkos/KokkosConfig.cmake$' | head -n1 || true)
   [[ -n "$debian_kokkos" ]] && serial_args+=("-DKokkos_DIR=$(dirname "$debian_kokkos")")
   build_and_test serial '^SERIAL$' "${serial_args[@]}" || failed=1

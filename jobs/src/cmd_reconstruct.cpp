@@ -5,6 +5,7 @@
 #include "job_file.hpp"
 #include "progress.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/io/atomic_file.hpp"
 #include "ptycho/io/checkpoint.hpp"
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/png.hpp"
@@ -122,9 +123,12 @@ ReconstructJob assemble_job(const ReconstructArgs& a, const CLI::App& app) {
                           a.scan_or_job << ": no 'input' key: the job file must name the scan (input = \"scan.cxi\")");
   } else {
     job.input = a.scan_or_job;
+    const CLI::Option* input = app.get_option_no_throw("--input");
+    PTYCHO_INPUT_ERROR_IF(input && input->count() > 0,
+                          "--input: the scan is already given (" << a.scan_or_job
+                                                                 << "); --input overrides a job file's input");
   }
   for (const auto& key : job_file_keys()) {
-    if (key == "input") continue;  // the positional argument
     const CLI::Option* option = app.get_option_no_throw(option_name(key));
     if (option && option->count() > 0) copy_setting(key, a.cli, job);
   }
@@ -165,6 +169,10 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_
   if (rank == 0) {
     create_parent_folder(job.output);
     create_parent_folder(job.checkpoint);
+    // Temporary files of runs killed while writing (their process is gone).
+    const int stale = io::remove_stale_temporaries(job.checkpoint) + io::remove_stale_temporaries(job.output);
+    if (stale > 0) std::printf("ptycho reconstruct: removed %d temporary file%s left by a killed run\n", stale,
+                               stale > 1 ? "s" : "");
     if (!job.log_json.empty()) create_parent_folder(job.log_json);
   }
 
@@ -316,6 +324,8 @@ Command add_reconstruct_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   c.app->add_option("-o,--output", j.output, "result file (HDF5; default INPUT-stem_ptycho.h5)");
+  c.app->add_option("--input", j.input, "the scan, overriding a job file's input (job arrays over many scans)")
+      ->check(CLI::ExistingFile);
   c.app
       ->add_option("--engines", j.engines,
                    "engine chain, e.g. dm:100,ml:200 (engines: dm raar sdr epie rpie mpie ml lsqml)")
@@ -363,7 +373,7 @@ Command add_reconstruct_command(CLI::App& app) {
   c.app->add_option("--resume", j.resume, "resume from this checkpoint (any rank count)");
   // Every job-file key must have its option: the command line overrides the file key by key.
   for (const auto& key : job_file_keys())
-    PTYCHO_THROW_IF(key != "input" && !c.app->get_option_no_throw(option_name(key)),
+    PTYCHO_THROW_IF(!c.app->get_option_no_throw(option_name(key)),
                     "reconstruct: the job-file key '" << key << "' has no option " << option_name(key));
   c.app
       ->add_option("--iteration-delay", a->iteration_delay,

@@ -48,7 +48,7 @@ fs::path program_path() {
 }
 
 /// slurm/reconstruct.sbatch: --script, $PTYCHO_SLURM_DIR, the installed
-/// share/ptycho/slurm, or the source tree beside a build folder.
+/// share/ptycho/slurm, or the source tree this program was built from.
 fs::path find_script(const std::string& given) {
   if (!given.empty()) {
     PTYCHO_INPUT_ERROR_IF(!fs::is_regular_file(given), "--script: no such file: " << given);
@@ -59,8 +59,10 @@ fs::path find_script(const std::string& given) {
   const fs::path here = program_dir();
   if (!here.empty()) {
     candidates.push_back(here / "../share/ptycho/slurm/reconstruct.sbatch");
-    candidates.push_back(here / "../../slurm/reconstruct.sbatch");  // build/jobs/ptycho in a source tree
   }
+#ifdef PTYCHO_SOURCE_SLURM_DIR
+  candidates.push_back(fs::path(PTYCHO_SOURCE_SLURM_DIR) / "reconstruct.sbatch");
+#endif
   std::string tried;
   for (const fs::path& c : candidates) {
     std::error_code ec;

@@ -11,6 +11,11 @@ namespace ptycho::io {
 /// same directory. Unique within the host for this process.
 std::string temporary_path_for(const std::string& target);
 
+/// Removes temporary files of `target` (`target.tmp.<pid>.<n>`) left by
+/// processes of this host that no longer run (a run killed while writing);
+/// returns how many. Files of live processes are kept.
+int remove_stale_temporaries(const std::string& target);
+
 /// Owns the temporary file of one atomic write. Write to temp_path(), then
 /// commit(); if the object is destroyed without commit() (an exception), the
 /// temporary file is removed and the target is left as it was.
