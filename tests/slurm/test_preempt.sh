@@ -92,7 +92,9 @@ log "A: completed"
 
 # B: signalled after its first checkpoint, requeued, resumed.
 write_job B
-B=$(sbatch --parsable -n 2 -o "$work/B.log" "$repo/slurm/reconstruct.sbatch" "$work/B.toml") \
+# --iteration-delay (a testing aid: 50 ms after each iteration) keeps B running
+# for about 9 s, so the signal lands mid-run however fast the machine is.
+B=$(sbatch --parsable -n 2 -o "$work/B.log" "$repo/slurm/reconstruct.sbatch" "$work/B.toml" --iteration-delay 0.05) \
   || fail "sbatch of job B failed"
 log "B: job $B submitted; waiting for its first checkpoint"
 until grep -q 'checkpoint written' "$work/B.log" 2>/dev/null; do
