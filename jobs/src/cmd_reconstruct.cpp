@@ -97,8 +97,11 @@ std::string absolute_path(const std::string& path) {
 ///   standard: the known forward model: Poisson ML, ml:200 (the defaults).
 ///   blind:    the probe, its modes and the object are refined: raar:150 with
 ///             probe refinement and 3 modes (held 5 iterations: the object
-///             forms first), then ml:100 on the object. Positions are not
-///             refined by the preset (--refine-positions: see README).
+///             forms first), then ml:100 on the object. Unless the job sets
+///             refine_positions, a position trial: the chain runs with the
+///             positions fixed and with them refined (from iteration 20 of
+///             each engine, at most 1.5 px from the nominal position), and
+///             the result with the lower final cost is kept.
 void apply_preset(ReconstructJob& job, const CLI::App& app) {
   if (job.preset.empty() || job.preset == "standard") return;
   auto unset = [&](const std::string& key) {
@@ -110,6 +113,11 @@ void apply_preset(ReconstructJob& job, const CLI::App& app) {
     if (unset("refine_probe")) job.refine_probe = true;
     if (unset("probe_modes")) job.probe_modes = 3;
     if (unset("probe_hold")) job.base.probe_hold = 5;
+    if (unset("refine_positions")) {
+      job.position_trial = true;
+      if (unset("position_hold")) job.base.position_hold = 20;
+      if (unset("max_position_shift")) job.base.max_position_shift = 1.5;
+    }
   }
 }
 
@@ -139,7 +147,18 @@ ReconstructJob assemble_job(const ReconstructArgs& a, const CLI::App& app) {
   return job;
 }
 
-int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_delay) {
+/// What one reconstruction ended with.
+struct RunOutcome {
+  int exit_code = 0;       ///< 0, or kExitStopped
+  double final_cost = 0;   ///< the cost of the last iteration
+  double seconds = 0;      ///< of the iterations run by this process
+};
+
+/// One reconstruction of `job`: reads the scan, resumes from the job's
+/// checkpoint if there is one, runs the chain (stopping on a signal after a
+/// checkpoint), and writes the result.
+RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double iteration_delay,
+                            ProgressReporter& progress) {
   int rank = 0, size = 1;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
@@ -173,13 +192,7 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_
     const int stale = io::remove_stale_temporaries(job.checkpoint) + io::remove_stale_temporaries(job.output);
     if (stale > 0) std::printf("ptycho reconstruct: removed %d temporary file%s left by a killed run\n", stale,
                                stale > 1 ? "s" : "");
-    if (!job.log_json.empty()) create_parent_folder(job.log_json);
   }
-
-  ProgressOptions progress_options;
-  progress_options.every = job.progress_every;
-  progress_options.log_json = job.log_json;
-  ProgressReporter progress(world, progress_options);  // opens the log now: a bad path fails before the work
 
   io::ReadOptions read;
   read.probe_scaling = io::ProbeScaling::to_mean_counts;  // a flat object of 1 then matches the counts
@@ -257,7 +270,7 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_
                   signal_name(int(g_stop_signal)), recon.iterations_done(), job.checkpoint.c_str(), kExitStopped);
       std::fflush(stdout);
     }
-    return kExitStopped;
+    return {kExitStopped, 0, recon.seconds()};
   }
 
   io::ResultData result;
@@ -305,7 +318,113 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_
     io::write_cost_curve((std::filesystem::path(job.previews) / "cost.png").string(), recon.state().cost_history,
                          recon.state().engine_history);
   }
-  progress.finish({recon.seconds(), job.output, job.previews});
+  RunOutcome out;
+  out.final_cost = recon.state().cost_history.empty() ? 0.0 : recon.state().cost_history.back();
+  out.seconds = recon.seconds();
+  return out;
+}
+
+/// Where the blind preset's position trial keeps a branch: OUTPUT-stem.TAG.h5
+/// and its checkpoint beside the output.
+ReconstructJob trial_branch(const ReconstructJob& job, const std::string& tag) {
+  ReconstructJob b = job;
+  const std::filesystem::path out(job.output);
+  b.output = (out.parent_path() / (out.stem().string() + "." + tag + ".h5")).string();
+  const std::filesystem::path ck(job.checkpoint);
+  b.checkpoint = (ck.parent_path() / (ck.stem().string() + "." + tag + ".h5")).string();
+  b.previews.clear();
+  return b;
+}
+
+/// The final cost recorded in the finished result of `branch` (collective:
+/// rank 0 reads, all get it); NaN if the file is missing, unreadable, or the
+/// result of another job (input, engines or settings differ).
+double final_cost_of(const ReconstructJob& branch, MPI_Comm world) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  double cost = std::nan("");
+  if (rank == 0 && io::is_result(branch.output)) {
+    try {
+      const io::ResultData r = io::read_result(branch.output);
+      nlohmann::json cfg = nlohmann::json::parse(r.process.configuration);
+      nlohmann::json expected = to_json(branch);
+      for (const char* k : {"ranks", "job_file"}) cfg.erase(k);
+      for (const char* k : {"resume", "progress_every", "log_json", "previews"}) {
+        cfg.erase(k);
+        expected.erase(k);
+      }
+      if (cfg == expected && !r.process.cost_history.empty()) cost = r.process.cost_history.back();
+    } catch (const std::exception&) {
+    }
+  }
+  MPI_Bcast(&cost, 1, MPI_DOUBLE, 0, world);
+  return cost;
+}
+
+int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_delay, bool position_trial) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  if (rank == 0 && !job.log_json.empty()) create_parent_folder(job.log_json);
+  ProgressOptions progress_options;
+  progress_options.every = job.progress_every;
+  progress_options.log_json = job.log_json;
+  ProgressReporter progress(world, progress_options);  // opens the log now: a bad path fails before the work
+
+  if (!position_trial) {
+    const RunOutcome out = reconstruct_once(job, world, iteration_delay, progress);
+    if (out.exit_code != 0) return out.exit_code;
+    progress.finish({out.seconds, job.output, job.previews});
+    return 0;
+  }
+  // The blind preset's position trial: the same chain with the positions
+  // fixed and with them refined; the result that explains the data better
+  // (lower final cost, the same cost function) becomes the output. Refining
+  // positions that are already right lets them drift with the errors of the
+  // probe model, and raises the cost: the comparison catches that. Each
+  // branch has its own result and checkpoint, so a stopped trial resumes
+  // where it was.
+  ReconstructJob fixed = trial_branch(job, "fixed-positions");
+  ReconstructJob refined = trial_branch(job, "refined-positions");
+  refined.base.refine_positions = true;
+  double seconds = 0;
+  for (ReconstructJob* branch : {&fixed, &refined}) {
+    if (std::isfinite(final_cost_of(*branch, world))) {
+      if (rank == 0) std::printf("ptycho reconstruct: position trial: %s is done already\n", branch->output.c_str());
+      continue;
+    }
+    if (rank == 0)
+      std::printf("ptycho reconstruct: position trial: positions %s -> %s\n",
+                  branch == &fixed ? "fixed" : "refined", branch->output.c_str());
+    const RunOutcome out = reconstruct_once(*branch, world, iteration_delay, progress);
+    if (out.exit_code != 0) return out.exit_code;
+    seconds += out.seconds;
+  }
+  const double cost_fixed = final_cost_of(fixed, world), cost_refined = final_cost_of(refined, world);
+  PTYCHO_THROW_IF(!std::isfinite(cost_fixed) || !std::isfinite(cost_refined),
+                  "position trial: cannot read back the final costs of " << fixed.output << " and "
+                                                                          << refined.output);
+  const bool keep_refined = cost_refined < cost_fixed;
+  const ReconstructJob& winner = keep_refined ? refined : fixed;
+  if (rank == 0) {
+    std::printf("ptycho reconstruct: position trial: final cost %.6g with positions fixed, %.6g refined: keeping "
+                "the %s positions (the other result stays in %s)\n",
+                cost_fixed, cost_refined, keep_refined ? "refined" : "fixed",
+                (keep_refined ? fixed : refined).output.c_str());
+    // Copy, then rename: the winner's own file stays, and the output appears whole.
+    const std::string temp = io::temporary_path_for(job.output);
+    std::error_code ec;
+    std::filesystem::copy_file(winner.output, temp, std::filesystem::copy_options::overwrite_existing, ec);
+    if (!ec) std::filesystem::rename(temp, job.output, ec);
+    if (ec) std::remove(temp.c_str());
+    PTYCHO_INPUT_ERROR_IF(ec, job.output << ": cannot write it from " << winner.output << ": " << ec.message());
+    if (!job.previews.empty()) {
+      const io::ResultData whole = io::read_result(job.output);
+      io::write_previews(job.previews, whole.object_tile, whole.probe_modes);
+      io::write_cost_curve((std::filesystem::path(job.previews) / "cost.png").string(), whole.process.cost_history,
+                           whole.process.engine_history);
+    }
+  }
+  progress.finish({seconds, job.output, job.previews});
   return 0;
 }
 
@@ -381,7 +500,8 @@ Command add_reconstruct_command(CLI::App& app) {
                    "short run in mid-flight")
       ->check(CLI::NonNegativeNumber);
   c.run = [a, app = c.app](MPI_Comm world) {
-    return run_reconstruct(assemble_job(*a, *app), world, a->iteration_delay);
+    const ReconstructJob job = assemble_job(*a, *app);
+    return run_reconstruct(job, world, a->iteration_delay, job.position_trial);
   };
   return c;
 }

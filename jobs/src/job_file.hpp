@@ -57,6 +57,11 @@ struct ReconstructJob {
   /// likelihood and refine_probe from the fields above).
   EngineOptions base;
 
+  /// Set by the blind preset when the job leaves refine_positions unset: the
+  /// chain runs twice, positions fixed and refined, and the result with the
+  /// lower final cost is kept (not a key: a consequence of the preset).
+  bool position_trial = false;
+
   /// The job file this job was read from, as given; empty if none.
   std::string job_file;
   /// Where each setting that is not a default came from, by key:

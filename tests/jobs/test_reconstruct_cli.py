@@ -279,6 +279,19 @@ progress_every = 3
         self.assertEqual(cfg["engines"], "raar:4,ml:2")  # the option wins over the preset
         self.assertTrue(cfg["refine_probe"])
         self.assertIn("estimated mismatch", r.stdout)
+        # The position trial: both branches ran; the output is the one with the lower final cost.
+        self.assertIn("position trial: final cost", r.stdout)
+        finals = []
+        for tag in ("fixed-positions", "refined-positions"):
+            with h5py.File(self.path("out", f"preset.{tag}.h5"), "r") as f:
+                finals.append(f[COST][()][-1])
+        with h5py.File(out, "r") as f:
+            self.assertEqual(f[COST][()][-1], min(finals))
+        # A job that says whether to refine positions gets no trial.
+        r = self.ok(["reconstruct", "../data/scan.cxi", "-o", self.path("out", "preset2.h5"), "--preset", "blind",
+                     "--engines", "raar:4,ml:2", "--refine-positions"])
+        self.assertNotIn("position trial", r.stdout)
+        self.assertFalse(os.path.exists(self.path("out", "preset2.fixed-positions.h5")))
 
     # ---- progress, log, summary, previews
 
