@@ -120,18 +120,19 @@ void Workspace::set_probe(const CView3& probe) {
   ++m_probe_version;
   if (n == 0) return;
   const auto out = m_probes;
-  // Replicate, then shift every frame's copy at once: raw DFT, ramp, raw IDFT.
-  Kokkos::parallel_for(
-      "ptycho::Workspace::replicate_probe", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
-      KOKKOS_LAMBDA(long jk, int r, int c) { out(jk, r, c) = probe(jk % kmodes, r, c); });
-  m_plan.execute(out, FftDirection::forward, Centring::none);
+  // The spectrum of each mode once (raw DFT), then every frame's copy is that
+  // spectrum times its shift ramp, brought back by a raw IDFT: one transform
+  // per frame and mode.
+  CView3 spectrum("ptycho::Workspace::probe_spectrum", kmodes, m, m);
+  Kokkos::deep_copy(spectrum, probe);
+  m_plan.execute(spectrum, FftDirection::forward, Centring::none);
   const auto ramp_r = m_ramp_row, ramp_c = m_ramp_col;
   const float norm = 1.0f / (float(m) * m);
   Kokkos::parallel_for(
       "ptycho::Workspace::probe_ramp", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
       KOKKOS_LAMBDA(long jk, int r, int c) {
         const long j = jk / kmodes;
-        out(jk, r, c) *= ramp_r(j, r) * ramp_c(j, c) * norm;
+        out(jk, r, c) = spectrum(jk % kmodes, r, c) * (ramp_r(j, r) * ramp_c(j, c) * norm);
       });
   m_plan.execute(out, FftDirection::backward, Centring::none);
   Kokkos::parallel_for(
