@@ -424,7 +424,7 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_
                            whole.process.engine_history);
     }
   }
-  progress.finish({seconds, job.output, job.previews});
+  progress.finish({seconds, job.output, job.previews, keep_refined ? cost_refined : cost_fixed});
   return 0;
 }
 

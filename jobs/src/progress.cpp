@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace ptycho::jobs {
@@ -93,7 +94,8 @@ void ProgressReporter::finish(const RunSummary& run) {
   long iterations = 0;
   for (const auto& s : m_stages) iterations += s.iterations;
   const double per_iteration = iterations > 0 ? run.seconds / double(iterations) : 0.0;
-  const double final_cost = m_stages.empty() ? 0.0 : m_stages.back().final_cost;
+  const double final_cost =
+      !std::isnan(run.final_cost) ? run.final_cost : (m_stages.empty() ? 0.0 : m_stages.back().final_cost);
 
   std::printf("ptycho reconstruct: %ld iterations in %s (%.3g s/it); final cost %.6g; memory %.0f MB/rank (max)\n",
               iterations, format_seconds(run.seconds).c_str(), per_iteration, final_cost, m_peak_mb);

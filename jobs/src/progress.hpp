@@ -11,6 +11,7 @@
 #include "ptycho/parallel/driver.hpp"
 
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct RunSummary {
   double seconds = 0;    ///< wall time of the whole chain
   std::string result;    ///< the result file
   std::string previews;  ///< the previews folder; empty: none
+  /// The final cost of the result, if it is not the last stage's (the blind
+  /// preset's position trial keeps either of two runs); NaN: the last stage's.
+  double final_cost = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// Prints progress lines and the summary (rank 0) and writes the JSON-lines
