@@ -369,7 +369,8 @@ progress_every = 3
         example = os.path.join(ARGS.examples, name)
         out = self.path("out", name + ".d")
         r = self.ok(["reconstruct", example, "--engines", engines, "-o", os.path.join(out, "result.h5"),
-                     "--previews", os.path.join(out, "previews"), "--log-json", os.path.join(out, "log.jsonl")])
+                     "--previews", os.path.join(out, "previews"), "--log-json", os.path.join(out, "log.jsonl"),
+                     "--checkpoint", os.path.join(out, "checkpoint.h5")])
         self.assertTrue(os.path.exists(os.path.join(out, "previews", "cost.png")))
         return r
 
@@ -378,8 +379,13 @@ progress_every = 3
             self.skipTest(f"no shared data in {ARGS.shared}")
         os.makedirs(self.path("out", "standard.toml.d"))
         os.makedirs(self.path("out", "realdata_siemens.toml.d"))
+        os.makedirs(self.path("out", "cluster.toml.d"))
         self.assertIn("standard_s01.cxi", self.run_example("standard.toml", "ml:2").stdout)
         self.assertIn("siemens_star_tike.cxi", self.run_example("realdata_siemens.toml", "raar:2").stdout)
+        self.assertIn("standard_s01.cxi", self.run_example("cluster.toml", "dm:3,ml:2").stdout)
+        sbatch = self.ok(["submit", os.path.join(ARGS.examples, "cluster.toml"), "--dry-run"]).stdout
+        self.assertIn("--ntasks=2", sbatch)
+        self.assertIn("--time=00:30:00", sbatch)
 
 
 def main():
