@@ -364,7 +364,9 @@ bool is_job_file(const std::string& path) {
   return !(ext == ".cxi" || ext == ".h5" || ext == ".hdf5" || ext == ".nxs");
 }
 
-ReconstructJob read_job_file(const std::string& path, const ReconstructJob& defaults) {
+namespace {
+/// Parses job file `path`; throws InputError `path:line:column: ...` if it is not valid TOML.
+toml::table parse_job_file(const std::string& path) {
   std::error_code ec;
   PTYCHO_INPUT_ERROR_IF(!fs::is_regular_file(path, ec), path << ": no such job file");
   toml::table table;
@@ -375,6 +377,12 @@ ReconstructJob read_job_file(const std::string& path, const ReconstructJob& defa
     PTYCHO_INPUT_ERROR_IF(
         true, path << ":" << at.line << ":" << at.column << ": not a valid TOML job file: " << e.description());
   }
+  return table;
+}
+}  // namespace
+
+ReconstructJob read_job_file(const std::string& path, const ReconstructJob& defaults) {
+  toml::table table = parse_job_file(path);
   ReconstructJob job = defaults;
   job.job_file = path;
   const fs::path dir = fs::path(path).parent_path();
@@ -416,16 +424,7 @@ const std::vector<std::string>& slurm_keys() {
 }
 
 SlurmSettings read_slurm_settings(const std::string& path) {
-  std::error_code ec;
-  PTYCHO_INPUT_ERROR_IF(!fs::is_regular_file(path, ec), path << ": no such job file");
-  toml::table table;
-  try {
-    table = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    const auto& at = e.source().begin;
-    PTYCHO_INPUT_ERROR_IF(
-        true, path << ":" << at.line << ":" << at.column << ": not a valid TOML job file: " << e.description());
-  }
+  const toml::table table = parse_job_file(path);
   SlurmSettings s;
   const toml::node* node = table.get("slurm");
   if (!node) return s;
