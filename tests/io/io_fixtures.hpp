@@ -2,6 +2,7 @@
 // Test helpers of tests/io: unique scratch paths per test binary and rank
 // count, and small CXI files written with the HDF5 C API (through the thin
 // io::H5File wrapper), in the variants the reader must accept or reject.
+#include "../parallel/mpi_world.hpp"
 #include "ptycho/core/geometry.hpp"
 #include "ptycho/io/hdf5_util.hpp"
 
@@ -15,18 +16,6 @@
 #include <vector>
 
 namespace ptycho::test {
-
-inline int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-inline int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
 
 /// A scratch path unique to this binary, this rank count and `name`
 /// (tests at different rank counts may run at the same time).

@@ -7,6 +7,7 @@
 #include "ptycho/io/checkpoint.hpp"
 #include "ptycho/parallel/driver.hpp"
 #include "../parallel/simulated_scan.hpp"
+#include "../parallel/mpi_world.hpp"
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -17,39 +18,20 @@
 #include <fstream>
 
 using namespace ptycho;
+using test::world_rank;
+using test::world_size;
 
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-
-struct Scene {
-  sim::Simulation sim;
-  ScanInfo info;
-};
-
-const Scene& scene() {
-  // Built once and never destroyed: its views must not outlive Kokkos::finalize.
-  static const Scene* s = new Scene([] {
+const test::Scene& scene() {
+  static const test::Scene* s = test::new_scene([] {
     sim::SimulationOptions o;
     o.object_size = 90;
     o.probe_size = 32;
     o.step = 6;
     o.photons = 1e5;
     o.seed = 11;
-    Scene sc;
-    sc.sim = sim::simulate(o);
-    sc.info = test::scan_info(sc.sim);
-    return sc;
+    return o;
   }());
   return *s;
 }

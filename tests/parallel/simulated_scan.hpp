@@ -8,6 +8,12 @@
 
 namespace ptycho::test {
 
+/// A simulated scan and its metadata.
+struct Scene {
+  sim::Simulation sim;
+  ScanInfo info;
+};
+
 /// The scan's metadata; `nominal` picks the positions a file would hold
 /// (the nominal ones) rather than the true ones.
 inline ScanInfo scan_info(const sim::Simulation& s, bool nominal = false) {
@@ -37,6 +43,16 @@ inline Dataset dataset_for(const sim::Simulation& s, const ScanInfo& info, const
   if (use_mask) Kokkos::deep_copy(d.mask, s.mask);
   d.probe = s.nominal_probe;
   return d;
+}
+
+/// A scene simulated from `o`, kept for the whole test program: hold it in a
+/// function-local static. It is never destroyed, since its views must not
+/// outlive Kokkos::finalize.
+inline const Scene* new_scene(const sim::SimulationOptions& o) {
+  auto* sc = new Scene;
+  sc->sim = sim::simulate(o);
+  sc->info = scan_info(sc->sim);
+  return sc;
 }
 
 }  // namespace ptycho::test

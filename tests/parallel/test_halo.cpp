@@ -7,6 +7,7 @@
 #include "ptycho/core/error.hpp"
 #include "ptycho/parallel/decomposition.hpp"
 #include "ptycho/parallel/halo.hpp"
+#include "mpi_world.hpp"
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -18,19 +19,10 @@
 #include <tuple>
 
 using namespace ptycho;
+using test::world_rank;
+using test::world_size;
 
 namespace {
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 template <class T>
 T value(double re, double im) {

@@ -14,24 +14,15 @@ using namespace ptycho;
 
 namespace {
 
-struct Scene {
-  sim::Simulation sim;
-  ScanInfo info;
-};
-
-const Scene& scene() {
-  // Built once and never destroyed: its views must not outlive Kokkos::finalize.
-  static const Scene* s = new Scene([] {
+const test::Scene& scene() {
+  static const test::Scene* s = test::new_scene([] {
     sim::SimulationOptions o;
     o.object_size = 128;
     o.probe_size = 32;
     o.step = 5;
     o.photons = 1e8;
     o.seed = 9;
-    Scene sc;
-    sc.sim = sim::simulate(o);
-    sc.info = test::scan_info(sc.sim);
-    return sc;
+    return o;
   }());
   return *s;
 }

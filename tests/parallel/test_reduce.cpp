@@ -4,6 +4,7 @@
 // one allreduce, reused across calls).
 #include "ptycho/core/error.hpp"
 #include "ptycho/parallel/reduce.hpp"
+#include "mpi_world.hpp"
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -12,19 +13,10 @@
 #include <vector>
 
 using namespace ptycho;
+using test::world_rank;
+using test::world_size;
 
 namespace {
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 /// Values rank q holds: small multiples of 1/4, so every sum is exact in double whatever the order.
 double numerator_re(int q, int k, int i, int j, int call) { return q + 2 * k + 0.25 * i - 0.5 * j + 10 * call; }
