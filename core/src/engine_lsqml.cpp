@@ -7,7 +7,12 @@
 //      the amplitude (Gaussian) likelihood (a Poisson correction (y/I - 1)/2
 //      lets a few nearly dark pixels with counts set the step: not offered);
 //   2. dO = sum_j conj(P~_j) chi_j / (sum_j |P~_j|^2 + delta), over halos and ranks;
-//   3. the step a minimising sum_j || chi_j - a P~_j dO_j ||^2 (two global sums);
+//   3. the step a minimising sum_j || chi_j - a P~_j dO_j ||^2. Its two sums
+//      need no second pass over the frames: with num = sum_j conj(P~_j) chi_j
+//      and den = sum_j |P~_j|^2 (per pixel, over halos and ranks),
+//        Re sum_j <P~_j dO, chi_j> = Re <dO, num>,
+//        sum_j ||P~_j dO||^2       = <|dO|^2, den>,
+//      object-sized sums over owned pixels;
 //   4. O += a dO.
 // With probe refinement the probe is updated once per iteration from the
 // corrected exit waves (numerator and denominator summed over ranks).
@@ -54,24 +59,6 @@ KOKKOS_INLINE_FUNCTION float correction_row(const float* PTYCHO_RESTRICT y, cons
   return e2;
 }
 
-/// Re<u, x> and <u, u> over a row, u = p d.
-KOKKOS_INLINE_FUNCTION Sums<2> step_row(const cfloat* p_c, const cfloat* d_c, const cfloat* x_c, int cols) {
-  const float* PTYCHO_RESTRICT p = reinterpret_cast<const float*>(p_c);
-  const float* PTYCHO_RESTRICT d = reinterpret_cast<const float*>(d_c);
-  const float* PTYCHO_RESTRICT x = reinterpret_cast<const float*>(x_c);
-  float ux = 0, uu = 0;
-  for (int c = 0; c < cols; ++c) {
-    const float ur = p[2 * c] * d[2 * c] - p[2 * c + 1] * d[2 * c + 1];
-    const float ui = p[2 * c] * d[2 * c + 1] + p[2 * c + 1] * d[2 * c];
-    ux += ur * x[2 * c] + ui * x[2 * c + 1];
-    uu += ur * ur + ui * ui;
-  }
-  Sums<2> out;
-  out.v[0] = ux;
-  out.v[1] = uu;
-  return out;
-}
-
 class LsqmlEngine final : public Engine {
  public:
   LsqmlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState&)
@@ -90,7 +77,10 @@ class LsqmlEngine final : public Engine {
       m_batches.push_back({l0, l1});
       largest = std::max(largest, l1 - l0);
     }
-    m_chi = CView3("ptycho::lsqml::chi", std::size_t(std::max(1L, largest)) * k, m, m);
+    // The corrections of a whole batch are kept only for the probe update;
+    // without it a batch of the driver's size is transformed at a time.
+    const long kept = opt.refine_probe ? std::max(1L, largest) : long(ws.batch());
+    m_chi = CView3("ptycho::lsqml::chi", std::size_t(kept) * k, m, m);
     m_scratch = CView3("ptycho::lsqml::scratch", std::size_t(ws.batch()) * k, m, m);
     m_num = View2<cdouble>("ptycho::lsqml::num", scan.extent.rows, scan.extent.cols);
     m_den = View2<double>("ptycho::lsqml::den", scan.extent.rows, scan.extent.cols);
@@ -134,8 +124,8 @@ class LsqmlEngine final : public Engine {
     // 1. Exit-wave corrections of the batch, and the object numerator/denominator.
     for (long first = l0; first < l1; first += m_ws.batch()) {
       const long count = std::min<long>(m_ws.batch(), l1 - first);
-      auto chi = Kokkos::subview(m_chi, Kokkos::make_pair((first - l0) * kmodes, (first - l0 + count) * kmodes),
-                                 Kokkos::ALL, Kokkos::ALL);
+      const long off = probe_now ? (first - l0) * kmodes : 0;
+      auto chi = Kokkos::subview(m_chi, Kokkos::make_pair(off, off + count * kmodes), Kokkos::ALL, Kokkos::ALL);
       m_ws.exit_waves(state.object, first, count, chi);
       m_ws.plan().execute(chi, FftDirection::forward, Centring::none);
       cost += dispatch_modes(kmodes, [&](auto kc) { return correction<decltype(kc)::value>(first, count, chi); });
@@ -158,15 +148,21 @@ class LsqmlEngine final : public Engine {
     const auto step = m_step;
     const double dmax = m_illum_max[bi];
     const double delta = std::max(m_opt.regularisation * dmax, 1e-30);
-    Kokkos::parallel_for(
-        "ptycho::lsqml::direction", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
-          const cdouble d = num(r, c) / (double(illum(r, c)) + delta);
+    // 3. With it, the terms of the optimal step a = Re<u, chi> / <u, u>,
+    //    u_j = P~_j dO_j, as object sums (see the top of the file).
+    Sums<2> s;
+    Kokkos::parallel_reduce(
+        "ptycho::lsqml::direction", rect_policy(m_owned),
+        KOKKOS_LAMBDA(long r, long c, Sums<2>& acc) {
+          const double den = illum(r, c);
+          const cdouble d = num(r, c) / (den + delta);
           step(r, c) = cfloat(float(d.real()), float(d.imag()));
-        });
+          acc.v[0] += d.real() * num(r, c).real() + d.imag() * num(r, c).imag();
+          acc.v[1] += (d.real() * d.real() + d.imag() * d.imag()) * den;
+        },
+        Kokkos::Sum<Sums<2>>(s));
     m_coll.gather(step);
-    // 3. The optimal step: a = Re<u, chi> / <u, u> with u_j = P~_j dO_j.
     const auto chi_all = m_chi;
-    const Sums<2> s = step_terms(l0, l1);
     double t[2] = {s.v[0], s.v[1]};
     m_coll.sum(t, 2);
     const double alpha = t[1] > 0 ? std::clamp(t[0] / t[1], 0.0, 2.0) : 0.0;
@@ -206,21 +202,6 @@ class LsqmlEngine final : public Engine {
       return double(correction_row<K>(&frames(first + b, r, 0), &valid(r, 0), &chi(b * kmodes, r, 0), m, kmodes,
                                       plane, inv_m2));
     });
-  }
-
-  /// Re<u, chi> and <u, u> with u_j = P~_j dO_j over local frames [l0, l1).
-  Sums<2> step_terms(long l0, long l1) {
-    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
-    const auto probes = m_ws.probes();
-    const auto row = m_ws.patch_row(), col = m_ws.patch_col();
-    const auto chi = m_chi;
-    const auto step = m_step;
-    return sum_frame_rows<Sums<2>>("ptycho::lsqml::step_terms", (l1 - l0) * kmodes, m,
-                                   KOKKOS_LAMBDA(long bk, int r) {
-                                     const long j = l0 + bk / kmodes;
-                                     return step_row(&probes(l0 * kmodes + bk, r, 0), &step(row(j) + r, col(j)),
-                                                     &chi(bk, r, 0), m);
-                                   });
   }
 
   EngineOptions m_opt;
