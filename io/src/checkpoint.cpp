@@ -49,6 +49,14 @@ class Hdf5Archive final : public StateArchive {
   bool loading() const override { return m_loading; }
   H5File& file() { return m_file; }
 
+  void set_local_frames(const std::vector<long>& g) override {
+    for (size_t i = 0; i < g.size(); ++i)
+      PTYCHO_THROW_IF(g[i] < 0 || g[i] >= m_layout.total_frames || (i > 0 && g[i] <= g[i - 1]),
+                      "checkpoint: local frame " << g[i] << " is not in [0, " << m_layout.total_frames
+                                                 << ") or not ascending");
+    m_layout.frames = g;
+  }
+
   void values(const std::string& name, std::vector<double>& v) override {
     const std::string p = path(name);
     if (m_loading) {

@@ -295,6 +295,7 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
   proc.metrics["seconds_total"] = recon.seconds();
   proc.metrics["seconds_per_iteration"] = recon.seconds() / iters;
   proc.metrics["ranks"] = size;
+  proc.metrics["frames_migrated"] = double(recon.frames_migrated());
   // The estimated model mismatch (collective): what the reconstruction
   // changed in the probe and the positions, and the partial coherence.
   const Mismatch mm = recon.mismatch();
@@ -310,6 +311,9 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
                 mm.probe_error_pct, mm.position_error_nm, mm.partial_coherence_nm);
     for (double o : mm.occupancy) std::printf(" %.3f", o);
     std::printf("\n");
+    if (recon.frames_migrated() > 0)
+      std::printf("ptycho reconstruct: %ld frame%s moved to the rank that owns its refined position\n",
+                  recon.frames_migrated(), recon.frames_migrated() > 1 ? "s" : "");
   }
   if (rank == 0 && !job.previews.empty()) {
     // The tiles are in the file now: rank 0 reads the whole object back once.

@@ -1,8 +1,10 @@
 #include "ptycho/parallel/driver.hpp"
+#include "ptycho/parallel/migrate.hpp"
 
 #include "ptycho/core/error.hpp"
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <random>
 #include <sstream>
@@ -111,6 +113,7 @@ class PrefixedArchive final : public StateArchive {
     m_inner.frame_values(m_prefix + n, v, per);
   }
   void shared_field(const std::string& n, const CView3& f) override { m_inner.shared_field(m_prefix + n, f); }
+  void set_local_frames(const std::vector<long>& g) override { m_inner.set_local_frames(g); }
 
  private:
   StateArchive& m_inner;
@@ -140,6 +143,7 @@ std::string DistributedReconstruction::chain_text() const {
 }
 
 void DistributedReconstruction::save(StateArchive& ar) const {
+  ar.set_local_frames(m_scan.index);
   std::string chain = chain_text();
   ar.text("run/chain", chain);
   std::vector<double> position = {double(m_engine_index), double(m_engine_iteration), double(m_state.iteration),
@@ -165,6 +169,7 @@ void DistributedReconstruction::save(StateArchive& ar) const {
 void DistributedReconstruction::restore(StateArchive& ar) {
   PTYCHO_THROW_IF(!m_ws, "restore: set_data was not called");
   PTYCHO_THROW_IF(!ar.loading(), "restore: the archive is not open for reading");
+  ar.set_local_frames(m_scan.index);
   std::string chain;
   ar.text("run/chain", chain);
   PTYCHO_INPUT_ERROR_IF(chain != chain_text(), "the checkpoint was written by the chain '"
@@ -193,8 +198,15 @@ void DistributedReconstruction::restore(StateArchive& ar) {
   ar.text("run/engine_history", engines);
   m_state.engine_history = split(engines);
   m_state.iteration = long(position[2]);
-  m_ws->set_positions(m_state.positions);
-  m_ws->set_probe(m_state.probe);
+  m_engine.reset();  // it would hold on to the workspace that migrate() may replace
+  // The checkpoint's positions may lie in other ranks' tiles (refined, or
+  // written on another rank count): their frames go there first, and the
+  // engine's per-frame state below is read for the frames held after that.
+  if (migrate() == 0) {
+    m_ws->set_positions(m_state.positions);
+    m_ws->set_probe(m_state.probe);
+  }
+  ar.set_local_frames(m_scan.index);
   m_engine_index = index;
   m_engine_iteration = done_in_engine;
   m_engine.reset();
@@ -225,6 +237,30 @@ void DistributedReconstruction::finish_engine() {
     Kokkos::deep_copy(m_state.probe, modes);
     m_ws->set_probe(m_state.probe);
   }
+  // No engine keeps per-frame state now: frames whose refined centres left
+  // this rank's tile move to their owners.
+  migrate();
+}
+
+long DistributedReconstruction::migrate() {
+  FrameSet mine;
+  mine.index = m_scan.index;
+  mine.positions = m_state.positions;
+  mine.counts = Kokkos::create_mirror_view_and_copy(HostSpace(), m_scan.frames);
+  long moved = 0;
+  FrameSet now = migrate_frames(m_comm.get(), m_dec, mine, moved);
+  if (moved == 0) return 0;
+  const int m = m_scan.frame_size;
+  m_scan.index = std::move(now.index);
+  m_state.positions = std::move(now.positions);
+  m_scan.frames = RView3(Kokkos::view_alloc(Kokkos::WithoutInitializing, "ptycho::frames"), m_scan.num_local(), m, m);
+  Kokkos::deep_copy(m_scan.frames, now.counts);
+  // The workspace's per-frame caches follow the new frame list.
+  m_ws = std::make_unique<Workspace>(m_scan, int(m_state.probe.extent(0)), m_options.batch);
+  m_ws->set_positions(m_state.positions);
+  m_ws->set_probe(m_state.probe);
+  m_frames_migrated += moved;
+  return moved;
 }
 
 void DistributedReconstruction::run(const std::function<void(const Progress&)>& progress) {

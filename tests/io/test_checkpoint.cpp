@@ -5,6 +5,7 @@
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/io/checkpoint.hpp"
+#include "ptycho/parallel/decomposition.hpp"
 #include "ptycho/parallel/driver.hpp"
 #include "../parallel/simulated_scan.hpp"
 #include "../parallel/mpi_world.hpp"
@@ -170,6 +171,114 @@ TEST_P(ResumeTest, ResumedOnOneRankEqualsUninterrupted) {
 INSTANTIATE_TEST_SUITE_P(Chains, ResumeTest,
                          ::testing::Values(Case{"dm:8,ml:8", 5}, Case{"dm:8,ml:8", 8}, Case{"dm:8,ml:8", 13},
                                            Case{"raar:6,lsqml:6", 9}));
+
+namespace {
+
+/// A scan with a position error of 1.2 px RMS, reconstructed from its nominal
+/// positions with position refinement: frames near tile boundaries migrate
+/// between the engines.
+const test::Scene& moving_scene() {
+  static const test::Scene* s = [] {
+    sim::SimulationOptions o;
+    o.object_size = 160;
+    o.probe_size = 48;
+    o.step = 6;
+    o.photons = 1e7;
+    o.position_error_nm = 12;
+    o.seed = 4;
+    auto* sc = const_cast<test::Scene*>(test::new_scene(o));
+    sc->info = test::scan_info(sc->sim, true);
+    return sc;
+  }();
+  return *s;
+}
+
+ReconstructOptions moving_options() {
+  ReconstructOptions opt;
+  EngineOptions base;
+  base.refine_positions = true;
+  base.position_hold = 3;
+  opt.chain = parse_chain("raar:20,raar:8", base);
+  return opt;
+}
+
+struct MovingOutcome {
+  std::vector<Position> positions;
+  long migrated = 0;
+  HostCView2 tile;
+  Rect owned;
+  long strays = 0;
+};
+
+/// The chain on `comm`; stopped after `stop_at` iterations into `path` if
+/// stop_at > 0, resumed from `path` if `resume_from`.
+MovingOutcome run_moving(MPI_Comm comm, long stop_at, const std::string& path, bool resume_from) {
+  const auto& sc = moving_scene();
+  DistributedReconstruction r(comm, sc.info, moving_options());
+  r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  io::CheckpointLayout layout;
+  layout.object_rows = sc.info.object_rows;
+  layout.object_cols = sc.info.object_cols;
+  layout.owned = r.decomposition().owned[rank];
+  layout.extent = r.decomposition().extent[rank];
+  layout.frames = r.my_frames();
+  layout.total_frames = sc.info.num_frames;
+  layout.frame_size = sc.info.geometry.frame_size;
+  long strays = 0;  // frames held, after the restore, by a rank that does not own them
+  if (resume_from) {
+    auto archive = io::open_checkpoint(comm, path, layout);
+    r.restore(*archive);
+    for (const Position& p : r.state().positions) strays += owner_of(r.decomposition(), p.row, p.col) != rank;
+  }
+  RunControl control;
+  if (stop_at > 0) {
+    control.stop_requested = [&] { return r.iterations_done() == stop_at; };
+    control.write_checkpoint = [&](const std::function<void(StateArchive&)>& save) {
+      io::write_checkpoint(comm, path, layout, save);
+    };
+  }
+  r.run(control);
+  return {r.all_positions(), r.frames_migrated(), r.owned_object(), r.owned(), strays};
+}
+
+}  // namespace
+
+// Frames that migrated between engines are written by the ranks that hold
+// them; a resume on the same rank count (which starts from the nominal
+// ownership and migrates again) and on one rank both finish as the
+// uninterrupted run did.
+TEST(Checkpoint, MigratedFramesResume) {
+  const std::string path = file_name("migrated");
+  const MovingOutcome whole = run_moving(MPI_COMM_WORLD, 0, path, false);
+  if (world_size() > 1) {
+    EXPECT_GT(whole.migrated, 0) << "no frame migrated: the test shows nothing";
+  }
+  if (world_rank() == 0) std::printf("  frames migrated: %ld\n", whole.migrated);
+  run_moving(MPI_COMM_WORLD, 24, path, false);  // mid-second engine, after the migration
+  for (MPI_Comm comm : {MPI_COMM_WORLD, MPI_COMM_SELF}) {
+    const MovingOutcome resumed = run_moving(comm, 0, path, true);
+    double worst = 0;
+    for (size_t j = 0; j < whole.positions.size(); ++j)
+      worst = std::max({worst, std::abs(whole.positions[j].row - resumed.positions[j].row),
+                        std::abs(whole.positions[j].col - resumed.positions[j].col)});
+    EXPECT_LT(worst, 1e-4) << (comm == MPI_COMM_SELF ? "resumed on one rank" : "resumed on the same ranks");
+    EXPECT_EQ(resumed.strays, 0) << "the restore left frames off the ranks that own their positions";
+    if (comm == MPI_COMM_WORLD) {
+      Outcome a{whole.tile, whole.owned, {}, {}};
+      double sums[2] = {0, 0};
+      for (long r = 0; r < a.owned.rows; ++r)
+        for (long c = 0; c < a.owned.cols; ++c) {
+          sums[0] += std::pow(double(Kokkos::abs(whole.tile(r, c) - resumed.tile(r, c))), 2);
+          sums[1] += std::pow(double(Kokkos::abs(whole.tile(r, c))), 2);
+        }
+      MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      EXPECT_LT(std::sqrt(sums[0] / sums[1]), 1e-4);
+    }
+  }
+  remove_on_rank0(path);
+}
 
 TEST(Checkpoint, RefusesAnotherChainAndModeCount) {
   const std::string path = file_name("mismatch");

@@ -42,6 +42,11 @@ class StateArchive {
   /// A complex array identical on every rank (the probe modes). On load its
   /// extents must match the stored ones.
   virtual void shared_field(const std::string& name, const CView3& field) = 0;
+  /// Declares which frames this rank holds now (global indices, strictly
+  /// ascending): the frame fields and values that follow are theirs. Frames
+  /// change ranks when refined positions cross tile boundaries
+  /// (parallel/migrate.hpp), so the frames of a rank are not fixed for a run.
+  virtual void set_local_frames(const std::vector<long>& global_index) = 0;
 
   /// A scalar through values(): saved as it is, restored into `value`.
   template <class T>

@@ -70,6 +70,11 @@ class DistributedReconstruction {
   const Decomposition& decomposition() const { return m_dec; }
   /// Global indices of the frames this rank must load, ascending.
   const std::vector<long>& my_frames() const { return m_dec.positions_of[m_comm.rank()]; }
+  /// Global indices of the frames this rank holds now, ascending: my_frames()
+  /// until refined positions cross tile boundaries and their frames migrate.
+  const std::vector<long>& local_frames() const { return m_scan.index; }
+  /// Frames that changed rank so far (over all ranks).
+  long frames_migrated() const { return m_frames_migrated; }
 
   /// Takes this rank's frames (in my_frames() order), the mask and the probe
   /// guess, and sets up the local state: flat object, K probe modes.
@@ -125,8 +130,14 @@ class DistributedReconstruction {
   int m_engine_index = 0;
   int m_engine_iteration = 0;
   std::unique_ptr<Engine> m_engine;
-  /// After an engine's last iteration: orthogonal modes, on to the next engine.
+  long m_frames_migrated = 0;
+  /// After an engine's last iteration: orthogonal modes, frames to the ranks
+  /// that own their positions now, on to the next engine.
   void finish_engine();
+  /// Collective: frames whose positions left this rank's tile go to their
+  /// owners (parallel/migrate.hpp); if any frame moved anywhere, the local
+  /// scan and the workspace are rebuilt. Returns the frames moved over all ranks.
+  long migrate();
 };
 
 }  // namespace ptycho
