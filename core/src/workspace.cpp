@@ -119,26 +119,49 @@ void Workspace::set_probe(const CView3& probe) {
                                          << "x" << m);
   ++m_probe_version;
   if (n == 0) return;
-  const auto out = m_probes;
   // The spectrum of each mode once (raw DFT), then every frame's copy is that
   // spectrum times its shift ramp, brought back by a raw IDFT: one transform
   // per frame and mode.
   CView3 spectrum("ptycho::Workspace::probe_spectrum", kmodes, m, m);
   Kokkos::deep_copy(spectrum, probe);
   m_plan.execute(spectrum, FftDirection::forward, Centring::none);
+  shifted_modes(spectrum, 0, n, m_probes);
+}
+
+void Workspace::shifted_modes(const CView3& spectrum, long first, long count, const CView3& out) const {
+  const int m = m_scan.frame_size, kmodes = m_modes;
+  PTYCHO_THROW_IF(spectrum.extent(0) != size_t(kmodes) || out.extent(0) < size_t(count * kmodes),
+                  "Workspace::shifted_modes: " << spectrum.extent(0) << " modes and room for " << out.extent(0)
+                                               << " frames, need " << kmodes << " and " << count * kmodes);
+  if (count <= 0) return;
+  auto dst = Kokkos::subview(out, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
   const auto ramp_r = m_ramp_row, ramp_c = m_ramp_col;
   const float norm = 1.0f / (float(m) * m);
   Kokkos::parallel_for(
-      "ptycho::Workspace::probe_ramp", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
-      KOKKOS_LAMBDA(long jk, int r, int c) {
-        const long j = jk / kmodes;
-        out(jk, r, c) = spectrum(jk % kmodes, r, c) * (ramp_r(j, r) * ramp_c(j, c) * norm);
+      "ptycho::Workspace::probe_ramp", Policy3({0, 0, 0}, {count * kmodes, m, m}),
+      KOKKOS_LAMBDA(long bk, int r, int c) {
+        const long j = first + bk / kmodes;
+        dst(bk, r, c) = spectrum(bk % kmodes, r, c) * (ramp_r(j, r) * ramp_c(j, c) * norm);
       });
-  m_plan.execute(out, FftDirection::backward, Centring::none);
+  m_plan.execute(dst, FftDirection::backward, Centring::none);
   Kokkos::parallel_for(
-      "ptycho::Workspace::probe_sign", Policy3({0, 0, 0}, {long(n) * kmodes, m, m}),
-      KOKKOS_LAMBDA(long jk, int r, int c) { out(jk, r, c) *= centring_sign(r, c); });
+      "ptycho::Workspace::probe_sign", Policy3({0, 0, 0}, {count * kmodes, m, m}),
+      KOKKOS_LAMBDA(long bk, int r, int c) { dst(bk, r, c) *= centring_sign(r, c); });
   ExecSpace().fence();
+}
+
+void Workspace::product_waves(const CView2& object, const CView3& modes, long first, long count,
+                              const CView3& waves) const {
+  const int m = m_scan.frame_size, kmodes = m_modes;
+  const auto row = m_row, col = m_col;
+  Kokkos::parallel_for(
+      "ptycho::Workspace::product_waves", frame_policy(count * kmodes), KOKKOS_LAMBDA(const FrameMember& team) {
+        const long bk = team.league_rank();
+        const long j = first + bk / kmodes;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](int r) {
+          complex_product_row(&waves(bk, r, 0), &modes(bk, r, 0), &object(row(j) + r, col(j)), m);
+        });
+      });
 }
 
 void Workspace::exit_waves(const CView2& object, long first, long count, const CView3& waves) const {

@@ -74,6 +74,13 @@ class Workspace {
 
   /// waves(b*K + k) = P~_{j,k} * O[patch_j] for j = first + b, b < count.
   void exit_waves(const CView2& object, long first, long count, const CView3& waves) const;
+  /// out(b*K + k) = the shifted, signed copy for frame first + b of mode k of
+  /// any modes, given by their raw DFT `spectrum` (K, M, M): what set_probe
+  /// caches for the probe, here for a probe change (one IDFT per frame and mode).
+  void shifted_modes(const CView3& spectrum, long first, long count, const CView3& out) const;
+  /// waves(b*K + k) = modes(b*K + k) * O[patch_j] for j = first + b: exit
+  /// waves of per-frame modes other than the cached probes.
+  void product_waves(const CView2& object, const CView3& modes, long first, long count, const CView3& waves) const;
   /// num[patch_j] += sum_k conj(P~_{j,k}) waves(b*K+k); den[patch_j] += sum_k |P~_{j,k}|^2,
   /// accumulated in double (atomically: patches overlap).
   void accumulate_object(const View2<cdouble>& num, const View2<double>& den, const CView3& waves, long first,
