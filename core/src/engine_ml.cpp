@@ -190,7 +190,7 @@ class MlEngine final : public Engine {
                                (m_iter - m_opt.position_hold) % kPositionEvery == 0;
     if (positions_now) {
       m_positions.reset();
-      m_positions.accumulate(state.object, 0, m_ws.scan().num_local());
+      m_positions.accumulate(state, 0, m_ws.scan().num_local());
     }
     const double cost = gradient(state);
     direction();

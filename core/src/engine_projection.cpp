@@ -118,7 +118,7 @@ class ProjectionEngine final : public Engine {
       m_ws.accumulate_object(m_num, m_den, w, first, count, den_now);
       if (probe_now) m_probe_update.accumulate(state.object, w, first, count, m_scratch);
     }
-    if (positions_now) m_positions.accumulate(state.object, 0, scan.num_local());
+    if (positions_now) m_positions.accumulate(state, 0, scan.num_local());
     update_object(state, den_now);
     if (positions_now) m_positions.apply(state);
     if (probe_now) m_probe_update.apply(state);  // also refreshes the shifted probes

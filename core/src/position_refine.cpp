@@ -1,29 +1,149 @@
 #include "position_refine.hpp"
 
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/geometry.hpp"
 #include "ptycho/core/kernel_util.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace ptycho {
 
 namespace {
-constexpr double kMomentum = 0.5;
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of x.
+std::uint64_t mix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
 }
+
+/// A uniform number in [0, 1) that depends only on (seed, global frame,
+/// step): the same on every rank count, and the same again after a resume.
+double frame_uniform(unsigned seed, long frame, long step) {
+  const std::uint64_t h = mix64(mix64(mix64(seed) ^ std::uint64_t(frame)) ^ std::uint64_t(step));
+  return double(h >> 11) * 0x1.0p-53;
+}
+
+// Row functions (kernel_util.hpp): (re, im) float pairs through restrict
+// pointers and plain loops, which is what GCC vectorises.
+
+/// out = spec * (scale * ramp) over a row of n: a trial probe's spectrum row.
+KOKKOS_INLINE_FUNCTION void ramp_row(cfloat* out_c, const cfloat* spec_c, const cfloat* ramp_c, cfloat scale, int n) {
+  float* PTYCHO_RESTRICT out = reinterpret_cast<float*>(out_c);
+  const float* PTYCHO_RESTRICT sp = reinterpret_cast<const float*>(spec_c);
+  const float* PTYCHO_RESTRICT rp = reinterpret_cast<const float*>(ramp_c);
+  const float ar = scale.real(), ai = scale.imag();
+  for (int c = 0; c < n; ++c) {
+    const float rr = ar * rp[2 * c] - ai * rp[2 * c + 1], ri = ar * rp[2 * c + 1] + ai * rp[2 * c];
+    out[2 * c] = sp[2 * c] * rr - sp[2 * c + 1] * ri;
+    out[2 * c + 1] = sp[2 * c] * ri + sp[2 * c + 1] * rr;
+  }
+}
+
+/// w *= o * s0 (-1)^c over a row of n: an unsigned probe row times the object,
+/// with the checkerboard sign of the row (s0 its sign at c = 0).
+KOKKOS_INLINE_FUNCTION void multiply_signed_row(cfloat* w_c, const cfloat* o_c, float s0, int n) {
+  float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
+  const float* PTYCHO_RESTRICT o = reinterpret_cast<const float*>(o_c);
+  for (int c = 0; c < n; ++c) {
+    const float sg = (c & 1) ? -s0 : s0;
+    const float wr = w[2 * c], wi = w[2 * c + 1], orr = o[2 * c] * sg, oi = o[2 * c + 1] * sg;
+    w[2 * c] = wr * orr - wi * oi;
+    w[2 * c + 1] = wr * oi + wi * orr;
+  }
+}
+
+/// Amplitude misfit of one row of a frame: sum_c valid (sqrt(y) - a)^2,
+/// a = sqrt(sum_k |w_k|^2 / M^2) (the K modes `plane` apart). Summed in float
+/// along the row (at most M terms), in double over rows.
+template <int K>
+KOKKOS_INLINE_FUNCTION float misfit_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT valid,
+                                        const cfloat* w_c, int m, int kmodes_rt, long plane, float inv_m2) {
+  const int kmodes = modes<K>(kmodes_rt);
+  const float* PTYCHO_RESTRICT w = reinterpret_cast<const float*>(w_c);
+  const long step = 2 * plane;
+  float row = 0;
+  for (int c = 0; c < m; ++c) {
+    float i = 0;
+    for (int k = 0; k < kmodes; ++k) {
+      const float re = w[k * step + 2 * c], im = w[k * step + 2 * c + 1];
+      i += re * re + im * im;
+    }
+    const float d = std::sqrt(y[c] > 0 ? y[c] : 0.0f) - std::sqrt(i * inv_m2);
+    row += valid[c] > 0 ? d * d : 0.0f;
+  }
+  return row;
+}
+
+/// cost(s) = misfit of slot s's far fields waves(s*K .. s*K+K) against its
+/// frame's data, for slots s < ntrial + cnt: slot s < ntrial is a trial of
+/// frame f0 + s / trials, slot ntrial + b the current position of frame f0 + b.
+template <int K>
+void slot_misfits(const RView3& frames, const RView2& valid, const CView3& waves, const View1<double>& cost, long f0,
+                  long ntrial, long cnt, int trials, int kmodes) {
+  const int m = int(waves.extent(1));
+  const long plane = long(m) * m;
+  const float inv_m2 = 1.0f / (float(m) * m);
+  Kokkos::parallel_for(
+      "ptycho::positions::trial_cost", frame_policy(ntrial + cnt), KOKKOS_LAMBDA(const FrameMember& team) {
+        const long s = team.league_rank();
+        const long j = f0 + (s < ntrial ? s / trials : s - ntrial);
+        double total = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, m),
+            [&](int r, double& acc) {
+              acc += misfit_row<K>(&frames(j, r, 0), &valid(r, 0), &waves(s * kmodes, r, 0), m, kmodes, plane, inv_m2);
+            },
+            total);
+        Kokkos::single(Kokkos::PerTeam(team), [&] { cost(s) = total; });
+      });
+}
+
+}  // namespace
 
 PositionRefiner::PositionRefiner(Workspace& ws, const Collective& coll, const EngineOptions& opt,
                                  const ReconState& state)
     : m_ws(ws),
       m_coll(coll),
+      m_method(opt.position_method),
       m_max_step(opt.max_position_step),
       m_max_total(opt.max_position_shift),
       m_momentum(opt.position_momentum),
       m_affine_free(!opt.fix_affine),
+      m_seed(opt.seed),
       m_start(state.positions),
-      m_velocity(state.positions.size()),
-      m_sums("ptycho::positions::sums", ws.scan().num_local(), 5),
-      m_work("ptycho::positions::work", std::size_t(3) * ws.batch() * ws.num_modes(), ws.frame_size(), ws.frame_size()) {}
+      m_velocity(state.positions.size()) {
+  // Work space only for the method that runs, and only if positions move at all.
+  if (!opt.refine_positions) return;
+  const long n = ws.scan().num_local();
+  const int m = ws.frame_size(), kmodes = ws.num_modes(), batch = ws.batch();
+  if (m_method == PositionMethod::gradient) {
+    m_sums = View2<double>("ptycho::positions::sums", n, 5);
+    m_work = CView3("ptycho::positions::work", std::size_t(3) * batch * kmodes, m, m);
+    return;
+  }
+  PTYCHO_INPUT_ERROR_IF(
+      !(m_max_step > 0) || !std::isfinite(m_max_step),
+      "position refinement by annealing: max_position_step (the first trial radius) must be > 0, got " << m_max_step);
+  m_work = CView3("ptycho::positions::trial_waves", std::size_t(kAnnealTrials + 1) * batch * kmodes, m, m);
+  m_spectrum = CView3("ptycho::positions::probe_spectrum", kmodes, m, m);
+  m_trial_row = View1<int>("ptycho::positions::trial_row", std::size_t(batch) * kAnnealTrials);
+  m_trial_col = View1<int>("ptycho::positions::trial_col", std::size_t(batch) * kAnnealTrials);
+  m_trial_frac = View2<double>("ptycho::positions::trial_frac", std::size_t(batch) * kAnnealTrials, 2);
+  m_trial_ramp_row = View2<cfloat>("ptycho::positions::trial_ramp_row", std::size_t(batch) * kAnnealTrials, m);
+  m_trial_ramp_col = View2<cfloat>("ptycho::positions::trial_ramp_col", std::size_t(batch) * kAnnealTrials, m);
+  m_trial_cost = View1<double>("ptycho::positions::trial_cost", std::size_t(batch) * (kAnnealTrials + 1));
+  m_move_row.assign(n, 0.0);
+  m_move_col.assign(n, 0.0);
+  m_moved.assign(n, 0);
+}
+
+double PositionRefiner::anneal_radius() const {
+  return std::max(m_max_step * std::pow(kAnnealShrink, double(m_anneal_step)), std::min(kAnnealFloor, m_max_step));
+}
 
 void PositionRefiner::checkpoint(StateArchive& ar) {
   auto positions = [&](const std::string& name, std::vector<Position>& p) {
@@ -37,11 +157,154 @@ void PositionRefiner::checkpoint(StateArchive& ar) {
   };
   positions("positions/start", m_start);
   positions("positions/velocity", m_velocity);
+  // The annealing radius and the trial directions follow from the step
+  // count; only annealing writes it, so gradient checkpoints stay as they were.
+  if (m_method == PositionMethod::annealing) ar.scalar("positions/anneal_step", m_anneal_step);
 }
 
-void PositionRefiner::reset() { Kokkos::deep_copy(m_sums, 0.0); }
+void PositionRefiner::reset() {
+  if (m_method == PositionMethod::gradient) {
+    if (m_sums.size() > 0) Kokkos::deep_copy(m_sums, 0.0);
+    return;
+  }
+  std::fill(m_move_row.begin(), m_move_row.end(), 0.0);
+  std::fill(m_move_col.begin(), m_move_col.end(), 0.0);
+  std::fill(m_moved.begin(), m_moved.end(), 0);
+  m_spectrum_ready = false;  // the probe may have changed since the last step
+}
 
-void PositionRefiner::accumulate(const CView2& object, long first, long count) {
+void PositionRefiner::accumulate(const ReconState& state, long first, long count) {
+  PTYCHO_THROW_IF(m_work.size() == 0, "PositionRefiner: built for an engine that does not refine positions");
+  if (m_method == PositionMethod::gradient)
+    accumulate_gradient(state.object, first, count);
+  else
+    accumulate_annealing(state, first, count);
+}
+
+void PositionRefiner::accumulate_annealing(const ReconState& state, long first, long count) {
+  constexpr int T = kAnnealTrials;
+  const auto& scan = m_ws.scan();
+  const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+  PTYCHO_THROW_IF(state.probe.extent(0) != size_t(kmodes) || state.probe.extent(1) != size_t(m),
+                  "PositionRefiner: probe is " << state.probe.extent(0) << "x" << state.probe.extent(1) << ", expected "
+                                               << kmodes << "x" << m);
+  if (count <= 0) return;
+  // The probe's spectrum once per step; every trial probe is it times a ramp.
+  if (!m_spectrum_ready) {
+    Kokkos::deep_copy(m_spectrum, state.probe);
+    m_ws.plan().execute(m_spectrum, FftDirection::forward, Centring::none);
+    m_spectrum_ready = true;
+  }
+  const double radius = anneal_radius();
+  const Rect& e = scan.extent;
+  auto trow = Kokkos::create_mirror_view(m_trial_row);
+  auto tcol = Kokkos::create_mirror_view(m_trial_col);
+  auto tfrac = Kokkos::create_mirror_view(m_trial_frac);
+  std::vector<Position> trial(std::size_t(m_ws.batch()) * T);
+  std::vector<char> inside(trial.size());
+
+  const auto object = state.object;
+  const auto spectrum = m_spectrum;
+  const auto frames = scan.frames;
+  const auto valid = scan.valid;
+  const auto wk = m_work;
+  const auto trial_row = m_trial_row, trial_col = m_trial_col;
+  const auto ramp_r = m_trial_ramp_row, ramp_c = m_trial_ramp_col;
+  const auto frac = m_trial_frac;
+  const float norm = 1.0f / (float(m) * m);
+  for (long f0 = first; f0 < first + count; f0 += m_ws.batch()) {
+    const long cnt = std::min<long>(m_ws.batch(), first + count - f0);
+    const long ntrial = cnt * T;  // trial slots; the current positions follow in slots ntrial..ntrial+cnt
+    // Trial centres on a cross of radius r, turned by a random angle per frame
+    // and step, kept within max_position_shift of the start like every move.
+    for (long b = 0; b < cnt; ++b) {
+      const long j = f0 + b;
+      const Position& p = state.positions[j];
+      const double t0 = 2.0 * M_PI * frame_uniform(m_seed, scan.index[j], m_anneal_step);
+      for (int t = 0; t < T; ++t) {
+        const double angle = t0 + 2.0 * M_PI * t / T;
+        Position q{p.row + radius * std::cos(angle), p.col + radius * std::sin(angle)};
+        q.row = m_start[j].row + std::clamp(q.row - m_start[j].row, -m_max_total, m_max_total);
+        q.col = m_start[j].col + std::clamp(q.col - m_start[j].col, -m_max_total, m_max_total);
+        const PatchOrigin o = patch_origin(q.row, q.col, m);
+        const long i = b * T + t;
+        trial[i] = q;
+        inside[i] = e.contains(Rect{o.row, o.col, m, m});
+        // A trial outside the tile is not evaluated: it reads the tile's
+        // corner, unshifted, and its cost is ignored.
+        trow(i) = inside[i] ? int(o.row - e.row0) : 0;
+        tcol(i) = inside[i] ? int(o.col - e.col0) : 0;
+        tfrac(i, 0) = inside[i] ? o.frac_row : 0.0;
+        tfrac(i, 1) = inside[i] ? o.frac_col : 0.0;
+      }
+    }
+    Kokkos::deep_copy(m_trial_row, trow);
+    Kokkos::deep_copy(m_trial_col, tcol);
+    Kokkos::deep_copy(m_trial_frac, tfrac);
+    // The separable shift ramps exp(-2 pi i f_q d) of each trial, in double
+    // as Workspace::set_positions makes them (8 M phasors per frame: too
+    // many to leave to one host thread).
+    Kokkos::parallel_for(
+        "ptycho::positions::trial_ramps", Policy2({0, 0}, {ntrial, m}), KOKKOS_LAMBDA(long i, int q) {
+          const double f = (q < (m + 1) / 2 ? q : q - m) / double(m);
+          const double pr = -2.0 * M_PI * f * frac(i, 0), pc = -2.0 * M_PI * f * frac(i, 1);
+          ramp_r(i, q) = cfloat(float(std::cos(pr)), float(std::sin(pr)));
+          ramp_c(i, q) = cfloat(float(std::cos(pc)), float(std::sin(pc)));
+        });
+    // Trial probes, exactly as Workspace::set_probe makes the frames' probes:
+    // IDFT(spectrum * ramp) / M^2, signed. One team per trial and mode, a row
+    // at a time (kernel_util.hpp).
+    auto trials = Kokkos::subview(m_work, Kokkos::make_pair(0L, ntrial * kmodes), Kokkos::ALL, Kokkos::ALL);
+    Kokkos::parallel_for(
+        "ptycho::positions::trial_ramp", frame_policy(ntrial * kmodes), KOKKOS_LAMBDA(const FrameMember& team) {
+          const long ik = team.league_rank(), i = ik / kmodes;
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](int r) {
+            ramp_row(&wk(ik, r, 0), &spectrum(ik % kmodes, r, 0), &ramp_c(i, 0), ramp_r(i, r) * norm, m);
+          });
+        });
+    m_ws.plan().execute(trials, FftDirection::backward, Centring::none);
+    // Exit waves: the trial probes (signed here) on their patches, then the
+    // frames' cached probes on their current patches.
+    Kokkos::parallel_for(
+        "ptycho::positions::trial_waves", frame_policy(ntrial * kmodes), KOKKOS_LAMBDA(const FrameMember& team) {
+          const long ik = team.league_rank(), i = ik / kmodes;
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](int r) {
+            multiply_signed_row(&wk(ik, r, 0), &object(trial_row(i) + r, trial_col(i)), centring_sign(r, 0), m);
+          });
+        });
+    m_ws.exit_waves(
+        state.object, f0, cnt,
+        Kokkos::subview(m_work, Kokkos::make_pair(ntrial * kmodes, (ntrial + cnt) * kmodes), Kokkos::ALL, Kokkos::ALL));
+    auto waves = Kokkos::subview(m_work, Kokkos::make_pair(0L, (ntrial + cnt) * kmodes), Kokkos::ALL, Kokkos::ALL);
+    m_ws.plan().execute(waves, FftDirection::forward, Centring::none);
+    dispatch_modes(kmodes, [&](auto kc) {
+      slot_misfits<decltype(kc)::value>(frames, valid, m_work, m_trial_cost, f0, ntrial, cnt, T, kmodes);
+    });
+    auto cost_h = Kokkos::create_mirror_view_and_copy(HostSpace(), m_trial_cost);
+    // Each frame moves to its best trial if that is strictly better than
+    // where it is (ties keep it: no move without evidence).
+    for (long b = 0; b < cnt; ++b) {
+      const long j = f0 + b;
+      double best = cost_h(ntrial + b);
+      int pick = -1;
+      bool any = false;
+      for (int t = 0; t < T; ++t) {
+        const long i = b * T + t;
+        if (!inside[i]) continue;
+        any = true;
+        if (cost_h(i) < best) {
+          best = cost_h(i);
+          pick = t;
+        }
+      }
+      m_moved[j] = any;
+      m_move_row[j] = pick < 0 ? 0.0 : trial[b * T + pick].row - state.positions[j].row;
+      m_move_col[j] = pick < 0 ? 0.0 : trial[b * T + pick].col - state.positions[j].col;
+    }
+  }
+}
+
+void PositionRefiner::accumulate_gradient(const CView2& object, long first, long count) {
   const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
   const auto probes = m_ws.probes();
   const auto row = m_ws.patch_row(), col = m_ws.patch_col();
@@ -105,17 +368,31 @@ void PositionRefiner::accumulate(const CView2& object, long first, long count) {
   }
 }
 
-void PositionRefiner::apply(ReconState& state) {
+void PositionRefiner::gradient_steps(std::vector<double>& dr, std::vector<double>& dc,
+                                     std::vector<char>& informed) const {
   const long n = m_ws.scan().num_local();
   auto s = Kokkos::create_mirror_view_and_copy(HostSpace(), m_sums);
-  std::vector<double> dr(n, 0.0), dc(n, 0.0);
-  std::vector<char> informed(n, 0);
   for (long j = 0; j < n; ++j) {
     const double a = s(j, 0), b = s(j, 1), c = s(j, 2), det = a * c - b * b;
     if (!(det > 1e-12 * (a * c)) || !(a > 0)) continue;  // a frame without texture: no information
     dr[j] = std::clamp((c * s(j, 3) - b * s(j, 4)) / det, -m_max_step, m_max_step);
     dc[j] = std::clamp((a * s(j, 4) - b * s(j, 3)) / det, -m_max_step, m_max_step);
     informed[j] = 1;
+  }
+}
+
+void PositionRefiner::apply(ReconState& state) {
+  PTYCHO_THROW_IF(m_work.size() == 0, "PositionRefiner: built for an engine that does not refine positions");
+  const long n = m_ws.scan().num_local();
+  const bool annealing = m_method == PositionMethod::annealing;
+  std::vector<double> dr(n, 0.0), dc(n, 0.0);
+  std::vector<char> informed(n, 0);
+  if (annealing) {
+    dr = m_move_row;
+    dc = m_move_col;
+    informed = m_moved;
+  } else {
+    gradient_steps(dr, dc, informed);
   }
   // The mean shift (the object's origin) is no position error the data can
   // tell from the object, and goes; with fix_affine the whole affine part
@@ -174,19 +451,28 @@ void PositionRefiner::apply(ReconState& state) {
       dc[j] -= xc[a] * f[a];
     }
   }
-  const double mr = 0, mc = 0;
   for (long j = 0; j < n; ++j) {
     if (dr[j] == 0.0 && dc[j] == 0.0) continue;
-    // Optional momentum (0 by default: Gauss-Newton steps need none).
-    m_velocity[j].row = m_momentum * m_velocity[j].row + (dr[j] - mr);
-    m_velocity[j].col = m_momentum * m_velocity[j].col + (dc[j] - mc);
-    const double vr = std::clamp(m_velocity[j].row, -m_max_step, m_max_step);
-    const double vc = std::clamp(m_velocity[j].col, -m_max_step, m_max_step);
+    double vr = dr[j], vc = dc[j];
+    if (!annealing) {
+      // Optional momentum (0 by default: Gauss-Newton steps need none). An
+      // annealing move is a choice among trials, not a step to build speed on.
+      m_velocity[j].row = m_momentum * m_velocity[j].row + dr[j];
+      m_velocity[j].col = m_momentum * m_velocity[j].col + dc[j];
+      vr = m_velocity[j].row;
+      vc = m_velocity[j].col;
+    }
+    vr = std::clamp(vr, -m_max_step, m_max_step);
+    vc = std::clamp(vc, -m_max_step, m_max_step);
     Position& p = state.positions[j];
     p.row = m_start[j].row + std::clamp(p.row + vr - m_start[j].row, -m_max_total, m_max_total);
     p.col = m_start[j].col + std::clamp(p.col + vc - m_start[j].col, -m_max_total, m_max_total);
   }
   m_ws.set_positions(state.positions);
+  if (annealing) {
+    ++m_anneal_step;  // the next step searches a smaller radius
+    m_spectrum_ready = false;
+  }
 }
 
 }  // namespace ptycho

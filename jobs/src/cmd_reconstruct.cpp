@@ -179,6 +179,8 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
   base.refine_probe = job.refine_probe;
   base.likelihood = job.likelihood == "gaussian" ? Likelihood::gaussian
                                                  : Likelihood::poisson;  // check_settings allows only these two
+  base.position_method = job.position_method == "annealing" ? PositionMethod::annealing
+                                                            : PositionMethod::gradient;  // likewise
 
   ReconstructOptions opt;
   opt.chain = parse_chain(job.engines, base);
@@ -458,7 +460,7 @@ Command add_reconstruct_command(CLI::App& app) {
   c.app->add_option("--probe-hold", j.base.probe_hold, "iterations of each engine before the probe is refined")
       ->capture_default_str();
   c.app->add_flag("--refine-positions", j.base.refine_positions,
-                  "refine the positions (DM, RAAR, ML; Gauss-Newton on the amplitudes)");
+                  "refine the positions (DM, RAAR, ML; the method: --position-method)");
   c.app->add_option("--position-hold", j.base.position_hold, "iterations of each engine before positions move")
       ->capture_default_str();
   c.app->add_option("--max-position-shift", j.base.max_position_shift,
@@ -466,6 +468,11 @@ Command add_reconstruct_command(CLI::App& app) {
       ->capture_default_str();
   c.app->add_flag("--fix-affine", j.base.fix_affine,
                   "position refinement keeps the scan's global scale, rotation and shear");
+  c.app
+      ->add_option("--position-method", j.position_method,
+                   "position refinement: gradient (Gauss-Newton) or annealing (the best of 4 trial shifts of a shrinking "
+                   "radius)")
+      ->capture_default_str();
   c.app->add_option("--likelihood", j.likelihood, "ML noise model: poisson or gaussian")->capture_default_str();
   c.app
       ->add_option("--smoothness", j.base.smoothness,

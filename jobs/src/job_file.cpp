@@ -242,6 +242,9 @@ const std::vector<KeySpec>& specs() {
           "max_position_shift", [](J& j) -> double& { return j.base.max_position_shift; }, positive()),
       make_key<bool>("fix_affine", [](J& j) -> bool& { return j.base.fix_affine; }),
       make_key<std::string>(
+          "position_method", [](J& j) -> std::string& { return j.position_method; },
+          one_of({"gradient", "annealing"})),
+      make_key<std::string>(
           "likelihood", [](J& j) -> std::string& { return j.likelihood; }, one_of({"poisson", "gaussian"})),
       make_key<double>(
           "smoothness", [](J& j) -> double& { return j.base.smoothness; }, non_negative()),

@@ -45,6 +45,7 @@ struct ReconstructJob {
   int probe_modes = 1;                  ///< K incoherent probe modes
   bool refine_probe = false;
   std::string likelihood = "poisson";  ///< ML noise model: poisson or gaussian
+  std::string position_method = "gradient";  ///< position refinement: gradient or annealing
   int batch = 16;                      ///< frames per batched FFT
   int progress_every = 10;             ///< a progress line every this many iterations
   std::string previews;                ///< folder for PNG previews; empty: none
@@ -54,7 +55,7 @@ struct ReconstructJob {
   int checkpoint_every = 0;            ///< iterations between checkpoints; 0: only when stopped by a signal
   std::string resume;                  ///< checkpoint to resume from; empty: the checkpoint file, if it exists
   /// Engine parameters shared by the chain (name and iterations come from `engines`;
-  /// likelihood and refine_probe from the fields above).
+  /// likelihood, position_method and refine_probe from the fields above).
   EngineOptions base;
 
   /// Set by the blind preset when the job leaves refine_positions unset: the

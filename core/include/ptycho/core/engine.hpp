@@ -16,6 +16,12 @@ namespace ptycho {
 
 enum class Likelihood { poisson, gaussian };
 
+/// How position refinement moves a frame: a Gauss-Newton step on the
+/// amplitudes (`gradient`), or the best of a few trial shifts of a shrinking
+/// radius (`annealing`, Maiden et al. 2012: a search that needs no derivative
+/// of the misfit). See core/src/position_refine.hpp.
+enum class PositionMethod { gradient, annealing };
+
 /// Options of one engine in a chain. Defaults are what a beamline user would
 /// want; every field can be set from the command line.
 struct EngineOptions {
@@ -29,6 +35,7 @@ struct EngineOptions {
   double max_position_shift = 3.0;   ///< largest distance from the starting position [px] (below the halo margin)
   double position_momentum = 0.0;    ///< weight of the previous position step in the next
   bool fix_affine = false;     ///< position refinement keeps the scan's global affine geometry (scale, rotation, shear)
+  PositionMethod position_method = PositionMethod::gradient;  ///< annealing: trial radius starts at max_position_step
   double beta = 0.75;          ///< RAAR / sDR relaxation
   double sigma = 0.5;          ///< sDR: relaxed Fourier reflection (0: alternating projections, 1: difference map;
                                ///< on noisy data the sequential update diverges above about 0.8)
