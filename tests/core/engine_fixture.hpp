@@ -13,13 +13,9 @@ struct SmallScan {
   LocalScan scan;
 };
 
-inline SmallScan make_small_scan(double photons = 1e6, int object_size = 96, int probe = 32, double step = 5) {
-  sim::SimulationOptions o;
-  o.object_size = object_size;
-  o.probe_size = probe;
-  o.step = step;
-  o.photons = photons;
-  o.seed = 3;
+/// The scan simulated from `o`, as one rank's local scan.
+inline SmallScan make_small_scan(const sim::SimulationOptions& o) {
+  const int object_size = o.object_size, probe = o.probe_size;
   SmallScan s;
   s.sim = sim::simulate(o);
   auto& sc = s.scan;
@@ -34,6 +30,16 @@ inline SmallScan make_small_scan(double photons = 1e6, int object_size = 96, int
   sc.valid = RView2("valid", probe, probe);
   Kokkos::deep_copy(sc.valid, 1.0f);
   return s;
+}
+
+inline SmallScan make_small_scan(double photons = 1e6, int object_size = 96, int probe = 32, double step = 5) {
+  sim::SimulationOptions o;
+  o.object_size = object_size;
+  o.probe_size = probe;
+  o.step = step;
+  o.photons = photons;
+  o.seed = 3;
+  return make_small_scan(o);
 }
 
 /// Relative error of `obj` against `truth` over the central box, after the
