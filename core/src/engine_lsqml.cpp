@@ -111,7 +111,7 @@ class LsqmlEngine final : public Engine {
     double cost = 0;
     for (size_t b = 0; b < m_batches.size(); ++b)
       cost += batch_update(state, int(b), m_batches[b].first, m_batches[b].second, probe_now);
-    if (probe_now) m_probe_update.apply(state);
+    if (probe_now) m_probe_update.apply_step(state, 0.0);
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);
@@ -169,15 +169,17 @@ class LsqmlEngine final : public Engine {
         "ptycho::lsqml::step", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
         KOKKOS_LAMBDA(long r, long c) { obj(r, c) += step(r, c) * a; });
     if (probe_now) {
-      // Corrected exit waves psi + chi, for the probe update of this iteration.
+      // What the object step left of the correction, chi - a P~ dO, for the
+      // probe step of this iteration (chi alone would count twice what the
+      // object has already taken up).
       for (long first = l0; first < l1; first += m_ws.batch()) {
         const long count = std::min<long>(m_ws.batch(), l1 - first);
         auto w = Kokkos::subview(m_scratch, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
-        m_ws.exit_waves(obj, first, count, w);
+        m_ws.exit_waves(step, first, count, w);
         const long off = (first - l0) * kmodes;
         Kokkos::parallel_for(
-            "ptycho::lsqml::corrected", Policy3({0, 0, 0}, {count * kmodes, m, m}),
-            KOKKOS_LAMBDA(long bk, int r, int c) { w(bk, r, c) += chi_all(off + bk, r, c); });
+            "ptycho::lsqml::left", Policy3({0, 0, 0}, {count * kmodes, m, m}),
+            KOKKOS_LAMBDA(long bk, int r, int c) { w(bk, r, c) = chi_all(off + bk, r, c) - w(bk, r, c) * a; });
         auto work = Kokkos::subview(m_chi, Kokkos::make_pair(off, off + count * kmodes), Kokkos::ALL, Kokkos::ALL);
         m_probe_update.accumulate(obj, w, first, count, work);
       }

@@ -136,6 +136,7 @@ class PieEngine final : public Engine {
                 w(k, r, c) = psi;
               }
               num += Kokkos::conj(p) * (w(k, r, c) - phi);
+              w(k, r, c) -= phi;  // the correction, for the probe step
               p2 += p.real() * p.real() + p.imag() * p.imag();
             }
             const float den = sdr ? (1.0f - sdr_a) * pm + sdr_a * p2 : (1.0f - a) * p2 + a * pm;
@@ -145,7 +146,7 @@ class PieEngine final : public Engine {
       if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
     }
     combine_ranks(state);
-    if (probe_now) m_probe_update.apply(state);
+    if (probe_now) m_probe_update.apply_step(state, epie ? 1.0 : sdr ? 1.0 - m_opt.sdr_step : m_opt.rpie_alpha);
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);

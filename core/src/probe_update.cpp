@@ -76,14 +76,9 @@ void ProbeUpdate::checkpoint(StateArchive& ar) {
   for (size_t i = 0; i < support.size(); ++i) m_support.data()[i] = support[i] != 0;
 }
 
-void ProbeUpdate::apply(ReconState& state) {
+template <class Update>
+void ProbeUpdate::finish(ReconState& state, const Update& update) {
   auto num = Kokkos::create_mirror_view_and_copy(HostSpace(), m_num);
-  auto den = Kokkos::create_mirror_view_and_copy(HostSpace(), m_den);
-  m_coll.sum(reinterpret_cast<double*>(num.data()), 2 * num.size());
-  m_coll.sum(den.data(), den.size());
-  double dmax = 0;
-  for (size_t i = 0; i < den.size(); ++i) dmax = std::max(dmax, den.data()[i]);
-  const double delta = m_regularisation * dmax;
   auto probe = Kokkos::create_mirror_view_and_copy(HostSpace(), state.probe);
   const int kmodes = static_cast<int>(probe.extent(0)), m = static_cast<int>(probe.extent(1));
   auto power = [&] {
@@ -101,7 +96,7 @@ void ProbeUpdate::apply(ReconState& state) {
     for (int r = 0; r < m; ++r)
       for (int c = 0; c < m; ++c) {
         const cfloat p = probe(k, r, c);
-        const cdouble v = (num(k, r, c) + cdouble(p.real(), p.imag()) * delta) / (den(r, c) + delta);
+        const cdouble v = update(num(k, r, c), cdouble(p.real(), p.imag()), r, c);
         probe(k, r, c) = cfloat(float(v.real()), float(v.imag()));
       }
   apply_fourier_support(probe);
@@ -112,6 +107,34 @@ void ProbeUpdate::apply(ReconState& state) {
   }
   Kokkos::deep_copy(state.probe, probe);
   m_ws.set_probe(state.probe);
+}
+
+/// The sums over ranks and the largest summed denominator.
+double ProbeUpdate::reduce(View2<double, HostSpace>& den) {
+  den = Kokkos::create_mirror_view_and_copy(HostSpace(), m_den);
+  auto num = Kokkos::create_mirror_view(m_num);
+  Kokkos::deep_copy(num, m_num);
+  m_coll.sum(reinterpret_cast<double*>(num.data()), 2 * num.size());
+  Kokkos::deep_copy(m_num, num);
+  m_coll.sum(den.data(), den.size());
+  double dmax = 0;
+  for (size_t i = 0; i < den.size(); ++i) dmax = std::max(dmax, den.data()[i]);
+  return dmax;
+}
+
+void ProbeUpdate::apply(ReconState& state) {
+  View2<double, HostSpace> den;
+  const double delta = m_regularisation * reduce(den);
+  finish(state, [&](const cdouble& n, const cdouble& p, int r, int c) { return (n + p * delta) / (den(r, c) + delta); });
+}
+
+void ProbeUpdate::apply_step(ReconState& state, double a) {
+  View2<double, HostSpace> den;
+  const double dmax = reduce(den);
+  const double floor = std::max(m_regularisation * dmax, 1e-30);
+  finish(state, [&](const cdouble& n, const cdouble& p, int r, int c) {
+    return p + n / std::max((1 - a) * den(r, c) + a * dmax, floor);
+  });
 }
 
 }  // namespace ptycho

@@ -19,6 +19,11 @@ class ProbeUpdate {
   /// Sums over ranks, P <- (num + delta P) / (den + delta), rescaled to the power the
   /// probe had at the first update, then refreshes the workspace's probes.
   void apply(ReconState& state);
+  /// For sums of exit-wave corrections (waves psi' - P~ O) instead of exit
+  /// waves: sums over ranks, P <- P + num / ((1 - a) den + a max(den)), with
+  /// a in [0, 1] (1: ePIE's step, normalised by the largest illumination),
+  /// then the support, the power and the workspace's probes as apply().
+  void apply_step(ReconState& state, double a);
   /// Saves or restores the power to keep and the support (set at the first update).
   void checkpoint(StateArchive& ar);
 
@@ -30,6 +35,12 @@ class ProbeUpdate {
   View2<std::uint8_t, HostSpace> m_support;  ///< far-field support of the probe, set at the first update
   /// Zeroes the far field of every mode outside the support.
   void apply_fourier_support(const HostCView3& probe);
+  /// Sums num and den over ranks (num in place); returns den summed and its max.
+  double reduce(View2<double, HostSpace>& den);
+  /// P_k <- update(num_k, P_k, r, c) per pixel, then the support, the power
+  /// and the workspace's probes.
+  template <class Update>
+  void finish(ReconState& state, const Update& update);
   View3<cdouble> m_num;
   View2<double> m_den;
 };
