@@ -48,6 +48,8 @@ void PositionRefiner::accumulate(const CView2& object, long first, long count) {
   const auto frames = m_ws.scan().frames;
   const auto valid = m_ws.scan().valid;
   const auto sums = m_sums;
+  const auto bg = m_background;
+  const bool with_bg = bg.size() > 0;
   for (long f0 = first; f0 < first + count; f0 += m_ws.batch()) {
     const long cnt = std::min<long>(m_ws.batch(), first + count - f0);
     const long nk = cnt * kmodes;
@@ -86,7 +88,7 @@ void PositionRefiner::accumulate(const CView2& object, long first, long count) {
                     gr += f.real() * ur.real() + f.imag() * ur.imag();
                     gc += f.real() * uc.real() + f.imag() * uc.imag();
                   }
-                  const float a = std::sqrt(i * inv_m2);  // model amplitude
+                  const float a = std::sqrt(i * inv_m2 + (with_bg ? bg(r, c) : 0.0f));  // model amplitude
                   if (a < 1e-3f) continue;
                   const double jr = gr * inv_m2 / a, jc = gc * inv_m2 / a;  // d a / d shift
                   const double res = std::sqrt(frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f) - a;

@@ -26,6 +26,8 @@ class PositionRefiner {
   void apply(ReconState& state);
   /// Saves or restores the starting positions and the momenta.
   void checkpoint(StateArchive& ar);
+  /// The model amplitude becomes sqrt(|F(P O)|^2 + b) (empty: no background).
+  void use_background(const RView2& background) { m_background = background; }
 
  private:
   Workspace& m_ws;
@@ -38,6 +40,7 @@ class PositionRefiner {
   std::vector<Position> m_velocity;  ///< per frame, the momentum of its corrections [px]
   View2<double> m_sums;  ///< (n, 5): Jr.Jr, Jr.Jc, Jc.Jc, Jr.res, Jc.res
   CView3 m_work;         ///< (3 * batch * K, M, M): model, d/drow, d/dcol far fields
+  RView2 m_background;   ///< (M, M) detector background, or empty
 };
 
 }  // namespace ptycho

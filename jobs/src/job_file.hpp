@@ -45,6 +45,7 @@ struct ReconstructJob {
   int probe_modes = 1;                  ///< K incoherent probe modes
   bool refine_probe = false;
   std::string likelihood = "poisson";  ///< ML noise model: poisson or gaussian
+  std::string background = "none";     ///< detector background refined by every engine: none, constant or pixel
   int batch = 16;                      ///< frames per batched FFT
   int progress_every = 10;             ///< a progress line every this many iterations
   std::string previews;                ///< folder for PNG previews; empty: none

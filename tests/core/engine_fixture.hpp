@@ -13,12 +13,17 @@ struct SmallScan {
   LocalScan scan;
 };
 
-inline SmallScan make_small_scan(double photons = 1e6, int object_size = 96, int probe = 32, double step = 5) {
+/// `background`: the simulation's detector background [photons per pixel
+/// and frame], flat or with a radial profile (`radial`).
+inline SmallScan make_small_scan(double photons = 1e6, int object_size = 96, int probe = 32, double step = 5,
+                                 double background = 0, bool radial = false) {
   sim::SimulationOptions o;
   o.object_size = object_size;
   o.probe_size = probe;
   o.step = step;
   o.photons = photons;
+  o.background = background;
+  o.background_radial = radial;
   o.seed = 3;
   SmallScan s;
   s.sim = sim::simulate(o);
