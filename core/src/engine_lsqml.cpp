@@ -36,9 +36,12 @@ namespace {
 
 /// chi <- (sqrt(y/I) - 1) chi / M^2 over a row of every mode (mode k
 /// k * plane further on); returns the row's squared amplitude error. Row
-/// functions: see sum_frame_rows.
-template <int K>
+/// functions: see sum_frame_rows. With Bg, the model intensity is I + bg
+/// (the detector background, background.hpp) and `model` gets I; without,
+/// neither pointer is read.
+template <int K, bool Bg>
 KOKKOS_INLINE_FUNCTION float correction_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT v,
+                                            const float* PTYCHO_RESTRICT bg, float* PTYCHO_RESTRICT model,
                                             cfloat* chi_c, int cols, int kmodes_rt, long plane, float inv_m2) {
   const int nk = modes<K>(kmodes_rt);
   float* PTYCHO_RESTRICT chi = reinterpret_cast<float*>(chi_c);
@@ -51,6 +54,10 @@ KOKKOS_INLINE_FUNCTION float correction_row(const float* PTYCHO_RESTRICT y, cons
       inten += re * re + im * im;
     }
     inten *= inv_m2;
+    if (Bg) {
+      model[c] = inten;
+      inten += bg[c];
+    }
     const bool ok = v[c] > 0;
     const float yc = y[c] > 0 ? y[c] : 0.0f;
     const float ii = inten > kIntensityFloor ? inten : kIntensityFloor;
@@ -67,8 +74,12 @@ KOKKOS_INLINE_FUNCTION float correction_row(const float* PTYCHO_RESTRICT y, cons
 
 class LsqmlEngine final : public Engine {
  public:
-  LsqmlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState&)
-      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt) {
+  LsqmlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
+      : m_opt(opt),
+        m_ws(ws),
+        m_coll(coll),
+        m_probe_update(ws, coll, opt),
+        m_background(opt.background, ws.scan(), ws.batch(), state) {
     PTYCHO_INPUT_ERROR_IF(opt.batches < 1, "lsqml: --batches must be at least 1, got " << opt.batches);
     const auto& scan = ws.scan();
     const int m = scan.frame_size, k = ws.num_modes();
@@ -107,11 +118,13 @@ class LsqmlEngine final : public Engine {
   double iterate(ReconState& state) override {
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     if (probe_now) m_probe_update.reset();
+    m_background.reset();  // (the background's calls do nothing without one)
     refresh_illumination();
     double cost = 0;
     for (size_t b = 0; b < m_batches.size(); ++b)
       cost += batch_update(state, int(b), m_batches[b].first, m_batches[b].second, probe_now);
     if (probe_now) m_probe_update.apply_step(state, 0.0);
+    m_background.update(m_coll);
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);
@@ -131,7 +144,11 @@ class LsqmlEngine final : public Engine {
       auto chi = Kokkos::subview(m_chi, Kokkos::make_pair(off, off + count * kmodes), Kokkos::ALL, Kokkos::ALL);
       m_ws.exit_waves(state.object, first, count, chi);
       m_ws.plan().execute(chi, FftDirection::forward, Centring::none);
-      cost += dispatch_modes(kmodes, [&](auto kc) { return correction<decltype(kc)::value>(first, count, chi); });
+      cost += dispatch_modes(kmodes, [&](auto kc) {
+        return m_background.enabled() ? correction<decltype(kc)::value, true>(first, count, chi)
+                                      : correction<decltype(kc)::value, false>(first, count, chi);
+      });
+      m_background.accumulate(first, count);
       m_ws.plan().execute(chi, FftDirection::backward, Centring::none);
       m_ws.accumulate_object(m_num, m_den, chi, first, count, false);
     }
@@ -220,23 +237,28 @@ class LsqmlEngine final : public Engine {
 
   /// Amplitude correction chi = (sqrt(y/I) - 1) Phi / M^2 of frames
   /// first..first+count in place (`chi` holds their Phi); returns their cost.
-  template <int K>
+  template <int K, bool Bg>
   double correction(long first, long count, const CView3& chi) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const float inv_m2 = 1.0f / (float(m) * m);
     const long plane = long(m) * m;
     const auto frames = m_ws.scan().frames;
     const auto valid = m_ws.scan().valid;
-    return sum_frame_rows<double>("ptycho::lsqml::correction", count, m, KOKKOS_LAMBDA(long b, int r) {
-      return double(correction_row<K>(&frames(first + b, r, 0), &valid(r, 0), &chi(b * kmodes, r, 0), m, kmodes,
-                                      plane, inv_m2));
-    });
+    const auto bg = m_background.values();
+    const auto model = m_background.model();
+    return sum_frame_rows<double>(
+        "ptycho::lsqml::correction", count, m, KOKKOS_LAMBDA(long b, int r) {
+          return double(correction_row<K, Bg>(&frames(first + b, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
+                                              Bg ? &model(b, r, 0) : nullptr, &chi(b * kmodes, r, 0), m, kmodes, plane,
+                                              inv_m2));
+        });
   }
 
   EngineOptions m_opt;
   Workspace& m_ws;
   const Collective& m_coll;
   ProbeUpdate m_probe_update;
+  Background m_background;
   std::vector<std::pair<long, long>> m_batches;
   CView3 m_chi, m_scratch;
   View2<cdouble> m_num;

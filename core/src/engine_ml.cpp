@@ -35,14 +35,19 @@ constexpr int kPositionEvery = 4;
 /// The row functions below hold the pixel loops of the ML kernels (see
 /// sum_frame_rows): (re, im) float pairs, mode k of a row k * plane further
 /// on, K modes (0: kmodes_rt), counts y, validity v, I = sum_k |Psi_k|^2 / M^2.
+/// With Bg, the model intensity is I + bg (the detector background, see
+/// background.hpp); without, `bg` and `model` are not read (they may be null)
+/// and the code is that of no background.
 
 /// Psi += pending dPsi; w_k = g Psi_k / M^2 with g the derivative of the
 /// row's cost with respect to I; returns the row's cost (Poisson deviance / 2,
-/// or the squared amplitude error).
-template <int K, bool Poisson>
+/// or the squared amplitude error). With Bg, `model` gets I (for the
+/// background's refinement).
+template <int K, bool Poisson, bool Bg>
 KOKKOS_INLINE_FUNCTION float residual_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT v,
-                                          cfloat* psi_c, const cfloat* dpsi_c, cfloat* w_c, int cols, int kmodes_rt,
-                                          long plane, float inv_m2, float pending) {
+                                          const float* PTYCHO_RESTRICT bg, float* PTYCHO_RESTRICT model, cfloat* psi_c,
+                                          const cfloat* dpsi_c, cfloat* w_c, int cols, int kmodes_rt, long plane,
+                                          float inv_m2, float pending) {
   const int nk = modes<K>(kmodes_rt);
   float* PTYCHO_RESTRICT psi = reinterpret_cast<float*>(psi_c);
   const float* PTYCHO_RESTRICT dpsi = reinterpret_cast<const float*>(dpsi_c);
@@ -58,7 +63,8 @@ KOKKOS_INLINE_FUNCTION float residual_row(const float* PTYCHO_RESTRICT y, const 
       const float pr = psi[k * step + 2 * c], pi = psi[k * step + 2 * c + 1];
       inten += pr * pr + pi * pi;
     }
-    const float ii = std::max(inten * inv_m2, kIntensityFloor);
+    if (Bg) model[c] = inten * inv_m2;
+    const float ii = std::max(Bg ? inten * inv_m2 + bg[c] : inten * inv_m2, kIntensityFloor);
     const float yc = y[c] > 0 ? y[c] : 0.0f;
     const bool ok = v[c] > 0;
     float g, term;
@@ -83,10 +89,10 @@ KOKKOS_INLINE_FUNCTION float residual_row(const float* PTYCHO_RESTRICT y, const 
 /// The row's terms of the quartic cost along the line, I(a) = I0 + a I1 + a^2 I2
 /// (Thibault & Guizar-Sicairos 2012): slope, the three higher coefficients,
 /// and the Fisher curvature (see line_search_and_step).
-template <int K, bool Poisson>
+template <int K, bool Poisson, bool Bg>
 KOKKOS_INLINE_FUNCTION Sums<5> line_poly_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT v,
-                                             const cfloat* psi_c, const cfloat* dpsi_c, int cols, int kmodes_rt,
-                                             long plane, float inv_m2) {
+                                             const float* PTYCHO_RESTRICT bg, const cfloat* psi_c, const cfloat* dpsi_c,
+                                             int cols, int kmodes_rt, long plane, float inv_m2) {
   const int nk = modes<K>(kmodes_rt);
   const float* PTYCHO_RESTRICT psi = reinterpret_cast<const float*>(psi_c);
   const float* PTYCHO_RESTRICT dpsi = reinterpret_cast<const float*>(dpsi_c);
@@ -101,7 +107,7 @@ KOKKOS_INLINE_FUNCTION Sums<5> line_poly_row(const float* PTYCHO_RESTRICT y, con
       a1 += 2 * (pr * dr + pi * di);
       a2 += dr * dr + di * di;
     }
-    const float I0 = std::max(a0 * inv_m2, kIntensityFloor);
+    const float I0 = std::max(Bg ? a0 * inv_m2 + bg[c] : a0 * inv_m2, kIntensityFloor);
     const float I1 = a1 * inv_m2, I2 = a2 * inv_m2;
     const float yc = y[c] > 0 ? y[c] : 0.0f;
     const float vc = v[c] > 0 ? 1.0f : 0.0f;
@@ -132,10 +138,10 @@ KOKKOS_INLINE_FUNCTION Sums<5> line_poly_row(const float* PTYCHO_RESTRICT y, con
 }
 
 /// The row's exact slope of the data cost at step a along dPsi.
-template <int K, bool Poisson>
+template <int K, bool Poisson, bool Bg>
 KOKKOS_INLINE_FUNCTION float line_slope_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT v,
-                                            const cfloat* psi_c, const cfloat* dpsi_c, int cols, int kmodes_rt,
-                                            long plane, float inv_m2, float a) {
+                                            const float* PTYCHO_RESTRICT bg, const cfloat* psi_c, const cfloat* dpsi_c,
+                                            int cols, int kmodes_rt, long plane, float inv_m2, float a) {
   const int nk = modes<K>(kmodes_rt);
   const float* PTYCHO_RESTRICT psi = reinterpret_cast<const float*>(psi_c);
   const float* PTYCHO_RESTRICT dpsi = reinterpret_cast<const float*>(dpsi_c);
@@ -150,7 +156,7 @@ KOKKOS_INLINE_FUNCTION float line_slope_row(const float* PTYCHO_RESTRICT y, cons
       i0 += pr * pr + pi * pi;
       i1 += 2 * (pr * dr + pi * di);
     }
-    const float I = std::max(i0 * inv_m2, kIntensityFloor), dI = i1 * inv_m2;
+    const float I = std::max(Bg ? i0 * inv_m2 + bg[c] : i0 * inv_m2, kIntensityFloor), dI = i1 * inv_m2;
     const float yc = y[c] > 0 ? y[c] : 0.0f;
     const float t = (Poisson ? 1 - yc / I : 1 - std::sqrt(yc / I)) * dI;
     sacc += v[c] > 0 ? t : 0.0f;
@@ -161,7 +167,11 @@ KOKKOS_INLINE_FUNCTION float line_slope_row(const float* PTYCHO_RESTRICT y, cons
 class MlEngine final : public Engine {
  public:
   MlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
-      : m_opt(opt), m_ws(ws), m_coll(coll), m_positions(ws, coll, opt, state) {
+      : m_opt(opt),
+        m_ws(ws),
+        m_coll(coll),
+        m_positions(ws, coll, opt, state),
+        m_background(opt.background, ws.scan(), ws.batch(), state) {
     const auto& scan = ws.scan();
     const int m = scan.frame_size, k = ws.num_modes();
     const long n = scan.num_local();
@@ -180,6 +190,7 @@ class MlEngine final : public Engine {
       m_probe_den = View2<double>("ptycho::ml::probe_den", m, m);
       m_scratch = CView3("ptycho::ml::scratch", std::size_t(ws.batch()) * k, m, m);
     }
+    m_positions.use_background(m_background.values());
     prepare_preconditioner();
     resync(state);
   }
@@ -208,10 +219,14 @@ class MlEngine final : public Engine {
       m_positions.accumulate(state, 0, m_ws.scan().num_local());
     }
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
+    // The background moves from this iteration's model intensities (taken in
+    // the gradient pass), after the object step: alternating refinement.
+    m_background.reset();  // (the background's calls do nothing without one)
     const double cost = gradient(state, probe_now);
     direction();
     line_search_and_step(state);
     if (probe_now) probe_step(state);
+    m_background.update(m_coll);
     if (positions_now) {
       m_positions.apply(state);
       m_ws.set_probe(state.probe);
@@ -290,8 +305,13 @@ class MlEngine final : public Engine {
       auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
       cost += dispatch_modes(kmodes, [&](auto kc) {
         constexpr int K = decltype(kc)::value;
-        return poisson ? residual<K, true>(first, count, w, pending) : residual<K, false>(first, count, w, pending);
+        if (m_background.enabled())
+          return poisson ? residual<K, true, true>(first, count, w, pending)
+                         : residual<K, false, true>(first, count, w, pending);
+        return poisson ? residual<K, true, false>(first, count, w, pending)
+                       : residual<K, false, false>(first, count, w, pending);
       });
+      m_background.accumulate(first, count);
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
       m_ws.accumulate_object(grad, none, w, first, count, false);
       if (probe_now) m_ws.accumulate_probe(m_probe_grad, m_probe_den, state.object, w, first, count, m_scratch);
@@ -384,7 +404,6 @@ class MlEngine final : public Engine {
     // The prior is quadratic in alpha: mu (E0 + 2 a E1 + a^2 E2).
     double e[2] = {0, 0};
     if (m_mu > 0) prior_line_terms(state, e);
-    const bool poisson = m_opt.likelihood == Likelihood::poisson;
     // One pass: the cost along the line as a quartic in alpha, from the
     // expansion of log I (Poisson) or sqrt(I) (Gaussian) to second order in
     // the change of I (Thibault & Guizar-Sicairos 2012). Its linear term is
@@ -398,11 +417,7 @@ class MlEngine final : public Engine {
                                Kokkos::ALL);
       m_ws.exit_waves(m_dir, first, count, d);
       m_ws.plan().execute(d, FftDirection::forward, Centring::none);
-      const Sums<5> part = dispatch_modes(kmodes, [&](auto kc) {
-        constexpr int K = decltype(kc)::value;
-        return poisson ? line_poly<K, true>(first, count) : line_poly<K, false>(first, count);
-      });
-      q += part;
+      q += line_terms(first, count);
     }
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
     m_coll.sum(c, 5);
@@ -411,12 +426,7 @@ class MlEngine final : public Engine {
     c[4] += m_mu * e[1];
     // The exact slope at a (one pass and one global sum).
     auto slope = [&](double alpha_at) {
-      double d1 = 0;
-      const float a = static_cast<float>(alpha_at);
-      d1 = dispatch_modes(kmodes, [&](auto kc) {
-        constexpr int K = decltype(kc)::value;
-        return poisson ? line_slope<K, true>(n, a) : line_slope<K, false>(n, a);
-      });
+      double d1 = exact_slope(n, static_cast<float>(alpha_at));
       m_coll.sum(&d1, 1);
       return d1 + 2 * m_mu * (e[0] + alpha_at * e[1]);
     };
@@ -473,7 +483,6 @@ class MlEngine final : public Engine {
     const auto& scan = m_ws.scan();
     const long n = scan.num_local();
     const int kmodes = m_ws.num_modes(), m = scan.frame_size;
-    const bool poisson = m_opt.likelihood == Likelihood::poisson;
     apply_pending();
     // The direction, identical on every rank: -g_k / (sum_j |O_j|^2 + delta).
     auto g = Kokkos::create_mirror_view_and_copy(HostSpace(), m_probe_grad);
@@ -504,19 +513,12 @@ class MlEngine final : public Engine {
       m_ws.shifted_modes(spectrum, first, count, m_scratch);
       m_ws.product_waves(state.object, m_scratch, first, count, d);
       m_ws.plan().execute(d, FftDirection::forward, Centring::none);
-      q += dispatch_modes(kmodes, [&](auto kc) {
-        constexpr int K = decltype(kc)::value;
-        return poisson ? line_poly<K, true>(first, count) : line_poly<K, false>(first, count);
-      });
+      q += line_terms(first, count);
     }
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
     m_coll.sum(c, 5);
     auto slope = [&](double at) {
-      const float a = static_cast<float>(at);
-      double d1 = dispatch_modes(kmodes, [&](auto kc) {
-        constexpr int K = decltype(kc)::value;
-        return poisson ? line_slope<K, true>(n, a) : line_slope<K, false>(n, a);
-      });
+      double d1 = exact_slope(n, static_cast<float>(at));
       m_coll.sum(&d1, 1);
       return d1;
     };
@@ -533,6 +535,27 @@ class MlEngine final : public Engine {
     prepare_preconditioner();
   }
 
+  /// The quartic's terms of frames first..first+count (Psi, dPsi stored), for
+  /// this engine's likelihood, modes and background.
+  Sums<5> line_terms(long first, long count) {
+    const bool poisson = m_opt.likelihood == Likelihood::poisson, bg = m_background.enabled();
+    return dispatch_modes(m_ws.num_modes(), [&](auto kc) {
+      constexpr int K = decltype(kc)::value;
+      if (bg) return poisson ? line_poly<K, true, true>(first, count) : line_poly<K, false, true>(first, count);
+      return poisson ? line_poly<K, true, false>(first, count) : line_poly<K, false, false>(first, count);
+    });
+  }
+
+  /// This rank's exact slope of the data cost at step a along dPsi.
+  double exact_slope(long n, float a) {
+    const bool poisson = m_opt.likelihood == Likelihood::poisson, bg = m_background.enabled();
+    return dispatch_modes(m_ws.num_modes(), [&](auto kc) {
+      constexpr int K = decltype(kc)::value;
+      if (bg) return poisson ? line_slope<K, true, true>(n, a) : line_slope<K, false, true>(n, a);
+      return poisson ? line_slope<K, true, false>(n, a) : line_slope<K, false, false>(n, a);
+    });
+  }
+
   /// Psi += pending dPsi now (one pass), so that dPsi is free.
   void apply_pending() {
     if (m_pending_step == 0.0f) return;
@@ -547,7 +570,7 @@ class MlEngine final : public Engine {
   /// The residual of frames first..first+count into `w` (the gradient's
   /// far fields, scaled for the inverse DFT), after Psi += pending dPsi;
   /// returns their cost. K: modes (dispatch_modes).
-  template <int K, bool Poisson>
+  template <int K, bool Poisson, bool Bg>
   double residual(long first, long count, const CView3& w, float pending) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const float inv_m2 = 1.0f / (float(m) * m);
@@ -555,16 +578,18 @@ class MlEngine final : public Engine {
     const auto frames = m_ws.scan().frames;
     const auto valid = m_ws.scan().valid;
     const auto psi = m_psi, dpsi = m_dpsi;
+    const auto bg = m_background.values();
+    const auto model = m_background.model();
     return sum_frame_rows<double>("ptycho::ml::residual", count, m, KOKKOS_LAMBDA(long b, int r) {
       const long j = first + b;
-      return double(residual_row<K, Poisson>(&frames(j, r, 0), &valid(r, 0), &psi(j * kmodes, r, 0),
-                                             &dpsi(j * kmodes, r, 0), &w(b * kmodes, r, 0), m, kmodes, plane,
-                                             inv_m2, pending));
+      return double(residual_row<K, Poisson, Bg>(
+          &frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr, Bg ? &model(b, r, 0) : nullptr,
+          &psi(j * kmodes, r, 0), &dpsi(j * kmodes, r, 0), &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, pending));
     });
   }
 
   /// The quartic's terms over frames first..first+count (Psi, dPsi stored).
-  template <int K, bool Poisson>
+  template <int K, bool Poisson, bool Bg>
   Sums<5> line_poly(long first, long count) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const float inv_m2 = 1.0f / (float(m) * m);
@@ -572,15 +597,16 @@ class MlEngine final : public Engine {
     const auto frames = m_ws.scan().frames;
     const auto valid = m_ws.scan().valid;
     const auto psi = m_psi, dpsi = m_dpsi;
+    const auto bg = m_background.values();
     return sum_frame_rows<Sums<5>>("ptycho::ml::line_poly", count, m, KOKKOS_LAMBDA(long b, int r) {
       const long j = first + b;
-      return line_poly_row<K, Poisson>(&frames(j, r, 0), &valid(r, 0), &psi(j * kmodes, r, 0),
-                                       &dpsi(j * kmodes, r, 0), m, kmodes, plane, inv_m2);
+      return line_poly_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
+                                           &psi(j * kmodes, r, 0), &dpsi(j * kmodes, r, 0), m, kmodes, plane, inv_m2);
     });
   }
 
   /// This rank's exact slope of the data cost at step a along dPsi.
-  template <int K, bool Poisson>
+  template <int K, bool Poisson, bool Bg>
   double line_slope(long n, float a) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const float inv_m2 = 1.0f / (float(m) * m);
@@ -588,10 +614,13 @@ class MlEngine final : public Engine {
     const auto frames = m_ws.scan().frames;
     const auto valid = m_ws.scan().valid;
     const auto psi = m_psi, dpsi = m_dpsi;
-    return sum_frame_rows<double>("ptycho::ml::line_slope", n, m, KOKKOS_LAMBDA(long j, int r) {
-      return double(line_slope_row<K, Poisson>(&frames(j, r, 0), &valid(r, 0), &psi(j * kmodes, r, 0),
-                                               &dpsi(j * kmodes, r, 0), m, kmodes, plane, inv_m2, a));
-    });
+    const auto bg = m_background.values();
+    return sum_frame_rows<double>(
+        "ptycho::ml::line_slope", n, m, KOKKOS_LAMBDA(long j, int r) {
+          return double(line_slope_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
+                                                       &psi(j * kmodes, r, 0), &dpsi(j * kmodes, r, 0), m, kmodes,
+                                                       plane, inv_m2, a));
+        });
   }
 
   /// Inner products of the prior along the direction: e[0] = sum Re<dO, dd>,
@@ -625,6 +654,7 @@ class MlEngine final : public Engine {
   Workspace& m_ws;
   const Collective& m_coll;
   PositionRefiner m_positions;
+  Background m_background;
   CView3 m_psi, m_dpsi, m_work;
   View2<cdouble> m_grad;
   View2<cfloat> m_grad_old, m_h_old, m_dir;

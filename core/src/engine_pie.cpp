@@ -27,7 +27,11 @@ namespace {
 class PieEngine final : public Engine {
  public:
   PieEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
-      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt) {
+      : m_opt(opt),
+        m_ws(ws),
+        m_coll(coll),
+        m_probe_update(ws, coll, opt),
+        m_background(opt.background, ws.scan(), 1, state) {
     const auto& scan = ws.scan();
     const int m = scan.frame_size, k = ws.num_modes();
     m_work = CView3("ptycho::pie::work", k, m, m);
@@ -82,6 +86,13 @@ class PieEngine final : public Engine {
     const float sigma = static_cast<float>(m_opt.sigma), tau = static_cast<float>(m_opt.tau);
     const float sdr_a = static_cast<float>(m_opt.sdr_step);
     const auto exit = m_exit;
+    // The detector background (background.hpp): the sample's share of the
+    // measured amplitude is sqrt(y I / (I + b)); each frame's model intensity
+    // is kept for the background's refinement.
+    const bool use_bg = m_background.enabled();
+    m_background.reset();  // (the background's calls do nothing without one)
+    const auto bg = m_background.values();
+    const auto model = m_background.model();
 
     // A fresh order each iteration, from (seed, rank, iteration) alone: a
     // resumed run draws the same orders.
@@ -108,17 +119,24 @@ class PieEngine final : public Engine {
             }
             inten *= inv_m2;
             float f = inv_m2;
+            const float b = use_bg ? bg(r, c) : 0.0f;
+            if (use_bg) model(0, r, c) = inten;
             if (valid(r, c) > 0) {
-              const float sy = std::sqrt(frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f);
+              const float y = frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f;
+              const float sy = std::sqrt(y);
               const float amp = std::sqrt(inten);
-              const float target = sdr ? tau * sy + (1.0f - tau) * amp : sy;
+              const float sy_sample =
+                  use_bg ? amp * sy / std::sqrt(inten + b > kIntensityFloor ? inten + b : kIntensityFloor) : sy;
+              const float target = sdr ? tau * sy_sample + (1.0f - tau) * amp : sy_sample;
               f = inv_m2 * target / std::sqrt(inten > kIntensityFloor ? inten : kIntensityFloor);
-              acc += double(amp - sy) * double(amp - sy);
+              const float model_amp = use_bg ? std::sqrt(inten + b) : amp;
+              acc += double(model_amp - sy) * double(model_amp - sy);
             }
             for (int k = 0; k < kmodes; ++k) w(k, r, c) *= f;
           },
           part);
       cost += part;
+      m_background.accumulate(j, 1);
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
       Kokkos::parallel_for(
           "ptycho::pie::object", Policy2({0, 0}, {m, m}), KOKKOS_LAMBDA(long r, long c) {
@@ -147,6 +165,7 @@ class PieEngine final : public Engine {
     }
     combine_ranks(state);
     if (probe_now) m_probe_update.apply_step(state, epie ? 1.0 : sdr ? 1.0 - m_opt.sdr_step : m_opt.rpie_alpha);
+    m_background.update(m_coll);
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);
@@ -210,6 +229,7 @@ class PieEngine final : public Engine {
   Workspace& m_ws;
   const Collective& m_coll;
   ProbeUpdate m_probe_update;
+  Background m_background;
   CView3 m_work, m_scratch;
   CView2 m_start, m_velocity;
   View2<cdouble> m_change;  ///< weighted object change of the pass

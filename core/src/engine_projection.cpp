@@ -25,13 +25,17 @@ namespace {
 /// row lies k * plane further on in `psi` and `w`):
 ///   next = b (Psi + P_F(2 Phi - Psi) - Phi) + (1 - b) P_F(Phi)   (DM: b = 1),
 /// Psi <- next, w <- next / M^2. Returns the row's amplitude cost.
+/// With Bg, the detector background `bg` is part of the model (see
+/// background.hpp): the modulus factor sqrt(y / I) becomes sqrt(y / (I + bg)),
+/// the cost compares sqrt(I + bg) with sqrt(y), and `model` gets I = |Phi|^2;
+/// without, neither pointer is read.
 /// Written on (re, im) float pairs through restrict pointers, without
 /// `omp simd`: GCC then vectorises it (complex temporaries, or the simd
 /// privatisation of `omp simd`, keep it scalar).
-template <int K>
+template <int K, bool Bg>
 KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT valid,
-                                         cfloat* psi_c, cfloat* w_c, int cols, int kmodes_rt, long plane,
-                                         float inv_m2, float beta) {
+                                         const float* PTYCHO_RESTRICT bg, float* PTYCHO_RESTRICT model, cfloat* psi_c,
+                                         cfloat* w_c, int cols, int kmodes_rt, long plane, float inv_m2, float beta) {
   const int nk = modes<K>(kmodes_rt);
   float* PTYCHO_RESTRICT psi = reinterpret_cast<float*>(psi_c);  // (re, im) pairs
   float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
@@ -49,9 +53,11 @@ KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const f
     iphi *= inv_m2;
     const bool ok = valid[c] > 0;
     const float sy = std::sqrt(y[c] > 0 ? y[c] : 0.0f);
-    const float fz = ok ? sy / std::sqrt(iz > kIntensityFloor ? iz : kIntensityFloor) : 1.0f;
-    const float fphi = ok ? sy / std::sqrt(iphi > kIntensityFloor ? iphi : kIntensityFloor) : 1.0f;
-    const float e = std::sqrt(iphi) - sy;
+    if (Bg) model[c] = iphi;
+    const float tz = Bg ? iz + bg[c] : iz, tphi = Bg ? iphi + bg[c] : iphi;  // model intensities
+    const float fz = ok ? sy / std::sqrt(tz > kIntensityFloor ? tz : kIntensityFloor) : 1.0f;
+    const float fphi = ok ? sy / std::sqrt(tphi > kIntensityFloor ? tphi : kIntensityFloor) : 1.0f;
+    const float e = std::sqrt(tphi) - sy;
     e2 += ok ? e * e : 0.0f;
     const float cz = fz * beta, cold = beta - cz, cphi = 2.0f * cz - beta + fphi * (1.0f - beta);
     for (int k = 0; k < nk; ++k) {
@@ -69,7 +75,12 @@ KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const f
 class ProjectionEngine final : public Engine {
  public:
   ProjectionEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
-      : m_opt(opt), m_ws(ws), m_coll(coll), m_probe_update(ws, coll, opt), m_positions(ws, coll, opt, state) {
+      : m_opt(opt),
+        m_ws(ws),
+        m_coll(coll),
+        m_probe_update(ws, coll, opt),
+        m_positions(ws, coll, opt, state),
+        m_background(opt.background, ws.scan(), ws.batch(), state) {
     const auto& scan = ws.scan();
     const int m = scan.frame_size, k = ws.num_modes();
     const long n = scan.num_local();
@@ -81,6 +92,7 @@ class ProjectionEngine final : public Engine {
     m_num = View2<cdouble>("ptycho::dm::num", scan.extent.rows, scan.extent.cols);
     m_den = View2<double>("ptycho::dm::den", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
+    m_positions.use_background(m_background.values());
     if (n > 0) {
       m_ws.exit_waves(state.object, 0, n, m_psi);
       m_ws.plan().execute(m_psi, FftDirection::forward, Centring::none);
@@ -107,13 +119,18 @@ class ProjectionEngine final : public Engine {
     if (probe_now) m_probe_update.reset();
     const bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold;
     if (positions_now) m_positions.reset();
+    m_background.reset();  // (the background's calls do nothing without one)
     double cost = 0;
     for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
       const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
       auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
       m_ws.exit_waves(state.object, first, count, w);
       m_ws.plan().execute(w, FftDirection::forward, Centring::none);
-      cost += dispatch_modes(kmodes, [&](auto kc) { return fourier_update<decltype(kc)::value>(first, count, w); });
+      cost += dispatch_modes(kmodes, [&](auto kc) {
+        return m_background.enabled() ? fourier_update<decltype(kc)::value, true>(first, count, w)
+                                      : fourier_update<decltype(kc)::value, false>(first, count, w);
+      });
+      m_background.accumulate(first, count);
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
       m_ws.accumulate_object(m_num, m_den, w, first, count, den_now);
       if (probe_now) m_probe_update.accumulate(state.object, w, first, count, m_scratch);
@@ -123,6 +140,7 @@ class ProjectionEngine final : public Engine {
     if (positions_now) m_positions.apply(state);
     if (probe_now) m_probe_update.apply(state);  // also refreshes the shifted probes
     else if (positions_now) m_ws.set_probe(state.probe);
+    m_background.update(m_coll);
     ++m_iter;
     double c = cost;
     m_coll.sum(&c, 1);
@@ -134,7 +152,7 @@ class ProjectionEngine final : public Engine {
   /// `w`: Psi moves, and `w` receives the new exit waves' far fields (scaled
   /// for the inverse DFT). Returns the frames' amplitude cost. K: mode count
   /// (dispatch_modes).
-  template <int K>
+  template <int K, bool Bg>
   double fourier_update(long first, long count, const CView3& w) {
     const auto& scan = m_ws.scan();
     const int m = scan.frame_size, kmodes_rt = m_ws.num_modes();
@@ -144,6 +162,8 @@ class ProjectionEngine final : public Engine {
     const auto frames = scan.frames;
     const auto valid = scan.valid;
     const auto psi = m_psi;
+    const auto bg = m_background.values();
+    const auto model = m_background.model();
     const long plane = long(m) * m;
     double part = 0;
     Kokkos::parallel_reduce(
@@ -155,8 +175,9 @@ class ProjectionEngine final : public Engine {
           Kokkos::parallel_reduce(
               Kokkos::TeamThreadRange(team, m),
               [&](int r, double& racc) {
-                racc += fourier_row<K>(&frames(j, r, 0), &valid(r, 0), &psi(j * kmodes, r, 0), &w(b * kmodes, r, 0),
-                                       m, kmodes, plane, inv_m2, beta);
+                racc += fourier_row<K, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
+                                           Bg ? &model(b, r, 0) : nullptr, &psi(j * kmodes, r, 0), &w(b * kmodes, r, 0),
+                                           m, kmodes, plane, inv_m2, beta);
               },
               frame);
           Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
@@ -191,6 +212,7 @@ class ProjectionEngine final : public Engine {
   const Collective& m_coll;
   ProbeUpdate m_probe_update;
   PositionRefiner m_positions;
+  Background m_background;
   bool m_raar = false;
   CView3 m_psi, m_work, m_scratch;
   View2<cdouble> m_num;

@@ -61,7 +61,8 @@ KOKKOS_INLINE_FUNCTION void multiply_signed_row(cfloat* w_c, const cfloat* o_c, 
 /// along the row (at most M terms), in double over rows.
 template <int K>
 KOKKOS_INLINE_FUNCTION float misfit_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT valid,
-                                        const cfloat* w_c, int m, int kmodes_rt, long plane, float inv_m2) {
+                                        const float* bg, const cfloat* w_c, int m, int kmodes_rt, long plane,
+                                        float inv_m2) {
   const int kmodes = modes<K>(kmodes_rt);
   const float* PTYCHO_RESTRICT w = reinterpret_cast<const float*>(w_c);
   const long step = 2 * plane;
@@ -72,17 +73,18 @@ KOKKOS_INLINE_FUNCTION float misfit_row(const float* PTYCHO_RESTRICT y, const fl
       const float re = w[k * step + 2 * c], im = w[k * step + 2 * c + 1];
       i += re * re + im * im;
     }
-    const float d = std::sqrt(y[c] > 0 ? y[c] : 0.0f) - std::sqrt(i * inv_m2);
+    const float d = std::sqrt(y[c] > 0 ? y[c] : 0.0f) - std::sqrt(i * inv_m2 + (bg ? bg[c] : 0.0f));
     row += valid[c] > 0 ? d * d : 0.0f;
   }
   return row;
 }
 
-/// cost(s) = misfit of slot s's far fields waves(s*K .. s*K+K) against its
-/// frame's data, for slots s < ntrial + cnt: slot s < ntrial is a trial of
+/// cost(s) = misfit of slot s's far fields waves(s*K .. s*K+K) (plus the
+/// detector background, if any) against its frame's data, for slots s < ntrial + cnt: slot s < ntrial is a trial of
 /// frame f0 + s / trials, slot ntrial + b the current position of frame f0 + b.
 template <int K>
-void slot_misfits(const RView3& frames, const RView2& valid, const CView3& waves, const View1<double>& cost, long f0,
+void slot_misfits(const RView3& frames, const RView2& valid, const RView2& background, const CView3& waves,
+                  const View1<double>& cost, long f0,
                   long ntrial, long cnt, int trials, int kmodes) {
   const int m = int(waves.extent(1));
   const long plane = long(m) * m;
@@ -95,7 +97,8 @@ void slot_misfits(const RView3& frames, const RView2& valid, const CView3& waves
         Kokkos::parallel_reduce(
             Kokkos::TeamThreadRange(team, m),
             [&](int r, double& acc) {
-              acc += misfit_row<K>(&frames(j, r, 0), &valid(r, 0), &waves(s * kmodes, r, 0), m, kmodes, plane, inv_m2);
+              acc += misfit_row<K>(&frames(j, r, 0), &valid(r, 0), background.size() ? &background(r, 0) : nullptr,
+                                   &waves(s * kmodes, r, 0), m, kmodes, plane, inv_m2);
             },
             total);
         Kokkos::single(Kokkos::PerTeam(team), [&] { cost(s) = total; });
@@ -278,7 +281,7 @@ void PositionRefiner::accumulate_annealing(const ReconState& state, long first, 
     auto waves = Kokkos::subview(m_work, Kokkos::make_pair(0L, (ntrial + cnt) * kmodes), Kokkos::ALL, Kokkos::ALL);
     m_ws.plan().execute(waves, FftDirection::forward, Centring::none);
     dispatch_modes(kmodes, [&](auto kc) {
-      slot_misfits<decltype(kc)::value>(frames, valid, m_work, m_trial_cost, f0, ntrial, cnt, T, kmodes);
+      slot_misfits<decltype(kc)::value>(frames, valid, m_background, m_work, m_trial_cost, f0, ntrial, cnt, T, kmodes);
     });
     auto cost_h = Kokkos::create_mirror_view_and_copy(HostSpace(), m_trial_cost);
     // Each frame moves to its best trial if that is strictly better than
@@ -311,6 +314,8 @@ void PositionRefiner::accumulate_gradient(const CView2& object, long first, long
   const auto frames = m_ws.scan().frames;
   const auto valid = m_ws.scan().valid;
   const auto sums = m_sums;
+  const auto bg = m_background;
+  const bool with_bg = bg.size() > 0;
   for (long f0 = first; f0 < first + count; f0 += m_ws.batch()) {
     const long cnt = std::min<long>(m_ws.batch(), first + count - f0);
     const long nk = cnt * kmodes;
@@ -349,7 +354,7 @@ void PositionRefiner::accumulate_gradient(const CView2& object, long first, long
                     gr += f.real() * ur.real() + f.imag() * ur.imag();
                     gc += f.real() * uc.real() + f.imag() * uc.imag();
                   }
-                  const float a = std::sqrt(i * inv_m2);  // model amplitude
+                  const float a = std::sqrt(i * inv_m2 + (with_bg ? bg(r, c) : 0.0f));  // model amplitude
                   if (a < 1e-3f) continue;
                   const double jr = gr * inv_m2 / a, jc = gc * inv_m2 / a;  // d a / d shift
                   const double res = std::sqrt(frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f) - a;

@@ -69,6 +69,8 @@ class PositionRefiner {
   void apply(ReconState& state);
   /// Saves or restores the starting positions, the momenta and the annealing step.
   void checkpoint(StateArchive& ar);
+  /// The model amplitude becomes sqrt(|F(P O)|^2 + b) (empty: no background).
+  void use_background(const RView2& background) { m_background = background; }
 
   /// The annealing trial radius of the next step [px].
   double anneal_radius() const;
@@ -104,6 +106,7 @@ class PositionRefiner {
   View1<double> m_trial_cost;  ///< (batch * (trials + 1)): misfit of each trial, then of each current position
   std::vector<double> m_move_row, m_move_col;  ///< per frame, the chosen move [px]
   std::vector<char> m_moved;                   ///< per frame: trials were evaluated (informed)
+  RView2 m_background;  ///< (M, M) detector background, or empty
 };
 
 }  // namespace ptycho

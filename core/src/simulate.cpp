@@ -273,6 +273,24 @@ std::vector<Position> scan_pattern(ScanKind kind, double step, double radius, do
   return pts;
 }
 
+HostRView2 background_profile(int m, double mean, bool radial) {
+  HostRView2 b("ptycho::sim::background", m, m);
+  if (!(mean > 0)) return b;
+  double sum = 0;
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < m; ++c) {
+      // q: distance from the centre in units of M/2; 1 + 2 exp(-2 q^2).
+      const double dr = (r - m / 2) / (m / 2.0), dc = (c - m / 2) / (m / 2.0);
+      const double v = radial ? 1.0 + 2.0 * std::exp(-(dr * dr + dc * dc) / 0.5) : 1.0;
+      b(r, c) = float(v);
+      sum += v;
+    }
+  const double scale = mean * m * m / sum;
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < m; ++c) b(r, c) = float(b(r, c) * scale);
+  return b;
+}
+
 void add_poisson_noise(HostRView3& counts, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   for (size_t i = 0; i < counts.size(); ++i) {
@@ -291,6 +309,8 @@ Simulation simulate(const SimulationOptions& opt) {
   PTYCHO_INPUT_ERROR_IF(m < 8 || m % 2, "--probe-size must be even and at least 8, got " << m);
   PTYCHO_INPUT_ERROR_IF(n < m + 8, "--object-size " << n << " is too small for a probe of " << m << " px");
   PTYCHO_INPUT_ERROR_IF(opt.photons < 0, "--photons must be >= 0, got " << opt.photons);
+  PTYCHO_INPUT_ERROR_IF(!(opt.background >= 0) || !std::isfinite(opt.background),
+                        "--background must be >= 0, got " << opt.background);
   Simulation s;
   const double dx = opt.object_pixel_m;
   s.geometry.frame_size = m;
@@ -332,6 +352,12 @@ Simulation simulate(const SimulationOptions& opt) {
   s.probe_modes = modes;
   s.nominal_probe = probe;
   s.frames = model_intensities(s.object, s.probe_modes, s.positions);
+  // The detector background: in the expected counts, so the noise covers it.
+  s.background = background_profile(m, opt.background, opt.background_radial);
+  if (opt.background > 0)
+    for (size_t j = 0; j < s.frames.extent(0); ++j)
+      for (int r = 0; r < m; ++r)
+        for (int c = 0; c < m; ++c) s.frames(j, r, c) += s.background(r, c);
   s.photons_noise = opt.photons;
   if (opt.photons > 0) add_poisson_noise(s.frames, opt.seed + 37);
 

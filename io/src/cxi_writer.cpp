@@ -119,6 +119,12 @@ void write_truth(const std::string& path, const TruthData& truth) {
   }
   write_positions(f, "/positions_px", truth.positions_px);
   write_positions(f, "/nominal_positions_px", truth.nominal_positions_px);
+  if (truth.background.size() > 0) {
+    HostRView2 bg(Kokkos::view_alloc(std::string("ptycho::background_out"), Kokkos::WithoutInitializing),
+                  truth.background.extent(0), truth.background.extent(1));
+    Kokkos::deep_copy(bg, truth.background);
+    f.write("/background", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, {hsize_t(bg.extent(0)), hsize_t(bg.extent(1))}, bg.data());
+  }
   f.write_attribute("/", "probe_error_pct", truth.probe_error_pct);
   f.write_attribute("/", "position_error_nm", truth.position_error_nm);
   f.write_attribute("/", "partial_coherence_nm", truth.partial_coherence_nm);

@@ -24,8 +24,8 @@ constexpr const char* kPositionsPath = "/entry_1/image_1/positions_px";
 constexpr const char* kPixelSizePath = "/entry_1/image_1/pixel_size";
 constexpr const char* kProbePath = "/entry_1/image_2/data";
 constexpr const char* kProcessPath = "/entry_1/process_1";
-const std::set<std::string> kProcessEntries = {"program",       "version",      "command_line",
-                                               "configuration", "cost_history", "engine_history"};
+const std::set<std::string> kProcessEntries = {"program",      "version",        "command_line", "configuration",
+                                               "cost_history", "engine_history", "background"};
 
 static_assert(sizeof(Position) == 2 * sizeof(double), "Position must be two packed doubles");
 static_assert(sizeof(cfloat) == 2 * sizeof(float), "cfloat must be two packed floats");
@@ -82,6 +82,10 @@ void check_result(const ResultData& r) {
   };
   for (const auto& kv : r.process.metrics) check_name(kv.first);
   for (const auto& kv : r.process.notes) check_name(kv.first);
+  PTYCHO_THROW_IF(r.process.metrics.count("background") || r.process.notes.count("background"),
+                  "write_result: \"background\" names the background's dataset in process_1");
+  PTYCHO_THROW_IF(r.background.size() > 0 && r.background.extent(0) != r.background.extent(1),
+                  "write_result: a background of " << r.background.extent(0) << " x " << r.background.extent(1));
 }
 
 /// Rank 0's part: everything but the object, into the already written file.
@@ -117,6 +121,14 @@ void write_small_datasets(const std::string& temp, const std::string& path, cons
   f.write_strings(proc + "/engine_history", pi.engine_history);
   for (const auto& kv : pi.metrics) f.write_scalar(proc + "/" + kv.first, kv.second);
   for (const auto& kv : pi.notes) f.write_string(proc + "/" + kv.first, kv.second);
+  if (r.background.size() > 0) {
+    HostRView2 bg(Kokkos::view_alloc(std::string("ptycho::background_out"), Kokkos::WithoutInitializing),
+                  r.background.extent(0), r.background.extent(1));
+    Kokkos::deep_copy(bg, r.background);
+    f.write(proc + "/background", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, {hsize_t(bg.extent(0)), hsize_t(bg.extent(1))},
+            bg.data());
+    f.write_attribute(proc + "/background", "units", "counts per pixel and frame");
+  }
   f.close();
 }
 
@@ -264,6 +276,13 @@ ResultData read_result(const std::string& path) {
     opt_string("configuration", pi.configuration);
     if (f.exists(proc + "/cost_history")) pi.cost_history = f.read_doubles(proc + "/cost_history");
     if (f.exists(proc + "/engine_history")) pi.engine_history = f.read_strings(proc + "/engine_history");
+    if (f.exists(proc + "/background")) {
+      std::vector<hsize_t> dims;
+      const std::vector<double> v = f.read_doubles(proc + "/background", &dims);
+      PTYCHO_INPUT_ERROR_IF(dims.size() != 2, path << ": " << proc << "/background should have shape (M, M)");
+      r.background = HostRView2("ptycho::background", dims[0], dims[1]);
+      for (size_t i = 0; i < v.size(); ++i) r.background.data()[i] = float(v[i]);
+    }
     std::vector<std::string> names;
     {
       H5Id group = checked_id(H5Gopen2(f.id(), kProcessPath, H5P_DEFAULT), f.where("cannot open " + proc));

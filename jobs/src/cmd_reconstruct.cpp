@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -152,6 +153,7 @@ struct RunOutcome {
   int exit_code = 0;       ///< 0, or kExitStopped
   double final_cost = 0;   ///< the cost of the last iteration
   double seconds = 0;      ///< of the iterations run by this process
+  double background_mean = std::nan("");  ///< mean refined background over valid pixels (NaN: none refined)
 };
 
 /// One reconstruction of `job`: reads the scan, resumes from the job's
@@ -181,6 +183,7 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
                                                  : Likelihood::poisson;  // check_settings allows only these two
   base.position_method = job.position_method == "annealing" ? PositionMethod::annealing
                                                             : PositionMethod::gradient;  // likewise
+  base.background = parse_background_mode(job.background);
 
   ReconstructOptions opt;
   opt.chain = parse_chain(job.engines, base);
@@ -284,6 +287,8 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
   result.positions = recon.all_positions();
   result.probe_modes = recon.probe();
   result.pixel_size_m = info.geometry.object_pixel_m();
+  const bool with_background = job.background != "none";
+  if (with_background) result.background = recon.background();
   auto& proc = result.process;
   proc.version = PTYCHO_VERSION;
   proc.command_line = command_line();
@@ -306,6 +311,7 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
   proc.metrics["partial_coherence_nm"] = mm.partial_coherence_nm;
   for (size_t k = 0; k < mm.occupancy.size(); ++k)
     proc.metrics["mode_occupancy_" + std::to_string(k)] = mm.occupancy[k];
+  if (with_background) proc.metrics["background_mean"] = recon.background_mean();
   io::write_result(world, job.output, result);
   if (rank == 0) {
     std::printf("ptycho reconstruct: estimated mismatch: probe %.2f %%, positions %.2f nm RMS, partial coherence "
@@ -325,6 +331,7 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
                          recon.state().engine_history);
   }
   RunOutcome out;
+  if (with_background) out.background_mean = recon.background_mean();
   out.final_cost = recon.state().cost_history.empty() ? 0.0 : recon.state().cost_history.back();
   out.seconds = recon.seconds();
   return out;
@@ -379,7 +386,9 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_
   if (!position_trial) {
     const RunOutcome out = reconstruct_once(job, world, iteration_delay, progress);
     if (out.exit_code != 0) return out.exit_code;
-    progress.finish({out.seconds, job.output, job.previews});
+    RunSummary summary{out.seconds, job.output, job.previews};
+    summary.background_mean = out.background_mean;
+    progress.finish(summary);
     return 0;
   }
   // The blind preset's position trial: the same chain with the positions
@@ -430,7 +439,13 @@ int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_
                            whole.process.engine_history);
     }
   }
-  progress.finish({seconds, job.output, job.previews, keep_refined ? cost_refined : cost_fixed});
+  RunSummary summary{seconds, job.output, job.previews, keep_refined ? cost_refined : cost_fixed};
+  if (rank == 0 && job.background != "none") {
+    const io::ResultData r = io::read_result(job.output);
+    const auto it = r.process.metrics.find("background_mean");
+    if (it != r.process.metrics.end()) summary.background_mean = it->second;
+  }
+  progress.finish(summary);
   return 0;
 }
 
@@ -474,6 +489,11 @@ Command add_reconstruct_command(CLI::App& app) {
                    "radius)")
       ->capture_default_str();
   c.app->add_option("--likelihood", j.likelihood, "ML noise model: poisson or gaussian")->capture_default_str();
+  c.app
+      ->add_option("--background", j.background,
+                   "detector background refined with the object by every engine: none, constant (one value) or "
+                   "pixel (one per detector pixel)")
+      ->capture_default_str();
   c.app
       ->add_option("--smoothness", j.base.smoothness,
                    "ML: weight of a Gaussian smoothness prior, relative to the data term (0 = off)")

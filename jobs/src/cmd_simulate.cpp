@@ -21,6 +21,7 @@ struct SimulateArgs {
   std::string amplitude_png;
   std::string phase_png;
   std::string mask;
+  std::string background_profile = "flat";
 };
 
 HostRView2 load_image(const std::string& path, int size, const char* what) {
@@ -38,6 +39,9 @@ int run_simulate(SimulateArgs a, MPI_Comm world) {
   a.opt.scan = sim::parse_scan_kind(a.scan);
   PTYCHO_INPUT_ERROR_IF(!a.mask.empty() && a.mask != "beamstop", "--mask must be 'beamstop', got '" << a.mask << "'");
   a.opt.beamstop_mask = a.mask == "beamstop";
+  PTYCHO_INPUT_ERROR_IF(a.background_profile != "flat" && a.background_profile != "radial",
+                        "--background-profile must be 'flat' or 'radial', got '" << a.background_profile << "'");
+  a.opt.background_radial = a.background_profile == "radial";
   if (!a.amplitude_png.empty()) a.opt.amplitude_image = load_image(a.amplitude_png, a.opt.object_size, "amplitude");
   if (!a.phase_png.empty()) a.opt.phase_image = load_image(a.phase_png, a.opt.object_size, "phase");
   const sim::Simulation s = sim::simulate(a.opt);
@@ -63,11 +67,15 @@ int run_simulate(SimulateArgs a, MPI_Comm world) {
     t.scenes = (a.amplitude_png.empty() ? std::string("siemens_star") : a.amplitude_png) + ":" +
                (a.phase_png.empty() ? std::string("rings") : a.phase_png);
     t.pixel_size_m = s.geometry.object_pixel_m();
+    if (a.opt.background > 0) t.background = s.background;
     io::write_truth(a.truth, t);
   }
-  std::printf("ptycho simulate: %zu frames of %dx%d, object %dx%d px, %s scan, %s\n", s.positions.size(),
+  std::printf("ptycho simulate: %zu frames of %dx%d, object %dx%d px, %s scan, %s", s.positions.size(),
               a.opt.probe_size, a.opt.probe_size, a.opt.object_size, a.opt.object_size, a.scan.c_str(),
               a.opt.photons > 0 ? "Poisson noise" : "noiseless");
+  if (a.opt.background > 0)
+    std::printf(", %s background of %g photons/pixel", a.background_profile.c_str(), a.opt.background);
+  std::printf("\n");
   std::printf("  data:  %s\n", a.output.c_str());
   if (!a.truth.empty()) std::printf("  truth: %s\n", a.truth.c_str());
   return 0;
@@ -101,6 +109,16 @@ Command add_simulate_command(CLI::App& app) {
   c.app->add_option("--amplitude-image", a->amplitude_png, "PNG for the object amplitude (default: Siemens star)");
   c.app->add_option("--phase-image", a->phase_png, "PNG for the object phase (default: rings pattern)");
   c.app->add_option("--mask", a->mask, "detector mask: 'beamstop' (a beam stop and dead pixels)");
+  c.app
+      ->add_option("--background", o.background,
+                   "detector background added to every frame before the noise [photons per pixel, mean]")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  c.app
+      ->add_option("--background-profile", a->background_profile,
+                   "shape of the background: flat, or radial (smooth, about 3x brighter at the centre than in the "
+                   "corners)")
+      ->capture_default_str();
   c.run = [a](MPI_Comm world) { return run_simulate(*a, world); };
   return c;
 }

@@ -246,6 +246,8 @@ const std::vector<KeySpec>& specs() {
           one_of({"gradient", "annealing"})),
       make_key<std::string>(
           "likelihood", [](J& j) -> std::string& { return j.likelihood; }, one_of({"poisson", "gaussian"})),
+      make_key<std::string>(
+          "background", [](J& j) -> std::string& { return j.background; }, one_of({"none", "constant", "pixel"})),
       make_key<double>(
           "smoothness", [](J& j) -> double& { return j.base.smoothness; }, non_negative()),
       make_key<double>(

@@ -97,8 +97,10 @@ void ProgressReporter::finish(const RunSummary& run) {
   const double final_cost =
       !std::isnan(run.final_cost) ? run.final_cost : (m_stages.empty() ? 0.0 : m_stages.back().final_cost);
 
-  std::printf("ptycho reconstruct: %ld iterations in %s (%.3g s/it); final cost %.6g; memory %.0f MB/rank (max)\n",
-              iterations, format_seconds(run.seconds).c_str(), per_iteration, final_cost, m_peak_mb);
+  std::printf("ptycho reconstruct: %ld iterations in %s (%.3g s/it); final cost %.6g; ", iterations,
+              format_seconds(run.seconds).c_str(), per_iteration, final_cost);
+  if (!std::isnan(run.background_mean)) std::printf("background %.4g counts/pixel (mean); ", run.background_mean);
+  std::printf("memory %.0f MB/rank (max)\n", m_peak_mb);
   for (const auto& s : m_stages)
     std::printf("  %-5s %5d iterations  %9s  %9.3g s/it  final cost %.6g\n", s.engine.c_str(), s.iterations,
                 format_seconds(s.seconds).c_str(), s.iterations > 0 ? s.seconds / s.iterations : 0.0, s.final_cost);
@@ -114,7 +116,7 @@ void ProgressReporter::finish(const RunSummary& run) {
                        {"seconds", s.seconds},
                        {"seconds_per_iteration", s.iterations > 0 ? s.seconds / s.iterations : 0.0},
                        {"final_cost", s.final_cost}});
-  const nlohmann::ordered_json line = {
+  nlohmann::ordered_json line = {
       {"event", "summary"},
       {"engines", engines},
       {"iterations", iterations},
@@ -125,6 +127,7 @@ void ProgressReporter::finish(const RunSummary& run) {
       {"ranks", m_comm.size()},
       {"result", run.result},
       {"previews", run.previews.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(run.previews)}};
+  if (!std::isnan(run.background_mean)) line["background_mean"] = run.background_mean;
   log(line.dump());
 }
 

@@ -46,6 +46,9 @@ struct RunSummary {
   /// The final cost of the result, if it is not the last stage's (the blind
   /// preset's position trial keeps either of two runs); NaN: the last stage's.
   double final_cost = std::numeric_limits<double>::quiet_NaN();
+  /// The mean refined detector background over valid pixels [counts per
+  /// pixel and frame]; NaN: none refined (not printed).
+  double background_mean = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// Prints progress lines and the summary (rank 0) and writes the JSON-lines

@@ -90,6 +90,7 @@ void DistributedReconstruction::set_data(const Dataset& data) {
   Kokkos::deep_copy(m_nominal_probe, data.probe);
   m_state.object = CView2("ptycho::object", m_scan.extent.rows, m_scan.extent.cols);
   Kokkos::deep_copy(m_state.object, cfloat(1, 0));
+  m_state.background = RView2("ptycho::background", m, m);  // zeros: no background until an engine refines one
   m_state.positions.clear();
   for (long g : m_scan.index) m_state.positions.push_back(m_info.positions[g]);
   m_ws = std::make_unique<Workspace>(m_scan, kmodes, m_options.batch);
@@ -126,6 +127,30 @@ std::string join(const std::vector<std::string>& items) {
   return s;
 }
 
+/// Whether an engine of the chain refines a background (only then is one in checkpoints).
+bool uses_background(const ReconstructOptions& options) {
+  for (const auto& e : options.chain)
+    if (e.background != BackgroundMode::none) return true;
+  return false;
+}
+
+/// The background (M, M) as a shared field of the archive: a (1, M, M)
+/// complex array whose real part is b (the archive stores complex fields).
+void archive_background(StateArchive& ar, const RView2& background) {
+  const long m = long(background.extent(0));
+  auto b = Kokkos::create_mirror_view_and_copy(HostSpace(), background);
+  HostCView3 field("ptycho::background_field", 1, m, m);
+  for (long r = 0; r < m; ++r)
+    for (long c = 0; c < m; ++c) field(0, r, c) = cfloat(b(r, c), 0.0f);
+  CView3 dev = Kokkos::create_mirror_view_and_copy(MemSpace(), field);
+  ar.shared_field("run/background", dev);
+  if (!ar.loading()) return;
+  Kokkos::deep_copy(field, dev);
+  for (long r = 0; r < m; ++r)
+    for (long c = 0; c < m; ++c) b(r, c) = field(0, r, c).real();
+  Kokkos::deep_copy(background, b);
+}
+
 std::vector<std::string> split(const std::string& text) {
   std::vector<std::string> out;
   std::stringstream ss(text);
@@ -151,6 +176,7 @@ void DistributedReconstruction::save(StateArchive& ar) const {
   ar.values("run/position", position);
   ar.object_field("run/object", m_state.object);
   ar.shared_field("run/probe", m_state.probe);
+  if (uses_background(m_options)) archive_background(ar, m_state.background);
   std::vector<double> flat;
   for (const Position& q : m_state.positions) flat.insert(flat.end(), {q.row, q.col});
   ar.frame_values("run/positions", flat, 2);
@@ -190,6 +216,7 @@ void DistributedReconstruction::restore(StateArchive& ar) {
                                                                        << ") is not in '" << chain_text() << "'");
   ar.object_field("run/object", m_state.object);
   ar.shared_field("run/probe", m_state.probe);
+  if (uses_background(m_options)) archive_background(ar, m_state.background);
   std::vector<double> flat;
   ar.frame_values("run/positions", flat, 2);
   for (size_t j = 0; j < m_state.positions.size(); ++j) m_state.positions[j] = {flat[2 * j], flat[2 * j + 1]};
@@ -337,6 +364,14 @@ Mismatch DistributedReconstruction::mismatch() const {
   orthogonalize_modes(modes);
   return estimate_mismatch(m_nominal_probe, modes, m_info.positions, all_positions(),
                            m_info.geometry.object_pixel_m());
+}
+
+HostRView2 DistributedReconstruction::background() const {
+  return Kokkos::create_mirror_view_and_copy(HostSpace(), m_state.background);
+}
+
+double DistributedReconstruction::background_mean() const {
+  return ptycho::background_mean(m_state.background, m_scan.valid);
 }
 
 HostCView3 DistributedReconstruction::probe() const {

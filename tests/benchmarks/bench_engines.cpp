@@ -5,10 +5,13 @@
 //   mpirun -n R bench_engines [--frames N] [--size M] [--iterations K]
 //                             [--warmup W] [--engines dm,raar,ml,epie,rpie,mpie]
 //                             [--refine-probe] [--photons P] [--kernels]
+//                             [--background none|constant|pixel]
 //
 // Defaults: 1000 frames of 256 x 256, 10 timed iterations after 10 warm-up
 // ones: the steady state of a long run (ML checks its line search against
 // the exact slope in each of its first 10 iterations, then every 10th).
+// --background makes every engine refine a detector background (the
+// simulated scan has none): what the refinement costs.
 //
 // The scan is simulated in memory (ptycho::sim::simulate, Fermat spiral, one
 // probe mode). The object is sized so that the scan step is about 0.11 M
@@ -80,6 +83,7 @@ struct BenchOptions {
   int batch = 16;        ///< frames per batched FFT (the driver's default)
   double photons = 1e6;  ///< photons per frame of the simulation (0: noiseless)
   bool refine_probe = false;
+  std::string background = "none";  ///< the engines' detector background (the simulation has none)
   bool kernels = false;  ///< time every Kokkos kernel
   std::vector<std::string> engines{"dm", "raar", "ml", "epie", "rpie", "mpie"};
 };
@@ -87,7 +91,7 @@ struct BenchOptions {
 const char* kUsage =
     "usage: bench_engines [--frames N] [--size M (even)] [--iterations K] [--warmup W (>= 1)]\n"
     "                     [--engines dm,raar,ml,epie,rpie,mpie] [--batch B] [--photons P]\n"
-    "                     [--refine-probe] [--kernels]\n";
+    "                     [--refine-probe] [--kernels] [--background none|constant|pixel]\n";
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -151,6 +155,14 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
       o.engines = split_commas(v);
     } else if (a == "--refine-probe") {
       o.refine_probe = true;
+    } else if (a == "--background") {
+      const char* v = value("none, constant or pixel");
+      if (!v) return false;
+      o.background = v;
+      if (o.background != "none" && o.background != "constant" && o.background != "pixel") {
+        error = "--background: must be none, constant or pixel, got '" + o.background + "'";
+        return false;
+      }
     } else if (a == "--kernels") {
       o.kernels = true;
     } else if (a == "-h" || a == "--help") {
@@ -392,6 +404,7 @@ int run(int argc, char** argv) {
   ptycho::EngineOptions base;
   base.refine_probe = o.refine_probe;
   base.probe_hold = 0;  // with --refine-probe, every timed iteration refines the probe
+  base.background = ptycho::parse_background_mode(o.background);
 
   // Which frames this rank holds (the decomposition does not depend on the
   // engine), then only those frames; the full stack is dropped.
@@ -415,9 +428,9 @@ int run(int argc, char** argv) {
         info.num_frames, o.size, o.size, layout.step, so.object_size, so.object_size, o.photons, simulate_s);
     std::printf(
         "%d rank%s, frames per rank %ld..%ld; Kokkos %s, concurrency %d per rank; batch %d; 1 probe mode, "
-        "probe %s\n",
+        "probe %s; background %s\n",
         ranks, ranks > 1 ? "s" : "", fewest, most, ptycho::ExecSpace::name(), ptycho::ExecSpace().concurrency(),
-        o.batch, o.refine_probe ? "refined every iteration" : "fixed");
+        o.batch, o.refine_probe ? "refined every iteration" : "fixed", o.background.c_str());
     std::printf(
         "per engine: %d warm-up + %d timed iterations, each followed by one FFT floor pass = 2 x (frames "
         "per rank) FramePlan transforms (Centring::none); per iteration the slowest rank\n",

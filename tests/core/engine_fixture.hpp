@@ -32,12 +32,17 @@ inline SmallScan make_small_scan(const sim::SimulationOptions& o) {
   return s;
 }
 
-inline SmallScan make_small_scan(double photons = 1e6, int object_size = 96, int probe = 32, double step = 5) {
+/// `background`: the simulation's detector background [photons per pixel
+/// and frame], flat or with a radial profile (`radial`).
+inline SmallScan make_small_scan(double photons = 1e6, int object_size = 96, int probe = 32, double step = 5,
+                                 double background = 0, bool radial = false) {
   sim::SimulationOptions o;
   o.object_size = object_size;
   o.probe_size = probe;
   o.step = step;
   o.photons = photons;
+  o.background = background;
+  o.background_radial = radial;
   o.seed = 3;
   return make_small_scan(o);
 }

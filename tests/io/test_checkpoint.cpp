@@ -1,7 +1,8 @@
 // Checkpoints: a run stopped at iteration K, checkpointed on the world
 // communicator and resumed on one rank (another rank count) ends with the
-// object and probe of the uninterrupted run, up to float rounding; damaged,
-// foreign and mismatched checkpoints are refused with clear errors.
+// object and probe (and refined background) of the uninterrupted run, up to
+// float rounding; damaged, foreign and mismatched checkpoints are refused
+// with clear errors.
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/io/checkpoint.hpp"
@@ -24,17 +25,21 @@ using test::world_size;
 
 namespace {
 
-const test::Scene& scene() {
-  static const test::Scene* s = test::new_scene([] {
+/// The scan; `background`: with a detector background of 2 photons per pixel.
+const test::Scene& scene(bool background = false) {
+  auto make = [](double b) {
     sim::SimulationOptions o;
     o.object_size = 90;
     o.probe_size = 32;
     o.step = 6;
     o.photons = 1e5;
     o.seed = 11;
-    return o;
-  }());
-  return *s;
+    o.background = b;
+    return test::new_scene(o);
+  };
+  static const test::Scene* plain = make(0);
+  static const test::Scene* with_background = make(2);
+  return background ? *with_background : *plain;
 }
 
 /// A file name of this test and rank count, in the test's working folder.
@@ -42,11 +47,12 @@ std::string file_name(const std::string& what) {
   return "checkpoint_test_np" + std::to_string(world_size()) + "_" + what + ".h5";
 }
 
-ReconstructOptions options(const std::string& chain) {
+ReconstructOptions options(const std::string& chain, BackgroundMode background = BackgroundMode::none) {
   ReconstructOptions opt;
   EngineOptions base;
   base.refine_probe = true;
   base.probe_hold = 2;
+  base.background = background;
   opt.chain = parse_chain(chain, base);
   opt.probe_modes = 2;
   opt.batch = 5;
@@ -72,25 +78,29 @@ struct Outcome {
   Rect owned;
   HostCView3 probe;
   std::vector<double> costs;
+  HostRView2 background;
 };
 
 Outcome outcome(const DistributedReconstruction& r) {
-  return {r.owned_object(), r.owned(), r.probe(), r.state().cost_history};
+  return {r.owned_object(), r.owned(), r.probe(), r.state().cost_history, r.background()};
 }
 
 /// The whole chain on `comm`, without a stop.
-Outcome uninterrupted(MPI_Comm comm, const std::string& chain) {
-  DistributedReconstruction r(comm, scene().info, options(chain));
-  r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+Outcome uninterrupted(MPI_Comm comm, const std::string& chain, BackgroundMode bg = BackgroundMode::none) {
+  const test::Scene& sc = scene(bg != BackgroundMode::none);
+  DistributedReconstruction r(comm, sc.info, options(chain, bg));
+  r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   EXPECT_EQ(r.run(RunControl{}), RunEnd::finished);
   return outcome(r);
 }
 
 /// The chain on the world communicator, stopped (as by a signal) after
 /// `stop_at` iterations with a checkpoint written to `path`.
-void run_and_stop(const std::string& chain, long stop_at, const std::string& path) {
-  DistributedReconstruction r(MPI_COMM_WORLD, scene().info, options(chain));
-  r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+void run_and_stop(const std::string& chain, long stop_at, const std::string& path,
+                  BackgroundMode bg = BackgroundMode::none) {
+  const test::Scene& sc = scene(bg != BackgroundMode::none);
+  DistributedReconstruction r(MPI_COMM_WORLD, sc.info, options(chain, bg));
+  r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   const io::CheckpointLayout layout = layout_of(r, MPI_COMM_WORLD);
   RunControl control;
   control.checkpoint_every = 3;  // earlier checkpoints are overwritten, as in a real run
@@ -103,9 +113,11 @@ void run_and_stop(const std::string& chain, long stop_at, const std::string& pat
 }
 
 /// Resumes from `path` on `comm` and runs the rest of the chain.
-Outcome resume(MPI_Comm comm, const std::string& chain, const std::string& path) {
-  DistributedReconstruction r(comm, scene().info, options(chain));
-  r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+Outcome resume(MPI_Comm comm, const std::string& chain, const std::string& path,
+               BackgroundMode bg = BackgroundMode::none) {
+  const test::Scene& sc = scene(bg != BackgroundMode::none);
+  DistributedReconstruction r(comm, sc.info, options(chain, bg));
+  r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   auto archive = io::open_checkpoint(comm, path, layout_of(r, comm));
   r.restore(*archive);
   archive.reset();
@@ -144,6 +156,7 @@ void remove_on_rank0(const std::string& path) {
 struct Case {
   const char* chain;
   long stop_at;
+  BackgroundMode background = BackgroundMode::none;
 };
 
 class ResumeTest : public ::testing::TestWithParam<Case> {};
@@ -151,9 +164,9 @@ class ResumeTest : public ::testing::TestWithParam<Case> {};
 TEST_P(ResumeTest, ResumedOnOneRankEqualsUninterrupted) {
   const Case c = GetParam();
   const std::string path = file_name("resume_" + std::to_string(c.stop_at));
-  const Outcome whole = uninterrupted(MPI_COMM_WORLD, c.chain);
-  run_and_stop(c.chain, c.stop_at, path);
-  const Outcome resumed = resume(MPI_COMM_SELF, c.chain, path);  // every rank, on its own
+  const Outcome whole = uninterrupted(MPI_COMM_WORLD, c.chain, c.background);
+  run_and_stop(c.chain, c.stop_at, path, c.background);
+  const Outcome resumed = resume(MPI_COMM_SELF, c.chain, path, c.background);  // every rank, on its own
   const double obj = relative_difference(whole, resumed);
   const double probe = probe_difference(whole, resumed);
   if (world_rank() == 0)
@@ -163,14 +176,26 @@ TEST_P(ResumeTest, ResumedOnOneRankEqualsUninterrupted) {
   ASSERT_EQ(resumed.costs.size(), whole.costs.size());
   for (size_t i = 0; i < whole.costs.size(); ++i)
     EXPECT_NEAR(resumed.costs[i], whole.costs[i], 1e-4 * std::abs(whole.costs[i])) << "iteration " << i + 1;
+  if (c.background != BackgroundMode::none) {
+    // The background is part of the state: refined (about 2 photons), and the same after the resume.
+    double most = 0, diff = 0;
+    for (size_t i = 0; i < whole.background.size(); ++i) {
+      most = std::max(most, double(whole.background.data()[i]));
+      diff = std::max(diff, std::abs(double(resumed.background.data()[i] - whole.background.data()[i])));
+    }
+    EXPECT_GT(most, 1.0) << c.chain;
+    EXPECT_LT(diff, 1e-3 * most) << c.chain;
+  }
   remove_on_rank0(path);
 }
 
 // Mid-DM (exit waves), at an engine boundary, mid-ML (conjugate directions),
-// mid-LSQ-ML; probe refinement and two modes throughout.
+// mid-LSQ-ML; probe refinement and two modes throughout; and with a
+// refined background (constant, per pixel) on a scan that has one.
 INSTANTIATE_TEST_SUITE_P(Chains, ResumeTest,
                          ::testing::Values(Case{"dm:8,ml:8", 5}, Case{"dm:8,ml:8", 8}, Case{"dm:8,ml:8", 13},
-                                           Case{"raar:6,lsqml:6", 9}));
+                                           Case{"raar:6,lsqml:6", 9}, Case{"dm:8,ml:8", 11, BackgroundMode::constant},
+                                           Case{"raar:6,lsqml:6", 9, BackgroundMode::per_pixel}));
 
 namespace {
 

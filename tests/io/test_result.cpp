@@ -238,6 +238,28 @@ TEST(ResultWrite, ReadResultRoundTrips) {
   EXPECT_EQ(back.process.notes, r.process.notes);
 }
 
+TEST(ResultWrite, TheBackgroundIsOptionalAndRoundTrips) {
+  const std::string path = scratch("background.h5");
+  const int rank = test::world_rank(), size = test::world_size();
+  const HostCView2 object = make_object();
+  const Tile t = tile_for(0, rank, size);
+  ResultData r = make_result();
+  r.object_tile = tile_view(object, t);
+  r.tile_row0 = t.r0;
+  r.tile_col0 = t.c0;
+  io::write_result(MPI_COMM_WORLD, path, r);
+  EXPECT_EQ(io::read_result(path).background.size(), 0u);  // none written, none read
+  r.background = HostRView2("background", kM, kM);
+  for (int y = 0; y < kM; ++y)
+    for (int x = 0; x < kM; ++x) r.background(y, x) = 0.25f * float(y) + 3.0f * float(x);
+  io::write_result(MPI_COMM_WORLD, path, r);
+  const ResultData back = io::read_result(path);
+  ASSERT_EQ(back.background.extent(0), size_t(kM));
+  ASSERT_EQ(back.background.extent(1), size_t(kM));
+  EXPECT_EQ(std::memcmp(back.background.data(), r.background.data(), r.background.size() * sizeof(float)), 0);
+  EXPECT_EQ(back.process.metrics, r.process.metrics);  // the (M, M) dataset is no metric
+}
+
 TEST(ResultWrite, AFailedWriteLeavesTheExistingFile) {
   const int rank = test::world_rank(), size = test::world_size();
   const std::string path = scratch("precious.h5");

@@ -85,7 +85,7 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
                         "regularisation", "seed",        "batch",      "progress_every",
                         "previews",       "preset",      "checkpoint", "checkpoint_every",
                         "log_json",       "refine_positions", "position_hold", "max_position_shift",
-                        "fix_affine",     "position_method", "resume"})
+                        "fix_affine",     "position_method", "resume",      "background"})
     EXPECT_TRUE(unique.count(k)) << k;
   EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
   EXPECT_EQ(option_name("checkpoint_every"), "--checkpoint-every");
@@ -115,6 +115,7 @@ max_position_shift = 2.5
 fix_affine = true
 position_method = "annealing"
 likelihood = "gaussian"
+background = "pixel"
 smoothness = 0.25
 beta = 1            # an integer is a fine number
 sigma = 0.4
@@ -150,6 +151,7 @@ resume = "old.ckpt.h5"
   EXPECT_TRUE(job.base.fix_affine);
   EXPECT_EQ(job.position_method, "annealing");
   EXPECT_EQ(job.likelihood, "gaussian");
+  EXPECT_EQ(job.background, "pixel");
   EXPECT_DOUBLE_EQ(job.base.smoothness, 0.25);
   EXPECT_DOUBLE_EQ(job.base.beta, 1.0);
   EXPECT_DOUBLE_EQ(job.base.sigma, 0.4);
@@ -249,6 +251,7 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
       {"engines = \"\"", "engines: empty chain '' (example: dm:100,ml:200)"},
       {"likelihood = \"normal\"", "likelihood: must be 'poisson' or 'gaussian', got 'normal'"},
       {"position_method = \"random\"", "position_method: must be 'gradient' or 'annealing', got 'random'"},
+      {"background = \"flat\"", "background: must be 'none', 'constant' or 'pixel', got 'flat'"},
       {"sigma = 1.5", "sigma: must be between 0 and 1, got 1.5"},
       {"smoothness = -1", "smoothness: must be a finite number >= 0, got -1"},
       {"tau = 0", "tau: must be a finite number > 0, got 0"},

@@ -341,6 +341,40 @@ progress_every = 3
         self.assertRegex(r.stdout, r"ml +7 iterations")
         self.assertIn("result: log.h5", r.stdout)
 
+    def test_background_from_simulation_to_result(self):
+        # A scan with a flat background of 4 photons per pixel, and its truth. (With less overlap than
+        # here, step 5 of a 32 px probe, the object absorbs more of a weak background: see the README.)
+        self.ok(["simulate", "-o", "../data/bg.cxi", "--truth", "../data/bg_truth.h5", "--object-size", "96",
+                 "--probe-size", "32", "--step", "5", "--photons", "1e6", "--seed", "3", "--background", "4"])
+        with h5py.File(self.path("data", "bg_truth.h5"), "r") as f:
+            truth = f["background"][()]
+        self.assertEqual(truth.shape, (32, 32))
+        self.assertAlmostEqual(float(truth.mean()), 4.0, places=4)
+        # Refined as a constant: in the result, the summary line and the log.
+        r = self.ok(["reconstruct", "../data/bg.cxi", "-o", "bg.h5", "--engines", "ml:20", "--background",
+                     "constant", "--log-json", "bg.jsonl"], ranks=2)
+        with h5py.File(self.path("run", "bg.h5"), "r") as f:
+            b = f["/entry_1/process_1/background"][()]
+            mean = float(f["/entry_1/process_1/background_mean"][()])
+        self.assertEqual(b.shape, (32, 32))
+        self.assertEqual(b.dtype, np.float32)
+        self.assertEqual(float(b.min()), float(b.max()))  # one value
+        self.assertAlmostEqual(mean, float(b.mean()), places=4)
+        self.assertLess(abs(mean - 4.0), 0.8, mean)  # within 20% of the truth
+        self.assertRegex(r.stdout, r"final cost \S+; background \S+ counts/pixel \(mean\); memory")
+        with open(self.path("run", "bg.jsonl")) as f:
+            summary = [json.loads(line) for line in f][-1]
+        self.assertAlmostEqual(summary["background_mean"], mean, places=4)
+        self.assertEqual(self.config(self.path("run", "bg.h5"))["background"], "constant")
+        # Without the option: no background anywhere.
+        r = self.ok(["reconstruct", "../data/bg.cxi", "-o", "nobg.h5", "--engines", "ml:3"])
+        with h5py.File(self.path("run", "nobg.h5"), "r") as f:
+            self.assertNotIn("background", f["/entry_1/process_1"])
+            self.assertNotIn("background_mean", f["/entry_1/process_1"])
+        self.assertNotIn("background", r.stdout)
+        self.fails(["reconstruct", "../data/bg.cxi", "--background", "flat"],
+                   "--background: must be 'none', 'constant' or 'pixel', got 'flat'")
+
     def test_log_json_from_a_job_file_at_two_ranks(self):
         job = self.job("log.toml", 'input = "../data/scan.cxi"\noutput = "../out/log2.h5"\nengines = "dm:5"\n'
                                    'progress_every = 2\nlog_json = "../out/log2.jsonl"\n')

@@ -8,43 +8,53 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 
 using namespace ptycho;
 
 namespace {
 
-const test::Scene& scene() {
-  static const test::Scene* s = test::new_scene([] {
+/// The scan; `background`: with a detector background of 3 photons per pixel.
+const test::Scene& scene(bool background = false) {
+  auto make = [](double b) {
     sim::SimulationOptions o;
     o.object_size = 100;
     o.probe_size = 32;
     o.step = 5;
     o.photons = 1e5;
     o.seed = 5;
-    return o;
-  }());
-  return *s;
+    o.background = b;
+    return test::new_scene(o);
+  };
+  static const test::Scene* plain = make(0);
+  static const test::Scene* with_background = make(3);
+  return background ? *with_background : *plain;
 }
 
 struct Outcome {
   HostCView2 tile;
   Rect owned;
   HostCView3 probe;
+  HostRView2 background;
 };
 
-Outcome reconstruct(MPI_Comm comm, const std::string& chain, bool refine_probe, int modes = 1) {
+Outcome reconstruct(MPI_Comm comm, const std::string& chain, bool refine_probe, int modes = 1,
+                    BackgroundMode background = BackgroundMode::none) {
   ReconstructOptions opt;
   EngineOptions base;
   base.refine_probe = refine_probe;
   base.probe_hold = 2;
+  base.background = background;
   opt.chain = parse_chain(chain, base);
   opt.probe_modes = modes;
   opt.batch = 7;
-  DistributedReconstruction r(comm, scene().info, opt);
-  r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+  const test::Scene& sc = scene(background != BackgroundMode::none);
+  DistributedReconstruction r(comm, sc.info, opt);
+  r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   r.run(nullptr);
-  return {r.owned_object(), r.owned(), r.probe()};
+  return {r.owned_object(), r.owned(), r.probe(), r.background()};
 }
 
 /// ||world - serial|| / ||serial|| over the whole object (each rank its owned tile).
@@ -86,6 +96,28 @@ TEST_P(ParallelFamily, WorldRunEqualsOneRankRun) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, ParallelFamily, ::testing::Values("dm:20", "raar:20", "ml:60", "dm:10,ml:30", "lsqml:20"));
+
+/// A refined background (sums over ranks in double) keeps the run rank invariant.
+class BackgroundRanks : public ::testing::TestWithParam<std::tuple<std::string, BackgroundMode>> {};
+
+TEST_P(BackgroundRanks, WorldRunEqualsOneRankRun) {
+  const auto [chain, mode] = GetParam();
+  const Outcome world = reconstruct(MPI_COMM_WORLD, chain, false, 1, mode);
+  const Outcome serial = reconstruct(MPI_COMM_SELF, chain, false, 1, mode);
+  EXPECT_LT(tile_difference(world, serial), 1e-4) << chain;
+  double most = 0, diff = 0;
+  for (size_t i = 0; i < serial.background.size(); ++i) {
+    most = std::max(most, double(serial.background.data()[i]));
+    diff = std::max(diff, std::abs(double(world.background.data()[i] - serial.background.data()[i])));
+  }
+  EXPECT_GT(most, 1.0) << chain;  // refined, towards the 3 photons of the scan
+  EXPECT_LT(diff, 1e-3 * most) << chain;
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, BackgroundRanks,
+                         ::testing::Values(std::make_tuple(std::string("dm:10,ml:30"), BackgroundMode::constant),
+                                           std::make_tuple(std::string("raar:20"), BackgroundMode::per_pixel),
+                                           std::make_tuple(std::string("lsqml:20"), BackgroundMode::per_pixel)));
 
 TEST(ParallelFamily, TwoProbeModesStayRankInvariant) {
   const Outcome world = reconstruct(MPI_COMM_WORLD, "dm:20", true, 2);

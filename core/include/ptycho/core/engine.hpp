@@ -4,6 +4,7 @@
 /// reaches other ranks only through a Collective: numerators and
 /// denominators are summed over halos and ranks, then divided once. A run on
 /// one rank and on N ranks therefore give the same object up to rounding.
+#include "ptycho/core/background.hpp"
 #include "ptycho/core/collective.hpp"
 #include "ptycho/core/local_scan.hpp"
 #include "ptycho/core/state_archive.hpp"
@@ -46,6 +47,7 @@ struct EngineOptions {
   double rpie_alpha = 0.1;     ///< rPIE/mPIE regularisation (Maiden 2017)
   double momentum = 0.7;       ///< mPIE eta
   Likelihood likelihood = Likelihood::poisson;  ///< ML and LSQ-ML
+  BackgroundMode background = BackgroundMode::none;  ///< detector background refined with the object (background.hpp)
   double smoothness = 0.0;     ///< ML: weight of a Gaussian smoothness prior, relative to the data term
   int batches = 8;             ///< LSQ-ML mini-batches per iteration
   int resync_every = 20;       ///< ML: recompute far fields exactly every this many iterations

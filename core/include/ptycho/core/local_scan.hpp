@@ -28,6 +28,8 @@ struct LocalScan {
 struct ReconState {
   CView2 object;                    ///< (extent.rows, extent.cols), halo kept in sync
   CView3 probe;                     ///< (K, M, M), identical on every rank, scaled to counts
+  RView2 background;                ///< (M, M) detector background b >= 0 [counts], identical on every
+                                    ///< rank (see background.hpp); may be empty: none
   std::vector<Position> positions;  ///< current centres of the local frames [global object px]
   std::vector<double> cost_history; ///< one entry per iteration, over all engines
   std::vector<std::string> engine_history;  ///< engine name of each iteration

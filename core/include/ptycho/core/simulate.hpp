@@ -56,6 +56,10 @@ ScanKind parse_scan_kind(const std::string& s);
 std::vector<Position> scan_pattern(ScanKind kind, double step, double radius, double jitter = 0.1,
                                    std::uint64_t seed = 0);
 
+/// The detector background of `opt` (M, M): opt.background everywhere, or a
+/// smooth radial profile of that mean (see SimulationOptions).
+HostRView2 background_profile(int m, double mean, bool radial);
+
 /// Poisson noise of the given seed on expected counts (in place).
 void add_poisson_noise(HostRView3& counts, std::uint64_t seed);
 
@@ -74,6 +78,13 @@ struct SimulationOptions {
   double detector_pixel_m = 75e-6;
   double object_pixel_m = 10e-9;   ///< sets the distance
   bool beamstop_mask = false;      ///< a beam stop plus dead pixels with garbage counts
+  /// Detector background added to the expected counts of every frame before
+  /// the noise [photons per pixel and frame, mean over the frame]; 0: none.
+  double background = 0;
+  /// Its shape: false, the same on every pixel; true, a smooth radial
+  /// profile 1 + 2 exp(-2 q^2) (q: distance from the centre over M/2; about
+  /// 3x brighter at the centre than in the corners), scaled to that mean.
+  bool background_radial = false;
   HostRView2 amplitude_image;      ///< [0,1]; empty: a Siemens star
   HostRView2 phase_image;          ///< [0,1]; empty: the rings pattern
 };
@@ -90,6 +101,7 @@ struct Simulation {
   std::vector<Position> positions;      ///< true probe centres [object px]
   std::vector<Position> nominal_positions;
   double photons_noise = 0;             ///< photons per frame used for noise (0: noiseless)
+  HostRView2 background;                ///< (M, M) detector background in the expected counts (zeros: none)
 };
 
 /// Noiseless data is scaled as if the beam had this many photons per frame.

@@ -48,11 +48,13 @@ struct TruthData {
   double photons_per_frame = 0;                ///< sum |P|^2 of the probe in the file
   std::string scenes;                          ///< "AMPLITUDE:PHASE" scene names
   double pixel_size_m = 0;                     ///< object pixel size [m]
+  HostRView2 background;                       ///< (M, M) detector background [photons]; empty: none
 };
 
 /// Writes `truth` to `path` (serial, atomic): datasets object, probe_modes
-/// (complex64), positions_px, nominal_positions_px (float64 (N, 2)) and root
-/// attributes probe_error_pct, position_error_nm, partial_coherence_nm,
+/// (complex64), positions_px, nominal_positions_px (float64 (N, 2)), the
+/// background (float32 (M, M), only if there is one) and root attributes
+/// probe_error_pct, position_error_nm, partial_coherence_nm,
 /// photons_per_frame, scenes and pixel_size_m.
 void write_truth(const std::string& path, const TruthData& truth);
 

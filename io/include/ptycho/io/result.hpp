@@ -7,7 +7,9 @@
 ///   /entry_1/image_2/data          complex64 (K, M, M): probe modes, scaled to counts
 ///   /entry_1/process_1/...         program, version, command_line, configuration (JSON),
 ///                                  cost_history float64 (n_iter), engine_history (strings),
-///                                  and one scalar dataset per metric and note
+///                                  and one scalar dataset per metric and note;
+///                                  optionally background float32 (M, M): the
+///                                  refined detector background [counts per pixel and frame]
 ///
 /// complex64 is the HDF5 compound {r: float32, i: float32}, which h5py reads as
 /// numpy complex64.
@@ -58,6 +60,9 @@ struct ResultData {
   std::vector<Position> positions;  ///< final probe centres [object pixels], input order
   HostCView3 probe_modes;           ///< (K, M, M), scaled to counts
   double pixel_size_m = 0;          ///< object pixel size [m]
+  /// The refined detector background (M, M) [counts], written to
+  /// /entry_1/process_1/background; empty: none (not written).
+  HostRView2 background;
   ProcessInfo process;
 };
 
@@ -72,8 +77,8 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
 
 /// Reads a whole result file (serial). Accepts an object of (H, W) or
 /// (S, H, W) (slice 0 is returned) and probe modes of (K, M, M) or (M, M).
-/// positions_px, image_2, pixel_size and process_1 are optional; what is
-/// missing is left empty (pixel_size_m = 0).
+/// positions_px, image_2, pixel_size, process_1 and its background are
+/// optional; what is missing is left empty (pixel_size_m = 0).
 ResultData read_result(const std::string& path);
 
 /// True if `path` is an HDF5 file that holds a result (an object at

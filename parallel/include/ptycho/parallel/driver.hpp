@@ -88,7 +88,8 @@ class DistributedReconstruction {
   RunEnd run(const RunControl& control);
 
   /// Saves the whole state (collective): the position in the chain, object,
-  /// probe, positions, histories (under "run/") and the running engine's own
+  /// probe, positions, the background if the chain refines one, histories
+  /// (under "run/") and the running engine's own
   /// state (under "engine/"). Independent of the rank count.
   void save(StateArchive& ar) const;
   /// Restores what save() wrote (collective), after set_data(): run() then
@@ -105,6 +106,11 @@ class DistributedReconstruction {
   const Rect& owned() const { return m_scan.owned; }
   /// The probe modes (K, M, M), scaled to counts.
   HostCView3 probe() const;
+  /// The detector background b (M, M) [counts per pixel and frame], the same
+  /// on every rank; zeros unless an engine refined it (see background.hpp).
+  HostRView2 background() const;
+  /// Its mean over the valid detector pixels.
+  double background_mean() const;
   /// All positions [object px], input order, gathered from every rank.
   std::vector<Position> all_positions() const;
   const ReconState& state() const { return m_state; }
