@@ -1,6 +1,8 @@
 #pragma once
 // A small simulated scan on one rank, the whole object as the tile, for
 // engine tests.
+#include "ptycho/core/collective.hpp"
+#include "ptycho/core/engine.hpp"
 #include "ptycho/core/local_scan.hpp"
 #include "ptycho/core/simulate.hpp"
 
@@ -45,6 +47,39 @@ inline SmallScan make_small_scan(double photons = 1e6, int object_size = 96, int
   o.background_radial = radial;
   o.seed = 3;
   return make_small_scan(o);
+}
+
+/// The start of an engine test: a flat object, `probe` (M x M, indexable as
+/// probe(r, c)) as the one mode, and the scan's true positions.
+template <class Probe>
+inline ReconState start_state(const SmallScan& s, const Probe& probe) {
+  const int m = s.scan.frame_size;
+  ReconState st;
+  st.object = CView2("object", s.scan.extent.rows, s.scan.extent.cols);
+  Kokkos::deep_copy(st.object, cfloat(1, 0));
+  st.probe = CView3("probe", 1, m, m);
+  auto hp = Kokkos::create_mirror_view(st.probe);
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < m; ++c) hp(0, r, c) = probe(r, c);
+  Kokkos::deep_copy(st.probe, hp);
+  st.positions = s.sim.positions;
+  return st;
+}
+
+/// The scan's true first probe mode, for start_state.
+inline auto true_probe(const SmallScan& s) { return Kokkos::subview(s.sim.probe_modes, 0, Kokkos::ALL, Kokkos::ALL); }
+
+/// `iterations` of the engine `opt` from `st` on one rank (batch 8); the cost of each.
+inline std::vector<double> run_iterations(const SmallScan& s, const EngineOptions& opt, ReconState& st,
+                                          int iterations) {
+  Workspace ws(s.scan, 1, 8);
+  ws.set_positions(st.positions);
+  ws.set_probe(st.probe);
+  SerialCollective coll;
+  auto engine = make_engine(opt, ws, coll, st);
+  std::vector<double> cost;
+  for (int i = 0; i < iterations; ++i) cost.push_back(engine->iterate(st));
+  return cost;
 }
 
 /// Relative error of `obj` against `truth` over the central box, after the

@@ -38,32 +38,13 @@ struct Outcome {
   double background_mean = 0;
 };
 
-ReconState start_state(const test::SmallScan& s) {
-  const int m = s.scan.frame_size;
-  ReconState st;
-  st.object = CView2("object", s.scan.extent.rows, s.scan.extent.cols);
-  Kokkos::deep_copy(st.object, cfloat(1, 0));
-  st.probe = CView3("probe", 1, m, m);
-  auto hp = Kokkos::create_mirror_view(st.probe);
-  for (int r = 0; r < m; ++r)
-    for (int c = 0; c < m; ++c) hp(0, r, c) = s.sim.probe_modes(0, r, c);
-  Kokkos::deep_copy(st.probe, hp);
-  st.positions = s.sim.positions;
-  return st;
-}
-
 Outcome run_engine(const test::SmallScan& s, const std::string& name, BackgroundMode mode, ReconState st,
                    int iterations = kIterations) {
-  Workspace ws(s.scan, 1, 8);
-  ws.set_positions(st.positions);
-  ws.set_probe(st.probe);
-  SerialCollective coll;
   EngineOptions opt;
   opt.name = name;
   opt.background = mode;
-  auto engine = make_engine(opt, ws, coll, st);
   Outcome run;
-  for (int i = 0; i < iterations; ++i) run.cost.push_back(engine->iterate(st));
+  run.cost = test::run_iterations(s, opt, st, iterations);
   auto obj = Kokkos::create_mirror_view_and_copy(HostSpace(), st.object);
   run.error = test::object_error(obj, s.sim.object, 30, 66);
   if (st.background.size()) {
@@ -74,7 +55,7 @@ Outcome run_engine(const test::SmallScan& s, const std::string& name, Background
 }
 
 Outcome run_engine(const test::SmallScan& s, const std::string& name, BackgroundMode mode) {
-  return run_engine(s, name, mode, start_state(s));
+  return run_engine(s, name, mode, test::start_state(s, test::true_probe(s)));
 }
 
 /// RMS of (b - truth) / RMS of truth over the pixels where the frames are
@@ -225,10 +206,10 @@ TEST(BackgroundRefinement, MaskedPixelsDoNotEnter) {
 TEST(BackgroundRefinement, NoneIgnoresTheStatesBackground) {
   const auto& s = scan_with(kBackground);
   for (const char* name : {"ml", "dm", "lsqml", "rpie"}) {
-    ReconState with = start_state(s);
+    ReconState with = test::start_state(s, test::true_probe(s));
     with.background = RView2("background", s.scan.frame_size, s.scan.frame_size);
     Kokkos::deep_copy(with.background, 5.0f);
-    const Outcome a = run_engine(s, name, BackgroundMode::none, start_state(s), 10);
+    const Outcome a = run_engine(s, name, BackgroundMode::none, test::start_state(s, test::true_probe(s)), 10);
     const Outcome b = run_engine(s, name, BackgroundMode::none, with, 10);
     // (Equal up to the order of atomic sums on threaded back ends.)
     ASSERT_EQ(a.cost.size(), b.cost.size());

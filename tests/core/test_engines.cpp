@@ -16,25 +16,11 @@ struct Run {
 
 Run run_engine(const std::string& name, int iterations, double photons = 1e6) {
   auto s = test::make_small_scan(photons);
-  const int m = s.scan.frame_size;
-  ReconState st;
-  st.object = CView2("object", s.scan.extent.rows, s.scan.extent.cols);
-  Kokkos::deep_copy(st.object, cfloat(1, 0));
-  st.probe = CView3("probe", 1, m, m);
-  auto hp = Kokkos::create_mirror_view(st.probe);
-  for (int r = 0; r < m; ++r)
-    for (int c = 0; c < m; ++c) hp(0, r, c) = s.sim.probe_modes(0, r, c);
-  Kokkos::deep_copy(st.probe, hp);
-  st.positions = s.sim.positions;
-  Workspace ws(s.scan, 1, 8);
-  ws.set_positions(st.positions);
-  ws.set_probe(st.probe);
-  SerialCollective coll;
+  ReconState st = test::start_state(s, test::true_probe(s));
   EngineOptions opt;
   opt.name = name;
-  auto engine = make_engine(opt, ws, coll, st);
   Run run;
-  for (int i = 0; i < iterations; ++i) run.cost.push_back(engine->iterate(st));
+  run.cost = test::run_iterations(s, opt, st, iterations);
   auto obj = Kokkos::create_mirror_view_and_copy(HostSpace(), st.object);
   run.error = test::object_error(obj, s.sim.object, 30, 66);
   return run;

@@ -57,27 +57,13 @@ const test::SmallScan& defocused_scan() {
 
 Outcome run_engine(const std::string& name, bool refine, int iterations) {
   const auto& s = defocused_scan();
-  const int m = s.scan.frame_size;
-  ReconState st;
-  st.object = CView2("object", s.scan.extent.rows, s.scan.extent.cols);
-  Kokkos::deep_copy(st.object, cfloat(1, 0));
-  st.probe = CView3("probe", 1, m, m);
-  auto hp = Kokkos::create_mirror_view(st.probe);
-  for (int r = 0; r < m; ++r)
-    for (int c = 0; c < m; ++c) hp(0, r, c) = s.sim.nominal_probe(r, c);  // the defocused guess
-  Kokkos::deep_copy(st.probe, hp);
-  st.positions = s.sim.positions;
-  Workspace ws(s.scan, 1, 8);
-  ws.set_positions(st.positions);
-  ws.set_probe(st.probe);
-  SerialCollective coll;
+  ReconState st = test::start_state(s, s.sim.nominal_probe);  // the defocused guess
   EngineOptions opt;
   opt.name = name;
   opt.refine_probe = refine;
   opt.probe_hold = 5;
-  auto engine = make_engine(opt, ws, coll, st);
   Outcome run;
-  for (int i = 0; i < iterations; ++i) run.cost = engine->iterate(st);
+  run.cost = test::run_iterations(s, opt, st, iterations).back();
   auto probe = Kokkos::create_mirror_view_and_copy(HostSpace(), st.probe);
   run.probe_error = probe_error(probe, s.sim.probe_modes);
   return run;

@@ -203,18 +203,7 @@ namespace {
 /// positions with position refinement: frames near tile boundaries migrate
 /// between the engines.
 const test::Scene& moving_scene() {
-  static const test::Scene* s = [] {
-    sim::SimulationOptions o;
-    o.object_size = 160;
-    o.probe_size = 48;
-    o.step = 6;
-    o.photons = 1e7;
-    o.position_error_nm = 12;
-    o.seed = 4;
-    auto* sc = const_cast<test::Scene*>(test::new_scene(o));
-    sc->info = test::scan_info(sc->sim, true);
-    return sc;
-  }();
+  static const test::Scene* s = test::new_position_error_scene();
   return *s;
 }
 

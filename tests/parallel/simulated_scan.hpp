@@ -4,6 +4,7 @@
 #include "ptycho/core/dataset.hpp"
 #include "ptycho/core/simulate.hpp"
 
+#include <cmath>
 #include <vector>
 
 namespace ptycho::test {
@@ -53,6 +54,43 @@ inline const Scene* new_scene(const sim::SimulationOptions& o) {
   sc->sim = sim::simulate(o);
   sc->info = scan_info(sc->sim);
   return sc;
+}
+
+/// A scan with a position error of 1.2 px RMS per axis (12 nm at 10 nm
+/// pixels), for position refinement: object 160, probe 48, step 6, 1e7
+/// photons. Reconstruct it from its nominal positions (scan_info(s, true)).
+inline sim::SimulationOptions position_error_options() {
+  sim::SimulationOptions o;
+  o.object_size = 160;
+  o.probe_size = 48;
+  o.step = 6;
+  o.photons = 1e7;
+  o.position_error_nm = 12;
+  o.seed = 4;
+  return o;
+}
+
+/// The scene of position_error_options() with the nominal positions in its
+/// ScanInfo, as a file would give them; kept like new_scene's.
+inline const Scene* new_position_error_scene() {
+  auto* sc = const_cast<Scene*>(new_scene(position_error_options()));
+  sc->info = scan_info(sc->sim, true);
+  return sc;
+}
+
+/// RMS per axis of (a - b) after removing the mean offset [px].
+inline double rms_position_error(const std::vector<Position>& a, const std::vector<Position>& b) {
+  double mr = 0, mc = 0;
+  for (size_t j = 0; j < a.size(); ++j) {
+    mr += a[j].row - b[j].row;
+    mc += a[j].col - b[j].col;
+  }
+  mr /= a.size();
+  mc /= a.size();
+  double sum = 0;
+  for (size_t j = 0; j < a.size(); ++j)
+    sum += std::pow(a[j].row - b[j].row - mr, 2) + std::pow(a[j].col - b[j].col - mc, 2);
+  return std::sqrt(sum / (2.0 * a.size()));
 }
 
 }  // namespace ptycho::test

@@ -92,34 +92,8 @@ TEST(MigrateFrames, RejectsInconsistentInput) {
 namespace {
 
 const test::Scene& refinement_scene() {
-  static const test::Scene* s = [] {
-    sim::SimulationOptions o;
-    o.object_size = 160;
-    o.probe_size = 48;
-    o.step = 6;
-    o.photons = 1e7;
-    o.position_error_nm = 12;  // 1.2 px RMS per axis
-    o.seed = 4;
-    auto* sc = const_cast<test::Scene*>(test::new_scene(o));
-    sc->info = test::scan_info(sc->sim, true);  // start from the nominal positions
-    return sc;
-  }();
+  static const test::Scene* s = test::new_position_error_scene();
   return *s;
-}
-
-/// RMS per axis of (a - b) after removing the mean offset [px].
-double rms_error(const std::vector<Position>& a, const std::vector<Position>& b) {
-  double mr = 0, mc = 0;
-  for (size_t j = 0; j < a.size(); ++j) {
-    mr += a[j].row - b[j].row;
-    mc += a[j].col - b[j].col;
-  }
-  mr /= a.size();
-  mc /= a.size();
-  double sum = 0;
-  for (size_t j = 0; j < a.size(); ++j)
-    sum += std::pow(a[j].row - b[j].row - mr, 2) + std::pow(a[j].col - b[j].col - mc, 2);
-  return std::sqrt(sum / (2.0 * a.size()));
 }
 
 struct ChainResult {
@@ -176,13 +150,13 @@ TEST(MigrateFrames, ChainHandsFramesToTheirOwnersAndMatchesOneRank) {
                         std::abs(one.positions[j].col - here.positions[j].col)) > 1e-3
                    ? 1
                    : 0;
-    const double e_one = rms_error(one.positions, s.sim.positions), e_here = rms_error(here.positions, s.sim.positions);
+    const double e_one = test::rms_position_error(one.positions, s.sim.positions), e_here = test::rms_position_error(here.positions, s.sim.positions);
     std::printf("frames more than 1e-3 px apart, %d ranks against 1: %ld of %zu; RMS error %.4f px (1 rank), "
                 "%.4f px (%d ranks), nominal %.4f px\n",
                 size, apart, one.positions.size(), e_one, e_here, size,
-                rms_error(s.info.positions, s.sim.positions));
+                test::rms_position_error(s.info.positions, s.sim.positions));
     EXPECT_LE(apart, long(one.positions.size()) / 20);
     EXPECT_NEAR(e_here, e_one, 0.05 * e_one);
-    EXPECT_LT(e_here, rms_error(s.info.positions, s.sim.positions) / 2.5);
+    EXPECT_LT(e_here, test::rms_position_error(s.info.positions, s.sim.positions) / 2.5);
   }
 }

@@ -19,43 +19,12 @@ using namespace ptycho;
 
 namespace {
 
-struct Scene {
-  sim::Simulation sim;
-  ScanInfo info;  ///< with the nominal positions, as a file would give them
-};
-
-const Scene& scene() {
-  // Built once and never destroyed: its views must not outlive Kokkos::finalize.
-  static const Scene* s = new Scene([] {
-    sim::SimulationOptions o;
-    o.object_size = 160;
-    o.probe_size = 48;
-    o.step = 6;
-    o.photons = 1e7;
-    o.position_error_nm = 12;  // 1.2 px RMS per axis
-    o.seed = 4;
-    Scene sc;
-    sc.sim = sim::simulate(o);
-    sc.info = test::scan_info(sc.sim, true);
-    return sc;
-  }());
+const test::Scene& scene() {
+  static const test::Scene* s = test::new_position_error_scene();  // 1.2 px RMS per axis
   return *s;
 }
 
-/// RMS per axis of (a - b) after removing the mean offset [px].
-double rms_error(const std::vector<Position>& a, const std::vector<Position>& b) {
-  double mr = 0, mc = 0;
-  for (size_t j = 0; j < a.size(); ++j) {
-    mr += a[j].row - b[j].row;
-    mc += a[j].col - b[j].col;
-  }
-  mr /= a.size();
-  mc /= a.size();
-  double s = 0;
-  for (size_t j = 0; j < a.size(); ++j)
-    s += std::pow(a[j].row - b[j].row - mr, 2) + std::pow(a[j].col - b[j].col - mc, 2);
-  return std::sqrt(s / (2.0 * a.size()));
-}
+using test::rms_position_error;
 
 std::vector<Position> refine(MPI_Comm comm, PositionMethod method = PositionMethod::gradient,
                              const std::string& chain = "raar:150") {
@@ -76,8 +45,8 @@ std::vector<Position> refine(MPI_Comm comm, PositionMethod method = PositionMeth
 
 TEST(PositionRefinement, CutsThePositionErrorThreefold) {
   const auto& s = scene();
-  const double before = rms_error(s.sim.nominal_positions, s.sim.positions);
-  const double after = rms_error(refine(MPI_COMM_WORLD), s.sim.positions);
+  const double before = rms_position_error(s.sim.nominal_positions, s.sim.positions);
+  const double after = rms_position_error(refine(MPI_COMM_WORLD), s.sim.positions);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (rank == 0) std::printf("position error RMS per axis: %.3f px nominal, %.3f px refined\n", before, after);
@@ -87,8 +56,8 @@ TEST(PositionRefinement, CutsThePositionErrorThreefold) {
 
 TEST(PositionRefinement, AnnealingHalvesThePositionError) {
   const auto& s = scene();
-  const double before = rms_error(s.sim.nominal_positions, s.sim.positions);
-  const double after = rms_error(refine(MPI_COMM_WORLD, PositionMethod::annealing), s.sim.positions);
+  const double before = rms_position_error(s.sim.nominal_positions, s.sim.positions);
+  const double after = rms_position_error(refine(MPI_COMM_WORLD, PositionMethod::annealing), s.sim.positions);
   if (test::world_rank() == 0)
     std::printf("annealing: position error RMS per axis: %.3f px nominal, %.3f px refined\n", before, after);
   EXPECT_GT(before, 0.8);
@@ -126,7 +95,7 @@ TEST(PositionRefinement, AnnealingMakesTheSameChoicesOnAnyRankCount) {
   const double mr = median(dr), mc = median(dc);
   int differ = 0;
   for (size_t j = 0; j < n; ++j) differ += std::hypot(dr[j] - mr, dc[j] - mc) > 1e-4;
-  const double moved = rms_error(serial, s.sim.nominal_positions);
+  const double moved = rms_position_error(serial, s.sim.nominal_positions);
   std::printf("annealing, %s: %d of %zu frames differ by > 1e-4 px on %d ranks against 1 (frames moved %.3f px RMS)\n",
               chain.c_str(), differ, n, test::world_size(), moved);
   EXPECT_GT(moved, 0.2);           // the positions did move: the comparison means something
