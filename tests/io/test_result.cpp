@@ -107,6 +107,17 @@ HostCView2 tile_view(const HostCView2& object, const Tile& t) {
   return Kokkos::subview(object, std::make_pair(t.r0, t.r0 + t.rows), std::make_pair(t.c0, t.c0 + t.cols));
 }
 
+/// make_result() with this rank's tile of `object` under tiling `kind`
+/// (the tile views `object`, which must outlive the result).
+ResultData tiled_result(const HostCView2& object, int kind) {
+  const Tile t = tile_for(kind, test::world_rank(), test::world_size());
+  ResultData r = make_result();
+  r.object_tile = tile_view(object, t);
+  r.tile_row0 = t.r0;
+  r.tile_col0 = t.c0;
+  return r;
+}
+
 std::vector<char> raw_object_bytes(const std::string& path) {
   io::H5File f = io::H5File::open_read(path);
   io::H5Id dset = f.open_dataset("/entry_1/image_1/data");
@@ -142,11 +153,7 @@ TEST(ResultWrite, TilesGiveTheBytesOfASerialWrite) {
   const std::vector<char> expected = raw_object_bytes(reference);
   for (int kind = 0; kind < 4; ++kind) {
     SCOPED_TRACE("tiling " + std::to_string(kind));
-    const Tile t = tile_for(kind, rank, size);
-    ResultData r = make_result();
-    r.object_tile = tile_view(object, t);
-    r.tile_row0 = t.r0;
-    r.tile_col0 = t.c0;
+    const ResultData r = tiled_result(object, kind);
     const std::string path = scratch("tiled_" + std::to_string(kind) + ".h5");
     io::write_result(MPI_COMM_WORLD, path, r);
     const std::vector<char> got = raw_object_bytes(path);
@@ -210,13 +217,8 @@ TEST(ResultWrite, LayoutFollowsTheContract) {
 
 TEST(ResultWrite, ReadResultRoundTrips) {
   const std::string path = scratch("roundtrip.h5");
-  const int rank = test::world_rank(), size = test::world_size();
   const HostCView2 object = make_object();
-  const Tile t = tile_for(2, rank, size);
-  ResultData r = make_result();
-  r.object_tile = tile_view(object, t);
-  r.tile_row0 = t.r0;
-  r.tile_col0 = t.c0;
+  const ResultData r = tiled_result(object, 2);
   io::write_result(MPI_COMM_WORLD, path, r);
   const ResultData back = io::read_result(path);
   ASSERT_EQ(back.positions.size(), size_t(kN));
@@ -240,13 +242,8 @@ TEST(ResultWrite, ReadResultRoundTrips) {
 
 TEST(ResultWrite, TheBackgroundIsOptionalAndRoundTrips) {
   const std::string path = scratch("background.h5");
-  const int rank = test::world_rank(), size = test::world_size();
   const HostCView2 object = make_object();
-  const Tile t = tile_for(0, rank, size);
-  ResultData r = make_result();
-  r.object_tile = tile_view(object, t);
-  r.tile_row0 = t.r0;
-  r.tile_col0 = t.c0;
+  ResultData r = tiled_result(object, 0);
   io::write_result(MPI_COMM_WORLD, path, r);
   EXPECT_EQ(io::read_result(path).background.size(), 0u);  // none written, none read
   r.background = HostRView2("background", kM, kM);
