@@ -189,6 +189,8 @@ class MlEngine final : public Engine {
       m_probe_grad = View3<cdouble>("ptycho::ml::probe_grad", k, m, m);
       m_probe_den = View2<double>("ptycho::ml::probe_den", m, m);
       m_scratch = CView3("ptycho::ml::scratch", std::size_t(ws.batch()) * k, m, m);
+      m_probe_dir = CView3("ptycho::ml::probe_direction", k, m, m);
+      m_probe_dir_spectrum = CView3("ptycho::ml::probe_direction_spectrum", k, m, m);
     }
     m_positions.use_background(m_background.values());
     prepare_preconditioner();
@@ -492,7 +494,7 @@ class MlEngine final : public Engine {
     double dmax = 0;
     for (size_t i = 0; i < den.size(); ++i) dmax = std::max(dmax, den.data()[i]);
     const double delta = std::max(m_opt.regularisation * dmax, 1e-30);
-    CView3 dprobe("ptycho::ml::probe_direction", kmodes, m, m);
+    const auto dprobe = m_probe_dir;
     auto dp = Kokkos::create_mirror_view(dprobe);
     for (int k = 0; k < kmodes; ++k)
       for (int r = 0; r < m; ++r)
@@ -502,7 +504,7 @@ class MlEngine final : public Engine {
         }
     Kokkos::deep_copy(dprobe, dp);
     // Its far fields DFT(dP~_j O_j) per frame, and the cost along the line.
-    CView3 spectrum("ptycho::ml::probe_direction_spectrum", kmodes, m, m);
+    const auto spectrum = m_probe_dir_spectrum;
     Kokkos::deep_copy(spectrum, dprobe);
     m_ws.plan().execute(spectrum, FftDirection::forward, Centring::none);
     Sums<5> q;
@@ -669,6 +671,8 @@ class MlEngine final : public Engine {
   View3<cdouble> m_probe_grad;  ///< (K, M, M) gradient of the cost with respect to conj(P_k)
   View2<double> m_probe_den;    ///< (M, M) sum_j |O_j|^2 (unshifted frame coordinates)
   CView3 m_scratch;             ///< (batch * K, M, M) work space of the probe-space sums
+  CView3 m_probe_dir;           ///< (K, M, M) the probe's step direction
+  CView3 m_probe_dir_spectrum;  ///< (K, M, M) its raw DFT
 };
 
 }  // namespace

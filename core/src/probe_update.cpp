@@ -77,8 +77,7 @@ void ProbeUpdate::checkpoint(StateArchive& ar) {
 }
 
 template <class Update>
-void ProbeUpdate::finish(ReconState& state, const Update& update) {
-  auto num = Kokkos::create_mirror_view_and_copy(HostSpace(), m_num);
+void ProbeUpdate::finish(ReconState& state, const View3<cdouble, HostSpace>& num, const Update& update) {
   auto probe = Kokkos::create_mirror_view_and_copy(HostSpace(), state.probe);
   const int kmodes = static_cast<int>(probe.extent(0)), m = static_cast<int>(probe.extent(1));
   auto power = [&] {
@@ -109,13 +108,11 @@ void ProbeUpdate::finish(ReconState& state, const Update& update) {
   m_ws.set_probe(state.probe);
 }
 
-/// The sums over ranks and the largest summed denominator.
-double ProbeUpdate::reduce(View2<double, HostSpace>& den) {
+/// The sums over ranks (host copies) and the largest summed denominator.
+double ProbeUpdate::reduce(View3<cdouble, HostSpace>& num, View2<double, HostSpace>& den) {
+  num = Kokkos::create_mirror_view_and_copy(HostSpace(), m_num);
   den = Kokkos::create_mirror_view_and_copy(HostSpace(), m_den);
-  auto num = Kokkos::create_mirror_view(m_num);
-  Kokkos::deep_copy(num, m_num);
   m_coll.sum(reinterpret_cast<double*>(num.data()), 2 * num.size());
-  Kokkos::deep_copy(m_num, num);
   m_coll.sum(den.data(), den.size());
   double dmax = 0;
   for (size_t i = 0; i < den.size(); ++i) dmax = std::max(dmax, den.data()[i]);
@@ -123,16 +120,19 @@ double ProbeUpdate::reduce(View2<double, HostSpace>& den) {
 }
 
 void ProbeUpdate::apply(ReconState& state) {
+  View3<cdouble, HostSpace> num;
   View2<double, HostSpace> den;
-  const double delta = m_regularisation * reduce(den);
-  finish(state, [&](const cdouble& n, const cdouble& p, int r, int c) { return (n + p * delta) / (den(r, c) + delta); });
+  const double delta = m_regularisation * reduce(num, den);
+  finish(state, num,
+         [&](const cdouble& n, const cdouble& p, int r, int c) { return (n + p * delta) / (den(r, c) + delta); });
 }
 
 void ProbeUpdate::apply_step(ReconState& state, double a) {
+  View3<cdouble, HostSpace> num;
   View2<double, HostSpace> den;
-  const double dmax = reduce(den);
+  const double dmax = reduce(num, den);
   const double floor = std::max(m_regularisation * dmax, 1e-30);
-  finish(state, [&](const cdouble& n, const cdouble& p, int r, int c) {
+  finish(state, num, [&](const cdouble& n, const cdouble& p, int r, int c) {
     return p + n / std::max((1 - a) * den(r, c) + a * dmax, floor);
   });
 }

@@ -35,12 +35,12 @@ class ProbeUpdate {
   View2<std::uint8_t, HostSpace> m_support;  ///< far-field support of the probe, set at the first update
   /// Zeroes the far field of every mode outside the support.
   void apply_fourier_support(const HostCView3& probe);
-  /// Sums num and den over ranks (num in place); returns den summed and its max.
-  double reduce(View2<double, HostSpace>& den);
+  /// num and den summed over ranks, as host copies; returns the largest den.
+  double reduce(View3<cdouble, HostSpace>& num, View2<double, HostSpace>& den);
   /// P_k <- update(num_k, P_k, r, c) per pixel, then the support, the power
   /// and the workspace's probes.
   template <class Update>
-  void finish(ReconState& state, const Update& update);
+  void finish(ReconState& state, const View3<cdouble, HostSpace>& num, const Update& update);
   View3<cdouble> m_num;
   View2<double> m_den;
 };

@@ -4,7 +4,6 @@
 #include "ptycho/core/error.hpp"
 
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
 #include <random>
 #include <sstream>
