@@ -209,20 +209,13 @@ class LsqmlEngine final : public Engine {
   /// only with the probe or the positions, and are kept until then.
   void refresh_illumination() {
     if (m_illum_version == m_ws.probe_version()) return;
-    const int kmodes = m_ws.num_modes();
-    auto zero = Kokkos::subview(m_chi, Kokkos::make_pair(0L, long(m_ws.batch()) * kmodes), Kokkos::ALL, Kokkos::ALL);
-    Kokkos::deep_copy(zero, cfloat(0, 0));  // accumulate_object adds nothing to the numerator with these
     Kokkos::deep_copy(m_illum_total, 0.0f);
     const auto total = m_illum_total;
     const auto den = m_den;
     for (size_t b = 0; b < m_batches.size(); ++b) {
       Kokkos::deep_copy(m_den, 0.0);
       const auto [l0, l1] = m_batches[b];
-      for (long first = l0; first < l1; first += m_ws.batch()) {
-        const long count = std::min<long>(m_ws.batch(), l1 - first);
-        auto w = Kokkos::subview(zero, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
-        m_ws.accumulate_object(m_num, m_den, w, first, count, true);
-      }
+      m_ws.accumulate_illumination(m_den, l0, l1 - l0);
       m_coll.scatter_sum(m_den);
       m_illum_max[b] = owned_max(m_den, m_owned, m_coll);
       const auto illum = Kokkos::subview(m_illum, b, Kokkos::ALL, Kokkos::ALL);

@@ -186,8 +186,7 @@ class MlEngine final : public Engine {
     m_precond = View2<float>("ptycho::ml::precond", rows, cols);
     m_owned = local_rect(scan.owned, scan.extent);
     if (opt.refine_probe) {
-      m_probe_grad = View3<cdouble>("ptycho::ml::probe_grad", k, m, m);
-      m_probe_den = View2<double>("ptycho::ml::probe_den", m, m);
+      m_probe_sums = ProbeSums("ptycho::ml::probe_gradient", k, m);
       m_scratch = CView3("ptycho::ml::scratch", std::size_t(ws.batch()) * k, m, m);
       m_probe_dir = CView3("ptycho::ml::probe_direction", k, m, m);
       m_probe_dir_spectrum = CView3("ptycho::ml::probe_direction_spectrum", k, m, m);
@@ -244,12 +243,7 @@ class MlEngine final : public Engine {
   void prepare_preconditioner() {
     const auto& scan = m_ws.scan();
     View2<double> den("ptycho::ml::den", scan.extent.rows, scan.extent.cols);
-    for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
-      const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
-      auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * m_ws.num_modes()), Kokkos::ALL, Kokkos::ALL);
-      Kokkos::deep_copy(w, cfloat(0, 0));
-      m_ws.accumulate_object(m_grad, den, w, first, count);
-    }
+    m_ws.accumulate_illumination(den, 0, scan.num_local());
     m_coll.scatter_sum(den);
     double dsum = 0, dcount = 0;
     const Rect o = m_owned;
@@ -299,8 +293,7 @@ class MlEngine final : public Engine {
     double cost = 0;
     View2<double> none;
     if (probe_now) {
-      Kokkos::deep_copy(m_probe_grad, cdouble(0, 0));
-      Kokkos::deep_copy(m_probe_den, 0.0);
+      m_probe_sums.reset();
     }
     for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
       const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
@@ -316,7 +309,7 @@ class MlEngine final : public Engine {
       m_background.accumulate(first, count);
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
       m_ws.accumulate_object(grad, none, w, first, count, false);
-      if (probe_now) m_ws.accumulate_probe(m_probe_grad, m_probe_den, state.object, w, first, count, m_scratch);
+      if (probe_now) m_ws.accumulate_probe(m_probe_sums, state.object, w, first, count, m_scratch);
 
     }
     m_coll.scatter_sum(grad);
@@ -487,10 +480,9 @@ class MlEngine final : public Engine {
     const int kmodes = m_ws.num_modes(), m = scan.frame_size;
     apply_pending();
     // The direction, identical on every rank: -g_k / (sum_j |O_j|^2 + delta).
-    auto g = Kokkos::create_mirror_view_and_copy(HostSpace(), m_probe_grad);
-    auto den = Kokkos::create_mirror_view_and_copy(HostSpace(), m_probe_den);
-    m_coll.sum(reinterpret_cast<double*>(g.data()), 2 * g.size());
-    m_coll.sum(den.data(), den.size());
+    View3<cdouble, HostSpace> g;
+    View2<double, HostSpace> den;
+    m_probe_sums.reduce(m_coll, g, den);
     double dmax = 0;
     for (size_t i = 0; i < den.size(); ++i) dmax = std::max(dmax, den.data()[i]);
     const double delta = std::max(m_opt.regularisation * dmax, 1e-30);
@@ -668,8 +660,9 @@ class MlEngine final : public Engine {
   bool m_restart = false;
   float m_pending_step = 0;  ///< Psi += this * dPsi, not yet applied
   // Probe refinement (allocated only with refine_probe):
-  View3<cdouble> m_probe_grad;  ///< (K, M, M) gradient of the cost with respect to conj(P_k)
-  View2<double> m_probe_den;    ///< (M, M) sum_j |O_j|^2 (unshifted frame coordinates)
+  /// The gradient of the cost with respect to conj(P_k), (K, M, M), and
+  /// sum_j |O_j|^2 (unshifted frame coordinates), as probe-update sums.
+  ProbeSums m_probe_sums;
   CView3 m_scratch;             ///< (batch * K, M, M) work space of the probe-space sums
   CView3 m_probe_dir;           ///< (K, M, M) the probe's step direction
   CView3 m_probe_dir_spectrum;  ///< (K, M, M) its raw DFT

@@ -4,6 +4,7 @@
 
 #include <fftw3.h>
 
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -126,5 +127,32 @@ void FramePlan::execute(const CView3& frames, FftDirection dir, Centring c) cons
   ExecSpace().fence();
 }
 #endif
+
+void raw_inverse_dft_host(const View3<cdouble, HostSpace>& planes) {
+  const int k = static_cast<int>(planes.extent(0)), rows = static_cast<int>(planes.extent(1)),
+            cols = static_cast<int>(planes.extent(2));
+  if (k == 0 || rows == 0 || cols == 0) return;
+  const size_t plane = size_t(rows) * cols;
+  fftw_complex* scratch = fftw_alloc_complex(plane);
+  PTYCHO_THROW_IF(!scratch, "raw_inverse_dft_host: cannot allocate a " << rows << "x" << cols << " plane");
+  fftw_plan plan;
+  {
+    std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+    plan = fftw_plan_dft_2d(rows, cols, scratch, scratch, FFTW_BACKWARD, FFTW_ESTIMATE);
+  }
+  if (!plan) fftw_free(scratch);
+  PTYCHO_THROW_IF(!plan, "raw_inverse_dft_host: FFTW could not plan a " << rows << "x" << cols << " transform");
+  for (int p = 0; p < k; ++p) {
+    cdouble* data = planes.data() + p * plane;
+    std::memcpy(scratch, data, plane * sizeof(cdouble));
+    fftw_execute(plan);
+    std::memcpy(static_cast<void*>(data), scratch, plane * sizeof(cdouble));
+  }
+  {
+    std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+    fftw_destroy_plan(plan);
+  }
+  fftw_free(scratch);
+}
 
 }  // namespace ptycho

@@ -12,17 +12,13 @@ ProbeUpdate::ProbeUpdate(Workspace& ws, const Collective& coll, const EngineOpti
     : m_ws(ws),
       m_coll(coll),
       m_regularisation(opt.regularisation),
-      m_num("ptycho::probe_update::num", ws.num_modes(), ws.frame_size(), ws.frame_size()),
-      m_den("ptycho::probe_update::den", ws.frame_size(), ws.frame_size()) {}
+      m_sums("ptycho::probe_update", ws.num_modes(), ws.frame_size()) {}
 
-void ProbeUpdate::reset() {
-  Kokkos::deep_copy(m_num, cdouble(0, 0));
-  Kokkos::deep_copy(m_den, 0.0);
-}
+void ProbeUpdate::reset() { m_sums.reset(); }
 
 void ProbeUpdate::accumulate(const CView2& object, const CView3& waves, long first, long count,
                              const CView3& scratch) {
-  m_ws.accumulate_probe(m_num, m_den, object, waves, first, count, scratch);
+  m_ws.accumulate_probe(m_sums, object, waves, first, count, scratch);
 }
 
 void ProbeUpdate::apply_fourier_support(const HostCView3& probe) {
@@ -110,10 +106,7 @@ void ProbeUpdate::finish(ReconState& state, const View3<cdouble, HostSpace>& num
 
 /// The sums over ranks (host copies) and the largest summed denominator.
 double ProbeUpdate::reduce(View3<cdouble, HostSpace>& num, View2<double, HostSpace>& den) {
-  num = Kokkos::create_mirror_view_and_copy(HostSpace(), m_num);
-  den = Kokkos::create_mirror_view_and_copy(HostSpace(), m_den);
-  m_coll.sum(reinterpret_cast<double*>(num.data()), 2 * num.size());
-  m_coll.sum(den.data(), den.size());
+  m_sums.reduce(m_coll, num, den);
   double dmax = 0;
   for (size_t i = 0; i < den.size(); ++i) dmax = std::max(dmax, den.data()[i]);
   return dmax;

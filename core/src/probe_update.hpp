@@ -41,8 +41,7 @@ class ProbeUpdate {
   /// and the workspace's probes.
   template <class Update>
   void finish(ReconState& state, const View3<cdouble, HostSpace>& num, const Update& update);
-  View3<cdouble> m_num;
-  View2<double> m_den;
+  ProbeSums m_sums;
 };
 
 }  // namespace ptycho

@@ -2,6 +2,7 @@
 #include "ptycho/core/geometry.hpp"
 #include "ptycho/core/kernel_util.hpp"
 #include "ptycho/core/local_scan.hpp"
+#include "ptycho/core/collective.hpp"
 
 #include <cmath>
 
@@ -42,6 +43,72 @@ inline void accumulate_row(cdouble* num_c, double* den_p, const cfloat* p_c, con
     double* PTYCHO_RESTRICT den = den_p;
     for (int c = 0; c < n; ++c) den[c] += double(p[2 * c] * p[2 * c] + p[2 * c + 1] * p[2 * c + 1]);
   }
+}
+
+/// out = (s * rc) * a over n complex values: part of a row of a shifted
+/// probe's spectrum (shifted_modes).
+PTYCHO_ROW_FUNCTION void ramp_product_row(cfloat* out_c, const cfloat* s_c, const cfloat* rc_c, cfloat a, int n) {
+  float* PTYCHO_RESTRICT out = reinterpret_cast<float*>(out_c);
+  const float* PTYCHO_RESTRICT s = reinterpret_cast<const float*>(s_c);
+  const float* PTYCHO_RESTRICT rc = reinterpret_cast<const float*>(rc_c);
+  const float ar = a.real(), ai = a.imag();
+  for (int c = 0; c < n; ++c) {
+    const float tr = s[2 * c] * rc[2 * c] - s[2 * c + 1] * rc[2 * c + 1];
+    const float ti = s[2 * c] * rc[2 * c + 1] + s[2 * c + 1] * rc[2 * c];
+    out[2 * c] = tr * ar - ti * ai;
+    out[2 * c + 1] = tr * ai + ti * ar;
+  }
+}
+
+/// out = conj(o) w over a row of n.
+PTYCHO_ROW_FUNCTION void conj_product_row(cfloat* out_c, const cfloat* o_c, const cfloat* w_c, int n) {
+  float* PTYCHO_RESTRICT out = reinterpret_cast<float*>(out_c);
+  const float* PTYCHO_RESTRICT o = reinterpret_cast<const float*>(o_c);
+  const float* PTYCHO_RESTRICT w = reinterpret_cast<const float*>(w_c);
+  for (int c = 0; c < n; ++c) {
+    const float orr = o[2 * c], oi = o[2 * c + 1], wr = w[2 * c], wi = w[2 * c + 1];
+    out[2 * c] = orr * wr + oi * wi;
+    out[2 * c + 1] = orr * wi - oi * wr;
+  }
+}
+
+/// acc += (-1)^c s0 conj(o) w over a row of n (n even), in double.
+PTYCHO_ROW_FUNCTION void signed_conj_product_add_row(cdouble* acc_c, const cfloat* o_c, const cfloat* w_c, float s0,
+                                                        int n) {
+  double* PTYCHO_RESTRICT acc = reinterpret_cast<double*>(acc_c);
+  const float* PTYCHO_RESTRICT o = reinterpret_cast<const float*>(o_c);
+  const float* PTYCHO_RESTRICT w = reinterpret_cast<const float*>(w_c);
+  for (int c = 0; c < n; c += 2) {
+    for (int q = 0; q < 2; ++q) {
+      const int i = c + q;
+      const float s = q == 0 ? s0 : -s0;
+      const float orr = o[2 * i], oi = o[2 * i + 1], wr = w[2 * i], wi = w[2 * i + 1];
+      acc[2 * i] += double(s * (orr * wr + oi * wi));
+      acc[2 * i + 1] += double(s * (orr * wi - oi * wr));
+    }
+  }
+}
+
+/// acc += a conj(rc) q over n values, in double: part of a row of the
+/// unshifted spectrum sum (accumulate_probe).
+PTYCHO_ROW_FUNCTION void unshift_add_row(cdouble* acc_c, const cfloat* a_c, const cfloat* rc_c, cfloat q, int n) {
+  double* PTYCHO_RESTRICT acc = reinterpret_cast<double*>(acc_c);
+  const float* PTYCHO_RESTRICT a = reinterpret_cast<const float*>(a_c);
+  const float* PTYCHO_RESTRICT rc = reinterpret_cast<const float*>(rc_c);
+  const float qr = q.real(), qi = q.imag();
+  for (int c = 0; c < n; ++c) {
+    // conj(rc) q
+    const float fr = rc[2 * c] * qr + rc[2 * c + 1] * qi, fi = rc[2 * c] * qi - rc[2 * c + 1] * qr;
+    acc[2 * c] += double(a[2 * c] * fr - a[2 * c + 1] * fi);
+    acc[2 * c + 1] += double(a[2 * c] * fi + a[2 * c + 1] * fr);
+  }
+}
+
+/// den += |o|^2 over a row of n, in double.
+PTYCHO_ROW_FUNCTION void norm_add_row(double* den_p, const cfloat* o_c, int n) {
+  double* PTYCHO_RESTRICT den = den_p;
+  const float* PTYCHO_RESTRICT o = reinterpret_cast<const float*>(o_c);
+  for (int c = 0; c < n; ++c) den[c] += double(o[2 * c]) * o[2 * c] + double(o[2 * c + 1]) * o[2 * c + 1];
 }
 }  // namespace
 
@@ -137,16 +204,21 @@ void Workspace::shifted_modes(const CView3& spectrum, long first, long count, co
   auto dst = Kokkos::subview(out, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
   const auto ramp_r = m_ramp_row, ramp_c = m_ramp_col;
   const float norm = 1.0f / (float(m) * m);
+  // The checkerboard sign after the IDFT is a shift of the spectrum by M/2
+  // on both axes before it ((-1)^x = exp(2 pi i x (M/2) / M)): the spectrum
+  // row r' = r + M/2 (mod M), its two halves swapped, goes into row r.
+  const int h = m / 2;
   Kokkos::parallel_for(
-      "ptycho::Workspace::probe_ramp", Policy3({0, 0, 0}, {count * kmodes, m, m}),
-      KOKKOS_LAMBDA(long bk, int r, int c) {
+      "ptycho::Workspace::probe_ramp", Kokkos::RangePolicy<ExecSpace>(0, count * kmodes * m), KOKKOS_LAMBDA(long i) {
+        const long bk = i / m;
+        const int r = static_cast<int>(i % m), k = static_cast<int>(bk % kmodes);
         const long j = first + bk / kmodes;
-        dst(bk, r, c) = spectrum(bk % kmodes, r, c) * (ramp_r(j, r) * ramp_c(j, c) * norm);
+        const int rs = r < h ? r + h : r - h;
+        const cfloat a = ramp_r(j, rs) * norm;
+        ramp_product_row(&dst(bk, r, 0), &spectrum(k, rs, h), &ramp_c(j, h), a, h);
+        ramp_product_row(&dst(bk, r, h), &spectrum(k, rs, 0), &ramp_c(j, 0), a, h);
       });
   m_plan.execute(dst, FftDirection::backward, Centring::none);
-  Kokkos::parallel_for(
-      "ptycho::Workspace::probe_sign", Policy3({0, 0, 0}, {count * kmodes, m, m}),
-      KOKKOS_LAMBDA(long bk, int r, int c) { dst(bk, r, c) *= centring_sign(r, c); });
   ExecSpace().fence();
 }
 
@@ -221,49 +293,128 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
 #endif
 }
 
-void Workspace::accumulate_probe(const View3<cdouble>& num_probe, const View2<double>& den_probe,
-                                 const CView2& object, const CView3& waves, long first, long count,
-                                 const CView3& scratch) const {
+void Workspace::accumulate_illumination(const View2<double>& den, long first, long count) const {
   const int m = m_scan.frame_size, kmodes = m_modes;
+  const auto probes = m_probes;
   const auto row = m_row, col = m_col;
-  auto work = Kokkos::subview(scratch, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
+#if defined(KOKKOS_ENABLE_CUDA)
   Kokkos::parallel_for(
-      "ptycho::Workspace::probe_terms", Policy3({0, 0, 0}, {count * kmodes, m, m}),
-      KOKKOS_LAMBDA(long bk, int r, int c) {
-        const long j = first + bk / kmodes;
-        work(bk, r, c) = Kokkos::conj(object(row(j) + r, col(j) + c)) * waves(bk, r, c) * centring_sign(r, c);
+      "ptycho::Workspace::accumulate_illumination", Policy3({0, 0, 0}, {count, m, m}),
+      KOKKOS_LAMBDA(long b, int r, int c) {
+        const long j = first + b;
+        float d = 0;
+        for (int k = 0; k < kmodes; ++k) {
+          const cfloat p = probes(j * kmodes + k, r, c);
+          d += p.real() * p.real() + p.imag() * p.imag();
+        }
+        Kokkos::atomic_add(&den(row(j) + r, col(j) + c), double(d));
       });
+#else
+  // Frames one after another (patches overlap), each frame's rows in parallel.
+  auto row_h = Kokkos::create_mirror_view_and_copy(HostSpace(), row);
+  auto col_h = Kokkos::create_mirror_view_and_copy(HostSpace(), col);
+  for (long b = 0; b < count; ++b) {
+    const long j = first + b;
+    const int r0 = row_h(j), c0 = col_h(j);
+    Kokkos::parallel_for(
+        "ptycho::Workspace::accumulate_illumination", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
+          for (int k = 0; k < kmodes; ++k) norm_add_row(&den(r0 + r, c0), &probes(j * kmodes + k, r, 0), m);
+        });
+  }
+#endif
+}
+
+ProbeSums::ProbeSums(const std::string& label, int modes, int frame_size)
+    : real(label + "::real", modes, frame_size, frame_size),
+      spectrum(label + "::spectrum", modes, frame_size, frame_size),
+      den(label + "::den", frame_size, frame_size) {}
+
+void ProbeSums::reset() const {
+  Kokkos::deep_copy(real, cdouble(0, 0));
+  Kokkos::deep_copy(spectrum, cdouble(0, 0));
+  Kokkos::deep_copy(den, 0.0);
+}
+
+void ProbeSums::reduce(const Collective& coll, View3<cdouble, HostSpace>& num,
+                       View2<double, HostSpace>& den_out) const {
+  num = Kokkos::create_mirror_view_and_copy(HostSpace(), real);
+  auto spec = Kokkos::create_mirror_view_and_copy(HostSpace(), spectrum);
+  den_out = Kokkos::create_mirror_view_and_copy(HostSpace(), den);
+  if (num.data() == real.data()) {  // host memory: work on copies, the sums stay
+    num = View3<cdouble, HostSpace>("ptycho::ProbeSums::num", real.extent(0), real.extent(1), real.extent(2));
+    Kokkos::deep_copy(num, real);
+    spec = View3<cdouble, HostSpace>("ptycho::ProbeSums::spectrum", real.extent(0), real.extent(1), real.extent(2));
+    Kokkos::deep_copy(spec, spectrum);
+    den_out = View2<double, HostSpace>("ptycho::ProbeSums::den", den.extent(0), den.extent(1));
+    Kokkos::deep_copy(den_out, den);
+  }
+  coll.sum(reinterpret_cast<double*>(num.data()), 2 * num.size());
+  coll.sum(reinterpret_cast<double*>(spec.data()), 2 * spec.size());
+  coll.sum(den_out.data(), den_out.size());
+  Workspace::probe_numerator(num, spec);
+}
+
+void Workspace::probe_numerator(const View3<cdouble, HostSpace>& num, const View3<cdouble, HostSpace>& spectrum) {
+  bool any = false;
+  for (size_t i = 0; i < spectrum.size() && !any; ++i) any = spectrum.data()[i] != cdouble(0, 0);
+  if (!any) return;  // no frame had a sub-pixel shift
+  raw_inverse_dft_host(spectrum);
+  for (size_t i = 0; i < num.size(); ++i) num.data()[i] += spectrum.data()[i];
+}
+
+void Workspace::accumulate_probe(const ProbeSums& sums, const CView2& object, const CView3& waves, long first,
+                                 long count, const CView3& scratch) const {
+  const int m = m_scan.frame_size, kmodes = m_modes;
+  if (count <= 0) return;
+  const auto row = m_row, col = m_col;
+  const auto den = sums.den;
   bool shifted = false;
   for (long b = 0; b < count; ++b) shifted |= (m_frac_row_h[first + b] != 0.0 || m_frac_col_h[first + b] != 0.0);
-  if (shifted) {
-    m_plan.execute(work, FftDirection::forward, Centring::none);
-    const auto ramp_r = m_ramp_row, ramp_c = m_ramp_col;
-    const float norm = 1.0f / (float(m) * m);
+  if (!shifted) {
+    // u_j = s conj(O_j) psi_j straight into the real-space sum, one row of
+    // the sum per work item (no two items touch one pixel).
+    const auto num = sums.real;
     Kokkos::parallel_for(
-        "ptycho::Workspace::probe_unshift", Policy3({0, 0, 0}, {count * kmodes, m, m}),
-        KOKKOS_LAMBDA(long bk, int r, int c) {
-          const long j = first + bk / kmodes;
-          work(bk, r, c) *= Kokkos::conj(ramp_r(j, r) * ramp_c(j, c)) * norm;
-        });
-    m_plan.execute(work, FftDirection::backward, Centring::none);
-  }
-  Kokkos::parallel_for(
-      "ptycho::Workspace::probe_sum", Policy3({0, 0, 0}, {kmodes, m, m}), KOKKOS_LAMBDA(int k, int r, int c) {
-        cdouble s(0, 0);
-        for (long b = 0; b < count; ++b) {
-          const cfloat v = work(b * kmodes + k, r, c);
-          s += cdouble(v.real(), v.imag());
-        }
-        num_probe(k, r, c) += s;
-        if (k == 0) {
-          double d = 0;
+        "ptycho::Workspace::probe_sum", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
+          const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
+          const float s0 = (r & 1) ? -1.0f : 1.0f;
           for (long b = 0; b < count; ++b) {
-            const cfloat o = object(row(first + b) + r, col(first + b) + c);
-            d += double(o.real()) * o.real() + double(o.imag()) * o.imag();
+            const long j = first + b;
+            signed_conj_product_add_row(&num(k, r, 0), &object(row(j) + r, col(j)), &waves(b * kmodes + k, r, 0), s0,
+                                        m);
+            if (k == 0) norm_add_row(&den(r, 0), &object(row(j) + r, col(j)), m);
           }
-          den_probe(r, c) += d;
-        }
-      });
+        });
+    return;
+  }
+  // DFT(conj(O_j) psi_j) = DFT(s u_j) is DFT(u_j) shifted by M/2 on both
+  // axes (the sign in real space); with it, the spectrum sum gets
+  // DFT(u_j)(q) conj(R_j(q)) / M^2 at every frequency q. One frame at a
+  // time, so that its product, transform and sum run while it is in cache;
+  // each frame's rows in parallel (no two work items touch one pixel).
+  auto work = Kokkos::subview(scratch, Kokkos::make_pair(0L, long(kmodes)), Kokkos::ALL, Kokkos::ALL);
+  const auto spec = sums.spectrum;
+  const auto ramp_r = m_ramp_row, ramp_c = m_ramp_col;
+  const float norm = 1.0f / (float(m) * m);
+  const int h = m / 2;
+  for (long b = 0; b < count; ++b) {
+    const long j = first + b;
+    Kokkos::parallel_for(
+        "ptycho::Workspace::probe_terms", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
+          const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
+          conj_product_row(&work(k, r, 0), &object(row(j) + r, col(j)), &waves(b * kmodes + k, r, 0), m);
+          if (k == 0) norm_add_row(&den(r, 0), &object(row(j) + r, col(j)), m);  // the object row is in cache
+        });
+    m_plan.execute(work, FftDirection::forward, Centring::none);
+    Kokkos::parallel_for(
+        "ptycho::Workspace::probe_unshift", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
+          const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
+          const int rs = r < h ? r + h : r - h;
+          const cfloat q = Kokkos::conj(ramp_r(j, r)) * norm;
+          unshift_add_row(&spec(k, r, 0), &work(k, rs, h), &ramp_c(j, 0), q, h);
+          unshift_add_row(&spec(k, r, h), &work(k, rs, 0), &ramp_c(j, h), q, h);
+        });
+  }
 }
 
 }  // namespace ptycho

@@ -55,6 +55,12 @@ class FramePlan {
   std::unique_ptr<Impl> m_impl;
 };
 
+/// The raw (unnormalised) inverse DFT, in double and in place, of every
+/// (M, M) plane of a host array (K, M, M): for sums kept in the Fourier
+/// domain in double (the probe update's sums of shifted frames), a handful
+/// of transforms per iteration. Plans with FFTW_ESTIMATE: repeatable.
+void raw_inverse_dft_host(const View3<cdouble, HostSpace>& planes);
+
 /// The checkerboard sign (-1)^(r + c) of the centring identity.
 KOKKOS_INLINE_FUNCTION float centring_sign(int r, int c) { return ((r + c) & 1) ? -1.0f : 1.0f; }
 

@@ -62,6 +62,16 @@ inline FramePolicy frame_policy(long frames) {
 /// No-alias qualifier for the raw row pointers of pixel loops.
 #define PTYCHO_RESTRICT __restrict__
 
+/// A row function: the pixel loop of a kernel, called once per row. On the
+/// host it is kept out of line: inlined into a Kokkos lambda, GCC 12 often
+/// leaves its pixel loop scalar ("no vectype for stmt" on the row's loads),
+/// and one call per row costs nothing. On a GPU: an inline device function.
+#if defined(KOKKOS_ENABLE_CUDA) || defined(KOKKOS_ENABLE_HIP) || defined(KOKKOS_ENABLE_SYCL)
+#define PTYCHO_ROW_FUNCTION KOKKOS_INLINE_FUNCTION
+#else
+#define PTYCHO_ROW_FUNCTION __attribute__((noinline))
+#endif
+
 using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>;
 
 /// A mode count known at compile time (0: only at run time).

@@ -1,11 +1,13 @@
 #pragma once
 /// What one rank reconstructs: its tile of the object (with halo), its
 /// positions and frames, and the probe modes every rank shares.
+#include "ptycho/core/collective.hpp"
 #include "ptycho/core/fft.hpp"
 #include "ptycho/core/forward.hpp"
 #include "ptycho/core/tile.hpp"
 #include "ptycho/core/types.hpp"
 
+#include <string>
 #include <vector>
 
 namespace ptycho {
@@ -34,6 +36,27 @@ struct ReconState {
   std::vector<double> cost_history; ///< one entry per iteration, over all engines
   std::vector<std::string> engine_history;  ///< engine name of each iteration
   long iteration = 0;               ///< iterations done over the whole chain
+};
+
+/// The sums of a probe update over frames (Workspace::accumulate_probe):
+/// the numerator sum_j unshift_j(u_j), u_j = s conj(O_j) psi_j (psi_j the
+/// signed exit waves, s the checkerboard sign), and the denominator
+/// sum_j |O_j|^2. A batch without sub-pixel shifts adds its u_j to `real`;
+/// a batch with any adds conj(R_j) DFT(u_j) / M^2 (R_j the frame's shift
+/// ramp) to `spectrum`, one transform per frame instead of two, and
+/// Workspace::probe_numerator brings that sum back to real space once, after
+/// the sums over ranks. All in double.
+struct ProbeSums {
+  View3<cdouble> real;      ///< (K, M, M)
+  View3<cdouble> spectrum;  ///< (K, M, M)
+  View2<double> den;        ///< (M, M)
+  ProbeSums() = default;
+  ProbeSums(const std::string& label, int modes, int frame_size);
+  /// Zeroes the sums.
+  void reset() const;
+  /// The sums over ranks, as host copies: the numerator (real space) and the
+  /// denominator.
+  void reduce(const Collective& coll, View3<cdouble, HostSpace>& num, View2<double, HostSpace>& den_out) const;
 };
 
 /// Shared per-rank machinery of the engines: patch geometry, the shifted and
@@ -83,15 +106,20 @@ class Workspace {
   /// waves(b*K + k) = modes(b*K + k) * O[patch_j] for j = first + b: exit
   /// waves of per-frame modes other than the cached probes.
   void product_waves(const CView2& object, const CView3& modes, long first, long count, const CView3& waves) const;
+  /// den[patch_j] += sum_k |P~_{j,k}|^2 for j = first + b, b < count: the
+  /// object's illumination, without a numerator (in double).
+  void accumulate_illumination(const View2<double>& den, long first, long count) const;
   /// num[patch_j] += sum_k conj(P~_{j,k}) waves(b*K+k); den[patch_j] += sum_k |P~_{j,k}|^2,
   /// accumulated in double (atomically: patches overlap).
   void accumulate_object(const View2<cdouble>& num, const View2<double>& den, const CView3& waves, long first,
                          long count, bool with_den = true) const;
-  /// Adds to num_probe (K, M, M) the probe-space update of frames first..first+count:
-  /// sum_j unshift_j( conj(O[patch_j]) * s * waves_j ), and to den_probe (M, M) sum_j |O[patch_j]|^2.
-  /// Uses `scratch` (batch*K, M, M) as work space.
-  void accumulate_probe(const View3<cdouble>& num_probe, const View2<double>& den_probe, const CView2& object,
-                        const CView3& waves, long first, long count, const CView3& scratch) const;
+  /// Adds frames first..first+count, with signed real-space waves `waves`,
+  /// to the probe sums (see ProbeSums). Uses `scratch` (batch*K, M, M).
+  void accumulate_probe(const ProbeSums& sums, const CView2& object, const CView3& waves, long first, long count,
+                        const CView3& scratch) const;
+  /// num <- num + IDFT(spectrum): the probe numerator from the two parts of
+  /// ProbeSums (host copies, summed over ranks).
+  static void probe_numerator(const View3<cdouble, HostSpace>& num, const View3<cdouble, HostSpace>& spectrum);
 
  private:
   const LocalScan& m_scan;
