@@ -161,8 +161,15 @@ void PositionRefiner::checkpoint(StateArchive& ar) {
   positions("positions/start", m_start);
   positions("positions/velocity", m_velocity);
   // The annealing radius and the trial directions follow from the step
-  // count; only annealing writes it, so gradient checkpoints stay as they were.
-  if (m_method == PositionMethod::annealing) ar.scalar("positions/anneal_step", m_anneal_step);
+  // count; only annealing writes it, so gradient checkpoints stay as they
+  // were. Resuming a gradient run's checkpoint with annealing starts the
+  // schedule over (from the checkpoint's positions).
+  if (m_method == PositionMethod::annealing) {
+    if (ar.loading() && !ar.contains("positions/anneal_step"))
+      m_anneal_step = 0;
+    else
+      ar.scalar("positions/anneal_step", m_anneal_step);
+  }
 }
 
 void PositionRefiner::reset() {

@@ -57,6 +57,8 @@ class Hdf5Archive final : public StateArchive {
     m_layout.frames = g;
   }
 
+  bool contains(const std::string& name) override { return !m_loading || m_file.exists(path(name)); }
+
   void values(const std::string& name, std::vector<double>& v) override {
     const std::string p = path(name);
     if (m_loading) {

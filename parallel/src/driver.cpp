@@ -114,6 +114,7 @@ class PrefixedArchive final : public StateArchive {
   }
   void shared_field(const std::string& n, const CView3& f) override { m_inner.shared_field(m_prefix + n, f); }
   void set_local_frames(const std::vector<long>& g) override { m_inner.set_local_frames(g); }
+  bool contains(const std::string& n) override { return m_inner.contains(m_prefix + n); }
 
  private:
   StateArchive& m_inner;

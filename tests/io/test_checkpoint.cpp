@@ -207,10 +207,11 @@ const test::Scene& moving_scene() {
   return *s;
 }
 
-ReconstructOptions moving_options() {
+ReconstructOptions moving_options(PositionMethod method = PositionMethod::gradient) {
   ReconstructOptions opt;
   EngineOptions base;
   base.refine_positions = true;
+  base.position_method = method;
   base.position_hold = 3;
   opt.chain = parse_chain("raar:20,raar:8", base);
   return opt;
@@ -226,9 +227,10 @@ struct MovingOutcome {
 
 /// The chain on `comm`; stopped after `stop_at` iterations into `path` if
 /// stop_at > 0, resumed from `path` if `resume_from`.
-MovingOutcome run_moving(MPI_Comm comm, long stop_at, const std::string& path, bool resume_from) {
+MovingOutcome run_moving(MPI_Comm comm, long stop_at, const std::string& path, bool resume_from,
+                         PositionMethod method = PositionMethod::gradient) {
   const auto& sc = moving_scene();
-  DistributedReconstruction r(comm, sc.info, moving_options());
+  DistributedReconstruction r(comm, sc.info, moving_options(method));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
@@ -297,6 +299,22 @@ TEST(Checkpoint, MigratedFramesResume) {
       EXPECT_LT(std::sqrt(sums[0] / sums[1]), 1e-4);
     }
   }
+  remove_on_rank0(path);
+}
+
+// A checkpoint of a gradient-method run resumed with annealing (which keeps
+// state the gradient method does not write) starts the annealing schedule
+// over from the checkpoint's positions, and ends as close to the truth.
+TEST(Checkpoint, ResumesAnotherPositionMethod) {
+  const std::string path = file_name("method");
+  const MovingOutcome stopped = run_moving(MPI_COMM_WORLD, 24, path, false);
+  const MovingOutcome resumed = run_moving(MPI_COMM_WORLD, 0, path, true, PositionMethod::annealing);
+  const auto& truth = moving_scene().sim.positions;
+  const double at_stop = test::rms_position_error(stopped.positions, truth);
+  const double after = test::rms_position_error(resumed.positions, truth);
+  if (world_rank() == 0) std::printf("  position error: %.3f px at the stop, %.3f px after annealing\n", at_stop, after);
+  EXPECT_LT(after, 1.05 * at_stop);
+  EXPECT_EQ(resumed.strays, 0);
   remove_on_rank0(path);
 }
 

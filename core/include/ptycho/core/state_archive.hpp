@@ -48,6 +48,11 @@ class StateArchive {
   /// (parallel/migrate.hpp), so the frames of a rank are not fixed for a run.
   virtual void set_local_frames(const std::vector<long>& global_index) = 0;
 
+  /// Whether the archive holds `name` (always true when saving: what is
+  /// being written). For state that a checkpoint may lack, e.g. one written
+  /// by another method of the same engine.
+  virtual bool contains(const std::string& name) = 0;
+
   /// A scalar through values(): saved as it is, restored into `value`.
   template <class T>
   void scalar(const std::string& name, T& value) {
