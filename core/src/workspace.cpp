@@ -4,6 +4,7 @@
 #include "ptycho/core/local_scan.hpp"
 #include "ptycho/core/collective.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ptycho {
@@ -389,30 +390,40 @@ void Workspace::accumulate_probe(const ProbeSums& sums, const CView2& object, co
   }
   // DFT(conj(O_j) psi_j) = DFT(s u_j) is DFT(u_j) shifted by M/2 on both
   // axes (the sign in real space); with it, the spectrum sum gets
-  // DFT(u_j)(q) conj(R_j(q)) / M^2 at every frequency q. One frame at a
-  // time, so that its product, transform and sum run while it is in cache;
-  // each frame's rows in parallel (no two work items touch one pixel).
-  auto work = Kokkos::subview(scratch, Kokkos::make_pair(0L, long(kmodes)), Kokkos::ALL, Kokkos::ALL);
+  // DFT(u_j)(q) conj(R_j(q)) / M^2 at every frequency q. A few frames at a
+  // time (as many as the execution space runs at once, for the transform),
+  // so that their products, transforms and sums run while they are in
+  // cache; rows in parallel, each row looping over the frames (no two work
+  // items touch one pixel of the sums).
+  const long chunk = std::max<long>(1, std::min<long>(ExecSpace().concurrency(), long(scratch.extent(0)) / kmodes));
   const auto spec = sums.spectrum;
   const auto ramp_r = m_ramp_row, ramp_c = m_ramp_col;
   const float norm = 1.0f / (float(m) * m);
   const int h = m / 2;
-  for (long b = 0; b < count; ++b) {
-    const long j = first + b;
+  for (long b0 = 0; b0 < count; b0 += chunk) {
+    const long nb = std::min(chunk, count - b0);
+    auto work = Kokkos::subview(scratch, Kokkos::make_pair(0L, nb * kmodes), Kokkos::ALL, Kokkos::ALL);
     Kokkos::parallel_for(
         "ptycho::Workspace::probe_terms", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
           const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
-          conj_product_row(&work(k, r, 0), &object(row(j) + r, col(j)), &waves(b * kmodes + k, r, 0), m);
-          if (k == 0) norm_add_row(&den(r, 0), &object(row(j) + r, col(j)), m);  // the object row is in cache
+          for (long b = 0; b < nb; ++b) {
+            const long j = first + b0 + b;
+            conj_product_row(&work(b * kmodes + k, r, 0), &object(row(j) + r, col(j)),
+                             &waves((b0 + b) * kmodes + k, r, 0), m);
+            if (k == 0) norm_add_row(&den(r, 0), &object(row(j) + r, col(j)), m);  // the object row is in cache
+          }
         });
     m_plan.execute(work, FftDirection::forward, Centring::none);
     Kokkos::parallel_for(
         "ptycho::Workspace::probe_unshift", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
           const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
           const int rs = r < h ? r + h : r - h;
-          const cfloat q = Kokkos::conj(ramp_r(j, r)) * norm;
-          unshift_add_row(&spec(k, r, 0), &work(k, rs, h), &ramp_c(j, 0), q, h);
-          unshift_add_row(&spec(k, r, h), &work(k, rs, 0), &ramp_c(j, h), q, h);
+          for (long b = 0; b < nb; ++b) {
+            const long j = first + b0 + b;
+            const cfloat q = Kokkos::conj(ramp_r(j, r)) * norm;
+            unshift_add_row(&spec(k, r, 0), &work(b * kmodes + k, rs, h), &ramp_c(j, 0), q, h);
+            unshift_add_row(&spec(k, r, h), &work(b * kmodes + k, rs, 0), &ramp_c(j, h), q, h);
+          }
         });
   }
 }
