@@ -111,6 +111,25 @@ PTYCHO_ROW_FUNCTION void norm_add_row(double* den_p, const cfloat* o_c, int n) {
   const float* PTYCHO_RESTRICT o = reinterpret_cast<const float*>(o_c);
   for (int c = 0; c < n; ++c) den[c] += double(o[2 * c]) * o[2 * c] + double(o[2 * c + 1]) * o[2 * c + 1];
 }
+
+#if !defined(KOKKOS_ENABLE_CUDA)
+/// On the host: f(b, j, r, r0, c0) for every row r of the patch of every
+/// frame j = first + b (patch origin r0, c0 in the tile), frames one after
+/// another (patches overlap), each frame's rows in parallel: no two threads
+/// touch one pixel, and a row vectorises.
+template <class F>
+void for_each_patch_row(const char* label, const View1<int>& row, const View1<int>& col, long first, long count,
+                        int m, const F& f) {
+  auto row_h = Kokkos::create_mirror_view_and_copy(HostSpace(), row);
+  auto col_h = Kokkos::create_mirror_view_and_copy(HostSpace(), col);
+  for (long b = 0; b < count; ++b) {
+    const long j = first + b;
+    const int r0 = row_h(j), c0 = col_h(j);
+    Kokkos::parallel_for(label, Kokkos::RangePolicy<ExecSpace>(0, m),
+                         KOKKOS_LAMBDA(int r) { f(b, j, r, r0, c0); });
+  }
+}
+#endif
 }  // namespace
 
 Workspace::Workspace(const LocalScan& scan, int num_modes, int batch)
@@ -276,21 +295,13 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
         if (with_den) Kokkos::atomic_add(&den(rr, cc), double(d));
       });
 #else
-  // Patches overlap: on the host, frames one after another, each frame's
-  // rows in parallel, so no two threads touch one pixel and a row vectorises.
   (void)atomic_add_c;
-  auto row_h = Kokkos::create_mirror_view_and_copy(HostSpace(), row);
-  auto col_h = Kokkos::create_mirror_view_and_copy(HostSpace(), col);
-  for (long b = 0; b < count; ++b) {
-    const long j = first + b;
-    const int r0 = row_h(j), c0 = col_h(j);
-    Kokkos::parallel_for(
-        "ptycho::Workspace::accumulate_object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
-          for (int k = 0; k < kmodes; ++k)
-            accumulate_row(&num(r0 + r, c0), with_den ? &den(r0 + r, c0) : nullptr, &probes(j * kmodes + k, r, 0),
-                           &waves(b * kmodes + k, r, 0), m);
-        });
-  }
+  for_each_patch_row("ptycho::Workspace::accumulate_object", row, col, first, count, m,
+                     [=](long b, long j, int r, int r0, int c0) {
+                       for (int k = 0; k < kmodes; ++k)
+                         accumulate_row(&num(r0 + r, c0), with_den ? &den(r0 + r, c0) : nullptr,
+                                        &probes(j * kmodes + k, r, 0), &waves(b * kmodes + k, r, 0), m);
+                     });
 #endif
 }
 
@@ -311,17 +322,11 @@ void Workspace::accumulate_illumination(const View2<double>& den, long first, lo
         Kokkos::atomic_add(&den(row(j) + r, col(j) + c), double(d));
       });
 #else
-  // Frames one after another (patches overlap), each frame's rows in parallel.
-  auto row_h = Kokkos::create_mirror_view_and_copy(HostSpace(), row);
-  auto col_h = Kokkos::create_mirror_view_and_copy(HostSpace(), col);
-  for (long b = 0; b < count; ++b) {
-    const long j = first + b;
-    const int r0 = row_h(j), c0 = col_h(j);
-    Kokkos::parallel_for(
-        "ptycho::Workspace::accumulate_illumination", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
-          for (int k = 0; k < kmodes; ++k) norm_add_row(&den(r0 + r, c0), &probes(j * kmodes + k, r, 0), m);
-        });
-  }
+  for_each_patch_row("ptycho::Workspace::accumulate_illumination", row, col, first, count, m,
+                     [=](long, long j, int r, int r0, int c0) {
+                       for (int k = 0; k < kmodes; ++k)
+                         norm_add_row(&den(r0 + r, c0), &probes(j * kmodes + k, r, 0), m);
+                     });
 #endif
 }
 
