@@ -24,6 +24,96 @@ namespace ptycho {
 
 namespace {
 
+/// The modulus step of one row of frame j (every mode; mode k lies k *
+/// plane further on in `w`): w <- w f / M^2 with f = target / sqrt(I) on
+/// valid pixels (1 elsewhere), target = tau sqrt(y_sample) + (1 - tau)
+/// sqrt(I) (tau = 1 but for sDR). With Bg, y_sample = I y / (I + bg) (the
+/// sample's share of the counts) and `model` gets I. Returns the row's
+/// squared amplitude error. Row functions: see sum_frame_rows.
+template <int K, bool Bg>
+PTYCHO_ROW_FUNCTION float pie_modulus_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT valid,
+                                          const float* PTYCHO_RESTRICT bg, float* PTYCHO_RESTRICT model, cfloat* w_c,
+                                          int cols, int kmodes_rt, long plane, float inv_m2, float tau) {
+  const int nk = modes<K>(kmodes_rt);
+  float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
+  const long step = 2 * plane;
+  float e2 = 0;
+  for (int c = 0; c < cols; ++c) {
+    float inten = 0;
+    for (int k = 0; k < nk; ++k) {
+      const float re = w[k * step + 2 * c], im = w[k * step + 2 * c + 1];
+      inten += re * re + im * im;
+    }
+    inten *= inv_m2;
+    if (Bg) model[c] = inten;
+    const bool ok = valid[c] > 0;
+    const float yc = y[c] > 0 ? y[c] : 0.0f;
+    const float sy = std::sqrt(yc);
+    const float amp = std::sqrt(inten);
+    const float tb = Bg ? inten + bg[c] : inten;
+    const float sy_sample = Bg ? amp * sy / std::sqrt(tb > kIntensityFloor ? tb : kIntensityFloor) : sy;
+    const float target = tau * sy_sample + (1.0f - tau) * amp;
+    const float f = ok ? inv_m2 * target / std::sqrt(inten > kIntensityFloor ? inten : kIntensityFloor) : inv_m2;
+    const float e = (Bg ? std::sqrt(tb) : amp) - sy;
+    e2 += ok ? e * e : 0.0f;
+    for (int k = 0; k < nk; ++k) {
+      w[k * step + 2 * c] *= f;
+      w[k * step + 2 * c + 1] *= f;
+    }
+  }
+  return e2;
+}
+
+/// sDR's reflection over n values (re, im pairs): w <- (1 + sigma) w - sigma e.
+PTYCHO_ROW_FUNCTION void sdr_reflect_row(cfloat* w_c, const cfloat* e_c, float sigma, int n) {
+  float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
+  const float* PTYCHO_RESTRICT e = reinterpret_cast<const float*>(e_c);
+  for (int i = 0; i < 2 * n; ++i) w[i] = w[i] * (1.0f + sigma) - e[i] * sigma;
+}
+
+/// The object step of one row of frame j's patch: with phi_k = P_k O, (sDR:
+/// psi_k <- w_k + sigma (psi_k - phi_k), w_k <- psi_k,) O += step sum_k
+/// conj(P_k) (w_k - phi_k) / (c_max max|P|^2 + c_local sum_k |P_k|^2),
+/// w_k <- w_k - phi_k (the correction, for the probe step), and weight +=
+/// sum_k |P_k|^2. Mode k lies k * plane further on in `p`, `w` and `exit`.
+template <int K, bool Sdr>
+PTYCHO_ROW_FUNCTION void pie_object_row(cfloat* obj_c, double* PTYCHO_RESTRICT weight, const cfloat* p_c, cfloat* w_c,
+                                        cfloat* exit_c, int cols, int kmodes_rt, long plane, float sigma,
+                                        float step_size, float c_max_pm, float c_local) {
+  const int nk = modes<K>(kmodes_rt);
+  float* PTYCHO_RESTRICT o = reinterpret_cast<float*>(obj_c);
+  const float* PTYCHO_RESTRICT p = reinterpret_cast<const float*>(p_c);
+  float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
+  float* PTYCHO_RESTRICT ex = reinterpret_cast<float*>(exit_c);
+  const long step = 2 * plane;
+  for (int c = 0; c < cols; ++c) {
+    const float orr = o[2 * c], oi = o[2 * c + 1];
+    float nr = 0, ni = 0, p2 = 0;
+    for (int k = 0; k < nk; ++k) {
+      const long i = k * step + 2 * c;
+      const float pr = p[i], pi = p[i + 1];
+      const float fr = pr * orr - pi * oi, fi = pr * oi + pi * orr;  // phi = P O
+      float wr = w[i], wi = w[i + 1];
+      if (Sdr) {
+        wr = wr + (ex[i] - fr) * sigma;
+        wi = wi + (ex[i + 1] - fi) * sigma;
+        ex[i] = wr;
+        ex[i + 1] = wi;
+      }
+      const float dr = wr - fr, di = wi - fi;
+      nr += pr * dr + pi * di;  // conj(P) (w - phi)
+      ni += pr * di - pi * dr;
+      w[i] = dr;
+      w[i + 1] = di;
+      p2 += pr * pr + pi * pi;
+    }
+    const float g = step_size / (c_max_pm + c_local * p2);
+    o[2 * c] = orr + nr * g;
+    o[2 * c + 1] = oi + ni * g;
+    weight[c] += double(p2);
+  }
+}
+
 class PieEngine final : public Engine {
  public:
   PieEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
@@ -63,18 +153,12 @@ class PieEngine final : public Engine {
   double iterate(ReconState& state) override {
     const auto& scan = m_ws.scan();
     const int m = scan.frame_size, kmodes = m_ws.num_modes();
-    const float inv_m2 = 1.0f / (float(m) * m);
-    const auto frames = scan.frames;
-    const auto valid = scan.valid;
     const auto obj = state.object;
-    const auto probes = m_ws.probes();
-    const auto row = m_ws.patch_row(), col = m_ws.patch_col();
     const auto w = m_work;
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     if (probe_now) m_probe_update.reset();
     Kokkos::deep_copy(m_start, obj);
     Kokkos::deep_copy(m_weight, 0.0);
-    const auto weight = m_weight;
 
     // Step denominators: ePIE divides by max |P|^2, rPIE/mPIE blend in the local |P|^2.
     const double pmax = probe_power_max(state);
@@ -91,8 +175,6 @@ class PieEngine final : public Engine {
     // is kept for the background's refinement.
     const bool use_bg = m_background.enabled();
     m_background.reset();  // (the background's calls do nothing without one)
-    const auto bg = m_background.values();
-    const auto model = m_background.model();
 
     // A fresh order each iteration, from (seed, rank, iteration) alone: a
     // resumed run draws the same orders.
@@ -104,63 +186,29 @@ class PieEngine final : public Engine {
       m_ws.exit_waves(obj, j, 1, w);
       if (sdr)
         Kokkos::parallel_for(
-            "ptycho::sdr::reflect", Policy3({0, 0, 0}, {kmodes, m, m}), KOKKOS_LAMBDA(int k, int r, int c) {
-              w(k, r, c) = w(k, r, c) * (1.0f + sigma) - exit(j * kmodes + k, r, c) * sigma;
+            "ptycho::sdr::reflect", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
+              const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
+              sdr_reflect_row(&w(k, r, 0), &exit(j * kmodes + k, r, 0), sigma, m);
             });
       m_ws.plan().execute(w, FftDirection::forward, Centring::none);
-      double part = 0;
-      Kokkos::parallel_reduce(
-          "ptycho::pie::modulus", Policy2({0, 0}, {m, m}),
-          KOKKOS_LAMBDA(long r, long c, double& acc) {
-            float inten = 0;
-            for (int k = 0; k < kmodes; ++k) {
-              const cfloat v = w(k, r, c);
-              inten += v.real() * v.real() + v.imag() * v.imag();
-            }
-            inten *= inv_m2;
-            float f = inv_m2;
-            const float b = use_bg ? bg(r, c) : 0.0f;
-            if (use_bg) model(0, r, c) = inten;
-            if (valid(r, c) > 0) {
-              const float y = frames(j, r, c) > 0 ? frames(j, r, c) : 0.0f;
-              const float sy = std::sqrt(y);
-              const float amp = std::sqrt(inten);
-              const float sy_sample =
-                  use_bg ? amp * sy / std::sqrt(inten + b > kIntensityFloor ? inten + b : kIntensityFloor) : sy;
-              const float target = sdr ? tau * sy_sample + (1.0f - tau) * amp : sy_sample;
-              f = inv_m2 * target / std::sqrt(inten > kIntensityFloor ? inten : kIntensityFloor);
-              const float model_amp = use_bg ? std::sqrt(inten + b) : amp;
-              acc += double(model_amp - sy) * double(model_amp - sy);
-            }
-            for (int k = 0; k < kmodes; ++k) w(k, r, c) *= f;
-          },
-          part);
+      const float tau_eff = sdr ? tau : 1.0f;
+      const double part = dispatch_modes(kmodes, [&](auto kc) {
+        constexpr int K = decltype(kc)::value;
+        return use_bg ? modulus<K, true>(j, tau_eff) : modulus<K, false>(j, tau_eff);
+      });
       cost += part;
       m_background.accumulate(j, 1);
       m_ws.plan().execute(w, FftDirection::backward, Centring::none);
-      Kokkos::parallel_for(
-          "ptycho::pie::object", Policy2({0, 0}, {m, m}), KOKKOS_LAMBDA(long r, long c) {
-            const int rr = row(j) + r, cc = col(j) + c;
-            const cfloat o = obj(rr, cc);
-            cfloat num(0, 0);
-            float p2 = 0;
-            for (int k = 0; k < kmodes; ++k) {
-              const cfloat p = probes(j * kmodes + k, r, c);
-              const cfloat phi = p * o;
-              if (sdr) {
-                // psi <- P_F(f) + sigma (psi - P O); the object moves towards psi.
-                const cfloat psi = w(k, r, c) + (exit(j * kmodes + k, r, c) - phi) * sigma;
-                exit(j * kmodes + k, r, c) = psi;
-                w(k, r, c) = psi;
-              }
-              num += Kokkos::conj(p) * (w(k, r, c) - phi);
-              w(k, r, c) -= phi;  // the correction, for the probe step
-              p2 += p.real() * p.real() + p.imag() * p.imag();
-            }
-            const float den = sdr ? (1.0f - sdr_a) * pm + sdr_a * p2 : (1.0f - a) * p2 + a * pm;
-            obj(rr, cc) = o + num * (step / den);
-            weight(rr, cc) += p2;
-          });
+      // Step denominator c_max max|P|^2 + c_local |P|^2: ePIE (a = 1) max
+      // only, rPIE/mPIE blend in the local one, sDR the other way round.
+      const float c_max_pm = (sdr ? 1.0f - sdr_a : a) * pm, c_local = sdr ? sdr_a : 1.0f - a;
+      dispatch_modes(kmodes, [&](auto kc) {
+        constexpr int K = decltype(kc)::value;
+        if (sdr)
+          object_step<K, true>(obj, j, sigma, step, c_max_pm, c_local);
+        else
+          object_step<K, false>(obj, j, sigma, step, c_max_pm, c_local);
+      });
       if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
     }
     combine_ranks(state);
@@ -173,6 +221,49 @@ class PieEngine final : public Engine {
   }
 
  private:
+  /// The modulus step of frame j, whose far fields are in m_work; returns
+  /// its squared amplitude error. K: mode count (dispatch_modes).
+  template <int K, bool Bg>
+  double modulus(long j, float tau) {
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const float inv_m2 = 1.0f / (float(m) * m);
+    const long plane = long(m) * m;
+    const auto frames = m_ws.scan().frames;
+    const auto valid = m_ws.scan().valid;
+    const auto bg = m_background.values();
+    const auto model = m_background.model();
+    const auto w = m_work;
+    double part = 0;
+    Kokkos::parallel_reduce(
+        "ptycho::pie::modulus", Kokkos::RangePolicy<ExecSpace>(0, m),
+        KOKKOS_LAMBDA(int r, double& acc) {
+          acc += pie_modulus_row<K, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
+                                        Bg ? &model(0, r, 0) : nullptr, &w(0, r, 0), m, kmodes, plane, inv_m2, tau);
+        },
+        part);
+    return part;
+  }
+
+  /// The object step of frame j from the exit waves in m_work (which then
+  /// hold the corrections), rows in parallel. K: mode count.
+  template <int K, bool Sdr>
+  void object_step(const CView2& obj, long j, float sigma, float step, float c_max_pm, float c_local) {
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const long plane = long(m) * m;
+    const auto probes = m_ws.probes();
+    const auto row = m_ws.patch_row(), col = m_ws.patch_col();
+    const auto w = m_work;
+    const auto weight = m_weight;
+    const auto exit = m_exit;
+    Kokkos::parallel_for(
+        "ptycho::pie::object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
+          const int rr = row(j) + r, c0 = col(j);
+          pie_object_row<K, Sdr>(&obj(rr, c0), &weight(rr, c0), &probes(j * kmodes, r, 0), &w(0, r, 0),
+                                 Sdr ? &exit(j * kmodes, r, 0) : nullptr, m, kmodes, plane, sigma, step, c_max_pm,
+                                 c_local);
+        });
+  }
+
   double probe_power_max(const ReconState& state) const {
     const auto probe = state.probe;
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
