@@ -72,6 +72,14 @@ KOKKOS_INLINE_FUNCTION float correction_row(const float* PTYCHO_RESTRICT y, cons
   return e2;
 }
 
+/// w <- chi - a w over a row of n complex values: what the object step left
+/// of the corrections.
+PTYCHO_ROW_FUNCTION void left_row(cfloat* w_c, const cfloat* chi_c, float a, int n) {
+  float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
+  const float* PTYCHO_RESTRICT chi = reinterpret_cast<const float*>(chi_c);
+  for (int i = 0; i < 2 * n; ++i) w[i] = chi[i] - w[i] * a;
+}
+
 class LsqmlEngine final : public Engine {
  public:
   LsqmlEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll, ReconState& state)
@@ -195,8 +203,11 @@ class LsqmlEngine final : public Engine {
         m_ws.exit_waves(step, first, count, w);
         const long off = (first - l0) * kmodes;
         Kokkos::parallel_for(
-            "ptycho::lsqml::left", Policy3({0, 0, 0}, {count * kmodes, m, m}),
-            KOKKOS_LAMBDA(long bk, int r, int c) { w(bk, r, c) = chi_all(off + bk, r, c) - w(bk, r, c) * a; });
+            "ptycho::lsqml::left", Kokkos::RangePolicy<ExecSpace>(0, count * kmodes * m), KOKKOS_LAMBDA(long i) {
+              const long bk = i / m;
+              const int r = static_cast<int>(i % m);
+              left_row(&w(bk, r, 0), &chi_all(off + bk, r, 0), a, m);
+            });
         auto work = Kokkos::subview(m_chi, Kokkos::make_pair(off, off + count * kmodes), Kokkos::ALL, Kokkos::ALL);
         m_probe_update.accumulate(obj, w, first, count, work);
       }
