@@ -12,6 +12,36 @@ namespace ptycho {
 
 namespace {
 
+/// The model exit wave of one row and its derivatives for a shift of the
+/// position (see accumulate_gradient): f = P O, ur = (P(r+1) - P(r-1)) / 2 O,
+/// uc = (P(c+1) - P(c-1)) / 2 O, with P = 0 outside the frame (`up`, `down`:
+/// the probe rows r - 1 and r + 1, or null at the frame's edge). n >= 2.
+PTYCHO_ROW_FUNCTION void shift_waves_row(cfloat* f_c, cfloat* ur_c, cfloat* uc_c, const cfloat* p_c, const cfloat* up_c,
+                                         const cfloat* down_c, const cfloat* o_c, int n) {
+  float* PTYCHO_RESTRICT f = reinterpret_cast<float*>(f_c);
+  float* PTYCHO_RESTRICT ur = reinterpret_cast<float*>(ur_c);
+  float* PTYCHO_RESTRICT uc = reinterpret_cast<float*>(uc_c);
+  const float* PTYCHO_RESTRICT p = reinterpret_cast<const float*>(p_c);
+  const float* PTYCHO_RESTRICT up = reinterpret_cast<const float*>(up_c);
+  const float* PTYCHO_RESTRICT down = reinterpret_cast<const float*>(down_c);
+  const float* PTYCHO_RESTRICT o = reinterpret_cast<const float*>(o_c);
+  for (int c = 0; c < n; ++c) {
+    const float orr = o[2 * c], oi = o[2 * c + 1];
+    const float pr = p[2 * c], pi = p[2 * c + 1];
+    const float dr_r = (down ? down[2 * c] : 0.0f) - (up ? up[2 * c] : 0.0f);
+    const float dr_i = (down ? down[2 * c + 1] : 0.0f) - (up ? up[2 * c + 1] : 0.0f);
+    const float dc_r = (c + 1 < n ? p[2 * c + 2] : 0.0f) - (c > 0 ? p[2 * c - 2] : 0.0f);
+    const float dc_i = (c + 1 < n ? p[2 * c + 3] : 0.0f) - (c > 0 ? p[2 * c - 1] : 0.0f);
+    f[2 * c] = pr * orr - pi * oi;
+    f[2 * c + 1] = pr * oi + pi * orr;
+    const float hr = 0.5f * dr_r, hi = 0.5f * dr_i, gr = 0.5f * dc_r, gi = 0.5f * dc_i;
+    ur[2 * c] = hr * orr - hi * oi;
+    ur[2 * c + 1] = hr * oi + hi * orr;
+    uc[2 * c] = gr * orr - gi * oi;
+    uc[2 * c + 1] = gr * oi + gi * orr;
+  }
+}
+
 /// SplitMix64's finaliser: a well-mixed 64-bit hash of x.
 std::uint64_t mix64(std::uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -332,15 +362,13 @@ void PositionRefiner::accumulate_gradient(const CView2& object, long first, long
     // u = -(grad P) O; in the signed convention (local_scan.hpp), with
     // s(r +- 1) = -s(r), s u_row = (P~(r+1) - P~(r-1)) / 2 * O.
     Kokkos::parallel_for(
-        "ptycho::positions::waves", Policy3({0, 0, 0}, {nk, m, m}), KOKKOS_LAMBDA(long bk, int r, int c) {
+        "ptycho::positions::waves", Kokkos::RangePolicy<ExecSpace>(0, nk * m), KOKKOS_LAMBDA(long i) {
+          const long bk = i / m;
+          const int r = static_cast<int>(i % m);
           const long j = f0 + bk / kmodes, jk = f0 * kmodes + bk;
-          const cfloat o = object(row(j) + r, col(j) + c);
-          const cfloat p = probes(jk, r, c);
-          const cfloat pr = (r + 1 < m ? probes(jk, r + 1, c) : cfloat(0, 0)) - (r > 0 ? probes(jk, r - 1, c) : cfloat(0, 0));
-          const cfloat pc = (c + 1 < m ? probes(jk, r, c + 1) : cfloat(0, 0)) - (c > 0 ? probes(jk, r, c - 1) : cfloat(0, 0));
-          wk(bk, r, c) = p * o;
-          wk(nk + bk, r, c) = pr * 0.5f * o;
-          wk(2 * nk + bk, r, c) = pc * 0.5f * o;
+          shift_waves_row(&wk(bk, r, 0), &wk(nk + bk, r, 0), &wk(2 * nk + bk, r, 0), &probes(jk, r, 0),
+                          r > 0 ? &probes(jk, r - 1, 0) : nullptr, r + 1 < m ? &probes(jk, r + 1, 0) : nullptr,
+                          &object(row(j) + r, col(j)), m);
         });
     m_ws.plan().execute(work, FftDirection::forward, Centring::none);
     const float inv_m2 = 1.0f / (float(m) * m);
