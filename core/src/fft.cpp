@@ -128,31 +128,40 @@ void FramePlan::execute(const CView3& frames, FftDirection dir, Centring c) cons
 }
 #endif
 
-void raw_inverse_dft_host(const View3<cdouble, HostSpace>& planes) {
-  const int k = static_cast<int>(planes.extent(0)), rows = static_cast<int>(planes.extent(1)),
-            cols = static_cast<int>(planes.extent(2));
-  if (k == 0 || rows == 0 || cols == 0) return;
-  const size_t plane = size_t(rows) * cols;
-  fftw_complex* scratch = fftw_alloc_complex(plane);
-  PTYCHO_THROW_IF(!scratch, "raw_inverse_dft_host: cannot allocate a " << rows << "x" << cols << " plane");
-  fftw_plan plan;
+struct HostInverseDft::Impl {
+  fftw_complex* scratch = nullptr;
+  fftw_plan plan = nullptr;
+  ~Impl() {
+    std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+    if (plan) fftw_destroy_plan(plan);
+    if (scratch) fftw_free(scratch);
+  }
+};
+
+HostInverseDft::HostInverseDft(int rows, int cols) : m_rows(rows), m_cols(cols), m_impl(new Impl) {
+  PTYCHO_THROW_IF(rows < 1 || cols < 1, "HostInverseDft: planes of " << rows << "x" << cols);
+  m_impl->scratch = fftw_alloc_complex(size_t(rows) * cols);
+  PTYCHO_THROW_IF(!m_impl->scratch, "HostInverseDft: cannot allocate a " << rows << "x" << cols << " plane");
   {
     std::lock_guard<std::mutex> lock(fftw_planner_mutex());
-    plan = fftw_plan_dft_2d(rows, cols, scratch, scratch, FFTW_BACKWARD, FFTW_ESTIMATE);
+    m_impl->plan = fftw_plan_dft_2d(rows, cols, m_impl->scratch, m_impl->scratch, FFTW_BACKWARD, FFTW_ESTIMATE);
   }
-  if (!plan) fftw_free(scratch);
-  PTYCHO_THROW_IF(!plan, "raw_inverse_dft_host: FFTW could not plan a " << rows << "x" << cols << " transform");
-  for (int p = 0; p < k; ++p) {
+  PTYCHO_THROW_IF(!m_impl->plan, "HostInverseDft: FFTW could not plan a " << rows << "x" << cols << " transform");
+}
+
+HostInverseDft::~HostInverseDft() = default;
+
+void HostInverseDft::execute(const View3<cdouble, HostSpace>& planes) const {
+  PTYCHO_THROW_IF(int(planes.extent(1)) != m_rows || int(planes.extent(2)) != m_cols,
+                  "HostInverseDft(" << m_rows << "x" << m_cols << "): got planes of " << planes.extent(1) << "x"
+                                    << planes.extent(2));
+  const size_t plane = size_t(m_rows) * m_cols;
+  for (size_t p = 0; p < planes.extent(0); ++p) {
     cdouble* data = planes.data() + p * plane;
-    std::memcpy(scratch, data, plane * sizeof(cdouble));
-    fftw_execute(plan);
-    std::memcpy(static_cast<void*>(data), scratch, plane * sizeof(cdouble));
+    std::memcpy(m_impl->scratch, data, plane * sizeof(cdouble));
+    fftw_execute(m_impl->plan);
+    std::memcpy(static_cast<void*>(data), m_impl->scratch, plane * sizeof(cdouble));
   }
-  {
-    std::lock_guard<std::mutex> lock(fftw_planner_mutex());
-    fftw_destroy_plan(plan);
-  }
-  fftw_free(scratch);
 }
 
 }  // namespace ptycho

@@ -333,7 +333,8 @@ void Workspace::accumulate_illumination(const View2<double>& den, long first, lo
 ProbeSums::ProbeSums(const std::string& label, int modes, int frame_size)
     : real(label + "::real", modes, frame_size, frame_size),
       spectrum(label + "::spectrum", modes, frame_size, frame_size),
-      den(label + "::den", frame_size, frame_size) {}
+      den(label + "::den", frame_size, frame_size),
+      idft(std::make_shared<const HostInverseDft>(frame_size, frame_size)) {}
 
 void ProbeSums::reset() const {
   Kokkos::deep_copy(real, cdouble(0, 0));
@@ -345,27 +346,16 @@ void ProbeSums::reduce(const Collective& coll, View3<cdouble, HostSpace>& num,
                        View2<double, HostSpace>& den_out) const {
   num = Kokkos::create_mirror_view_and_copy(HostSpace(), real);
   auto spec = Kokkos::create_mirror_view_and_copy(HostSpace(), spectrum);
-  den_out = Kokkos::create_mirror_view_and_copy(HostSpace(), den);
-  if (num.data() == real.data()) {  // host memory: work on copies, the sums stay
-    num = View3<cdouble, HostSpace>("ptycho::ProbeSums::num", real.extent(0), real.extent(1), real.extent(2));
-    Kokkos::deep_copy(num, real);
-    spec = View3<cdouble, HostSpace>("ptycho::ProbeSums::spectrum", real.extent(0), real.extent(1), real.extent(2));
-    Kokkos::deep_copy(spec, spectrum);
-    den_out = View2<double, HostSpace>("ptycho::ProbeSums::den", den.extent(0), den.extent(1));
-    Kokkos::deep_copy(den_out, den);
-  }
+  den_out = Kokkos::create_mirror_view_and_copy(HostSpace(), den);  // (host memory: the sums themselves)
   coll.sum(reinterpret_cast<double*>(num.data()), 2 * num.size());
   coll.sum(reinterpret_cast<double*>(spec.data()), 2 * spec.size());
   coll.sum(den_out.data(), den_out.size());
-  Workspace::probe_numerator(num, spec);
-}
-
-void Workspace::probe_numerator(const View3<cdouble, HostSpace>& num, const View3<cdouble, HostSpace>& spectrum) {
+  // num <- num + IDFT(spectrum), unless no frame on any rank had a shift.
   bool any = false;
-  for (size_t i = 0; i < spectrum.size() && !any; ++i) any = spectrum.data()[i] != cdouble(0, 0);
-  if (!any) return;  // no frame had a sub-pixel shift
-  raw_inverse_dft_host(spectrum);
-  for (size_t i = 0; i < num.size(); ++i) num.data()[i] += spectrum.data()[i];
+  for (size_t i = 0; i < spec.size() && !any; ++i) any = spec.data()[i] != cdouble(0, 0);
+  if (!any) return;
+  idft->execute(spec);
+  for (size_t i = 0; i < num.size(); ++i) num.data()[i] += spec.data()[i];
 }
 
 void Workspace::accumulate_probe(const ProbeSums& sums, const CView2& object, const CView3& waves, long first,

@@ -56,10 +56,24 @@ class FramePlan {
 };
 
 /// The raw (unnormalised) inverse DFT, in double and in place, of every
-/// (M, M) plane of a host array (K, M, M): for sums kept in the Fourier
-/// domain in double (the probe update's sums of shifted frames), a handful
-/// of transforms per iteration. Plans with FFTW_ESTIMATE: repeatable.
-void raw_inverse_dft_host(const View3<cdouble, HostSpace>& planes);
+/// (rows, cols) plane of a host array (K, rows, cols): for sums kept in the
+/// Fourier domain in double (the probe update's sums of shifted frames), a
+/// handful of transforms per iteration. Planned once, when built (FFTW in
+/// double, FFTW_ESTIMATE: repeatable); execute() allocates nothing.
+class HostInverseDft {
+ public:
+  HostInverseDft(int rows, int cols);
+  ~HostInverseDft();
+  HostInverseDft(const HostInverseDft&) = delete;
+  HostInverseDft& operator=(const HostInverseDft&) = delete;
+  /// Transforms every plane of `planes` (K, rows, cols) in place.
+  void execute(const View3<cdouble, HostSpace>& planes) const;
+
+ private:
+  struct Impl;
+  int m_rows, m_cols;
+  std::unique_ptr<Impl> m_impl;
+};
 
 /// The checkerboard sign (-1)^(r + c) of the centring identity.
 KOKKOS_INLINE_FUNCTION float centring_sign(int r, int c) { return ((r + c) & 1) ? -1.0f : 1.0f; }

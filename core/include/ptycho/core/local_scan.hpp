@@ -7,6 +7,7 @@
 #include "ptycho/core/tile.hpp"
 #include "ptycho/core/types.hpp"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,19 +44,21 @@ struct ReconState {
 /// signed exit waves, s the checkerboard sign), and the denominator
 /// sum_j |O_j|^2. A batch without sub-pixel shifts adds its u_j to `real`;
 /// a batch with any adds conj(R_j) DFT(u_j) / M^2 (R_j the frame's shift
-/// ramp) to `spectrum`, one transform per frame instead of two, and
-/// Workspace::probe_numerator brings that sum back to real space once, after
-/// the sums over ranks. All in double.
+/// ramp) to `spectrum`, one transform per frame instead of two, and reduce()
+/// brings that sum back to real space once, after the sums over ranks. All
+/// in double.
 struct ProbeSums {
   View3<cdouble> real;      ///< (K, M, M)
   View3<cdouble> spectrum;  ///< (K, M, M)
   View2<double> den;        ///< (M, M)
+  std::shared_ptr<const HostInverseDft> idft;  ///< planned once, for reduce()
   ProbeSums() = default;
   ProbeSums(const std::string& label, int modes, int frame_size);
   /// Zeroes the sums.
   void reset() const;
-  /// The sums over ranks, as host copies: the numerator (real space) and the
-  /// denominator.
+  /// The sums over ranks, on the host: the numerator (real space) and the
+  /// denominator. Consumes the sums (in host memory they are summed and
+  /// transformed in place): reset() before the next accumulation.
   void reduce(const Collective& coll, View3<cdouble, HostSpace>& num, View2<double, HostSpace>& den_out) const;
 };
 
@@ -117,9 +120,6 @@ class Workspace {
   /// to the probe sums (see ProbeSums). Uses `scratch` (batch*K, M, M).
   void accumulate_probe(const ProbeSums& sums, const CView2& object, const CView3& waves, long first, long count,
                         const CView3& scratch) const;
-  /// num <- num + IDFT(spectrum): the probe numerator from the two parts of
-  /// ProbeSums (host copies, summed over ranks).
-  static void probe_numerator(const View3<cdouble, HostSpace>& num, const View3<cdouble, HostSpace>& spectrum);
 
  private:
   const LocalScan& m_scan;
