@@ -379,4 +379,36 @@ Simulation simulate(const SimulationOptions& opt) {
   return s;
 }
 
+void check_options(const SimulationOptions& opt) {
+  const auto range = [](double v, double lo, double hi, const char* option, const char* unit) {
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(v) || v < lo || v > hi,
+                          option << ": must be from " << lo << " to " << hi << unit << ", got " << v);
+  };
+  range(opt.object_size, 16, 32768, "--object-size", " px");
+  range(opt.probe_size, 8, 4096, "--probe-size", " px");
+  PTYCHO_INPUT_ERROR_IF(opt.probe_size % 2 != 0, "--probe-size: must be even, got " << opt.probe_size);
+  PTYCHO_INPUT_ERROR_IF(opt.probe_size > opt.object_size, "--probe-size: " << opt.probe_size
+                                                                           << " px is larger than --object-size "
+                                                                           << opt.object_size << " px");
+  range(opt.step, 0.25, opt.object_size, "--step", " px");
+  range(opt.photons, 0, 1e15, "--photons", "");
+  range(opt.probe_error_pct, -100, 100, "--probe-error", " %");
+  range(opt.position_error_nm, 0, 1e5, "--position-error", " nm");
+  range(opt.partial_coherence_nm, 0, 1e5, "--partial-coherence", " nm");
+  range(opt.energy_kev, 1e-3, 1e3, "--energy", " keV");
+  range(opt.object_pixel_m, 1e-12, 1e-3, "--pixel-size", " m");
+  range(opt.background, 0, 1e12, "--background", " photons per pixel");
+}
+
+double estimate_bytes(const SimulationOptions& opt) {
+  const double n = opt.object_size, m = opt.probe_size;
+  // Positions in a disc of radius n/2 at a mean spacing `step`: a hexagonal
+  // packing holds 2 / (sqrt(3) step^2) per unit area; twice that bounds the scan patterns.
+  const double frames = 1.0 + 2.0 * 2.0 / (std::sqrt(3.0) * opt.step * opt.step) * M_PI * n * n / 4.0;
+  const double frame_bytes = frames * m * m * 4.0;
+  const double modes = 26.0 * m * m * 8.0;
+  const double object = n * n * (8.0 + 2 * 4.0 + 8.0);  // object, its two images, a copy
+  return 2.0 * frame_bytes + modes + object;  // the frames and a buffer of the same size while they are written
+}
+
 }  // namespace ptycho::sim

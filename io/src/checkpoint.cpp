@@ -1,6 +1,6 @@
 #include "ptycho/io/checkpoint.hpp"
 
-#include "mpi_detail.hpp"
+#include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/io/atomic_file.hpp"
 #include "ptycho/io/hdf5_util.hpp"
@@ -294,6 +294,8 @@ std::unique_ptr<StateArchive> open_checkpoint(MPI_Comm comm, const std::string& 
   silence_hdf5_errors();
   std::unique_ptr<Hdf5Archive> archive;
   collectively(comm, [&] {
+    // A missing, truncated or damaged file fails here with what is wrong with it.
+    H5File::open_read(path).close();
     PTYCHO_INPUT_ERROR_IF(!is_checkpoint(path), path << ": not a ptycho checkpoint (no " << kRoot << " group)");
     H5File f = H5File::open_read_parallel(comm, path);
     const auto version = f.numeric_attribute(kRoot, "format_version");
@@ -355,8 +357,8 @@ herr_t read_through(hid_t, const char* name, const H5O_info_t* info, void* data)
 
 CheckpointSummary inspect_checkpoint(const std::string& path) {
   silence_hdf5_errors();
+  H5File f = H5File::open_read(path);  // a truncated or damaged file fails here, naming why
   PTYCHO_INPUT_ERROR_IF(!is_checkpoint(path), path << ": not a ptycho checkpoint (no " << kRoot << " group)");
-  H5File f = H5File::open_read(path);
   CheckpointSummary s;
   const std::string root = kRoot;
   if (f.exists(root + "/run/input")) s.input = f.read_string(root + "/run/input");

@@ -1,11 +1,12 @@
 #include "ptycho/io/cxi.hpp"
 
-#include "mpi_detail.hpp"
+#include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/fft.hpp"
 #include "ptycho/io/hdf5_util.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -572,32 +573,36 @@ ScanInfo read_scan_info(const std::string& path, const ReadOptions& options) {
   return read_cxi_header(path, options).info;
 }
 
-FrameStatistics frame_statistics(MPI_Comm comm, const HostRView3& frames, const MaskView& mask) {
+namespace {
+
+/// Calls its argument once for every chunk of this rank's frames: (data, frames in the chunk).
+using ChunkVisitor = std::function<void(const std::function<void(const float*, size_t)>&)>;
+
+/// FrameStatistics of the frames `for_each_chunk` visits (twice: once for the
+/// global magnitude, once for the fixed-point sums), over all ranks of `comm`.
+FrameStatistics statistics_of_chunks(MPI_Comm comm, const MaskView& mask, const ChunkVisitor& for_each_chunk) {
   const int m = int(mask.extent(0));
-  PTYCHO_THROW_IF(mask.extent(1) != size_t(m), "frame_statistics: the mask is not square");
-  const size_t n_local = frames.extent(0);
-  PTYCHO_THROW_IF(n_local > 0 && (frames.extent(1) != size_t(m) || frames.extent(2) != size_t(m)),
-                  "frame_statistics: frames of " << frames.extent(1) << " x " << frames.extent(2) << " but a mask of "
-                                                 << m << " x " << m);
   const size_t mm = size_t(m) * m;
   const std::uint8_t* invalid = mask.data();
-  const float* data = frames.data();
 
   // Pass 1: the global magnitude, to pick one fixed-point scale for all ranks.
   double local[2] = {0.0, -std::numeric_limits<double>::infinity()};  // max |v|, max v
-  long counts[3] = {long(n_local), 0, 0};                             // frames, negative, non-finite
-  for (size_t j = 0; j < n_local; ++j)
-    for (size_t p = 0; p < mm; ++p) {
-      if (invalid[p]) continue;
-      const double v = data[j * mm + p];
-      if (!std::isfinite(v)) {
-        ++counts[2];
-        continue;
+  long counts[3] = {0, 0, 0};                                         // frames, negative, non-finite
+  for_each_chunk([&](const float* data, size_t n) {
+    counts[0] += long(n);
+    for (size_t j = 0; j < n; ++j)
+      for (size_t p = 0; p < mm; ++p) {
+        if (invalid[p]) continue;
+        const double v = data[j * mm + p];
+        if (!std::isfinite(v)) {
+          ++counts[2];
+          continue;
+        }
+        local[0] = std::max(local[0], std::abs(v));
+        local[1] = std::max(local[1], v);
+        counts[1] += v < 0;
       }
-      local[0] = std::max(local[0], std::abs(v));
-      local[1] = std::max(local[1], v);
-      counts[1] += v < 0;
-    }
+  });
   double global[2];
   long global_counts[3];
   check_mpi(MPI_Allreduce(local, global, 2, MPI_DOUBLE, MPI_MAX, comm), "MPI_Allreduce");
@@ -620,12 +625,14 @@ FrameStatistics frame_statistics(MPI_Comm comm, const HostRView3& frames, const 
     exponent = 61 - e2;
   }
   std::vector<std::int64_t> sums(mm, 0), total(mm, 0);
-  for (size_t j = 0; j < n_local; ++j)
-    for (size_t p = 0; p < mm; ++p) {
-      const double v = data[j * mm + p];
-      if (invalid[p] || !std::isfinite(v)) continue;
-      sums[p] += std::llround(std::ldexp(v, exponent));
-    }
+  for_each_chunk([&](const float* data, size_t n) {
+    for (size_t j = 0; j < n; ++j)
+      for (size_t p = 0; p < mm; ++p) {
+        const double v = data[j * mm + p];
+        if (invalid[p] || !std::isfinite(v)) continue;
+        sums[p] += std::llround(std::ldexp(v, exponent));
+      }
+  });
   for (size_t off = 0; off < mm; off += size_t(1) << 26) {
     const int count = int(std::min(mm - off, size_t(1) << 26));
     check_mpi(MPI_Allreduce(sums.data() + off, total.data() + off, count, MPI_INT64_T, MPI_SUM, comm), "MPI_Allreduce");
@@ -642,6 +649,69 @@ FrameStatistics frame_statistics(MPI_Comm comm, const HostRView3& frames, const 
   for (double v : s.mean_frame) filled += v;
   s.filled_total_counts = filled;
   return s;
+}
+
+/// The header of `path`, read by rank 0 and broadcast (errors on every rank).
+CxiHeader shared_header(MPI_Comm comm, const std::string& path, const ReadOptions& options) {
+  const int rank = detail::comm_rank(comm);
+  CxiHeader header;
+  std::vector<char> bytes;
+  collectively(comm, [&] {
+    if (rank == 0) {
+      header = read_cxi_header(path, options);
+      bytes = pack_header(header);
+    }
+  });
+  detail::broadcast_bytes(comm, bytes, 0);
+  if (rank != 0) header = unpack_header(bytes);
+  return header;
+}
+
+}  // namespace
+
+FrameStatistics frame_statistics(MPI_Comm comm, const HostRView3& frames, const MaskView& mask) {
+  const int m = int(mask.extent(0));
+  PTYCHO_THROW_IF(mask.extent(1) != size_t(m), "frame_statistics: the mask is not square");
+  const size_t n_local = frames.extent(0);
+  PTYCHO_THROW_IF(n_local > 0 && (frames.extent(1) != size_t(m) || frames.extent(2) != size_t(m)),
+                  "frame_statistics: frames of " << frames.extent(1) << " x " << frames.extent(2) << " but a mask of "
+                                                 << m << " x " << m);
+  return statistics_of_chunks(comm, mask, [&](const std::function<void(const float*, size_t)>& visit) {
+    visit(frames.data(), n_local);
+  });
+}
+
+FrameStatistics read_frame_statistics(MPI_Comm comm, const std::string& path, const std::vector<long>& my_frames,
+                                      const ReadOptions& options, CxiHeader* header_out, size_t chunk_bytes) {
+  silence_hdf5_errors();
+  const CxiHeader header = shared_header(comm, path, options);
+  const long n = header.info.num_frames;
+  const int m = header.info.geometry.frame_size;
+  const size_t mm = size_t(m) * m;
+  collectively(comm, [&] {
+    for (size_t i = 0; i < my_frames.size(); ++i)
+      PTYCHO_THROW_IF(my_frames[i] < 0 || my_frames[i] >= n || (i > 0 && my_frames[i] <= my_frames[i - 1]),
+                      "read_frame_statistics: frame indices must be ascending in [0, " << n << ")");
+  });
+  const size_t chunk = std::max<size_t>(1, chunk_bytes / (mm * sizeof(float)));
+  long chunks = long((my_frames.size() + chunk - 1) / chunk);
+  const long mine = chunks;
+  check_mpi(MPI_Allreduce(&mine, &chunks, 1, MPI_LONG, MPI_MAX, comm), "MPI_Allreduce");
+  HostRView3 buffer(Kokkos::view_alloc(std::string("ptycho::statistics::chunk"), Kokkos::WithoutInitializing),
+                    std::min(chunk, my_frames.size()), m, m);
+  // Every rank reads as many chunks as the rank with the most (collective reads), empty ones at its end.
+  const ChunkVisitor visit_chunks = [&](const std::function<void(const float*, size_t)>& visit) {
+    for (long c = 0; c < chunks; ++c) {
+      const size_t lo = std::min(my_frames.size(), size_t(c) * chunk);
+      const size_t hi = std::min(my_frames.size(), lo + chunk);
+      const std::vector<long> index(my_frames.begin() + long(lo), my_frames.begin() + long(hi));
+      collectively(comm, [&] { read_frames(comm, header, index, buffer, options.transfer, options.max_read_bytes); });
+      visit(buffer.data(), hi - lo);
+    }
+  };
+  FrameStatistics stats = statistics_of_chunks(comm, header.mask, visit_chunks);
+  if (header_out) *header_out = header;
+  return stats;
 }
 
 HostCView2 estimate_probe(const FrameStatistics& stats) {
@@ -675,16 +745,7 @@ Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>
   const int rank = detail::comm_rank(comm);
 
   // Metadata, mask and probe: read by rank 0, broadcast to all.
-  CxiHeader header;
-  std::vector<char> bytes;
-  collectively(comm, [&] {
-    if (rank == 0) {
-      header = read_cxi_header(path, options);
-      bytes = pack_header(header);
-    }
-  });
-  detail::broadcast_bytes(comm, bytes, 0);
-  if (rank != 0) header = unpack_header(bytes);
+  const CxiHeader header = shared_header(comm, path, options);
   const long n = header.info.num_frames;
   const int m = header.info.geometry.frame_size;
   const size_t mm = size_t(m) * m;
@@ -723,6 +784,10 @@ Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>
   const FrameStatistics stats = frame_statistics(comm, ds.frames, ds.mask);
   const bool from_file = header.probe.size() > 0;
   collectively(comm, [&] {
+    PTYCHO_INPUT_ERROR_IF(stats.max_count > kMaxCount,
+                          path << ": " << header.layout.frames << " holds counts up to " << stats.max_count
+                               << " in a valid pixel; ptycho computes in single precision and accepts at most "
+                               << kMaxCount << ": divide the frames by a constant (the probe scales with its square root)");
     PTYCHO_INPUT_ERROR_IF(
         !(stats.filled_total_counts > 0) && (!from_file || options.probe_scaling == ProbeScaling::to_mean_counts),
         path << ": " << header.layout.frames

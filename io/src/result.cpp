@@ -1,6 +1,6 @@
 #include "ptycho/io/result.hpp"
 
-#include "mpi_detail.hpp"
+#include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/io/atomic_file.hpp"
 #include "ptycho/io/hdf5_util.hpp"

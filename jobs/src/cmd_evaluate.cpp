@@ -60,6 +60,62 @@ GroundTruth read_ground_truth(const std::string& path) {
   return truth;
 }
 
+/// Refuses a truth (or data) that belongs to another scan than the result:
+/// the numbers of positions and frames must agree, the result's positions
+/// must be the truth's up to one offset (the grids differ by a translation)
+/// within a quarter of the frame, the truth's object must hold the scanned
+/// area, and the pixel sizes must agree where both files give one.
+void check_truth_fits(const std::string& result_path, const io::ResultData& result, const std::string& truth_path,
+                      const GroundTruth& truth, const std::string& data_path, const MeasuredFrames& measured) {
+  const size_t n = result.positions.size();
+  PTYCHO_INPUT_ERROR_IF(n > 0 && n != truth.positions.size(),
+                        truth_path << ": the truth has " << truth.positions.size() << " positions but " << result_path
+                                   << " has " << n << ": they are not of the same scan");
+  const size_t frames = measured.intensities.extent(0);
+  PTYCHO_INPUT_ERROR_IF(frames > 0 && n > 0 && frames != n, data_path << ": the data has " << frames << " frames but "
+                                                                      << result_path << " has " << n
+                                                                      << " positions: they are not of the same scan");
+  if (n > 0) {
+    double mr = 0, mc = 0;
+    for (size_t j = 0; j < n; ++j) {
+      mr += result.positions[j].row - truth.positions[j].row;
+      mc += result.positions[j].col - truth.positions[j].col;
+    }
+    mr /= double(n);
+    mc /= double(n);
+    double ss = 0;
+    for (size_t j = 0; j < n; ++j) {
+      const double dr = result.positions[j].row - truth.positions[j].row - mr;
+      const double dc = result.positions[j].col - truth.positions[j].col - mc;
+      ss += dr * dr + dc * dc;
+    }
+    const double rms = std::sqrt(ss / double(n));
+    const double frame = result.probe_modes.size() ? double(result.probe_modes.extent(1)) : 64.0;
+    const double allowed = std::max(4.0, 0.25 * frame);
+    PTYCHO_INPUT_ERROR_IF(!(rms <= allowed),
+                          truth_path << ": its positions differ from " << result_path << "'s by " << rms
+                                     << " px RMS after removing one offset (at most " << allowed
+                                     << " px expected): the truth of another scan?");
+    double rmin = INFINITY, rmax = -INFINITY, cmin = INFINITY, cmax = -INFINITY;
+    for (const Position& p : truth.positions) {
+      rmin = std::min(rmin, p.row);
+      rmax = std::max(rmax, p.row);
+      cmin = std::min(cmin, p.col);
+      cmax = std::max(cmax, p.col);
+    }
+    PTYCHO_INPUT_ERROR_IF(rmin < 0 || cmin < 0 || rmax >= double(truth.object.extent(0)) ||
+                              cmax >= double(truth.object.extent(1)),
+                          truth_path << ": its positions reach (" << rmax << ", " << cmax << ") px, outside its "
+                                     << truth.object.extent(0) << " x " << truth.object.extent(1) << " object");
+  }
+  io::silence_hdf5_errors();
+  const auto truth_pixel = io::H5File::open_read(truth_path).numeric_attribute("/", "pixel_size_m");
+  PTYCHO_INPUT_ERROR_IF(truth_pixel && *truth_pixel > 0 && result.pixel_size_m > 0 &&
+                            std::abs(result.pixel_size_m / *truth_pixel - 1.0) > 0.01,
+                        truth_path << ": its pixel size is " << *truth_pixel << " m but " << result_path << "'s is "
+                                   << result.pixel_size_m << " m: they are not of the same scan");
+}
+
 /// Reads every frame and the mask of a CXI file on this rank alone.
 MeasuredFrames read_measured_frames(const std::string& path) {
   io::ReadOptions options;
@@ -153,13 +209,12 @@ int evaluate(const EvaluateOptions& opt) {
     const std::string guess = truth_path.substr(0, truth_path.size() - 9) + ".cxi";
     if (fs::exists(guess)) data_path = guess;
   }
-  if (data_path.empty())
-    std::cerr << "ptycho evaluate: no data file (give --data DATA.cxi); consistency and score_blind leave out the "
-                 "data term\n";
-
   const io::ResultData result = io::read_result(opt.result);
   ScoredReconstruction rec{result.object_tile, result.probe_modes, result.positions};
   const GroundTruth truth = read_ground_truth(truth_path);
+  if (data_path.empty())
+    std::cerr << "ptycho evaluate: no data file (give --data DATA.cxi); consistency and score_blind leave out the "
+                 "data term\n";
   MeasuredFrames measured;
   if (!data_path.empty()) measured = read_measured_frames(data_path);
   if (measured.intensities.size() != 0 && (rec.probe_modes.size() == 0 || rec.positions.empty()))
@@ -167,6 +222,8 @@ int evaluate(const EvaluateOptions& opt) {
               << (rec.probe_modes.size() == 0 ? "probe modes (/entry_1/image_2/data)"
                                               : "positions (/entry_1/image_1/positions_px)")
               << "; consistency is not computed\n";
+
+  check_truth_fits(opt.result, result, truth_path, truth, data_path, measured);
 
   const BenchmarkScore score = score_reconstruction(rec, truth, measured);
   print_score(std::cout, score, opt.json);
@@ -186,12 +243,10 @@ Command add_evaluate_command(CLI::App& app) {
                     "measured data (NAME.cxi) for the consistency term; default: beside the truth file");
   c.app->add_flag("--json", opt->json, "print one JSON object");
   c.run = [opt](MPI_Comm world) -> int {
+    // Rank 0 scores; main() gives every rank its exit code (or its error).
     int rank = 0;
     MPI_Comm_rank(world, &rank);
-    int code = 0;
-    if (rank == 0) code = evaluate(*opt);
-    MPI_Bcast(&code, 1, MPI_INT, 0, world);
-    return code;
+    return rank == 0 ? evaluate(*opt) : 0;
   };
   return c;
 }

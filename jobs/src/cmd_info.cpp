@@ -1,7 +1,8 @@
 // ptycho info FILE.cxi: what a CXI scan holds and how it is scanned.
 //
-// Every rank reads a block of the frames (for the photon count and, without a
-// probe in the file, the probe estimate); rank 0 prints.
+// Every rank streams through a block of the frames, a chunk at a time (for
+// the photon count and, without a probe in the file, the probe estimate);
+// rank 0 prints.
 #include "commands.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/io/checkpoint.hpp"
@@ -152,25 +153,36 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
   if (io::is_checkpoint(opt.file)) return info_checkpoint(world, opt);
   if (io::is_result(opt.file)) return info_result(world, opt);
 
-  // Rank 0 reads the header (for the layout and N). If that fails, read_cxi
-  // below raises the same error on every rank.
+  // Rank 0 reads the header (for the layout and N). If that fails,
+  // read_frame_statistics below raises the same error on every rank.
   io::ReadOptions read_options;
   read_options.probe_scaling = io::ProbeScaling::as_in_file;
-  io::CxiHeader header;
   long n = -1;
   if (rank == 0) {
     try {
-      header = io::read_cxi_header(opt.file, read_options);
-      n = header.info.num_frames;
+      n = io::read_cxi_header(opt.file, read_options).info.num_frames;
     } catch (const InputError&) {
       n = -1;
     }
   }
   MPI_Bcast(&n, 1, MPI_LONG, 0, world);
+  // The statistics stream through the frames a chunk at a time: a file
+  // larger than memory can be described.
   const std::vector<long> mine = n > 0 ? io::block_of_frames(n, rank, size) : std::vector<long>();
-  const Dataset ds = io::read_cxi(world, opt.file, mine, read_options);
-  const io::FrameStatistics stats = io::frame_statistics(world, ds.frames, ds.mask);
+  io::CxiHeader header;
+  const io::FrameStatistics stats = io::read_frame_statistics(world, opt.file, mine, read_options, &header);
   if (rank != 0) return 0;
+  struct {
+    ScanInfo info;
+    HostCView2 probe;
+    View2<std::uint8_t, HostSpace> mask;
+  } ds{header.info, header.probe, header.mask};
+  if (ds.probe.size() == 0) {
+    PTYCHO_INPUT_ERROR_IF(!(stats.filled_total_counts > 0),
+                          opt.file << ": " << header.layout.frames
+                                   << " has no positive counts in any valid pixel; cannot estimate a probe");
+    ds.probe = io::estimate_probe(stats);
+  }
 
   const ScanInfo& info = ds.info;
   const DetectorGeometry& g = info.geometry;
@@ -217,6 +229,7 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
     j["photons_per_frame"] = stats.mean_total_counts;
     j["max_count"] = stats.max_count;
     j["negative_values"] = stats.negative_values;
+    j["nonfinite_values"] = stats.nonfinite_values;
     j["masked_pixels"] = masked;
     j["mask_dataset"] = header.layout.mask;
     j["probe_source"] = info.probe_source;
@@ -258,7 +271,10 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
   line("photons per frame", fmt("%.4g (mean total counts over valid pixels)", stats.mean_total_counts));
   line("max count",
        fmt("%.6g", stats.max_count) +
-           (stats.negative_values ? " (" + std::to_string(stats.negative_values) + " negative values)" : ""));
+           (stats.negative_values ? " (" + std::to_string(stats.negative_values) + " negative values)" : "") +
+           (stats.nonfinite_values ? " (" + std::to_string(stats.nonfinite_values) +
+                                         " values are NaN or infinite: reconstruct refuses them in valid pixels)"
+                                   : ""));
   line("masked pixels", std::to_string(masked) + " of " + std::to_string(long(m) * m) +
                             (header.layout.mask.empty() ? " (no mask in the file)" : " (" + header.layout.mask + ")"));
   if (estimated) {

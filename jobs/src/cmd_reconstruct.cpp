@@ -3,11 +3,15 @@
 // line overrides the file; see job_file.hpp).
 #include "commands.hpp"
 #include "job_file.hpp"
+#include "memory_check.hpp"
+#include "output_paths.hpp"
 #include "progress.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/memory.hpp"
 #include "ptycho/io/atomic_file.hpp"
 #include "ptycho/io/checkpoint.hpp"
 #include "ptycho/io/cxi.hpp"
+#include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/io/png.hpp"
 #include "ptycho/io/result.hpp"
 #include "ptycho/parallel/driver.hpp"
@@ -36,18 +40,6 @@ struct ReconstructArgs {
 
 std::string default_output(const std::string& input) {
   return std::filesystem::path(input).stem().string() + "_ptycho.h5";
-}
-
-/// Creates the folder that is to hold `file`, if it has one, so that a run
-/// does not fail at its end for want of it. Throws InputError naming it.
-void create_parent_folder(const std::string& file) {
-  const std::filesystem::path parent = std::filesystem::path(file).parent_path();
-  if (parent.empty()) return;
-  std::error_code ec;
-  std::filesystem::create_directories(parent, ec);
-  PTYCHO_INPUT_ERROR_IF(
-      ec || !std::filesystem::is_directory(parent),
-      file << ": cannot create its folder " << parent.string() << (ec ? ": " + ec.message() : std::string()));
 }
 
 /// The exit status of a run stopped by SIGTERM or SIGUSR1 after writing its
@@ -165,12 +157,6 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
   std::error_code ec;
-  PTYCHO_INPUT_ERROR_IF(
-      std::filesystem::exists(job.output, ec) && std::filesystem::equivalent(job.output, job.input, ec),
-      job.output << ": the output would overwrite the input");
-  PTYCHO_INPUT_ERROR_IF(
-      std::filesystem::exists(job.checkpoint, ec) && std::filesystem::equivalent(job.checkpoint, job.input, ec),
-      job.checkpoint << ": the checkpoint would overwrite the input");
   install_stop_handlers();
   // Resume from --resume, or from the job's own checkpoint if it exists (a
   // requeued or restarted job goes on where it stopped).
@@ -191,8 +177,6 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
   opt.batch = job.batch;
 
   if (rank == 0) {
-    create_parent_folder(job.output);
-    create_parent_folder(job.checkpoint);
     // Temporary files of runs killed while writing (their process is gone).
     const int stale = io::remove_stale_temporaries(job.checkpoint) + io::remove_stale_temporaries(job.output);
     if (stale > 0) std::printf("ptycho reconstruct: removed %d temporary file%s left by a killed run\n", stale,
@@ -207,6 +191,25 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
     std::printf("ptycho reconstruct: %s: %ld frames of %dx%d, object %ldx%ld px, %d rank%s, engines %s\n",
                 job.input.c_str(), info.num_frames, info.geometry.frame_size, info.geometry.frame_size,
                 info.object_rows, info.object_cols, size, size > 1 ? "s" : "", job.engines.c_str());
+  }
+  {
+    // The memory each rank will need, against the node and --max-memory,
+    // before anything of the size of the frames or the object is allocated
+    // (the reconstruction below makes its halo buffers at once).
+    const Decomposition dec = decompose(info.positions, info.object_rows, info.object_cols,
+                                        info.geometry.frame_size, size, opt.decomposition);
+    const Rect tile = dec.extent[rank];
+    const RankShare share{long(dec.positions_of[rank].size()), info.geometry.frame_size, opt.probe_modes, opt.batch,
+                          tile.rows, tile.cols};
+    MemoryNeed need;
+    need.bytes = estimate_rank_bytes(share, opt.chain);
+    need.max_memory = job.max_memory.empty() ? 0.0 : parse_bytes(job.max_memory, job.where("max_memory"));
+    need.what = job.input + " (" + std::to_string(info.num_frames) + " frames of " +
+                std::to_string(info.geometry.frame_size) + "x" + std::to_string(info.geometry.frame_size) +
+                ", object " + std::to_string(info.object_rows) + "x" + std::to_string(info.object_cols) + " px, " +
+                std::to_string(opt.probe_modes) + " probe mode" + (opt.probe_modes > 1 ? "s, " : ", ") +
+                job.engines + ")";
+    check_memory(world, need);
   }
   DistributedReconstruction recon(world, info, opt);
   Dataset data = io::read_cxi(world, job.input, recon.my_frames(), read);
@@ -268,7 +271,17 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
     }
     std::fflush(stdout);
   };
-  if (recon.run(control) == RunEnd::stopped) {
+  RunEnd end = RunEnd::finished;
+  try {
+    end = recon.run(control);
+  } catch (const NumericalError& e) {
+    const bool kept = std::filesystem::exists(job.checkpoint, ec);
+    throw NumericalError(std::string(e.what()) + "; " +
+                         (kept ? "the last checkpoint, " + job.checkpoint + ", is kept"
+                               : std::string("no result or checkpoint was written")) +
+                         " (lower the step sizes or check the data's counts)");
+  }
+  if (end == RunEnd::stopped) {
     if (rank == 0) {
       std::printf("ptycho reconstruct: stopped by %s after iteration %ld; checkpoint %s; exit %d (run the same "
                   "command again to resume)\n",
@@ -374,10 +387,41 @@ double final_cost_of(const ReconstructJob& branch, MPI_Comm world) {
   return cost;
 }
 
+/// Every file the run reads and writes, for PathPlan (see output_paths.hpp).
+PathPlan plan_paths(const ReconstructJob& job, bool position_trial) {
+  const auto option = [&](const std::string& key) {
+    return job.origin.count(key) ? job.where(key) : option_name(key) + " (default)";
+  };
+  PathPlan plan;
+  plan.input(job.input, "the scan");
+  plan.input(job.job_file, "the job file");
+  // Resuming from the job's own checkpoint (a requeued job) reads and then replaces it.
+  if (!job.resume.empty() && !same_file(job.resume, job.checkpoint)) plan.input(job.resume, option("resume"));
+  plan.output(job.output, option("output"));
+  plan.output(job.checkpoint, option("checkpoint"), true);
+  plan.output(job.log_json, option("log_json"));
+  plan.output_folder(job.previews, option("previews"), {"amplitude.png", "phase.png", "probe.png", "cost.png"});
+  if (position_trial) {
+    for (const char* tag : {"fixed-positions", "refined-positions"}) {
+      const ReconstructJob b = trial_branch(job, tag);
+      plan.output(b.output, std::string("the position trial's ") + tag + " result", true);
+      plan.output(b.checkpoint, std::string("the position trial's ") + tag + " checkpoint", true);
+    }
+  }
+  return plan;
+}
+
 int run_reconstruct(const ReconstructJob& job, MPI_Comm world, double iteration_delay, bool position_trial) {
   int rank = 0;
   MPI_Comm_rank(world, &rank);
-  if (rank == 0 && !job.log_json.empty()) create_parent_folder(job.log_json);
+  // Every path is checked before anything is opened for writing (rank 0
+  // looks, every rank raises the same error).
+  io::detail::collectively(world, [&] {
+    if (rank != 0) return;
+    const PathPlan plan = plan_paths(job, position_trial);
+    plan.check();
+    plan.create_folders();
+  });
   ProgressOptions progress_options;
   progress_options.every = job.progress_every;
   progress_options.log_json = job.log_json;
@@ -521,6 +565,9 @@ Command add_reconstruct_command(CLI::App& app) {
                     "iterations between checkpoints (default: only on SIGTERM/SIGUSR1, which also stop the run "
                     "with exit code 75)");
   c.app->add_option("--resume", j.resume, "resume from this checkpoint (any rank count)");
+  c.app->add_option("--max-memory", j.max_memory,
+                    "memory limit per rank, e.g. 4G; the run stops before reading the frames if its estimate is "
+                    "larger (default: what the node has available, shared by its ranks)");
   // Every job-file key must have its option: the command line overrides the file key by key.
   for (const auto& key : job_file_keys())
     PTYCHO_THROW_IF(!c.app->get_option_no_throw(option_name(key)),

@@ -1,6 +1,9 @@
 // ptycho simulate: a simulated scan (CXI) and its ground truth, with the
 // model mismatches of the blind benchmark tier.
 #include "commands.hpp"
+#include "memory_check.hpp"
+#include "output_paths.hpp"
+#include "ptycho/core/memory.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/io/cxi_writer.hpp"
@@ -36,6 +39,22 @@ int run_simulate(SimulateArgs a, MPI_Comm world) {
   int rank = 0;
   MPI_Comm_rank(world, &rank);
   if (rank != 0) return 0;  // a serial job: rank 0 writes both files
+  sim::check_options(a.opt);
+  {
+    PathPlan plan;
+    plan.input(a.amplitude_png, "--amplitude-image");
+    plan.input(a.phase_png, "--phase-image");
+    plan.output(a.output, "-o/--output");
+    plan.output(a.truth, "--truth");
+    plan.check();
+    plan.create_folders();
+  }
+  const double need = sim::estimate_bytes(a.opt), have = node_available_bytes();
+  PTYCHO_INPUT_ERROR_IF(have > 0 && need > have,
+                        "simulate: a scan of a " << a.opt.object_size << " px object with --step " << a.opt.step
+                                                 << " and " << a.opt.probe_size << " px frames needs about "
+                                                 << format_bytes(need) << ", and this machine has "
+                                                 << format_bytes(have) << " available");
   a.opt.scan = sim::parse_scan_kind(a.scan);
   PTYCHO_INPUT_ERROR_IF(!a.mask.empty() && a.mask != "beamstop", "--mask must be 'beamstop', got '" << a.mask << "'");
   a.opt.beamstop_mask = a.mask == "beamstop";

@@ -1,6 +1,7 @@
 #include "job_file.hpp"
 
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/memory.hpp"
 #include "ptycho/parallel/driver.hpp"
 
 #include <toml++/toml.h>
@@ -120,6 +121,14 @@ Check<int> at_least(int lo) {
   };
 }
 
+Check<int> int_range(int lo, int hi) {
+  return [lo, hi](const int& v) {
+    return v >= lo && v <= hi ? ""
+                              : "must be from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got " +
+                                    format_value(v);
+  };
+}
+
 Check<double> finite() {
   return [](const double& v) { return std::isfinite(v) ? "" : "must be a finite number, got " + format_value(v); };
 }
@@ -164,6 +173,19 @@ Check<std::string> engine_chain() {
       const std::string prefix = "--engines: ";
       if (message.rfind(prefix, 0) == 0) message = message.substr(prefix.size());
       return message;
+    }
+    return "";
+  };
+}
+
+/// A memory size that parse_bytes accepts.
+Check<std::string> memory_size() {
+  return [](const std::string& v) -> std::string {
+    if (v.empty()) return "";
+    try {
+      parse_bytes(v, "");
+    } catch (const InputError&) {
+      return "expected a memory size such as 4G, 512M or 2.5GiB, got " + quoted(v);
     }
     return "";
   };
@@ -231,7 +253,7 @@ const std::vector<KeySpec>& specs() {
       make_key<std::string>(
           "engines", [](J& j) -> std::string& { return j.engines; }, engine_chain()),
       make_key<int>(
-          "probe_modes", [](J& j) -> int& { return j.probe_modes; }, at_least(1)),
+          "probe_modes", [](J& j) -> int& { return j.probe_modes; }, int_range(1, kMaxProbeModes)),
       make_key<bool>("refine_probe", [](J& j) -> bool& { return j.refine_probe; }),
       make_key<int>(
           "probe_hold", [](J& j) -> int& { return j.base.probe_hold; }, at_least(0)),
@@ -239,7 +261,8 @@ const std::vector<KeySpec>& specs() {
       make_key<int>(
           "position_hold", [](J& j) -> int& { return j.base.position_hold; }, at_least(0)),
       make_key<double>(
-          "max_position_shift", [](J& j) -> double& { return j.base.max_position_shift; }, positive()),
+          "max_position_shift", [](J& j) -> double& { return j.base.max_position_shift; },
+          in_range(1e-3, kMaxPositionShift)),
       make_key<bool>("fix_affine", [](J& j) -> bool& { return j.base.fix_affine; }),
       make_key<std::string>(
           "position_method", [](J& j) -> std::string& { return j.position_method; },
@@ -259,7 +282,7 @@ const std::vector<KeySpec>& specs() {
       make_key<double>(
           "sdr_step", [](J& j) -> double& { return j.base.sdr_step; }, positive()),
       make_key<int>(
-          "batches", [](J& j) -> int& { return j.base.batches; }, at_least(1)),
+          "batches", [](J& j) -> int& { return j.base.batches; }, int_range(1, 1000000)),
       make_key<double>(
           "object_step", [](J& j) -> double& { return j.base.object_step; }, positive()),
       make_key<double>(
@@ -270,7 +293,7 @@ const std::vector<KeySpec>& specs() {
           "regularisation", [](J& j) -> double& { return j.base.regularisation; }, non_negative()),
       make_key<unsigned>("seed", [](J& j) -> unsigned& { return j.base.seed; }),
       make_key<int>(
-          "batch", [](J& j) -> int& { return j.batch; }, at_least(1)),
+          "batch", [](J& j) -> int& { return j.batch; }, int_range(1, kMaxBatch)),
       make_key<int>(
           "progress_every", [](J& j) -> int& { return j.progress_every; }, at_least(1)),
       path_key("previews", [](J& j) -> std::string& { return j.previews; }),
@@ -282,6 +305,8 @@ const std::vector<KeySpec>& specs() {
           "checkpoint_every", [](J& j) -> int& { return j.checkpoint_every; }, at_least(1)),
       path_key(
           "resume", [](J& j) -> std::string& { return j.resume; }, existing_checkpoint()),
+      make_key<std::string>(
+          "max_memory", [](J& j) -> std::string& { return j.max_memory; }, memory_size()),
   };
   return table;
 }

@@ -31,6 +31,13 @@
 
 namespace ptycho::jobs {
 
+/// The largest number of incoherent probe modes.
+inline constexpr int kMaxProbeModes = 32;
+/// The largest batch of frames per FFT.
+inline constexpr int kMaxBatch = 4096;
+/// The largest position shift limit [object px].
+inline constexpr double kMaxPositionShift = 256;
+
 /// The default engine chain: Poisson maximum likelihood, the most accurate
 /// engine for data whose forward model is known (see README, "Engines").
 inline constexpr const char* kDefaultChain = "ml:200";
@@ -55,6 +62,7 @@ struct ReconstructJob {
   std::string checkpoint;              ///< checkpoint file; empty: OUTPUT-stem.checkpoint.h5 beside the output
   int checkpoint_every = 0;            ///< iterations between checkpoints; 0: only when stopped by a signal
   std::string resume;                  ///< checkpoint to resume from; empty: the checkpoint file, if it exists
+  std::string max_memory;              ///< per-rank memory limit ("8G"); empty: the node's available memory
   /// Engine parameters shared by the chain (name and iterations come from `engines`;
   /// likelihood, position_method and refine_probe from the fields above).
   EngineOptions base;

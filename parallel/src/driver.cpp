@@ -3,6 +3,8 @@
 
 #include "ptycho/core/error.hpp"
 
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -22,9 +24,12 @@ std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOpt
     if (colon != std::string::npos) {
       const std::string count = item.substr(colon + 1);
       char* end = nullptr;
-      const long n = std::strtol(count.c_str(), &end, 10);
-      PTYCHO_INPUT_ERROR_IF(count.empty() || *end != '\0' || n < 0,
-                            "--engines: '" << item << "': the iteration count must be a whole number >= 0");
+      errno = 0;
+      const long long n = std::strtoll(count.c_str(), &end, 10);
+      PTYCHO_INPUT_ERROR_IF(count.empty() || *end != '\0' || errno == ERANGE || n < 0 || n > kMaxIterations ||
+                                !std::isdigit(static_cast<unsigned char>(count[0])),
+                            "--engines: '" << item << "': the iteration count must be a whole number from 0 to "
+                                           << kMaxIterations);
       e.iterations = static_cast<int>(n);
     }
     bool known = false;
@@ -316,6 +321,7 @@ RunEnd DistributedReconstruction::run(const RunControl& control) {
     for (int it = first; it <= e.iterations; ++it) {
       const std::string name = m_engine->name();
       const double cost = m_engine->iterate(m_state);
+      check_finite(name, it, e.iterations, cost);
       m_engine_iteration = it;
       ++m_state.iteration;
       m_state.cost_history.push_back(cost);
@@ -337,8 +343,10 @@ RunEnd DistributedReconstruction::run(const RunControl& control) {
       if (control.stop_requested) m_coll->max(&stop, 1);
       const bool due = control.checkpoint_every > 0 && m_state.iteration % control.checkpoint_every == 0 &&
                        m_state.iteration < total;
-      if ((due || stop > 0) && control.write_checkpoint)
+      if ((due || stop > 0) && control.write_checkpoint) {
+        check_finite(name, it, e.iterations, cost, true);  // never a checkpoint of a broken state
         control.write_checkpoint([this](StateArchive& ar) { save(ar); });
+      }
       if (stop > 0) {
         m_seconds += seconds_since(start);
         return RunEnd::stopped;
@@ -347,7 +355,35 @@ RunEnd DistributedReconstruction::run(const RunControl& control) {
     }
   }
   m_seconds += seconds_since(start);
+  if (!m_state.cost_history.empty())
+    check_finite(m_state.engine_history.back(), m_engine_iteration, m_engine_iteration, m_state.cost_history.back(),
+                 true);
   return RunEnd::finished;
+}
+
+void DistributedReconstruction::check_finite(const std::string& engine, int iteration, int iterations, double cost,
+                                             bool whole_state) const {
+  // Checked rank by rank and agreed on (one collective max).
+  const char* what = !std::isfinite(cost) ? "the cost" : nullptr;
+  double bad = what ? 1.0 : 0.0;
+  if (!what && whole_state) {
+    const auto finite_view = [](const auto& view) {
+      auto host = Kokkos::create_mirror_view_and_copy(HostSpace(), view);
+      const auto* p = host.data();
+      for (size_t i = 0; i < host.size(); ++i)
+        if (!std::isfinite(p[i].real()) || !std::isfinite(p[i].imag())) return false;
+      return true;
+    };
+    bool positions = true;
+    for (const Position& q : m_state.positions) positions &= std::isfinite(q.row) && std::isfinite(q.col);
+    bad = finite_view(m_state.object) && finite_view(m_state.probe) && positions ? 0.0 : 2.0;
+  }
+  m_coll->max(&bad, 1);  // every rank stops together, with the same message
+  if (bad > 1) what = "the object, the probe or the positions";
+  if (bad > 0 && !what) what = "the cost";
+  PTYCHO_NUMERICAL_ERROR_IF(bad > 0, engine << " iteration " << iteration << " of " << iterations << ": " << what
+                                            << " is no longer finite (cost " << cost
+                                            << "): the reconstruction diverged");
 }
 
 HostCView2 DistributedReconstruction::owned_object() const {

@@ -24,6 +24,13 @@ class InputError : public Error {
   using Error::Error;
 };
 
+/// The reconstruction produced a value that is not finite (it diverged, or
+/// the data drove it out of range): names the engine and the iteration.
+class NumericalError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 [[noreturn]] void throw_error(const std::string& msg, const char* file, int line);
 }  // namespace detail
@@ -46,4 +53,13 @@ namespace detail {
       ptycho_os_ << msg;                           \
       throw ::ptycho::InputError(ptycho_os_.str()); \
     }                                              \
+  } while (0)
+
+#define PTYCHO_NUMERICAL_ERROR_IF(cond, msg)           \
+  do {                                                 \
+    if (cond) {                                        \
+      std::ostringstream ptycho_os_;                   \
+      ptycho_os_ << msg;                               \
+      throw ::ptycho::NumericalError(ptycho_os_.str()); \
+    }                                                  \
   } while (0)

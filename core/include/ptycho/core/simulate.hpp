@@ -89,6 +89,15 @@ struct SimulationOptions {
   HostRView2 phase_image;          ///< [0,1]; empty: the rings pattern
 };
 
+/// Checks every number of `opt` against its allowed range; throws InputError
+/// naming the option (`--object-size`, ...) and the range.
+void check_options(const SimulationOptions& opt);
+
+/// The peak bytes simulate(opt) allocates (an upper bound on the number of
+/// frames times their size, plus the object and probe modes), for a check
+/// before anything is allocated.
+double estimate_bytes(const SimulationOptions& opt);
+
 /// A simulated scan and its ground truth.
 struct Simulation {
   DetectorGeometry geometry;

@@ -42,6 +42,10 @@ namespace ptycho::io {
 /// room for later position refinement.
 constexpr int kDefaultMarginPx = 8;
 
+/// The largest count read_cxi accepts in a valid pixel: intensities, their
+/// squares and sums over a frame stay well inside single precision.
+constexpr double kMaxCount = 1e12;
+
 /// The probe_source of a probe guessed from the data.
 inline const char* const kEstimatedProbeSource = "estimated from the mean diffraction pattern";
 
@@ -142,6 +146,15 @@ struct FrameStatistics {
 /// Computes FrameStatistics of this rank's `frames` (n_local, M, M) together
 /// with every other rank of `comm`. `mask` (M, M): nonzero = invalid.
 FrameStatistics frame_statistics(MPI_Comm comm, const HostRView3& frames, const View2<std::uint8_t, HostSpace>& mask);
+
+/// FrameStatistics of this rank's frames `my_frames` (ascending global
+/// indices) of the CXI file `path`, with every other rank of `comm`
+/// (collective), read in chunks of about `chunk_bytes` so that no more than
+/// one chunk is in memory: for describing a file larger than memory. The
+/// header (read by rank 0, shared) is returned through `header_out`.
+FrameStatistics read_frame_statistics(MPI_Comm comm, const std::string& path, const std::vector<long>& my_frames,
+                                      const ReadOptions& options = {}, CxiHeader* header_out = nullptr,
+                                      size_t chunk_bytes = size_t(64) << 20);
 
 /// A probe guess from the mean diffraction pattern: the inverse centred
 /// unitary DFT of sqrt(max(mean_frame, 0)) with zero phase, so that

@@ -27,8 +27,12 @@ struct ReconstructOptions {
   DecompositionOptions decomposition;
 };
 
+/// The most iterations one engine of a chain may run.
+inline constexpr int kMaxIterations = 10000000;
+
 /// Parses an engine chain "dm:100,ml:200" into engine options (each a copy of
-/// `base` with its name and iteration count). Throws InputError on bad syntax.
+/// `base` with its name and iteration count). Throws InputError on bad syntax
+/// or an iteration count outside [0, kMaxIterations].
 std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOptions& base);
 
 /// What the progress callback sees (on every rank; print on rank 0).
@@ -144,6 +148,11 @@ class DistributedReconstruction {
   /// owners (parallel/migrate.hpp); if any frame moved anywhere, the local
   /// scan and the workspace are rebuilt. Returns the frames moved over all ranks.
   long migrate();
+  /// Throws NumericalError naming the engine and iteration if `cost` is not
+  /// finite, or (with `whole_state`, collective) if any value of the object,
+  /// probe or positions is not.
+  void check_finite(const std::string& engine, int iteration, int iterations, double cost,
+                    bool whole_state = false) const;
 };
 
 }  // namespace ptycho

@@ -1,5 +1,5 @@
 #pragma once
-// Private helpers of io/: MPI status checks, agreement on errors, and a
+// MPI helpers of io/ and jobs/: MPI status checks, agreement on errors, and a
 // byte packer for broadcasting small structures.
 #include "ptycho/core/error.hpp"
 

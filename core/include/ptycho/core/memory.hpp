@@ -1,0 +1,50 @@
+#pragma once
+/// What a rank's reconstruction will allocate, worked out before anything is
+/// allocated, from the scan's header, the chain, the mode count and the
+/// rank's share of the frames and of the object.
+///
+/// The model counts the large arrays and nothing else (a few MB of plans,
+/// libraries and small buffers come on top, see kProcessOverheadBytes):
+///   frames       the counts as read and as kept, 2 x n M^2 x 4 bytes
+///   probes       the shifted probe modes of each frame, n K M^2 x 8
+///   engine       per-frame waves the engine keeps: DM, RAAR and sDR one set
+///                (n K M^2 x 8), ML two (waves and their search direction),
+///                LSQ-ML one batch's corrections when it refines the probe,
+///                the PIE family none; plus a few batches of work frames
+///   object       the tile with its halo and the engine's sums over it
+///                (numerator, denominator, steps): 80 bytes per pixel at most
+/// It was checked against peak resident memory (README, "Memory").
+#include "ptycho/core/engine.hpp"
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace ptycho {
+
+/// A rank's share of a reconstruction.
+struct RankShare {
+  long frames = 0;      ///< n: frames this rank holds
+  int frame_size = 0;   ///< M
+  int modes = 1;        ///< K
+  int batch = 16;       ///< frames per batched FFT
+  long tile_rows = 0;   ///< the rank's tile with its halo
+  long tile_cols = 0;
+};
+
+/// Bytes of libraries, plans and small buffers every rank holds besides the model's arrays.
+inline constexpr double kProcessOverheadBytes = 96.0 * (1 << 20);
+
+/// The estimated peak bytes of one rank running `chain` on `share` (the
+/// largest over the chain's engines: one engine's buffers live at a time).
+double estimate_rank_bytes(const RankShare& share, const std::vector<EngineOptions>& chain);
+
+/// "1.5 GiB", "320 MiB", "12 KiB": a size for messages.
+std::string format_bytes(double bytes);
+
+/// Parses a memory size: a number with an optional unit K, M, G, T (powers of
+/// 1024; KiB, MB, GB... and lower case are read the same) or B. Throws
+/// InputError naming `what` on anything else, or a size that is not > 0.
+double parse_bytes(const std::string& text, const std::string& what);
+
+}  // namespace ptycho

@@ -1,0 +1,67 @@
+#include "ptycho/core/memory.hpp"
+
+#include "ptycho/core/error.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace ptycho {
+
+double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>& chain) {
+  const double n = double(std::max(0L, s.frames));
+  const double mm = double(s.frame_size) * double(s.frame_size);
+  const double k = double(std::max(1, s.modes));
+  const double batch = double(std::max(1, s.batch));
+  const double frame_set = n * k * mm * 8.0;  // one complex64 wave per frame and mode
+  double engine = 0;
+  for (const EngineOptions& e : chain) {
+    double sets = 0;
+    if (e.name == "dm" || e.name == "raar" || e.name == "sdr") sets = 1;
+    else if (e.name == "ml") sets = 2;
+    else if (e.name == "lsqml") sets = e.refine_probe ? 1.0 / std::max(1, e.batches) : 0;
+    // Work frames: a few batches of waves (position refinement keeps three per frame of a batch).
+    const double work = 6.0 * batch * k * mm * 8.0;
+    engine = std::max(engine, sets * frame_set + work);
+  }
+  const double frames = 2.0 * n * mm * 4.0;
+  const double probes = frame_set;
+  const double object = double(s.tile_rows) * double(s.tile_cols) * 80.0;
+  return kProcessOverheadBytes + frames + probes + engine + object;
+}
+
+std::string format_bytes(double bytes) {
+  static const char* const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 6) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.3g %s", bytes, units[u]);
+  return buf;
+}
+
+double parse_bytes(const std::string& text, const std::string& what) {
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  const double value = std::strtod(begin, &end);
+  std::string unit(end ? end : "");
+  unit.erase(std::remove_if(unit.begin(), unit.end(), [](unsigned char c) { return std::isspace(c); }), unit.end());
+  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return std::toupper(c); });
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();                   // GB, GIB -> G, GI
+  if (unit.size() == 2 && unit.back() == 'I') unit.pop_back();                  // GI -> G
+  double scale = -1;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "K") scale = 1024.0;
+  else if (unit == "M") scale = 1024.0 * 1024;
+  else if (unit == "G") scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T") scale = 1024.0 * 1024 * 1024 * 1024;
+  PTYCHO_INPUT_ERROR_IF(end == begin || scale < 0 || !std::isfinite(value) || !(value > 0),
+                        what << ": expected a memory size such as 4G, 512M or 2.5GiB, got '" << text << "'");
+  return value * scale;
+}
+
+}  // namespace ptycho

@@ -1,0 +1,95 @@
+#include "memory_check.hpp"
+
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/memory.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace ptycho::jobs {
+
+namespace {
+
+/// A number read from a one-line file (cgroup), or -1 ("max", missing).
+double read_number_file(const char* path) {
+  std::ifstream in(path);
+  std::string word;
+  if (!(in >> word) || word == "max") return -1;
+  char* end = nullptr;
+  const double v = std::strtod(word.c_str(), &end);
+  return end && *end == '\0' ? v : -1;
+}
+
+}  // namespace
+
+double node_available_bytes() {
+  double available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") available = kib * 1024.0;
+  }
+  const double limit = read_number_file("/sys/fs/cgroup/memory.max");
+  const double used = read_number_file("/sys/fs/cgroup/memory.current");
+  if (limit > 0) {
+    const double left = std::max(0.0, limit - std::max(0.0, used));
+    available = available > 0 ? std::min(available, left) : left;
+  }
+  return available;
+}
+
+void check_memory(MPI_Comm comm, const MemoryNeed& need) {
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+  // Per node: the sum of its ranks' needs against what it has available.
+  MPI_Comm node;
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int node_rank = 0, node_size = 1;
+  MPI_Comm_rank(node, &node_rank);
+  MPI_Comm_size(node, &node_size);
+  double node_need = 0;
+  MPI_Allreduce(&need.bytes, &node_need, 1, MPI_DOUBLE, MPI_SUM, node);
+  double node_have = node_rank == 0 ? node_available_bytes() : 0;
+  MPI_Bcast(&node_have, 1, MPI_DOUBLE, 0, node);
+  MPI_Comm_free(&node);
+
+  // Over all ranks: the largest rank, the total, and the worst node.
+  double local[3] = {need.bytes, node_have > 0 ? node_need / node_have : 0.0, 0.0};
+  double worst[3];
+  MPI_Allreduce(local, worst, 3, MPI_DOUBLE, MPI_MAX, comm);
+  double total = 0;
+  MPI_Allreduce(&need.bytes, &total, 1, MPI_DOUBLE, MPI_SUM, comm);
+  // The node that is worst off (its need and what it has), for the message.
+  struct {
+    double ratio;
+    int rank;
+  } mine{local[1], 0}, worst_node{};
+  MPI_Comm_rank(comm, &mine.rank);
+  MPI_Allreduce(&mine, &worst_node, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm);
+  double node_numbers[3] = {node_need, node_have, double(node_size)};
+  MPI_Bcast(node_numbers, 3, MPI_DOUBLE, worst_node.rank, comm);
+
+  const double largest = worst[0];
+  const std::string ranks = std::to_string(size) + " rank" + (size > 1 ? "s" : "");
+  PTYCHO_INPUT_ERROR_IF(
+      need.max_memory > 0 && largest > need.max_memory,
+      "--max-memory: " << need.what << " needs about " << format_bytes(largest) << " on the largest of " << ranks
+                       << ", more than the limit of " << format_bytes(need.max_memory) << " per rank ("
+                       << format_bytes(total) << " in all): about "
+                       << long(std::ceil(total / need.max_memory)) << " ranks would fit");
+  PTYCHO_INPUT_ERROR_IF(
+      node_numbers[1] > 0 && node_numbers[0] > node_numbers[1],
+      "not enough memory: " << need.what << " needs about " << format_bytes(node_numbers[0]) << " for the "
+                            << long(node_numbers[2]) << " rank" << (node_numbers[2] > 1 ? "s" : "")
+                            << " on one node, which has " << format_bytes(node_numbers[1]) << " available ("
+                            << format_bytes(total) << " in all): it needs about "
+                            << long(std::ceil(total / node_numbers[1])) << " nodes like this one");
+}
+
+}  // namespace ptycho::jobs

@@ -1,0 +1,28 @@
+#pragma once
+/// The memory a run will need, checked against the machine before anything
+/// large is allocated (see ptycho/core/memory.hpp for the model).
+#include <mpi.h>
+
+#include <string>
+
+namespace ptycho::jobs {
+
+/// Bytes this node can still give its processes: MemAvailable from
+/// /proc/meminfo, capped by the cgroup's limit (memory.max less
+/// memory.current) where there is one. 0 if neither can be read.
+double node_available_bytes();
+
+/// What a run needs, per rank.
+struct MemoryNeed {
+  double bytes = 0;         ///< this rank's estimate
+  double max_memory = 0;    ///< the user's per-rank limit (--max-memory); 0: none
+  std::string what;         ///< what is run, for the message ("1000 frames of 256x256, object 900x900 px, ml:200")
+};
+
+/// Collective over `comm`: throws the same InputError on every rank if any
+/// rank's estimate exceeds `need.max_memory`, or if the ranks of a node need
+/// more together than the node has available. The message says how much is
+/// needed and how many ranks (or nodes) would fit.
+void check_memory(MPI_Comm comm, const MemoryNeed& need);
+
+}  // namespace ptycho::jobs
