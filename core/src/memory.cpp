@@ -7,8 +7,43 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <string>
 
 namespace ptycho {
+
+namespace {
+
+/// A number read from a one-line file (cgroup), or -1 ("max", missing).
+double read_number_file(const char* path) {
+  std::ifstream in(path);
+  std::string word;
+  if (!(in >> word) || word == "max") return -1;
+  char* end = nullptr;
+  const double v = std::strtod(word.c_str(), &end);
+  return end && *end == '\0' ? v : -1;
+}
+
+}  // namespace
+
+double available_memory_bytes() {
+  double available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") available = kib * 1024.0;
+  }
+  const double limit = read_number_file("/sys/fs/cgroup/memory.max");
+  const double used = read_number_file("/sys/fs/cgroup/memory.current");
+  if (limit > 0) {
+    const double left = std::max(0.0, limit - std::max(0.0, used));
+    available = available > 0 ? std::min(available, left) : left;
+  }
+  return available;
+}
 
 double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>& chain) {
   const double n = double(std::max(0L, s.frames));

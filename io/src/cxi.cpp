@@ -509,9 +509,10 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
     PTYCHO_INPUT_ERROR_IF(dims[0] == 0, path << ": " << frames << " holds no frames");
     PTYCHO_INPUT_ERROR_IF(dims[1] != dims[2], path << ": " << frames << " has frames of " << dims[1] << " x " << dims[2]
                                                    << " pixels; frames must be square");
-    PTYCHO_INPUT_ERROR_IF(dims[1] < 2 || dims[1] % 2 != 0 || dims[1] > 65536,
+    PTYCHO_INPUT_ERROR_IF(dims[1] < 2 || dims[1] % 2 != 0 || dims[1] > kMaxFrameSize,
                           path << ": " << frames << " has frames of " << dims[1] << " x " << dims[2]
-                               << " pixels; the frame size must be even");
+                               << " pixels; the frame size must be even and at most " << kMaxFrameSize
+                               << " (crop the frames about the beam centre)");
     info.num_frames = long(dims[0]);
     info.geometry.frame_size = int(dims[1]);
   }

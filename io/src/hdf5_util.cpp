@@ -1,6 +1,7 @@
 #include "ptycho/io/hdf5_util.hpp"
 
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/memory.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -24,6 +25,22 @@ hsize_t element_count(const std::vector<hsize_t>& dims) {
   hsize_t n = 1;
   for (hsize_t d : dims) n *= d;
   return n;
+}
+
+/// The element count of a dataset about to be read whole into memory, after
+/// checking that its `bytes` per element fit in the memory this machine has
+/// available: a file that declares a dataset larger than memory is refused
+/// before anything is allocated.
+hsize_t count_to_read(const std::vector<hsize_t>& dims, double bytes, const std::string& file,
+                      const std::string& path) {
+  double total = bytes;
+  for (hsize_t d : dims) total *= double(d);
+  const double available = available_memory_bytes();
+  PTYCHO_INPUT_ERROR_IF(available > 0 && total > available,
+                        file << ": " << path << " has shape " << shape_string(dims) << ", " << format_bytes(total)
+                             << " to read, more than the " << format_bytes(available)
+                             << " of memory this machine has available");
+  return element_count(dims);
 }
 
 herr_t walk_innermost(unsigned n, const H5E_error2_t* err, void* client) {
@@ -282,7 +299,7 @@ std::vector<double> H5File::read_doubles(const std::string& path, std::vector<hs
   PTYCHO_INPUT_ERROR_IF(cls != H5T_INTEGER && cls != H5T_FLOAT,
                         m_name << ": " << path << " holds " << type_name(type.get()) << " values, expected numbers");
   const std::vector<hsize_t> dims = extents(dset.get(), path);
-  std::vector<double> values(element_count(dims));
+  std::vector<double> values(count_to_read(dims, sizeof(double), m_name, path));
   if (!values.empty())
     check_h5(H5Dread(dset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
              where("cannot read " + path));
@@ -313,7 +330,7 @@ std::vector<std::string> H5File::read_strings(const std::string& path) const {
   const std::vector<hsize_t> dims = extents(dset.get(), path);
   PTYCHO_INPUT_ERROR_IF(dims.size() > 1, m_name << ": " << path << " has shape " << shape_string(dims)
                                                 << ", expected a string or a 1-D array of strings");
-  const size_t n = element_count(dims);
+  const size_t n = count_to_read(dims, double(std::max<size_t>(sizeof(char*), H5Tget_size(ftype.get()))), m_name, path);
   H5Id mtype = string_mem_type(ftype.get(), context);
   std::vector<char> fixed;
   std::vector<char*> vl;
@@ -412,14 +429,14 @@ std::vector<cfloat> H5File::read_complex(const std::string& path, std::vector<hs
     H5Id mtype = checked_id(H5Tcreate(H5T_COMPOUND, sizeof(cfloat)), context);
     check_h5(H5Tinsert(mtype.get(), names[re].c_str(), 0, H5T_NATIVE_FLOAT), context);
     check_h5(H5Tinsert(mtype.get(), names[im].c_str(), sizeof(float), H5T_NATIVE_FLOAT), context);
-    out.resize(element_count(dims));
+    out.resize(count_to_read(dims, sizeof(cfloat), m_name, path));
     if (!out.empty()) check_h5(H5Dread(dset.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), context);
     return out;
   }
   PTYCHO_INPUT_ERROR_IF(cls != H5T_INTEGER && cls != H5T_FLOAT, m_name << ": " << path << " holds "
                                                                        << type_name(ftype.get())
                                                                        << " values, expected complex numbers");
-  std::vector<float> real(element_count(dims));
+  std::vector<float> real(count_to_read(dims, 3 * sizeof(float), m_name, path));
   if (!real.empty())
     check_h5(H5Dread(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, real.data()), context);
   if (dims.size() >= 3 && dims.back() == 2) {

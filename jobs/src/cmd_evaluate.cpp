@@ -6,6 +6,7 @@
 // Serial: rank 0 reads and scores, the other ranks wait for its exit code.
 #include "commands.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/memory.hpp"
 #include "ptycho/core/metrics.hpp"
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/hdf5_util.hpp"
@@ -122,6 +123,13 @@ MeasuredFrames read_measured_frames(const std::string& path) {
   options.transfer = io::FrameTransfer::independent;
   options.probe_scaling = io::ProbeScaling::as_in_file;
   const ScanInfo info = io::read_scan_info(path, options);
+  // The frames and their model, both in memory at once.
+  const double need = 2.0 * double(info.num_frames) * info.geometry.frame_size * info.geometry.frame_size * 4.0;
+  const double have = available_memory_bytes();
+  PTYCHO_INPUT_ERROR_IF(have > 0 && need > have, path << ": scoring its " << info.num_frames << " frames of "
+                                                      << info.geometry.frame_size << "x" << info.geometry.frame_size
+                                                      << " needs about " << format_bytes(need) << ", more than the "
+                                                      << format_bytes(have) << " this machine has available");
   std::vector<long> all(static_cast<size_t>(info.num_frames));
   std::iota(all.begin(), all.end(), 0L);
   const Dataset ds = io::read_cxi(MPI_COMM_SELF, path, all, options);

@@ -49,7 +49,7 @@ int run_simulate(SimulateArgs a, MPI_Comm world) {
     plan.check();
     plan.create_folders();
   }
-  const double need = sim::estimate_bytes(a.opt), have = node_available_bytes();
+  const double need = sim::estimate_bytes(a.opt), have = available_memory_bytes();
   PTYCHO_INPUT_ERROR_IF(have > 0 && need > have,
                         "simulate: a scan of a " << a.opt.object_size << " px object with --step " << a.opt.step
                                                  << " and " << a.opt.probe_size << " px frames needs about "

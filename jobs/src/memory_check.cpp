@@ -5,44 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <sstream>
 #include <string>
 
 namespace ptycho::jobs {
-
-namespace {
-
-/// A number read from a one-line file (cgroup), or -1 ("max", missing).
-double read_number_file(const char* path) {
-  std::ifstream in(path);
-  std::string word;
-  if (!(in >> word) || word == "max") return -1;
-  char* end = nullptr;
-  const double v = std::strtod(word.c_str(), &end);
-  return end && *end == '\0' ? v : -1;
-}
-
-}  // namespace
-
-double node_available_bytes() {
-  double available = 0;
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  double kib = 0;
-  std::string unit;
-  while (meminfo >> key >> kib) {
-    std::getline(meminfo, unit);
-    if (key == "MemAvailable:") available = kib * 1024.0;
-  }
-  const double limit = read_number_file("/sys/fs/cgroup/memory.max");
-  const double used = read_number_file("/sys/fs/cgroup/memory.current");
-  if (limit > 0) {
-    const double left = std::max(0.0, limit - std::max(0.0, used));
-    available = available > 0 ? std::min(available, left) : left;
-  }
-  return available;
-}
 
 void check_memory(MPI_Comm comm, const MemoryNeed& need) {
   int size = 1;
@@ -55,7 +21,7 @@ void check_memory(MPI_Comm comm, const MemoryNeed& need) {
   MPI_Comm_size(node, &node_size);
   double node_need = 0;
   MPI_Allreduce(&need.bytes, &node_need, 1, MPI_DOUBLE, MPI_SUM, node);
-  double node_have = node_rank == 0 ? node_available_bytes() : 0;
+  double node_have = node_rank == 0 ? available_memory_bytes() : 0;
   MPI_Bcast(&node_have, 1, MPI_DOUBLE, 0, node);
   MPI_Comm_free(&node);
 

@@ -7,11 +7,6 @@
 
 namespace ptycho::jobs {
 
-/// Bytes this node can still give its processes: MemAvailable from
-/// /proc/meminfo, capped by the cgroup's limit (memory.max less
-/// memory.current) where there is one. 0 if neither can be read.
-double node_available_bytes();
-
 /// What a run needs, per rank.
 struct MemoryNeed {
   double bytes = 0;         ///< this rank's estimate

@@ -195,6 +195,9 @@ class BadInputs(unittest.TestCase):
         self.refuse(["simulate", "--object-size", "48", "--probe-size", "16", "-o", "scan.cxi",
                      "--amplitude-image", "scan.cxi"], "-o")
 
+    def test_output_is_a_device(self):
+        self.refuse(["reconstruct", "scan.cxi", "--engines", "dm:1", "-o", "/dev/null"], "--output")
+
     # ---- counts out of range
 
     def test_iterations_beyond_int(self):
@@ -373,6 +376,44 @@ class BadInputs(unittest.TestCase):
             with self.subTest(name=name):
                 self.refuse(["reconstruct", name, "--engines", "dm:1"], name)
                 self.refuse(["info", name], name)
+
+    def test_declared_sizes_beyond_memory(self):
+        # Datasets declared far larger than memory, never written: refused before they are read.
+        def big_translation(f):
+            del f[TRANSLATION]
+            f.create_dataset(TRANSLATION, shape=(10**10, 3), dtype="f8", chunks=(1024, 3))
+        self.edit_scan("big_translation.cxi", big_translation)
+        self.refuse(["reconstruct", "big_translation.cxi", "--engines", "dm:1"], TRANSLATION)
+        self.refuse(["info", "big_translation.cxi"], TRANSLATION)
+
+        def big_frames(f):
+            del f[FRAMES]
+            del f[DETECTOR_FRAMES]
+            f.create_dataset(FRAMES, shape=(87, 16384, 16384), dtype="u2", chunks=(1, 256, 256))
+        self.edit_scan("big_frames.cxi", big_frames)
+        self.refuse(["reconstruct", "big_frames.cxi", "--engines", "dm:1"], "at most 8192")
+
+        def big_object(f):
+            del f["/entry_1/image_1/data"]
+            f.create_dataset("/entry_1/image_1/data", shape=(10**6, 10**6), dtype="c8", chunks=(256, 256))
+        p = self.path("big_result.h5")
+        shutil.copy(self.path("result.h5"), p)
+        with h5py.File(p, "r+") as f:
+            big_object(f)
+        self.refuse(["info", "big_result.h5"], "big_result.h5")
+        self.refuse(["evaluate", "big_result.h5", "--truth", "scan_truth.h5"], "big_result.h5")
+
+    def test_mask_of_the_wrong_shape(self):
+        self.edit_scan("mask.cxi", lambda f: f.create_dataset("/entry_1/instrument_1/detector_1/mask",
+                                                               data=np.zeros((8, 8), dtype="u1")))
+        self.refuse(["reconstruct", "mask.cxi", "--engines", "dm:1"], "mask")
+
+    def test_evaluate_a_scan_as_a_result(self):
+        self.refuse(["evaluate", "scan.cxi", "--truth", "scan_truth.h5"], "scan.cxi")
+
+    def test_checkpoint_every_zero(self):
+        self.refuse(["reconstruct", "scan.cxi", "--engines", "dm:1", "--checkpoint-every", "0"],
+                    "--checkpoint-every")
 
     # ---- malformed job files
 

@@ -135,6 +135,7 @@ preset = "blind"
 checkpoint = "ck.h5"
 checkpoint_every = 50
 resume = "old.ckpt.h5"
+max_memory = "2.5G"
 )");
   const ReconstructJob job = read_job_file(path);
   const fs::path dir = fs::path(path).parent_path();
@@ -171,6 +172,7 @@ resume = "old.ckpt.h5"
   EXPECT_EQ(job.checkpoint, (dir / "ck.h5").string());
   EXPECT_EQ(job.checkpoint_every, 50);
   EXPECT_EQ(job.resume, (dir / "old.ckpt.h5").string());
+  EXPECT_EQ(job.max_memory, "2.5G");
   // Every key has its line as origin, and the JSON has every key.
   EXPECT_EQ(job.origin.size(), job_file_keys().size());
   EXPECT_EQ(job.origin.at("input"), path + ":1");
@@ -245,8 +247,8 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
     std::string line, message;
   };
   const std::vector<Case> cases = {
-      {"probe_modes = 0", "probe_modes: must be at least 1, got 0"},
-      {"engines = \"dm:x\"", "engines: 'dm:x': the iteration count must be a whole number >= 0"},
+      {"probe_modes = 0", "probe_modes: must be from 1 to 32, got 0"},
+      {"engines = \"dm:x\"", "engines: 'dm:x': the iteration count must be a whole number from 0 to 10000000"},
       {"engines = \"foo:3\"", "engines: unknown engine 'foo' (known: dm, raar, sdr, epie, rpie, mpie, ml, lsqml)"},
       {"engines = \"\"", "engines: empty chain '' (example: dm:100,ml:200)"},
       {"likelihood = \"normal\"", "likelihood: must be 'poisson' or 'gaussian', got 'normal'"},
@@ -256,7 +258,12 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
       {"smoothness = -1", "smoothness: must be a finite number >= 0, got -1"},
       {"tau = 0", "tau: must be a finite number > 0, got 0"},
       {"beta = nan", "beta: must be a finite number, got nan"},
-      {"batch = 0", "batch: must be at least 1, got 0"},
+      {"batch = 0", "batch: must be from 1 to 4096, got 0"},
+      {"probe_modes = 33", "probe_modes: must be from 1 to 32, got 33"},
+      {"engines = \"dm:2147483648\"",
+       "engines: 'dm:2147483648': the iteration count must be a whole number from 0 to 10000000"},
+      {"max_position_shift = 1e9", "max_position_shift: must be between 0.001 and 256, got 1e+09"},
+      {"max_memory = \"lots\"", "max_memory: expected a memory size such as 4G, 512M or 2.5GiB, got 'lots'"},
       {"progress_every = 0", "progress_every: must be at least 1, got 0"},
       {"preset = \"fast\"", "preset: must be 'standard' or 'blind', got 'fast'"},
       {"checkpoint_every = 0", "checkpoint_every: must be at least 1, got 0"},
@@ -301,13 +308,13 @@ TEST(CopySetting, CommandLineOverridesAndIsCheckedUnderItsOptionName) {
   EXPECT_NO_THROW(check_settings(job));
   cli.probe_modes = 0;
   copy_setting("probe_modes", cli, job);
-  EXPECT_EQ(input_error([&] { check_settings(job); }), "--probe-modes: must be at least 1, got 0");
+  EXPECT_EQ(input_error([&] { check_settings(job); }), "--probe-modes: must be from 1 to 32, got 0");
   cli.engines = "dm:x";
   copy_setting("engines", cli, job);
   cli.probe_modes = 1;
   copy_setting("probe_modes", cli, job);
   EXPECT_EQ(input_error([&] { check_settings(job); }),
-            "--engines: 'dm:x': the iteration count must be a whole number >= 0");
+            "--engines: 'dm:x': the iteration count must be a whole number from 0 to 10000000");
   EXPECT_THROW(copy_setting("no_such_key", cli, job), Error);
 }
 

@@ -186,15 +186,15 @@ progress_every = 3
     def test_bad_values_name_key_and_what_is_expected(self):
         cases = [
             ('probe_modes = "two"', ":2: probe_modes: expected a whole number, got 'two'"),
-            ('engines = "dm:x"', ":2: engines: 'dm:x': the iteration count must be a whole number >= 0"),
-            ("probe_modes = 0", ":2: probe_modes: must be at least 1, got 0"),
+            ('engines = "dm:x"', ":2: engines: 'dm:x': the iteration count must be a whole number from 0 to 10000000"),
+            ("probe_modes = 0", ":2: probe_modes: must be from 1 to 32, got 0"),
             ('likelihood = "normal"', ":2: likelihood: must be 'poisson' or 'gaussian', got 'normal'"),
         ]
         for line, message in cases:
             with self.subTest(line=line):
                 job = self.job("bad.toml", f'input = "../data/scan.cxi"\n{line}\n')
                 self.fails(["reconstruct", job], job + message)
-        self.fails(["reconstruct", "../data/scan.cxi", "--probe-modes", "0"], "--probe-modes: must be at least 1, got 0")
+        self.fails(["reconstruct", "../data/scan.cxi", "--probe-modes", "0"], "--probe-modes: must be from 1 to 32, got 0")
         job = self.job("noinput.toml", 'engines = "dm:2"\n')
         self.fails(["reconstruct", job], f"{job}: no 'input' key")
 
@@ -219,7 +219,7 @@ progress_every = 3
         bad = self.job("badslurm.toml", 'input = "../data/scan.cxi"\n[slurm]\nnodse = 2\n')
         self.fails(["submit", bad, "--dry-run"], f"{bad}:3: unknown key 'slurm.nodse'", "did you mean 'nodes'")
         bad = self.job("badjob.toml", 'input = "../data/scan.cxi"\nprobe_modes = 0\n[slurm]\nnodes = 1\n')
-        self.fails(["submit", bad, "--dry-run"], f"{bad}:2: probe_modes: must be at least 1")
+        self.fails(["submit", bad, "--dry-run"], f"{bad}:2: probe_modes: must be from 1 to 32")
 
     def test_checkpoints_stop_on_usr1_and_resume(self):
         """A job with checkpoints writes them; SIGUSR1 stops it with exit 75 after a

@@ -39,6 +39,11 @@ inline constexpr double kProcessOverheadBytes = 96.0 * (1 << 20);
 /// largest over the chain's engines: one engine's buffers live at a time).
 double estimate_rank_bytes(const RankShare& share, const std::vector<EngineOptions>& chain);
 
+/// Bytes this machine can still give its processes: MemAvailable from
+/// /proc/meminfo, capped by the cgroup's limit (memory.max less
+/// memory.current) where there is one. 0 if neither can be read.
+double available_memory_bytes();
+
 /// "1.5 GiB", "320 MiB", "12 KiB": a size for messages.
 std::string format_bytes(double bytes);
 

@@ -46,6 +46,10 @@ constexpr int kDefaultMarginPx = 8;
 /// squares and sums over a frame stay well inside single precision.
 constexpr double kMaxCount = 1e12;
 
+/// The largest frame side the reader accepts [pixels]: the header's mask and
+/// probe of such frames are read before the memory check.
+constexpr int kMaxFrameSize = 8192;
+
 /// The probe_source of a probe guessed from the data.
 inline const char* const kEstimatedProbeSource = "estimated from the mean diffraction pattern";
 
