@@ -3,6 +3,7 @@
 
 #include "ptycho/core/error.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -38,11 +39,28 @@ std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOpt
   return out;
 }
 
+int position_margin(const std::vector<EngineOptions>& chain, long cap) {
+  double shift = 0;
+  for (const EngineOptions& e : chain)
+    if (e.refine_positions && e.iterations > 0) {
+      PTYCHO_INPUT_ERROR_IF(!(e.max_position_shift >= 0), "--max-position-shift: must be >= 0, got "
+                                                              << e.max_position_shift << " (engine '" << e.name
+                                                              << "')");
+      shift = std::max(shift, e.max_position_shift);
+    }
+  const double limit = double(std::max(0L, std::min<long>(cap, 1L << 20)));
+  return int(std::min(std::ceil(shift), limit));
+}
+
 DistributedReconstruction::DistributedReconstruction(MPI_Comm comm, const ScanInfo& info,
                                                      const ReconstructOptions& options)
     : m_comm(comm), m_info(info), m_options(options) {
   const int m = info.geometry.frame_size;
-  m_dec = decompose(info.positions, info.object_rows, info.object_cols, m, m_comm.size(), options.decomposition);
+  // Positions refined within an engine stay inside the halo (see position_margin).
+  DecompositionOptions dopt = options.decomposition;
+  dopt.refine_margin =
+      std::max(dopt.refine_margin, position_margin(options.chain, std::max(info.object_rows, info.object_cols)));
+  m_dec = decompose(info.positions, info.object_rows, info.object_cols, m, m_comm.size(), dopt);
   const int me = m_comm.rank();
   m_scan.frame_size = m;
   m_scan.object_rows = info.object_rows;

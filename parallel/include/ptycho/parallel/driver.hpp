@@ -24,12 +24,23 @@ struct ReconstructOptions {
   std::vector<EngineOptions> chain;  ///< engines, run in order; state carries over
   int probe_modes = 1;               ///< K incoherent probe modes
   int batch = 16;                    ///< frames per batched FFT
+  /// The decomposition; DistributedReconstruction raises its refine_margin
+  /// to position_margin(chain) when that is larger.
   DecompositionOptions decomposition;
 };
 
 /// Parses an engine chain "dm:100,ml:200" into engine options (each a copy of
 /// `base` with its name and iteration count). Throws InputError on bad syntax.
 std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOptions& base);
+
+/// The halo margin [object px] beyond the frames' reach that `chain` needs:
+/// the largest max_position_shift of its engines that refine positions,
+/// rounded up (0 if none refines positions). Within an engine a position
+/// moves at most that far (per axis) from where it started, and it starts in
+/// its rank's tile (frames migrate between engines), so with this margin it
+/// never reads outside the tile's extent. Capped at `cap` (a margin beyond
+/// the grid's size changes nothing: extents are clipped to the grid).
+int position_margin(const std::vector<EngineOptions>& chain, long cap = 1L << 20);
 
 /// What the progress callback sees (on every rank; print on rank 0).
 struct Progress {
