@@ -36,7 +36,34 @@ std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOpt
     out.push_back(e);
   }
   PTYCHO_INPUT_ERROR_IF(out.empty(), "--engines: empty chain '" << chain << "' (example: dm:100,ml:200)");
+  check_chain(out);
   return out;
+}
+
+void check_chain(const std::vector<EngineOptions>& chain) {
+  struct Refinement {
+    const char* option;
+    const char* what;
+    bool EngineOptions::*asked;  ///< null: background (an enum)
+    bool EngineSupport::*supported;
+  };
+  const Refinement refinements[] = {
+      {"--refine-positions", "positions", &EngineOptions::refine_positions, &EngineSupport::positions},
+      {"--refine-probe", "the probe", &EngineOptions::refine_probe, &EngineSupport::probe},
+      {"--background", "a background", nullptr, &EngineSupport::background},
+  };
+  for (const EngineOptions& e : chain) {
+    const EngineSupport support = engine_support(e.name);
+    for (const Refinement& r : refinements) {
+      const bool asked = r.asked ? e.*r.asked : e.background != BackgroundMode::none;
+      if (!asked || support.*r.supported) continue;
+      std::string able;
+      for (const auto& name : engine_names())
+        if (engine_support(name).*r.supported) able += (able.empty() ? "" : ", ") + name;
+      PTYCHO_INPUT_ERROR_IF(true, r.option << ": engine '" << e.name << "' does not refine " << r.what
+                                           << " (engines that do: " << (able.empty() ? "none" : able) << ")");
+    }
+  }
 }
 
 int position_margin(const std::vector<EngineOptions>& chain, long cap) {

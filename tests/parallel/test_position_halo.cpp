@@ -6,7 +6,11 @@
 // nominal patches, io::kDefaultMarginPx), so frames at the scan's rim are
 // pushed against its edge. The world run equals the one-rank run (to float
 // rounding, the tolerance of test_rank_invariance).
+//
+// Also: an engine asked for a refinement it cannot do is an InputError
+// before any work (check_chain), not silently ignored.
 #include "mpi_world.hpp"
+#include "ptycho/core/error.hpp"
 #include "ptycho/core/geometry.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/parallel/driver.hpp"
@@ -17,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 
@@ -117,6 +122,17 @@ double tile_difference(const Outcome& world, const Outcome& serial) {
   return std::sqrt(sums[0] / sums[1]);
 }
 
+/// The message of the InputError `f` throws, or "" if it throws none.
+std::string input_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+
 /// Refines the positions by `chain` (max shift 20 px) on the world and on
 /// one rank, and checks what must hold; returns how many patches touch the
 /// grid's edge.
@@ -196,4 +212,31 @@ TEST(PositionMargin, IsTheLargestShiftOfTheEnginesThatRefinePositions) {
   EXPECT_EQ(position_margin(chain), 3);
   chain[0].max_position_shift = 1e300;
   EXPECT_EQ(position_margin(chain, 200), 200);
+}
+
+TEST(CheckChain, AnEngineAskedForWhatItCannotRefineIsAnInputError) {
+  EngineOptions base;
+  base.refine_positions = true;
+  for (const std::string engine : {"epie", "rpie", "mpie", "sdr", "lsqml"}) {
+    EXPECT_EQ(input_error([&] { parse_chain(engine + ":10", base); }),
+              "--refine-positions: engine '" + engine +
+                  "' does not refine positions (engines that do: dm, raar, ml)");
+    EXPECT_EQ(input_error([&] { parse_chain("dm:10," + engine + ":5", base); }),
+              "--refine-positions: engine '" + engine +
+                  "' does not refine positions (engines that do: dm, raar, ml)");
+  }
+  for (const std::string engine : {"dm", "raar", "ml"}) EXPECT_NO_THROW(parse_chain(engine + ":10", base)) << engine;
+  // Without position refinement every engine is fine, with probe and background too.
+  base.refine_positions = false;
+  base.refine_probe = true;
+  base.background = BackgroundMode::constant;
+  for (const auto& engine : engine_names()) EXPECT_NO_THROW(parse_chain(engine + ":10", base)) << engine;
+  // check_chain sees the options as set per engine.
+  auto chain = parse_chain("ml:5,epie:5", EngineOptions{});
+  EXPECT_NO_THROW(check_chain(chain));
+  chain[1].refine_positions = true;
+  EXPECT_NE(input_error([&] { check_chain(chain); }).find("engine 'epie'"), std::string::npos);
+  chain[1].refine_positions = false;
+  chain[0].refine_positions = true;
+  EXPECT_NO_THROW(check_chain(chain));
 }

@@ -30,8 +30,16 @@ struct ReconstructOptions {
 };
 
 /// Parses an engine chain "dm:100,ml:200" into engine options (each a copy of
-/// `base` with its name and iteration count). Throws InputError on bad syntax.
+/// `base` with its name and iteration count). Throws InputError on bad syntax,
+/// and (check_chain) when an engine is asked for a refinement it cannot do.
 std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOptions& base);
+
+/// Throws InputError, before any work, if an engine of `chain` is asked for
+/// a refinement it does not support (engine_support: positions, probe,
+/// background), naming the option, the engine and the engines that can, e.g.
+/// "--refine-positions: engine 'epie' does not refine positions (engines
+/// that do: dm, raar, ml)". Engines would otherwise ignore the option.
+void check_chain(const std::vector<EngineOptions>& chain);
 
 /// The halo margin [object px] beyond the frames' reach that `chain` needs:
 /// the largest max_position_shift of its engines that refine positions,
