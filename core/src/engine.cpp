@@ -12,6 +12,23 @@ const std::vector<std::string>& engine_names() {
   return names;
 }
 
+EngineSupport engine_support(const std::string& name) {
+  EngineSupport s;
+  // Every engine refines the probe (PIE family, sDR and LSQ-ML through their
+  // own probe updates) and the detector background (background.hpp); only
+  // those built on PositionRefiner move positions.
+  s.probe = true;
+  s.background = true;
+  if (name == "dm" || name == "raar" || name == "ml") {
+    s.positions = true;
+  } else if (!(name == "sdr" || name == "epie" || name == "rpie" || name == "mpie" || name == "lsqml")) {
+    std::string known;
+    for (const auto& n : engine_names()) known += (known.empty() ? "" : ", ") + n;
+    PTYCHO_INPUT_ERROR_IF(true, "unknown engine '" << name << "' (known: " << known << ")");
+  }
+  return s;
+}
+
 std::unique_ptr<Engine> make_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
                                     ReconState& state) {
   if (opt.name == "dm" || opt.name == "raar") return make_dm_engine(opt, ws, coll, state);

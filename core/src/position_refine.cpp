@@ -42,6 +42,16 @@ PTYCHO_ROW_FUNCTION void shift_waves_row(cfloat* f_c, cfloat* ur_c, cfloat* uc_c
   }
 }
 
+/// The probe centre x [px] moved the least so that its patch, which starts at
+/// floor(x - M/2) (geometry.hpp), lies in the lines [lo, hi): x in
+/// [lo + M/2, hi - M/2]. An interval shorter than M (cannot happen for a grid
+/// or extent that holds a patch) leaves x as it is.
+double clamp_centre(double x, long lo, long hi, int m) {
+  const double half = 0.5 * m, first = double(lo) + half, last = double(hi) - half;
+  if (!(first <= last)) return x;
+  return std::clamp(x, first, last);
+}
+
 /// SplitMix64's finaliser: a well-mixed 64-bit hash of x.
 std::uint64_t mix64(std::uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -423,7 +433,9 @@ void PositionRefiner::gradient_steps(std::vector<double>& dr, std::vector<double
 
 void PositionRefiner::apply(ReconState& state) {
   PTYCHO_THROW_IF(m_work.size() == 0, "PositionRefiner: built for an engine that does not refine positions");
-  const long n = m_ws.scan().num_local();
+  const auto& scan = m_ws.scan();
+  const long n = scan.num_local();
+  const int m = scan.frame_size;
   const bool annealing = m_method == PositionMethod::annealing;
   std::vector<double> dr(n, 0.0), dc(n, 0.0);
   std::vector<char> informed(n, 0);
@@ -507,6 +519,12 @@ void PositionRefiner::apply(ReconState& state) {
     Position& p = state.positions[j];
     p.row = m_start[j].row + std::clamp(p.row + vr - m_start[j].row, -m_max_total, m_max_total);
     p.col = m_start[j].col + std::clamp(p.col + vc - m_start[j].col, -m_max_total, m_max_total);
+    // The patch stays on the object grid (rank-invariant), then, as a guard
+    // the halo makes idle, inside this rank's extent (within the grid).
+    p.row = clamp_centre(p.row, 0, scan.object_rows, m);
+    p.col = clamp_centre(p.col, 0, scan.object_cols, m);
+    p.row = clamp_centre(p.row, scan.extent.row0, scan.extent.row0 + scan.extent.rows, m);
+    p.col = clamp_centre(p.col, scan.extent.col0, scan.extent.col0 + scan.extent.cols, m);
   }
   m_ws.set_positions(state.positions);
   if (annealing) {

@@ -38,7 +38,14 @@
 // For both methods, shifts are limited per iteration, the global mean shift
 // (an ambiguity of the object's origin; with fix_affine the whole affine part)
 // is removed over all ranks, and no position moves further from where it
-// started than max_position_shift (below the halo margin).
+// started than max_position_shift (per axis). No patch leaves the object
+// grid: a position is clamped so that its patch stays on it (the same on any
+// rank count). The distributed driver makes the halo at least
+// max_position_shift wide beyond the frames' reach, so a position that
+// started in this rank's tile cannot leave the tile's extent; should it
+// reach the extent's edge all the same (a resume mid-engine on another rank
+// count: the start may lie up to max_position_shift outside the tile), it is
+// held there rather than read outside the local arrays.
 #include "ptycho/core/collective.hpp"
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/local_scan.hpp"

@@ -196,8 +196,7 @@ RunOutcome reconstruct_once(const ReconstructJob& job, MPI_Comm world, double it
     // The memory each rank will need, against the node and --max-memory,
     // before anything of the size of the frames or the object is allocated
     // (the reconstruction below makes its halo buffers at once).
-    const Decomposition dec = decompose(info.positions, info.object_rows, info.object_cols,
-                                        info.geometry.frame_size, size, opt.decomposition);
+    const Decomposition dec = decompose_for(info, opt, size);
     const Rect tile = dec.extent[rank];
     const RankShare share{long(dec.positions_of[rank].size()), info.geometry.frame_size, opt.probe_modes, opt.batch,
                           tile.rows, tile.cols};

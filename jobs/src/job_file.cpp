@@ -525,6 +525,23 @@ void check_settings(const ReconstructJob& job) {
     const std::string problem = spec.check(job);
     PTYCHO_INPUT_ERROR_IF(!problem.empty(), job.where(spec.key) << ": " << problem);
   }
+  // Refinements the chain's engines cannot do fail now, before any work
+  // (check_chain) -- the blind preset's position trial included, whose
+  // second run refines positions.
+  EngineOptions base = job.base;
+  base.refine_probe = job.refine_probe;
+  base.refine_positions = job.base.refine_positions || job.position_trial;
+  base.background = parse_background_mode(job.background);
+  try {
+    parse_chain(job.engines, base);
+  } catch (const InputError& e) {
+    const std::string message = e.what();
+    PTYCHO_INPUT_ERROR_IF(job.position_trial && !job.base.refine_positions &&
+                              message.rfind("--refine-positions", 0) == 0,
+                          "preset blind: its position trial refines positions in a second run, and "
+                              << message << "; set refine_positions (true or false) to skip the trial, or use such engines");
+    throw;
+  }
 }
 
 nlohmann::json to_json(const ReconstructJob& job) {

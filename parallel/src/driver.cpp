@@ -3,6 +3,7 @@
 
 #include "ptycho/core/error.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -40,14 +41,62 @@ std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOpt
     out.push_back(e);
   }
   PTYCHO_INPUT_ERROR_IF(out.empty(), "--engines: empty chain '" << chain << "' (example: dm:100,ml:200)");
+  check_chain(out);
   return out;
+}
+
+void check_chain(const std::vector<EngineOptions>& chain) {
+  struct Refinement {
+    const char* option;
+    const char* what;
+    bool EngineOptions::*asked;  ///< null: background (an enum)
+    bool EngineSupport::*supported;
+  };
+  const Refinement refinements[] = {
+      {"--refine-positions", "positions", &EngineOptions::refine_positions, &EngineSupport::positions},
+      {"--refine-probe", "the probe", &EngineOptions::refine_probe, &EngineSupport::probe},
+      {"--background", "a background", nullptr, &EngineSupport::background},
+  };
+  for (const EngineOptions& e : chain) {
+    const EngineSupport support = engine_support(e.name);
+    for (const Refinement& r : refinements) {
+      const bool asked = r.asked ? e.*r.asked : e.background != BackgroundMode::none;
+      if (!asked || support.*r.supported) continue;
+      std::string able;
+      for (const auto& name : engine_names())
+        if (engine_support(name).*r.supported) able += (able.empty() ? "" : ", ") + name;
+      PTYCHO_INPUT_ERROR_IF(true, r.option << ": engine '" << e.name << "' does not refine " << r.what
+                                           << " (engines that do: " << (able.empty() ? "none" : able) << ")");
+    }
+  }
+}
+
+int position_margin(const std::vector<EngineOptions>& chain, long cap) {
+  double shift = 0;
+  for (const EngineOptions& e : chain)
+    if (e.refine_positions && e.iterations > 0) {
+      PTYCHO_INPUT_ERROR_IF(!(e.max_position_shift >= 0), "--max-position-shift: must be >= 0, got "
+                                                              << e.max_position_shift << " (engine '" << e.name
+                                                              << "')");
+      shift = std::max(shift, e.max_position_shift);
+    }
+  const double limit = double(std::max(0L, std::min<long>(cap, 1L << 20)));
+  return int(std::min(std::ceil(shift), limit));
+}
+
+Decomposition decompose_for(const ScanInfo& info, const ReconstructOptions& options, int nranks) {
+  // Positions refined within an engine stay inside the halo (see position_margin).
+  DecompositionOptions dopt = options.decomposition;
+  dopt.refine_margin =
+      std::max(dopt.refine_margin, position_margin(options.chain, std::max(info.object_rows, info.object_cols)));
+  return decompose(info.positions, info.object_rows, info.object_cols, info.geometry.frame_size, nranks, dopt);
 }
 
 DistributedReconstruction::DistributedReconstruction(MPI_Comm comm, const ScanInfo& info,
                                                      const ReconstructOptions& options)
     : m_comm(comm), m_info(info), m_options(options) {
   const int m = info.geometry.frame_size;
-  m_dec = decompose(info.positions, info.object_rows, info.object_cols, m, m_comm.size(), options.decomposition);
+  m_dec = decompose_for(info, options, m_comm.size());
   const int me = m_comm.rank();
   m_scan.frame_size = m;
   m_scan.object_rows = info.object_rows;

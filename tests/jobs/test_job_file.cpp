@@ -318,6 +318,29 @@ TEST(CopySetting, CommandLineOverridesAndIsCheckedUnderItsOptionName) {
   EXPECT_THROW(copy_setting("no_such_key", cli, job), Error);
 }
 
+TEST(CheckSettings, RefinementsTheEnginesCannotDoFailUpFront) {
+  ReconstructJob job;
+  job.engines = "epie:10";
+  job.origin["engines"] = "--engines";
+  EXPECT_NO_THROW(check_settings(job));
+  job.base.refine_positions = true;
+  job.origin["refine_positions"] = "--refine-positions";
+  EXPECT_EQ(input_error([&] { check_settings(job); }),
+            "--refine-positions: engine 'epie' does not refine positions (engines that do: dm, raar, ml)");
+  // The blind preset's position trial refines positions in its second run:
+  // the error comes before the first.
+  job.base.refine_positions = false;
+  job.origin.erase("refine_positions");
+  job.position_trial = true;
+  job.engines = "raar:10,lsqml:5";
+  const std::string message = input_error([&] { check_settings(job); });
+  EXPECT_EQ(message.rfind("preset blind: its position trial refines positions", 0), 0u) << message;
+  EXPECT_NE(message.find("--refine-positions: engine 'lsqml' does not refine positions"), std::string::npos)
+      << message;
+  job.engines = "raar:10,ml:5";
+  EXPECT_NO_THROW(check_settings(job));
+}
+
 TEST(CheckSettings, DefaultsAreNotChecked) {
   ReconstructJob job;  // checkpoint_every = 0 means unset and is fine as a default
   EXPECT_NO_THROW(check_settings(job));

@@ -268,6 +268,17 @@ progress_every = 3
             self.assertEqual(len(fb[COST][()]), 40)
             np.testing.assert_allclose(fb[COST][()], fa[COST][()], rtol=1e-4)
 
+    def test_a_refinement_the_engine_cannot_do_fails_before_any_work(self):
+        out = self.path("out", "unsupported.h5")
+        self.fails(["reconstruct", "../data/scan.cxi", "-o", out, "--engines", "epie:4", "--refine-positions"],
+                   "--refine-positions: engine 'epie' does not refine positions (engines that do: dm, raar, ml)")
+        # The blind preset's position trial would refine positions in its second run.
+        r = self.fails(["reconstruct", "../data/scan.cxi", "-o", out, "--preset", "blind", "--engines",
+                        "raar:4,lsqml:2"], "preset blind: its position trial", "engine 'lsqml' does not refine positions")
+        self.assertNotIn("position trial: positions", r.stdout)
+        for path in (out, self.path("out", "unsupported.fixed-positions.h5")):
+            self.assertFalse(os.path.exists(path), path)
+
     def test_blind_preset_sets_what_is_unset_and_options_still_win(self):
         import json
         out = self.path("out", "preset.h5")

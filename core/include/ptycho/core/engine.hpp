@@ -33,7 +33,8 @@ struct EngineOptions {
   bool refine_positions = false;  ///< DM, RAAR and ML: Gauss-Newton position refinement
   int position_hold = 10;      ///< iterations of this engine before positions are refined
   double max_position_step = 0.5;   ///< largest position change per iteration [px]
-  double max_position_shift = 3.0;   ///< largest distance from the starting position [px] (below the halo margin)
+  double max_position_shift = 3.0;   ///< largest distance from the engine's starting position, per axis [px]
+                                     ///< (the distributed driver sizes its halos from it)
   double position_momentum = 0.0;    ///< weight of the previous position step in the next
   bool fix_affine = false;     ///< position refinement keeps the scan's global affine geometry (scale, rotation, shear)
   PositionMethod position_method = PositionMethod::gradient;  ///< annealing: trial radius starts at max_position_step
@@ -77,5 +78,17 @@ std::unique_ptr<Engine> make_engine(const EngineOptions& opt, Workspace& ws, con
 
 /// Names make_engine accepts.
 const std::vector<std::string>& engine_names();
+
+/// What an engine can refine besides the object. An engine asked for
+/// something it cannot do would ignore it silently: callers check first
+/// (parse_chain in parallel/ does).
+struct EngineSupport {
+  bool positions = false;   ///< EngineOptions::refine_positions
+  bool probe = false;       ///< EngineOptions::refine_probe
+  bool background = false;  ///< EngineOptions::background other than none
+};
+
+/// What engine `name` (one of engine_names()) supports. Throws InputError for an unknown name.
+EngineSupport engine_support(const std::string& name);
 
 }  // namespace ptycho

@@ -50,6 +50,7 @@ struct DecompositionOptions {
   std::optional<RankGrid> grid;
   /// Extra halo width [object pixels] beyond the frame's reach, so positions
   /// may move by this much under refinement and still read inside the extent.
+  /// DistributedReconstruction raises it to position_margin(chain) (driver.hpp).
   int refine_margin = 4;
 };
 

@@ -24,6 +24,8 @@ struct ReconstructOptions {
   std::vector<EngineOptions> chain;  ///< engines, run in order; state carries over
   int probe_modes = 1;               ///< K incoherent probe modes
   int batch = 16;                    ///< frames per batched FFT
+  /// The decomposition; DistributedReconstruction raises its refine_margin
+  /// to position_margin(chain) when that is larger.
   DecompositionOptions decomposition;
 };
 
@@ -31,9 +33,31 @@ struct ReconstructOptions {
 inline constexpr int kMaxIterations = 10000000;
 
 /// Parses an engine chain "dm:100,ml:200" into engine options (each a copy of
-/// `base` with its name and iteration count). Throws InputError on bad syntax
-/// or an iteration count outside [0, kMaxIterations].
+/// `base` with its name and iteration count). Throws InputError on bad syntax,
+/// an iteration count outside [0, kMaxIterations], and (check_chain) when an
+/// engine is asked for a refinement it cannot do.
 std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOptions& base);
+
+/// Throws InputError, before any work, if an engine of `chain` is asked for
+/// a refinement it does not support (engine_support: positions, probe,
+/// background), naming the option, the engine and the engines that can, e.g.
+/// "--refine-positions: engine 'epie' does not refine positions (engines
+/// that do: dm, raar, ml)". Engines would otherwise ignore the option.
+void check_chain(const std::vector<EngineOptions>& chain);
+
+/// The halo margin [object px] beyond the frames' reach that `chain` needs:
+/// the largest max_position_shift of its engines that refine positions,
+/// rounded up (0 if none refines positions). Within an engine a position
+/// moves at most that far (per axis) from where it started, and it starts in
+/// its rank's tile (frames migrate between engines), so with this margin it
+/// never reads outside the tile's extent. Capped at `cap` (a margin beyond
+/// the grid's size changes nothing: extents are clipped to the grid).
+int position_margin(const std::vector<EngineOptions>& chain, long cap = 1L << 20);
+
+/// The decomposition DistributedReconstruction makes of `info` over `nranks`
+/// ranks (its halo margin raised to position_margin): what each rank will
+/// hold, known before anything is allocated.
+Decomposition decompose_for(const ScanInfo& info, const ReconstructOptions& options, int nranks);
 
 /// What the progress callback sees (on every rank; print on rank 0).
 struct Progress {
