@@ -127,6 +127,21 @@ class BadInputs(unittest.TestCase):
             edit(f)
         return p
 
+    def declared_scan(self, name, n, m, dtype, per_row, step=2e-7, **dataset_options):
+        """A CXI file `name` with scan.cxi's geometry, an (n, m, m) frames
+        dataset made with `dataset_options` (written or not), and n positions
+        on a raster of `per_row` columns and `step` metres; returns the frames dataset's file path."""
+        p = self.path(name)
+        with h5py.File(self.path("scan.cxi"), "r") as src, h5py.File(p, "w") as f:
+            for key in ("/entry_1/instrument_1/source_1/energy", "/entry_1/instrument_1/detector_1/distance",
+                        "/entry_1/instrument_1/detector_1/x_pixel_size",
+                        "/entry_1/instrument_1/detector_1/y_pixel_size"):
+                f[key] = src[key][()]
+            f.create_dataset(FRAMES, shape=(n, m, m), dtype=dtype, **dataset_options)
+            j = np.arange(n)
+            f[TRANSLATION] = np.stack([(j % per_row) * step, (j // per_row) * step, np.zeros(n)], axis=1)
+        return p
+
     # ---- outputs that name an input, or each other
 
     def test_log_json_is_the_scan(self):
@@ -245,34 +260,15 @@ class BadInputs(unittest.TestCase):
         self.refuse(["reconstruct", "wide.cxi", "--engines", "dm:1"], "wide.cxi")
 
     def test_frames_declared_larger_than_memory(self):
-        p = self.path("huge.cxi")
         n, m = 400000, 1024  # 1.6 TB of float32 frames, never written: the file stays small
-        with h5py.File(self.path("scan.cxi"), "r") as src, h5py.File(p, "w") as f:
-            for key in ("/entry_1/instrument_1/source_1/energy", "/entry_1/instrument_1/detector_1/distance",
-                        "/entry_1/instrument_1/detector_1/x_pixel_size",
-                        "/entry_1/instrument_1/detector_1/y_pixel_size"):
-                f[key] = src[key][()]
-            f.create_dataset(FRAMES, shape=(n, m, m), dtype="f4", chunks=(1, m, m))
-            side = int(np.ceil(np.sqrt(n)))
-            j = np.arange(n)
-            step = 2e-7
-            f[TRANSLATION] = np.stack([(j % side) * step, (j // side) * step, np.zeros(n)], axis=1)
+        self.declared_scan("huge.cxi", n, m, "f4", int(np.ceil(np.sqrt(n))), chunks=(1, m, m))
         for ranks in (None, 2):
             line = self.refuse(["reconstruct", "huge.cxi", "--engines", "dm:1"], "huge.cxi", ranks=ranks)
             self.assertIn("memory", line)
 
     def test_probe_modes_beyond_memory(self):
         # Many modes of large frames: refused by the estimate, before the frames are read.
-        p = self.path("big.cxi")
-        n, m = 2000, 2048
-        with h5py.File(self.path("scan.cxi"), "r") as src, h5py.File(p, "w") as f:
-            for key in ("/entry_1/instrument_1/source_1/energy", "/entry_1/instrument_1/detector_1/distance",
-                        "/entry_1/instrument_1/detector_1/x_pixel_size",
-                        "/entry_1/instrument_1/detector_1/y_pixel_size"):
-                f[key] = src[key][()]
-            f.create_dataset(FRAMES, shape=(n, m, m), dtype="u2", chunks=(1, m, m))
-            j = np.arange(n)
-            f[TRANSLATION] = np.stack([(j % 45) * 2e-7, (j // 45) * 2e-7, np.zeros(n)], axis=1)
+        self.declared_scan("big.cxi", 2000, 2048, "u2", 45, chunks=(1, 2048, 2048))
         self.refuse(["reconstruct", "big.cxi", "--engines", "ml:1", "--probe-modes", "32"], "memory")
 
     def test_simulate_absurd_sizes(self):
@@ -285,21 +281,15 @@ class BadInputs(unittest.TestCase):
 
     def test_info_streams_the_frames(self):
         # A file whose frames do not fit a 300 MB budget: info reads it a chunk at a time.
-        p = self.path("tall.cxi")
         n, m = 1500, 256  # 393 MB of float32
-        with h5py.File(self.path("scan.cxi"), "r") as src, h5py.File(p, "w") as f:
-            for key in ("/entry_1/instrument_1/source_1/energy", "/entry_1/instrument_1/detector_1/distance",
-                        "/entry_1/instrument_1/detector_1/x_pixel_size",
-                        "/entry_1/instrument_1/detector_1/y_pixel_size"):
-                f[key] = src[key][()]
-            # Every chunk written (compressed, the file stays small): frame 0 holds 7, the others 3.
-            d = f.create_dataset(FRAMES, shape=(n, m, m), dtype="u2", chunks=(50, m, m), compression="gzip")
+        p = self.declared_scan("tall.cxi", n, m, "u2", 40, chunks=(50, m, m), compression="gzip")
+        # Every chunk written (compressed, the file stays small): frame 0 holds 7, the others 3.
+        with h5py.File(p, "r+") as f:
+            d = f[FRAMES]
             block = np.full((50, m, m), 3, dtype="u2")
             for j in range(0, n, 50):
                 d[j:j + 50] = block
             d[0] = np.full((m, m), 7, dtype="u2")
-            j = np.arange(n)
-            f[TRANSLATION] = np.stack([(j % 40) * 2e-7, (j // 40) * 2e-7, np.zeros(n)], axis=1)
         out = os.path.join(self.dir, "info.json")
         with open(out, "w") as stdout:
             child = subprocess.Popen([ARGS.ptycho, "info", p, "--json"], stdout=stdout, stderr=subprocess.PIPE)
