@@ -2,6 +2,8 @@
 
 #include "ptycho/core/error.hpp"
 
+#include "fft_wisdom.hpp"
+
 #include <fftw3.h>
 
 #include <cstring>
@@ -26,6 +28,7 @@ std::mutex& fftw_planner_mutex() {
 struct FramePlan::Impl {
   fftwf_plan fwd = nullptr;
   fftwf_plan bwd = nullptr;
+  PlanSource source = PlanSource::estimate;
 #if defined(KOKKOS_ENABLE_CUDA)
   mutable std::map<int, cufftHandle> cuda_plans;  // per batch size, made on first use
 #endif
@@ -49,13 +52,20 @@ FramePlan::FramePlan(int frame_size, bool effort_measure) : m_frame_size(frame_s
   PTYCHO_THROW_IF(!scratch, "FramePlan: cannot allocate a " << m << "x" << m << " scratch frame");
   {
     std::lock_guard<std::mutex> lock(fftw_planner_mutex());
-    const unsigned flags = effort_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
-    m_impl->fwd = fftwf_plan_dft_2d(m, m, scratch, scratch, FFTW_FORWARD, flags);
-    m_impl->bwd = fftwf_plan_dft_2d(m, m, scratch, scratch, FFTW_BACKWARD, flags);
+    if (effort_measure) {
+      m_impl->source = detail::plan_frames_from_wisdom(m, scratch, m_impl->fwd, m_impl->bwd);
+    } else {
+      // From empty wisdom: an estimate must not pick up what an earlier plan measured.
+      fftwf_forget_wisdom();
+      m_impl->fwd = fftwf_plan_dft_2d(m, m, scratch, scratch, FFTW_FORWARD, FFTW_ESTIMATE);
+      m_impl->bwd = fftwf_plan_dft_2d(m, m, scratch, scratch, FFTW_BACKWARD, FFTW_ESTIMATE);
+    }
   }
   fftwf_free(scratch);
   PTYCHO_THROW_IF(!m_impl->fwd || !m_impl->bwd, "FramePlan: FFTW could not plan a " << m << "x" << m << " transform");
 }
+
+PlanSource FramePlan::plan_source() const { return m_impl->source; }
 
 FramePlan::~FramePlan() = default;
 FramePlan::FramePlan(FramePlan&&) noexcept = default;
@@ -144,6 +154,7 @@ HostInverseDft::HostInverseDft(int rows, int cols) : m_rows(rows), m_cols(cols),
   PTYCHO_THROW_IF(!m_impl->scratch, "HostInverseDft: cannot allocate a " << rows << "x" << cols << " plane");
   {
     std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+    fftw_forget_wisdom();  // an estimate from empty wisdom, whatever was planned before
     m_impl->plan = fftw_plan_dft_2d(rows, cols, m_impl->scratch, m_impl->scratch, FFTW_BACKWARD, FFTW_ESTIMATE);
   }
   PTYCHO_THROW_IF(!m_impl->plan, "HostInverseDft: FFTW could not plan a " << rows << "x" << cols << " transform");

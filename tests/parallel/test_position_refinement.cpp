@@ -1,8 +1,14 @@
 // Position refinement: from the nominal positions of a scan with a known
 // position error, the refined positions are closer to the truth (RMS per
 // axis, after removing the mean offset), on one rank and on several: at least
-// 3x by the gradient method, at least 2x by annealing. Annealing also makes
+// 2.7x by the gradient method, at least 2x by annealing. Annealing also makes
 // the same choices on several ranks as on one.
+//
+// The result depends on the FFT plans, which are timed once per machine and
+// frame size (FramePlan's saved wisdom): with one wisdom, runs repeat bit for
+// bit; another measurement can pick other 48 x 48 algorithms and round
+// differently, which refinement amplifies. The bounds are set from the spread
+// over such plans: see each test.
 #include "mpi_world.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/parallel/driver.hpp"
@@ -51,7 +57,15 @@ TEST(PositionRefinement, CutsThePositionErrorThreefold) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (rank == 0) std::printf("position error RMS per axis: %.3f px nominal, %.3f px refined\n", before, after);
   EXPECT_GT(before, 0.8);
-  EXPECT_LT(after, before / 3);
+  // Measured (1.186 px nominal) in 50 runs, each with freshly measured
+  // wisdom (serial build: 16 at 1 rank, 16 at 3; OpenMP build: 8 at 1 rank of
+  // 2 threads, 10 at 3 ranks), and 4 with FFTW_ESTIMATE plans: 0.369-0.396 px
+  // refined (3.0x-3.2x). Most plans give 0.377, 0.369 and 0.372 are common,
+  // 0.396 came from 2 of the 50 wisdoms; estimate plans give 0.373; reruns
+  // with one wisdom repeat exactly. The former bound, 3x (0.395 px), failed
+  // for those 2 plans, and once at 0.405 px when the ranks of one run could
+  // time different plans. 2.7x is 0.439 px, 10 % above the worst seen.
+  EXPECT_LT(after, before / 2.7);
 }
 
 TEST(PositionRefinement, AnnealingHalvesThePositionError) {
@@ -61,6 +75,8 @@ TEST(PositionRefinement, AnnealingHalvesThePositionError) {
   if (test::world_rank() == 0)
     std::printf("annealing: position error RMS per axis: %.3f px nominal, %.3f px refined\n", before, after);
   EXPECT_GT(before, 0.8);
+  // Measured in the same 54 runs: 0.365-0.382 px (3.1x-3.3x); the bound
+  // (0.593 px) is far from it.
   EXPECT_LT(after, before / 2);
 }
 
@@ -68,7 +84,9 @@ TEST(PositionRefinement, AnnealingHalvesThePositionError) {
 // rank that holds a frame, so a frame makes the same choices on N ranks as on
 // one. Not all of them: the object on N ranks equals the one-rank object only
 // to rounding (test_rank_invariance), and a choice between two trials of
-// nearly equal misfit can turn on it (about one choice in 10^3 here); a
+// nearly equal misfit can turn on it (about one choice in 10^3 here when
+// each rank timed its own FFT plans; none of 213 frames in the 3-rank runs
+// checked since all ranks plan from one saved wisdom); a
 // changed choice changes the object and later choices near it, so after many
 // steps the runs agree in quality, not frame by frame. Hence a short chain
 // (4 steps), compared frame by frame, on rank 0 against its own one-rank run.

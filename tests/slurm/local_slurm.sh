@@ -41,10 +41,16 @@ write_conf() {
     (( port < 7817 )) || die "no free pair of TCP ports in 6817-7817"
   done
   # The node's hardware as slurmd sees it; memory kept below the real amount.
-  local hw mem
-  hw=$(slurmd -C | head -n1 | grep -o 'Boards=.*ThreadsPerCore=[0-9]*') \
+  # CPUs too: slurmctld refuses a node whose CPUs= disagrees with what slurmd
+  # finds, and `nproc` would not do (it honours OMP_NUM_THREADS and
+  # OMP_THREAD_LIMIT, which a test environment may set to 1).
+  local node hw mem cpus
+  node=$(slurmd -C | head -n1)
+  hw=$(grep -o 'Boards=.*ThreadsPerCore=[0-9]*' <<<"$node") \
     || die "slurmd -C did not report the node's hardware"
-  mem=$(( $(slurmd -C | head -n1 | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p') * 9 / 10 ))
+  mem=$(( $(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node") * 9 / 10 ))
+  cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$node")
+  [[ $cpus =~ ^[1-9][0-9]*$ ]] || cpus=$(getconf _NPROCESSORS_ONLN)
   cat >"$CONF" <<EOF
 ClusterName=ptycho-test
 SlurmctldHost=localhost
@@ -76,7 +82,7 @@ MailProg=/bin/true
 # Short waits so that a requeued job starts again within seconds.
 KillWait=5
 MinJobAge=600
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) $hw RealMemory=$mem State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus $hw RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
 }

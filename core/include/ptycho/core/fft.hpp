@@ -22,19 +22,36 @@
 #include "ptycho/core/types.hpp"
 
 #include <memory>
+#include <string>
 
 namespace ptycho {
 
 enum class FftDirection { forward, backward };
 enum class Centring { centred_unitary, none };
 
+/// Where a FramePlan's FFTW plans came from.
+enum class PlanSource {
+  estimate,  ///< FFTW_ESTIMATE: asked for, or no wisdom folder could be used
+  wisdom,    ///< imported from the saved wisdom file of this machine and frame size
+  measured,  ///< timed here (FFTW_MEASURE) and saved as that file, then imported like the rest
+};
+
 class FramePlan {
  public:
-  /// Plans transforms of M x M frames (M even). `effort_measure` lets FFTW
-  /// time candidate algorithms (FFTW_MEASURE; slower to build, faster to run:
-  /// 0.19 ms per 256 x 256 frame here, against 0.63 ms with FFTW_ESTIMATE).
-  /// Timed picks can differ between processes, so runs agree to rounding,
-  /// not to the bit.
+  /// Plans transforms of M x M frames (M even). With `effort_measure` the
+  /// plans are FFTW_MEASURE plans (0.19 ms per 256 x 256 frame here, against
+  /// 0.63 ms with FFTW_ESTIMATE), but timed once per machine and frame size,
+  /// not in every process: the first process to need them measures under an
+  /// exclusive lock and saves FFTW's wisdom in fft_wisdom_path(M); every
+  /// process, that one included, then plans from that file alone
+  /// (FFTW_WISDOM_ONLY), so all processes and all runs on the machine
+  /// execute the same algorithm and round alike. A corrupt or foreign file
+  /// is replaced. With no usable wisdom folder, or without `effort_measure`,
+  /// the plans are FFTW_ESTIMATE plans (repeatable too, slower); the former
+  /// prints a one-line notice to stderr, once per process. Planning always
+  /// starts from empty FFTW wisdom, so no plan depends on what the process
+  /// planned before. The FFTW plans are single-threaded (frames run in
+  /// parallel), so one wisdom serves every thread count.
   explicit FramePlan(int frame_size, bool effort_measure = true);
   ~FramePlan();
   FramePlan(const FramePlan&) = delete;
@@ -43,6 +60,8 @@ class FramePlan {
   FramePlan& operator=(FramePlan&&) noexcept;
 
   int frame_size() const { return m_frame_size; }
+  /// How the FFTW plans were made.
+  PlanSource plan_source() const;
 
   /// Transforms every frame of `frames` (B, M, M) in place.
   void execute(const CView3& frames, FftDirection dir, Centring c = Centring::centred_unitary) const;
@@ -54,6 +73,17 @@ class FramePlan {
   int m_frame_size = 0;
   std::unique_ptr<Impl> m_impl;
 };
+
+/// The folder of FramePlan's FFTW wisdom files: $PTYCHO_FFTW_WISDOM_DIR if
+/// set and not empty, else $XDG_CACHE_HOME/ptycho, else $HOME/.cache/ptycho
+/// ("" when none of these is set). Read from the environment at each call.
+std::string fft_wisdom_dir();
+
+/// The wisdom file FramePlan(frame_size) uses on this machine ("" when
+/// fft_wisdom_dir() is ""): one per machine (host name and CPU model, from
+/// /proc/cpuinfo), FFTW version, precision (single) and frame size. Beside
+/// it, PATH.lock is the lock file of the process that measures.
+std::string fft_wisdom_path(int frame_size);
 
 /// The raw (unnormalised) inverse DFT, in double and in place, of every
 /// (rows, cols) plane of a host array (K, rows, cols): for sums kept in the
