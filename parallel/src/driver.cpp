@@ -4,6 +4,7 @@
 #include "ptycho/core/error.hpp"
 
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <random>
 #include <sstream>
@@ -25,6 +26,7 @@ std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOpt
       const long n = std::strtol(count.c_str(), &end, 10);
       PTYCHO_INPUT_ERROR_IF(count.empty() || *end != '\0' || n < 0,
                             "--engines: '" << item << "': the iteration count must be a whole number >= 0");
+      PTYCHO_INPUT_ERROR_IF(n > INT_MAX, "--engines: '" << item << "': the iteration count must be at most " << INT_MAX);
       e.iterations = static_cast<int>(n);
     }
     bool known = false;
