@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# The test command. Builds ptycho twice and runs the whole ctest suite on each:
+# The test command. Builds ptycho three times and runs the whole ctest suite on each:
 #   serial: Release with Debian's Kokkos (Serial backend only)  -> build/serial
 #   openmp: Release with an OpenMP Kokkos, built once per machine by
 #           cmake/build-kokkos-openmp.sh from Debian's trilinos source
 #           (seconds to a minute, then reused)                   -> build/openmp
+#   asan:   AddressSanitizer and UndefinedBehaviorSanitizer (-O1 -g1), Debian's
+#           Kokkos, no benchmarks, no SLURM tests; its suite includes the fuzz
+#           targets (tests/fuzz), each fuzzed for 60 s       -> build/asan
 # Missing Debian packages are installed first (cmake/install-deps.sh: needs
 # root or sudo, and does nothing when all are present). Exits non-zero if
-# either build or either suite fails; the last line is a one-line summary.
+# any build or suite fails; the last line is a one-line summary.
 #
 # Environment (all optional):
 #   PTYCHO_BUILD_ROOT    where build/serial and build/openmp go (default: build)
 #   PTYCHO_JOBS          parallel build and test jobs (default: nproc)
 #   PTYCHO_SHARED_DIR    the shared/ folder (default: ../shared when present)
 #   PTYCHO_KOKKOS_OPENMP prefix of the OpenMP Kokkos (default: /opt/ptycho/kokkos-openmp)
-#   PTYCHO_ONLY          serial or openmp: build and test that one only
+#   PTYCHO_ONLY          serial, openmp or asan: build and test that one only
+#   PTYCHO_SANITIZE_TESTS 1 (default): the asan build runs; 0: skip it
 #   PTYCHO_SLURM_TESTS   1 (default): the serial build also runs the SLURM tests
 #                        (tests/slurm: a real SLURM on localhost, preemption and
 #                        requeue, SIGKILL trials; installs slurm-wlm and munge); 0: skip
@@ -50,6 +54,7 @@ fi
 
 declare -A result=()
 failed=0
+ctest_env=()  # VAR=value for ctest and the tests only (the asan build's)
 
 # build_and_test NAME DEVICES_REGEX CMAKE_ARGS...: configure, build and run
 # ctest in $build_root/NAME; DEVICES_REGEX must match the Kokkos devices the
@@ -82,7 +87,7 @@ build_and_test() {
 
   section "$name: ctest"
   local status=0
-  ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900 --no-tests=error 2>&1 |
+  env "${ctest_env[@]}" ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900 --no-tests=error 2>&1 |
     tee "$dir/run-ctest.log" || status=$?
   # ctest's "NN% tests passed, F tests failed out of T" as "P/T tests passed".
   local counts
@@ -95,6 +100,8 @@ build_and_test() {
   result[$name]="PASS (${counts}, $((SECONDS - t0)) s)"
 }
 
+debian_kokkos=$(dpkg -L libtrilinos-kokkos-dev 2>/dev/null | grep '/cmake/Kokkos/KokkosConfig.cmake$' | head -n1 || true)
+
 if [[ -z "$only" || "$only" == serial ]]; then
   # Debian's Kokkos, named explicitly so a cache from another Kokkos cannot linger.
   serial_args=(-UKokkos_ROOT -DPTYCHO_REQUIRE_KOKKOS_DEVICE=SERIAL)
@@ -104,7 +111,6 @@ if [[ -z "$only" || "$only" == serial ]]; then
   else
     serial_args+=(-DPTYCHO_SLURM_TESTS=OFF)
   fi
-  debian_kokkos=$(dpkg -L libtrilinos-kokkos-dev 2>/dev/null | grep '/cmake/Kokkos/KokkosConfig.cmake$' | head -n1 || true)
   [[ -n "$debian_kokkos" ]] && serial_args+=("-DKokkos_DIR=$(dirname "$debian_kokkos")")
   build_and_test serial '^SERIAL$' "${serial_args[@]}" || failed=1
 fi
@@ -123,9 +129,30 @@ if [[ -z "$only" || "$only" == openmp ]]; then
   fi
 fi
 
+if [[ "${PTYCHO_SANITIZE_TESTS:-1}" != 0 && ( -z "$only" || "$only" == asan ) ]]; then
+  # -O1 (ASan's recommendation) and line tables only: half the compile time of -O2 -g.
+  asan_args=(-UKokkos_ROOT -DPTYCHO_REQUIRE_KOKKOS_DEVICE=SERIAL -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+    -DPTYCHO_SANITIZE=address,undefined -DPTYCHO_BUILD_BENCHMARKS=OFF -DPTYCHO_SLURM_TESTS=OFF)
+  [[ -n "$debian_kokkos" ]] && asan_args+=("-DKokkos_DIR=$(dirname "$debian_kokkos")")
+  # Every process of the suite (mpirun forwards the environment to its ranks)
+  # stops at the first report; leaks in Open MPI and its libraries (never in
+  # ptycho) are suppressed by tests/sanitizers/lsan.supp. The tests run with
+  # dlclose a no-op (tests/sanitizers/no_dlclose.c), so that the leaks of Open
+  # MPI's unloaded plugins have a module name to suppress; it comes before
+  # the ASan runtime, hence verify_asan_link_order=0.
+  export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:strict_init_order=1:verify_asan_link_order=0"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"
+  ctest_env=("LD_PRELOAD=$(realpath -m "$build_root/asan/tests/sanitizers/libptycho_no_dlclose.so")")
+  build_and_test asan '^SERIAL$' "${asan_args[@]}" || failed=1
+  ctest_env=()
+  unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+fi
+
 section "summary"
 summary=""
-for name in serial openmp; do
+for name in serial openmp asan; do
   [[ -n "${result[$name]:-}" ]] && summary+="${summary:+; }$name: ${result[$name]}"
 done
 verdict=PASS

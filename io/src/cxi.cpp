@@ -524,7 +524,7 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
   PTYCHO_INPUT_ERROR_IF(!translation, path << ": no positions: neither " << kTranslationPaths[0] << " nor "
                                            << kTranslationPaths[1] << " exists");
   h.layout.translation = translation;
-  std::vector<double> x(n), y(n);
+  std::vector<double> x, y;  // allocated once the file is known to hold n positions
   {
     std::vector<hsize_t> dims;
     const std::vector<double> t = f.read_doubles(translation, &dims);
@@ -540,6 +540,8 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
     PTYCHO_INPUT_ERROR_IF(count != n, path << ": " << frames << " has " << n << " frames but " << translation << " has "
                                            << count << " positions");
     h.layout.translation_transposed = transposed;
+    x.resize(n);
+    y.resize(n);
     for (long j = 0; j < n; ++j) {
       x[j] = transposed ? t[0 * n + j] : t[j * b + 0];
       y[j] = transposed ? t[1 * n + j] : t[j * b + 1];

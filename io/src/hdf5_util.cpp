@@ -27,20 +27,48 @@ hsize_t element_count(const std::vector<hsize_t>& dims) {
   return n;
 }
 
-/// The element count of a dataset about to be read whole into memory, after
-/// checking that its `bytes` per element fit in the memory this machine has
-/// available: a file that declares a dataset larger than memory is refused
-/// before anything is allocated.
-hsize_t count_to_read(const std::vector<hsize_t>& dims, double bytes, const std::string& file,
+/// The element count of dataset `dset` (shape `dims`) before it is read into
+/// memory, checked against what the file stores: a damaged header may claim
+/// a shape whose product overflows, or gigabytes the file does not hold
+/// (found by tests/fuzz/fuzz_cxi_header). Chunked data may expand (gzip: at
+/// most about 1032 to 1; unwritten chunks are the fill value), other layouts
+/// may not; either may add 1 MiB of fill. Throws InputError naming `file: path`.
+hsize_t stored_element_count(hid_t dset, const std::vector<hsize_t>& dims, const std::string& file,
+                             const std::string& path) {
+  hsize_t n = 1;
+  for (hsize_t d : dims) {
+    PTYCHO_INPUT_ERROR_IF(d != 0 && n > ~hsize_t(0) / d,
+                          file << ": " << path << " has shape " << shape_string(dims) << ": too many elements");
+    n *= d;
+  }
+  if (n == 0) return 0;
+  H5Id type(H5Dget_type(dset));
+  H5Id dcpl(H5Dget_create_plist(dset));
+  const long double claimed = (long double)n * (type ? H5Tget_size(type.get()) : 1);
+  const hsize_t stored = H5Dget_storage_size(dset);
+  const bool chunked = dcpl && H5Pget_layout(dcpl.get()) == H5D_CHUNKED;
+  const long double limit = (chunked ? 1100.0L : 1.0L) * stored + (1 << 20);
+  PTYCHO_INPUT_ERROR_IF(claimed > limit, file << ": " << path << " has shape " << shape_string(dims) << " ("
+                                              << double(claimed) << " bytes) but the file stores " << stored
+                                              << " bytes of it (a damaged file?)");
+  return n;
+}
+
+/// The element count of dataset `dset` about to be read whole into memory:
+/// checked against what the file stores (stored_element_count), then its
+/// `bytes` per element against the memory this machine has available, so a
+/// file that declares a dataset larger than memory is refused before
+/// anything is allocated.
+hsize_t count_to_read(hid_t dset, const std::vector<hsize_t>& dims, double bytes, const std::string& file,
                       const std::string& path) {
-  double total = bytes;
-  for (hsize_t d : dims) total *= double(d);
+  const hsize_t n = stored_element_count(dset, dims, file, path);
+  const double total = bytes * double(n);
   const double available = available_memory_bytes();
   PTYCHO_INPUT_ERROR_IF(available > 0 && total > available,
                         file << ": " << path << " has shape " << shape_string(dims) << ", " << format_bytes(total)
                              << " to read, more than the " << format_bytes(available)
                              << " of memory this machine has available");
-  return element_count(dims);
+  return n;
 }
 
 herr_t walk_innermost(unsigned n, const H5E_error2_t* err, void* client) {
@@ -299,7 +327,7 @@ std::vector<double> H5File::read_doubles(const std::string& path, std::vector<hs
   PTYCHO_INPUT_ERROR_IF(cls != H5T_INTEGER && cls != H5T_FLOAT,
                         m_name << ": " << path << " holds " << type_name(type.get()) << " values, expected numbers");
   const std::vector<hsize_t> dims = extents(dset.get(), path);
-  std::vector<double> values(count_to_read(dims, sizeof(double), m_name, path));
+  std::vector<double> values(count_to_read(dset.get(), dims, sizeof(double), m_name, path));
   if (!values.empty())
     check_h5(H5Dread(dset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
              where("cannot read " + path));
@@ -330,7 +358,8 @@ std::vector<std::string> H5File::read_strings(const std::string& path) const {
   const std::vector<hsize_t> dims = extents(dset.get(), path);
   PTYCHO_INPUT_ERROR_IF(dims.size() > 1, m_name << ": " << path << " has shape " << shape_string(dims)
                                                 << ", expected a string or a 1-D array of strings");
-  const size_t n = count_to_read(dims, double(std::max<size_t>(sizeof(char*), H5Tget_size(ftype.get()))), m_name, path);
+  const size_t n =
+      count_to_read(dset.get(), dims, double(std::max<size_t>(sizeof(char*), H5Tget_size(ftype.get()))), m_name, path);
   H5Id mtype = string_mem_type(ftype.get(), context);
   std::vector<char> fixed;
   std::vector<char*> vl;
@@ -393,6 +422,7 @@ std::vector<cfloat> H5File::read_complex(const std::string& path, std::vector<hs
   const std::string context = where("cannot read " + path);
   H5Id ftype = checked_id(H5Dget_type(dset.get()), context);
   dims = extents(dset.get(), path);
+  const size_t count = count_to_read(dset.get(), dims, 3 * sizeof(float), m_name, path);
   const H5T_class_t cls = H5Tget_class(ftype.get());
   std::vector<cfloat> out;
   if (cls == H5T_COMPOUND) {
@@ -429,14 +459,14 @@ std::vector<cfloat> H5File::read_complex(const std::string& path, std::vector<hs
     H5Id mtype = checked_id(H5Tcreate(H5T_COMPOUND, sizeof(cfloat)), context);
     check_h5(H5Tinsert(mtype.get(), names[re].c_str(), 0, H5T_NATIVE_FLOAT), context);
     check_h5(H5Tinsert(mtype.get(), names[im].c_str(), sizeof(float), H5T_NATIVE_FLOAT), context);
-    out.resize(count_to_read(dims, sizeof(cfloat), m_name, path));
+    out.resize(count);
     if (!out.empty()) check_h5(H5Dread(dset.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), context);
     return out;
   }
   PTYCHO_INPUT_ERROR_IF(cls != H5T_INTEGER && cls != H5T_FLOAT, m_name << ": " << path << " holds "
                                                                        << type_name(ftype.get())
                                                                        << " values, expected complex numbers");
-  std::vector<float> real(count_to_read(dims, 3 * sizeof(float), m_name, path));
+  std::vector<float> real(count);
   if (!real.empty())
     check_h5(H5Dread(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, real.data()), context);
   if (dims.size() >= 3 && dims.back() == 2) {

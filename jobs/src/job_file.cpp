@@ -11,6 +11,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -395,13 +396,88 @@ bool is_job_file(const std::string& path) {
 }
 
 namespace {
+/// toml++ 3.3 (Debian 12's) reaches __builtin_unreachable, undefined
+/// behaviour, on many non-ASCII characters (U+00A1 to U+0499: é, µ, Greek,
+/// Cyrillic) where it checks for whitespace (marzer/tomlplusplus#190): outside
+/// strings and comments, where TOML allows no such character anyway, and
+/// after a backslash (and whitespace) in a multi-line basic string. Throws
+/// InputError `path:line:column: ...` for those before toml++ sees the text.
+void check_non_ascii(const std::string& path, const std::string& s) {
+  enum { outside, comment, basic, literal, ml_basic, ml_literal } state = outside;
+  size_t line = 1, line_start = 0;
+  auto fail_if = [&](bool bad, size_t at, const char* what) {
+    PTYCHO_INPUT_ERROR_IF(bad, path << ":" << line << ":" << at - line_start + 1 << ": not a valid TOML job file: "
+                                    << what);
+  };
+  auto at = [&](size_t i, const char* t) { return s.compare(i, std::strlen(t), t) == 0; };
+  auto closing_quotes = [&](size_t& i, char q) {  // i at the first of three; up to two more belong to the string
+    i += 2;
+    for (int extra = 0; extra < 2 && i + 1 < s.size() && s[i + 1] == q; ++extra) ++i;
+  };
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '\n') {
+      if (state == comment || state == basic || state == literal) state = outside;  // toml++ reports an open string
+      ++line;
+      line_start = i + 1;
+      continue;
+    }
+    switch (state) {
+      case outside:
+        fail_if(c >= 0x80, i, "a non-ASCII character outside a string or comment");
+        if (c == '#') state = comment;
+        else if (at(i, "\"\"\"")) state = ml_basic, i += 2;
+        else if (c == '"') state = basic;
+        else if (at(i, "'''")) state = ml_literal, i += 2;
+        else if (c == '\'') state = literal;
+        break;
+      case comment:
+        break;
+      case basic:
+        if (c == '\\' && i + 1 < s.size() && s[i + 1] != '\n') ++i;  // an escaped character
+        else if (c == '"') state = outside;
+        break;
+      case literal:
+        if (c == '\'') state = outside;
+        break;
+      case ml_basic:
+        if (c == '\\') {
+          // An escape, or a line-ending backslash that skips the whitespace
+          // up to the next text: toml++ looks at the character after both.
+          size_t j = i + 1;
+          for (; j < s.size() && std::isspace(static_cast<unsigned char>(s[j])); ++j)
+            if (s[j] == '\n') line = line + 1, line_start = j + 1;
+          fail_if(j < s.size() && static_cast<unsigned char>(s[j]) >= 0x80, j,
+                  "a non-ASCII character after a backslash in a multi-line string (write it as \\uXXXX)");
+          i = j > i + 1 ? j - 1 : j;  // after the whitespace, or past the escaped character
+        } else if (at(i, "\"\"\"")) {
+          closing_quotes(i, '"');
+          state = outside;
+        }
+        break;
+      case ml_literal:
+        if (at(i, "'''")) {
+          closing_quotes(i, '\'');
+          state = outside;
+        }
+        break;
+    }
+  }
+}
+
 /// Parses job file `path`; throws InputError `path:line:column: ...` if it is not valid TOML.
 toml::table parse_job_file(const std::string& path) {
   std::error_code ec;
   PTYCHO_INPUT_ERROR_IF(!fs::is_regular_file(path, ec), path << ": no such job file");
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  PTYCHO_INPUT_ERROR_IF(!in, path << ": cannot read the job file");
+  const std::string content = text.str();
+  check_non_ascii(path, content);
   toml::table table;
   try {
-    table = toml::parse_file(path);
+    table = toml::parse(content, path);
   } catch (const toml::parse_error& e) {
     const auto& at = e.source().begin;
     PTYCHO_INPUT_ERROR_IF(

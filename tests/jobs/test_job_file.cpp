@@ -249,6 +249,11 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
   const std::vector<Case> cases = {
       {"probe_modes = 0", "probe_modes: must be from 1 to 32, got 0"},
       {"engines = \"dm:x\"", "engines: 'dm:x': the iteration count must be a whole number from 0 to 10000000"},
+      // Found by tests/fuzz/fuzz_job_file: this was accepted as -2147483648 iterations.
+      {"engines = \"ml:2147483648\"",
+       "engines: 'ml:2147483648': the iteration count must be a whole number from 0 to 10000000"},
+      {"engines = \"ml:99999999999999999999\"",
+       "engines: 'ml:99999999999999999999': the iteration count must be a whole number from 0 to 10000000"},
       {"engines = \"foo:3\"", "engines: unknown engine 'foo' (known: dm, raar, sdr, epie, rpie, mpie, ml, lsqml)"},
       {"engines = \"\"", "engines: empty chain '' (example: dm:100,ml:200)"},
       {"likelihood = \"normal\"", "likelihood: must be 'poisson' or 'gaussian', got 'normal'"},
@@ -293,6 +298,36 @@ TEST(ReadJobFile, MalformedTomlGivesFileLineAndColumn) {
   EXPECT_EQ(dup_message.rfind(duplicate + ":3:", 0), 0u) << dup_message;
   EXPECT_EQ(input_error([&] { read_job_file((scratch() / "absent.toml").string()); }),
             (scratch() / "absent.toml").string() + ": no such job file");
+}
+
+// toml++ 3.3 reaches __builtin_unreachable on some non-ASCII characters where
+// it looks for whitespace (found by tests/fuzz/fuzz_job_file; UBSan reports
+// it): those files are rejected before toml++ reads them.
+TEST(ReadJobFile, NonAsciiWhereTomlLooksForWhitespaceIsRejected) {
+  const std::string unit = job_with("unit.toml", "probe_modes = 2\nbatch = 4\xc2\xb5\n");  // 4µ
+  EXPECT_EQ(input_error([&] { read_job_file(unit); }),
+            unit + ":3:10: not a valid TOML job file: a non-ASCII character outside a string or comment");
+  const std::string key = job_with("cyrillic.toml", "\xd1\x99 = 1\n");  // U+0459
+  EXPECT_EQ(input_error([&] { read_job_file(key); }),
+            key + ":2:1: not a valid TOML job file: a non-ASCII character outside a string or comment");
+  const std::string wrapped = job_with("wrapped.toml", "output = \"\"\"a\\\n  \xc2\xa7.h5\"\"\"\n");  // §
+  EXPECT_EQ(input_error([&] { read_job_file(wrapped); }),
+            wrapped + ":3:3: not a valid TOML job file: a non-ASCII character after a backslash in a multi-line "
+                      "string (write it as \\uXXXX)");
+  EXPECT_FALSE(input_error([&] { read_slurm_settings(unit); }).empty());
+  // In strings and comments they are fine, also after quotes and escapes.
+  const std::string fine = job_with("fine.toml",
+                                    "# r\xc3\xa9sum\xc3\xa9 \xc2\xb5m\n"
+                                    "output = \"a\\\"\xc3\xa9.h5\" # \xd1\x99\n"
+                                    "previews = '\xc2\xa7'\n"
+                                    "log_json = \"\"\"\xc3\xa9\\\n  x\"\"\"\n"
+                                    "checkpoint = '''\xc2\xb5'''\n");
+  const ReconstructJob job = read_job_file(fine);
+  const fs::path dir = fs::path(fine).parent_path();
+  EXPECT_EQ(job.output, (dir / "a\"\xc3\xa9.h5").string());
+  EXPECT_EQ(job.previews, (dir / "\xc2\xa7").string());
+  EXPECT_EQ(job.log_json, (dir / "\xc3\xa9x").string());
+  EXPECT_EQ(job.checkpoint, (dir / "\xc2\xb5").string());
 }
 
 TEST(CopySetting, CommandLineOverridesAndIsCheckedUnderItsOptionName) {
