@@ -297,7 +297,11 @@ class BadInputs(unittest.TestCase):
             child.returncode = os.waitstatus_to_exitcode(status)
         self.assertEqual(os.waitstatus_to_exitcode(status), 0, child.stderr.read())
         child.stderr.close()
-        self.assertLess(usage.ru_maxrss, 300 * 1024, "info's peak memory [KiB]")
+        # Under AddressSanitizer (tests/run.sh's asan build sets ASAN_OPTIONS) freed
+        # chunks wait in its quarantine and shadow memory adds more: the peak says
+        # nothing about the program there, so it is asserted in the other builds only.
+        if "ASAN_OPTIONS" not in os.environ:
+            self.assertLess(usage.ru_maxrss, 300 * 1024, "info's peak memory [KiB]")
         with open(out) as f:
             info = json.load(f)
         os.remove(out)
