@@ -5,7 +5,7 @@
 #           cmake/build-kokkos-openmp.sh from Debian's trilinos source
 #           (seconds to a minute, then reused)                   -> build/openmp
 #   asan:   AddressSanitizer and UndefinedBehaviorSanitizer (-O1 -g1), Debian's
-#           Kokkos, no benchmarks, no SLURM tests; its suite includes the fuzz
+#           Kokkos, no benchmarks, no SLURM tests, no Python module; its suite includes the fuzz
 #           targets (tests/fuzz), each fuzzed for 60 s       -> build/asan
 # Missing Debian packages are installed first (cmake/install-deps.sh: needs
 # root or sudo, and does nothing when all are present). Exits non-zero if
@@ -133,7 +133,8 @@ if [[ "${PTYCHO_SANITIZE_TESTS:-1}" != 0 && ( -z "$only" || "$only" == asan ) ]]
   # -O1 (ASan's recommendation) and line tables only: half the compile time of -O2 -g.
   asan_args=(-UKokkos_ROOT -DPTYCHO_REQUIRE_KOKKOS_DEVICE=SERIAL -DCMAKE_BUILD_TYPE=RelWithDebInfo
     "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
-    -DPTYCHO_SANITIZE=address,undefined -DPTYCHO_BUILD_BENCHMARKS=OFF -DPTYCHO_SLURM_TESTS=OFF)
+    -DPTYCHO_SANITIZE=address,undefined -DPTYCHO_BUILD_BENCHMARKS=OFF -DPTYCHO_SLURM_TESTS=OFF
+    -DPTYCHO_BUILD_PYTHON=OFF)  # python3 itself is not instrumented; the library under it is, through the CLI tests
   [[ -n "$debian_kokkos" ]] && asan_args+=("-DKokkos_DIR=$(dirname "$debian_kokkos")")
   # Every process of the suite (mpirun forwards the environment to its ranks)
   # stops at the first report; leaks in Open MPI and its libraries (never in

@@ -1,109 +1,15 @@
 // ptycho simulate: a simulated scan (CXI) and its ground truth, with the
-// model mismatches of the blind benchmark tier.
+// model mismatches of the blind benchmark tier (ptycho/jobs/simulate.hpp).
 #include "commands.hpp"
-#include "memory_check.hpp"
-#include "output_paths.hpp"
-#include "ptycho/core/memory.hpp"
-#include "ptycho/core/error.hpp"
-#include "ptycho/core/simulate.hpp"
-#include "ptycho/io/cxi_writer.hpp"
-#include "ptycho/io/png.hpp"
+#include "ptycho/jobs/simulate.hpp"
 
 #include <cstdio>
 #include <memory>
 
 namespace ptycho::jobs {
 
-namespace {
-
-struct SimulateArgs {
-  sim::SimulationOptions opt;
-  std::string scan = "fermat";
-  std::string output;
-  std::string truth;
-  std::string amplitude_png;
-  std::string phase_png;
-  std::string mask;
-  std::string background_profile = "flat";
-};
-
-HostRView2 load_image(const std::string& path, int size, const char* what) {
-  auto img = io::read_png(path);
-  PTYCHO_INPUT_ERROR_IF(int(img.extent(0)) != size || int(img.extent(1)) != size,
-                        path << ": the " << what << " image is " << img.extent(0) << "x" << img.extent(1)
-                             << " px; --object-size asks for " << size << "x" << size);
-  return img;
-}
-
-int run_simulate(SimulateArgs a, MPI_Comm world) {
-  int rank = 0;
-  MPI_Comm_rank(world, &rank);
-  if (rank != 0) return 0;  // a serial job: rank 0 writes both files
-  sim::check_options(a.opt);
-  {
-    PathPlan plan;
-    plan.input(a.amplitude_png, "--amplitude-image");
-    plan.input(a.phase_png, "--phase-image");
-    plan.output(a.output, "-o/--output");
-    plan.output(a.truth, "--truth");
-    plan.check();
-    plan.create_folders();
-  }
-  const double need = sim::estimate_bytes(a.opt), have = available_memory_bytes();
-  PTYCHO_INPUT_ERROR_IF(have > 0 && need > have,
-                        "simulate: a scan of a " << a.opt.object_size << " px object with --step " << a.opt.step
-                                                 << " and " << a.opt.probe_size << " px frames needs about "
-                                                 << format_bytes(need) << ", and this machine has "
-                                                 << format_bytes(have) << " available");
-  a.opt.scan = sim::parse_scan_kind(a.scan);
-  PTYCHO_INPUT_ERROR_IF(!a.mask.empty() && a.mask != "beamstop", "--mask must be 'beamstop', got '" << a.mask << "'");
-  a.opt.beamstop_mask = a.mask == "beamstop";
-  PTYCHO_INPUT_ERROR_IF(a.background_profile != "flat" && a.background_profile != "radial",
-                        "--background-profile must be 'flat' or 'radial', got '" << a.background_profile << "'");
-  a.opt.background_radial = a.background_profile == "radial";
-  if (!a.amplitude_png.empty()) a.opt.amplitude_image = load_image(a.amplitude_png, a.opt.object_size, "amplitude");
-  if (!a.phase_png.empty()) a.opt.phase_image = load_image(a.phase_png, a.opt.object_size, "phase");
-  const sim::Simulation s = sim::simulate(a.opt);
-
-  io::CxiScan cxi;
-  cxi.geometry = s.geometry;
-  cxi.frames = s.frames;
-  cxi.positions_px = s.nominal_positions;
-  cxi.probe = s.nominal_probe;
-  if (s.has_mask) cxi.mask = s.mask;
-  io::write_cxi(a.output, cxi);
-
-  if (!a.truth.empty()) {
-    io::TruthData t;
-    t.object = s.object;
-    t.probe_modes = s.probe_modes;
-    t.positions_px = s.positions;
-    t.nominal_positions_px = s.nominal_positions;
-    t.probe_error_pct = a.opt.probe_error_pct;
-    t.position_error_nm = a.opt.position_error_nm;
-    t.partial_coherence_nm = a.opt.partial_coherence_nm;
-    t.photons_per_frame = a.opt.photons;
-    t.scenes = (a.amplitude_png.empty() ? std::string("siemens_star") : a.amplitude_png) + ":" +
-               (a.phase_png.empty() ? std::string("rings") : a.phase_png);
-    t.pixel_size_m = s.geometry.object_pixel_m();
-    if (a.opt.background > 0) t.background = s.background;
-    io::write_truth(a.truth, t);
-  }
-  std::printf("ptycho simulate: %zu frames of %dx%d, object %dx%d px, %s scan, %s", s.positions.size(),
-              a.opt.probe_size, a.opt.probe_size, a.opt.object_size, a.opt.object_size, a.scan.c_str(),
-              a.opt.photons > 0 ? "Poisson noise" : "noiseless");
-  if (a.opt.background > 0)
-    std::printf(", %s background of %g photons/pixel", a.background_profile.c_str(), a.opt.background);
-  std::printf("\n");
-  std::printf("  data:  %s\n", a.output.c_str());
-  if (!a.truth.empty()) std::printf("  truth: %s\n", a.truth.c_str());
-  return 0;
-}
-
-}  // namespace
-
 Command add_simulate_command(CLI::App& app) {
-  auto a = std::make_shared<SimulateArgs>();
+  auto a = std::make_shared<SimulateJob>();
   auto& o = a->opt;
   Command c;
   c.app = app.add_subcommand("simulate", "Simulate a far-field ptychographic scan and its ground truth");
@@ -138,7 +44,12 @@ Command add_simulate_command(CLI::App& app) {
                    "shape of the background: flat, or radial (smooth, about 3x brighter at the centre than in the "
                    "corners)")
       ->capture_default_str();
-  c.run = [a](MPI_Comm world) { return run_simulate(*a, world); };
+  c.run = [a](MPI_Comm world) {
+    int rank = 0;
+    MPI_Comm_rank(world, &rank);
+    if (rank == 0) std::fputs(simulate_job(*a).c_str(), stdout);  // a serial job: rank 0 writes both files
+    return 0;
+  };
   return c;
 }
 

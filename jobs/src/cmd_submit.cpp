@@ -3,7 +3,7 @@
 // sbatch, or prints the command (--dry-run). The job file is checked first,
 // as `ptycho reconstruct` would, so a typo fails here and not in the queue.
 #include "commands.hpp"
-#include "job_file.hpp"
+#include "ptycho/jobs/settings.hpp"
 #include "ptycho/core/error.hpp"
 
 #include <mpi.h>

@@ -1,10 +1,10 @@
-/// Fuzz target: job files (jobs/src/job_file.cpp). The input is the text of
+/// Fuzz target: job files (jobs/lib/settings.cpp). The input is the text of
 /// a job file; it goes through read_job_file, read_slurm_settings and
 /// is_job_file, as `ptycho reconstruct` and `ptycho submit` would read it.
 /// A ptycho::Error (InputError: a malformed file, unknown key, bad value) is
 /// the expected rejection; anything else is a bug.
 #include "fuzz_target.hpp"
-#include "job_file.hpp"
+#include "ptycho/jobs/settings.hpp"
 
 #include "ptycho/core/error.hpp"
 #include "ptycho/parallel/driver.hpp"

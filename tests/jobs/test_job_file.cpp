@@ -1,6 +1,6 @@
 // Job files: keys, types, values, relative paths, error messages with file,
 // line and the nearest key, command-line overrides, and the example job files.
-#include "job_file.hpp"
+#include "ptycho/jobs/settings.hpp"
 #include "ptycho/core/error.hpp"
 
 #include <gtest/gtest.h>

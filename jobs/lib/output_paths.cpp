@@ -1,4 +1,4 @@
-#include "output_paths.hpp"
+#include "ptycho/jobs/output_paths.hpp"
 
 #include "ptycho/core/error.hpp"
 

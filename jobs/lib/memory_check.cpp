@@ -1,4 +1,4 @@
-#include "memory_check.hpp"
+#include "ptycho/jobs/memory_check.hpp"
 
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/memory.hpp"

@@ -1,6 +1,7 @@
 #pragma once
-/// Reconstruction jobs: every setting of `ptycho reconstruct`, read from a
-/// TOML job file, from the command line, or both.
+/// The settings of a reconstruction: every setting of `ptycho reconstruct`,
+/// read from a TOML job file, from the command line, from Python keyword
+/// arguments, or a mix (ptycho::Settings is ReconstructJob).
 ///
 /// Each setting has one name in two spellings: the job-file key `probe_modes`
 /// is the command-line option `--probe-modes` (see option_name). A job file is
@@ -17,9 +18,11 @@
 /// (`job.toml:4: probe_modes: ...` or `--probe-modes: ...`) and what is
 /// expected; an unknown key names the nearest valid key.
 ///
-/// To add a setting: a field here, a line in the key table of job_file.cpp
-/// (type, field, check), and its option in cmd_reconstruct.cpp, which checks
-/// at start-up that every key has its option.
+/// Each setting is declared once: a field here, and a line in the key table
+/// of jobs/lib/settings.cpp (key, field, help text, check). That one line
+/// makes the job-file key, the command-line option (add_settings_options),
+/// the Python keyword (apply_keyword), the validation and the help text; the
+/// default is the field's initial value.
 #include "ptycho/core/engine.hpp"
 
 #include <nlohmann/json.hpp>
@@ -27,7 +30,12 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <variant>
 #include <vector>
+
+namespace CLI {
+class App;
+}
 
 namespace ptycho::jobs {
 
@@ -146,6 +154,38 @@ void check_settings(const ReconstructJob& job);
 /// provenance and the log).
 nlohmann::json to_json(const ReconstructJob& job);
 
+/// Adds one command-line option per key to `app`, bound to the fields of
+/// `job` (`--probe-modes` for probe_modes; `-o,--output`; `input` becomes
+/// `--input`, since the scan is the positional argument), with the key's help
+/// text and, for numbers, its default.
+void add_settings_options(CLI::App& app, ReconstructJob& job);
+
+/// The help text of setting `key`. Throws ptycho::Error on an unknown key.
+std::string setting_help(const std::string& key);
+
+/// A setting's value as another language gives it (Python's bool, int, float, str).
+using SettingValue = std::variant<bool, long long, double, std::string>;
+
+/// Sets `key` from `value` with the job file's type rules and checks, and
+/// records `where` as its origin ("keyword argument"). Throws InputError
+/// "`where`: key: problem" on an unknown key (with the nearest one), a value
+/// of the wrong type, or a bad value.
+void apply_keyword(ReconstructJob& job, const std::string& key, const SettingValue& value, const std::string& where);
+
+/// Applies the job's preset: defaults for every setting it leaves unset (no
+/// origin). standard (or none): nothing. blind: raar:150,ml:100 with probe
+/// refinement and 3 modes (held 5 iterations: the object forms first); and,
+/// unless refine_positions is set, the position trial: the chain runs with the
+/// positions fixed and with them refined (from iteration 20 of each engine,
+/// at most 1.5 px from the nominal position), and the result with the lower
+/// final cost is kept.
+void apply_preset(ReconstructJob& job);
+
+/// The engine options the job's chain starts from: job.base with the
+/// settings held outside it (refine_probe, likelihood, position_method,
+/// background) filled in.
+EngineOptions engine_base(const ReconstructJob& job);
+
 /// The optimal-string-alignment edit distance: insertions, deletions,
 /// substitutions and swaps of neighbouring characters, each costing 1.
 std::size_t edit_distance(const std::string& a, const std::string& b);
@@ -155,3 +195,8 @@ std::size_t edit_distance(const std::string& a, const std::string& b);
 std::string nearest(const std::string& word, const std::vector<std::string>& candidates);
 
 }  // namespace ptycho::jobs
+
+namespace ptycho {
+/// The settings of a reconstruction (see the file comment).
+using Settings = jobs::ReconstructJob;
+}  // namespace ptycho

@@ -1,4 +1,4 @@
-#include "progress.hpp"
+#include "ptycho/jobs/progress.hpp"
 
 #include "ptycho/core/error.hpp"
 

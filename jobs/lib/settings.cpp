@@ -1,9 +1,10 @@
-#include "job_file.hpp"
+#include "ptycho/jobs/settings.hpp"
 
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/memory.hpp"
 #include "ptycho/parallel/driver.hpp"
 
+#include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -15,7 +16,10 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
 namespace ptycho::jobs {
 
@@ -39,6 +43,7 @@ const T& read_field(Field<T> field, const ReconstructJob& job) {
 /// One setting: its key and how to read, check, copy and report it.
 struct KeySpec {
   std::string key;
+  std::string help;  ///< the option's help text (README, --help, Python docstring)
   /// Sets `job`'s field from a TOML value (relative paths against `dir`);
   /// returns "" or what was expected (e.g. "a whole number") if the type is wrong.
   std::function<std::string(const toml::node& node, const fs::path& dir, ReconstructJob& job)> assign;
@@ -46,6 +51,8 @@ struct KeySpec {
   std::function<std::string(const ReconstructJob& job)> check;
   std::function<void(const ReconstructJob& from, ReconstructJob& to)> copy;
   std::function<nlohmann::json(const ReconstructJob& job)> json;
+  /// Adds the command-line option bound to the field of `job`.
+  std::function<CLI::Option*(CLI::App& app, ReconstructJob& job)> add_option;
 };
 
 // ---- values in messages
@@ -218,10 +225,32 @@ Check<std::string> existing_checkpoint() {
 
 // ---- key builders
 
+/// The option of a field: a flag for a bool (`--refine-probe` or
+/// `--refine-probe=false`), else an option that takes a value; numbers show
+/// their default in --help.
 template <class T>
-KeySpec make_key(std::string key, Field<T> field, Check<T> check = {}) {
+CLI::Option* bind_option(CLI::App& app, const std::string& key, T& field, const std::string& help) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return app.add_flag(option_name(key), field, help);
+  } else {
+    CLI::Option* o = app.add_option(option_name(key), field, help);
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!field.empty()) o->capture_default_str();
+    } else {
+      o->capture_default_str();
+    }
+    return o;
+  }
+}
+
+template <class T>
+KeySpec make_key(std::string key, Field<T> field, std::string help, Check<T> check = {}) {
   KeySpec s;
   s.key = std::move(key);
+  s.help = std::move(help);
+  s.add_option = [field, key = s.key, help = s.help](CLI::App& app, ReconstructJob& job) {
+    return bind_option(app, key, field(job), help);
+  };
   s.assign = [field](const toml::node& node, const fs::path&, ReconstructJob& job) {
     return from_toml(node, field(job));
   };
@@ -232,8 +261,9 @@ KeySpec make_key(std::string key, Field<T> field, Check<T> check = {}) {
 }
 
 /// A path: relative paths in a job file are relative to the file's folder.
-KeySpec path_key(std::string key, Field<std::string> field, Check<std::string> check = non_empty()) {
-  KeySpec s = make_key<std::string>(std::move(key), field, std::move(check));
+KeySpec path_key(std::string key, Field<std::string> field, std::string help,
+                 Check<std::string> check = non_empty()) {
+  KeySpec s = make_key<std::string>(std::move(key), field, std::move(help), std::move(check));
   s.assign = [field](const toml::node& node, const fs::path& dir, ReconstructJob& job) -> std::string {
     std::string value;
     if (!from_toml(node, value).empty()) return "a path in quotes";
@@ -249,65 +279,99 @@ const std::vector<KeySpec>& specs() {
   using J = ReconstructJob;
   static const std::vector<KeySpec> table = {
       path_key(
-          "input", [](J& j) -> std::string& { return j.input; }, existing_scan()),
-      path_key("output", [](J& j) -> std::string& { return j.output; }),
+          "input", [](J& j) -> std::string& { return j.input; },
+          "the scan, overriding a job file's input (job arrays over many scans)", existing_scan()),
+      path_key("output", [](J& j) -> std::string& { return j.output; },
+               "result file (HDF5; default INPUT-stem_ptycho.h5)"),
       make_key<std::string>(
-          "engines", [](J& j) -> std::string& { return j.engines; }, engine_chain()),
+          "engines", [](J& j) -> std::string& { return j.engines; },
+          "engine chain, e.g. dm:100,ml:200 (engines: dm raar sdr epie rpie mpie ml lsqml)", engine_chain()),
       make_key<int>(
-          "probe_modes", [](J& j) -> int& { return j.probe_modes; }, int_range(1, kMaxProbeModes)),
-      make_key<bool>("refine_probe", [](J& j) -> bool& { return j.refine_probe; }),
+          "probe_modes", [](J& j) -> int& { return j.probe_modes; }, "incoherent probe modes K",
+          int_range(1, kMaxProbeModes)),
+      make_key<bool>("refine_probe", [](J& j) -> bool& { return j.refine_probe; },
+                     "refine the probe (--refine-probe=false overrides a job file)"),
       make_key<int>(
-          "probe_hold", [](J& j) -> int& { return j.base.probe_hold; }, at_least(0)),
-      make_key<bool>("refine_positions", [](J& j) -> bool& { return j.base.refine_positions; }),
+          "probe_hold", [](J& j) -> int& { return j.base.probe_hold; },
+          "iterations of each engine before the probe is refined", at_least(0)),
+      make_key<bool>("refine_positions", [](J& j) -> bool& { return j.base.refine_positions; },
+                     "refine the positions (DM, RAAR, ML; the method: --position-method)"),
       make_key<int>(
-          "position_hold", [](J& j) -> int& { return j.base.position_hold; }, at_least(0)),
+          "position_hold", [](J& j) -> int& { return j.base.position_hold; },
+          "iterations of each engine before positions move", at_least(0)),
       make_key<double>(
           "max_position_shift", [](J& j) -> double& { return j.base.max_position_shift; },
-          in_range(1e-3, kMaxPositionShift)),
-      make_key<bool>("fix_affine", [](J& j) -> bool& { return j.base.fix_affine; }),
+          "largest distance a position may move from its start [object px]", in_range(1e-3, kMaxPositionShift)),
+      make_key<bool>("fix_affine", [](J& j) -> bool& { return j.base.fix_affine; },
+                     "position refinement keeps the scan's global scale, rotation and shear"),
       make_key<std::string>(
           "position_method", [](J& j) -> std::string& { return j.position_method; },
+          "position refinement: gradient (Gauss-Newton) or annealing (the best of 4 trial shifts of a shrinking "
+          "radius)",
           one_of({"gradient", "annealing"})),
       make_key<std::string>(
-          "likelihood", [](J& j) -> std::string& { return j.likelihood; }, one_of({"poisson", "gaussian"})),
+          "likelihood", [](J& j) -> std::string& { return j.likelihood; }, "ML noise model: poisson or gaussian",
+          one_of({"poisson", "gaussian"})),
       make_key<std::string>(
-          "background", [](J& j) -> std::string& { return j.background; }, one_of({"none", "constant", "pixel"})),
+          "background", [](J& j) -> std::string& { return j.background; },
+          "detector background refined with the object by every engine: none, constant (one value) or pixel (one "
+          "per detector pixel)",
+          one_of({"none", "constant", "pixel"})),
       make_key<double>(
-          "smoothness", [](J& j) -> double& { return j.base.smoothness; }, non_negative()),
+          "smoothness", [](J& j) -> double& { return j.base.smoothness; },
+          "ML: weight of a Gaussian smoothness prior, relative to the data term (0 = off)", non_negative()),
       make_key<double>(
-          "beta", [](J& j) -> double& { return j.base.beta; }, finite()),
+          "beta", [](J& j) -> double& { return j.base.beta; }, "RAAR relaxation", finite()),
       make_key<double>(
-          "sigma", [](J& j) -> double& { return j.base.sigma; }, in_range(0, 1)),
+          "sigma", [](J& j) -> double& { return j.base.sigma; }, "sDR: relaxed Fourier reflection (0 AP .. 1 DM)",
+          in_range(0, 1)),
       make_key<double>(
-          "tau", [](J& j) -> double& { return j.base.tau; }, positive()),
+          "tau", [](J& j) -> double& { return j.base.tau; }, "sDR: relaxed modulus constraint", positive()),
       make_key<double>(
-          "sdr_step", [](J& j) -> double& { return j.base.sdr_step; }, positive()),
+          "sdr_step", [](J& j) -> double& { return j.base.sdr_step; }, "sDR: object step", positive()),
       make_key<int>(
-          "batches", [](J& j) -> int& { return j.base.batches; }, int_range(1, 1000000)),
+          "batches", [](J& j) -> int& { return j.base.batches; }, "LSQ-ML: mini-batches per iteration",
+          int_range(1, 1000000)),
       make_key<double>(
-          "object_step", [](J& j) -> double& { return j.base.object_step; }, positive()),
+          "object_step", [](J& j) -> double& { return j.base.object_step; }, "PIE family: object step alpha",
+          positive()),
       make_key<double>(
-          "rpie_alpha", [](J& j) -> double& { return j.base.rpie_alpha; }, non_negative()),
+          "rpie_alpha", [](J& j) -> double& { return j.base.rpie_alpha; }, "rPIE/mPIE regularisation",
+          non_negative()),
       make_key<double>(
-          "momentum", [](J& j) -> double& { return j.base.momentum; }, non_negative()),
+          "momentum", [](J& j) -> double& { return j.base.momentum; }, "mPIE momentum eta", non_negative()),
       make_key<double>(
-          "regularisation", [](J& j) -> double& { return j.base.regularisation; }, non_negative()),
-      make_key<unsigned>("seed", [](J& j) -> unsigned& { return j.base.seed; }),
+          "regularisation", [](J& j) -> double& { return j.base.regularisation; },
+          "relative damping of object/probe divisions", non_negative()),
+      make_key<unsigned>("seed", [](J& j) -> unsigned& { return j.base.seed; }, "random seed (PIE order)"),
       make_key<int>(
-          "batch", [](J& j) -> int& { return j.batch; }, int_range(1, kMaxBatch)),
+          "batch", [](J& j) -> int& { return j.batch; }, "frames per batched FFT", int_range(1, kMaxBatch)),
       make_key<int>(
-          "progress_every", [](J& j) -> int& { return j.progress_every; }, at_least(1)),
-      path_key("previews", [](J& j) -> std::string& { return j.previews; }),
-      path_key("log_json", [](J& j) -> std::string& { return j.log_json; }),
+          "progress_every", [](J& j) -> int& { return j.progress_every; }, "print progress every N iterations",
+          at_least(1)),
+      path_key("previews", [](J& j) -> std::string& { return j.previews; },
+               "folder for PNG previews of amplitude, phase, probe and cost curve"),
+      path_key("log_json", [](J& j) -> std::string& { return j.log_json; },
+               "write the progress lines and a summary as JSON lines to this file"),
       make_key<std::string>(
-          "preset", [](J& j) -> std::string& { return j.preset; }, one_of({"standard", "blind"})),
-      path_key("checkpoint", [](J& j) -> std::string& { return j.checkpoint; }),
+          "preset", [](J& j) -> std::string& { return j.preset; },
+          "standard or blind: defaults for what is not set (blind: raar:150,ml:100, probe refined, 3 modes)",
+          one_of({"standard", "blind"})),
+      path_key("checkpoint", [](J& j) -> std::string& { return j.checkpoint; },
+               "checkpoint file (default OUTPUT-stem.checkpoint.h5); a run that finds it resumes from it"),
       make_key<int>(
-          "checkpoint_every", [](J& j) -> int& { return j.checkpoint_every; }, at_least(1)),
+          "checkpoint_every", [](J& j) -> int& { return j.checkpoint_every; },
+          "iterations between checkpoints (default: only on SIGTERM/SIGUSR1, which also stop the run with exit "
+          "code 75)",
+          at_least(1)),
       path_key(
-          "resume", [](J& j) -> std::string& { return j.resume; }, existing_checkpoint()),
+          "resume", [](J& j) -> std::string& { return j.resume; }, "resume from this checkpoint (any rank count)",
+          existing_checkpoint()),
       make_key<std::string>(
-          "max_memory", [](J& j) -> std::string& { return j.max_memory; }, memory_size()),
+          "max_memory", [](J& j) -> std::string& { return j.max_memory; },
+          "memory limit per rank, e.g. 4G; the run stops before reading the frames if its estimate is larger "
+          "(default: what the node has available, shared by its ranks)",
+          memory_size()),
   };
   return table;
 }
@@ -604,10 +668,8 @@ void check_settings(const ReconstructJob& job) {
   // Refinements the chain's engines cannot do fail now, before any work
   // (check_chain) -- the blind preset's position trial included, whose
   // second run refines positions.
-  EngineOptions base = job.base;
-  base.refine_probe = job.refine_probe;
+  EngineOptions base = engine_base(job);
   base.refine_positions = job.base.refine_positions || job.position_trial;
-  base.background = parse_background_mode(job.background);
   try {
     parse_chain(job.engines, base);
   } catch (const InputError& e) {
@@ -624,6 +686,83 @@ nlohmann::json to_json(const ReconstructJob& job) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& spec : specs()) out[spec.key] = spec.json(job);
   return out;
+}
+
+void add_settings_options(CLI::App& app, ReconstructJob& job) {
+  for (const auto& spec : specs()) {
+    CLI::Option* o = nullptr;
+    if (spec.key == "input") {
+      // The scan is the positional argument; --input overrides a job file's.
+      o = app.add_option("--input", job.input, spec.help)->check(CLI::ExistingFile);
+    } else if (spec.key == "output") {
+      o = app.add_option("-o,--output", job.output, spec.help);
+    } else {
+      o = spec.add_option(app, job);
+    }
+    PTYCHO_THROW_IF(!o, "add_settings_options: no option for key '" << spec.key << "'");
+  }
+}
+
+std::string setting_help(const std::string& key) {
+  const KeySpec* spec = find_spec(key);
+  PTYCHO_THROW_IF(!spec, "setting_help: unknown key '" << key << "'");
+  return spec->help;
+}
+
+void apply_keyword(ReconstructJob& job, const std::string& key, const SettingValue& value, const std::string& where) {
+  const KeySpec* spec = find_spec(key);
+  PTYCHO_INPUT_ERROR_IF(!spec, where << ": unknown setting " << quoted(key) << key_hint(key));
+  // The value as a TOML node: the job file's type rules and checks apply.
+  std::unique_ptr<toml::node> node;
+  std::string shown;
+  std::visit(
+      [&](const auto& v) {
+        using V = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<V, bool>) {
+          node = std::make_unique<toml::value<bool>>(v);
+          shown = v ? "True" : "False";
+        } else if constexpr (std::is_same_v<V, long long>) {
+          node = std::make_unique<toml::value<std::int64_t>>(std::int64_t(v));
+          shown = std::to_string(v);
+        } else if constexpr (std::is_same_v<V, double>) {
+          node = std::make_unique<toml::value<double>>(v);
+          shown = format_value(v);
+        } else {
+          node = std::make_unique<toml::value<std::string>>(v);
+          shown = quoted(v);
+        }
+      },
+      value);
+  const std::string expected = spec->assign(*node, fs::path(), job);
+  PTYCHO_INPUT_ERROR_IF(!expected.empty(), where << ": " << key << ": expected " << expected << ", got " << shown);
+  job.origin[key] = where;
+  const std::string problem = spec->check(job);
+  PTYCHO_INPUT_ERROR_IF(!problem.empty(), where << ": " << key << ": " << problem);
+}
+
+void apply_preset(ReconstructJob& job) {
+  if (job.preset.empty() || job.preset == "standard") return;
+  const auto unset = [&](const std::string& key) { return !job.origin.count(key); };
+  if (job.preset == "blind") {
+    if (unset("engines")) job.engines = "raar:150,ml:100";
+    if (unset("refine_probe")) job.refine_probe = true;
+    if (unset("probe_modes")) job.probe_modes = 3;
+    if (unset("probe_hold")) job.base.probe_hold = 5;
+    if (unset("refine_positions")) {
+      job.position_trial = true;
+      if (unset("position_hold")) job.base.position_hold = 20;
+      if (unset("max_position_shift")) job.base.max_position_shift = 1.5;
+    }
+  }
+}
+
+EngineOptions engine_base(const ReconstructJob& job) {
+  EngineOptions base = job.base;
+  base.refine_probe = job.refine_probe;
+  base.likelihood = job.likelihood == "gaussian" ? Likelihood::gaussian : Likelihood::poisson;
+  base.position_method = job.position_method == "annealing" ? PositionMethod::annealing : PositionMethod::gradient;
+  base.background = parse_background_mode(job.background);
+  return base;
 }
 
 std::size_t edit_distance(const std::string& a, const std::string& b) {

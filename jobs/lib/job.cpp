@@ -1,0 +1,298 @@
+#include "ptycho/jobs/job.hpp"
+
+#include "ptycho/core/error.hpp"
+#include "ptycho/io/atomic_file.hpp"
+#include "ptycho/io/mpi_detail.hpp"
+#include "ptycho/io/result.hpp"
+#include "ptycho/jobs/output_paths.hpp"
+#include "ptycho/jobs/progress.hpp"
+#include "ptycho/jobs/reconstruction.hpp"
+#include "ptycho/parallel/gather.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+namespace ptycho::jobs {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string default_output(const std::string& input) { return fs::path(input).stem().string() + "_ptycho.h5"; }
+
+/// The checkpoint file when the job names none: OUTPUT-stem.checkpoint.h5 beside the output.
+std::string default_checkpoint(const std::string& output) {
+  const fs::path p(output);
+  return (p.parent_path() / (p.stem().string() + ".checkpoint.h5")).string();
+}
+
+/// What one run of the chain ended with.
+struct RunOutcome {
+  int exit_code = 0;         ///< 0, or kExitStopped
+  double final_cost = std::nan("");  ///< the cost of the last iteration
+  double seconds = 0;        ///< of the iterations run by this process
+  io::ResultData result;     ///< what was written (this rank's tile); empty if stopped
+};
+
+/// One run of `job`'s chain: resumes from the job's checkpoint if there is
+/// one, runs (stopping on request after a checkpoint), and writes the result
+/// and, if the job asks, the previews, all from memory.
+RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& hooks, ProgressReporter& progress) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &size);
+  std::error_code ec;
+  // Resume from --resume, or from the job's own checkpoint if it exists (a
+  // requeued or restarted job goes on where it stopped).
+  ReconstructJob settings = job;
+  settings.resume = !job.resume.empty() ? job.resume : (fs::exists(job.checkpoint, ec) ? job.checkpoint : "");
+
+  if (rank == 0) {
+    // Temporary files of runs killed while writing (their process is gone).
+    const int stale = io::remove_stale_temporaries(job.checkpoint) + io::remove_stale_temporaries(job.output);
+    if (stale > 0) std::printf("ptycho reconstruct: removed %d temporary file%s left by a killed run\n", stale,
+                               stale > 1 ? "s" : "");
+  }
+  const Scan scan = Scan::from_file(job.input);
+  if (rank == 0) {
+    const ScanInfo info = scan.info();
+    if (!job.job_file.empty()) std::printf("ptycho reconstruct: job %s\n", job.job_file.c_str());
+    std::printf("ptycho reconstruct: %s: %ld frames of %dx%d, object %ldx%ld px, %d rank%s, engines %s\n",
+                job.input.c_str(), info.num_frames, info.geometry.frame_size, info.geometry.frame_size,
+                info.object_rows, info.object_cols, size, size > 1 ? "s" : "", job.engines.c_str());
+    std::fflush(stdout);
+  }
+  Reconstruction recon(world, scan, settings);
+  if (rank == 0) {
+    std::printf("  probe: %s\n", recon.info().probe_source.c_str());
+    if (!settings.resume.empty())
+      std::printf("ptycho reconstruct: resuming from %s at iteration %ld of %s\n", settings.resume.c_str(),
+                  recon.iterations_done(), job.engines.c_str());
+    std::fflush(stdout);
+  }
+
+  RunCallbacks callbacks;
+  callbacks.progress = [&](const Progress& p) {
+    progress.update(p);
+    if (hooks.iteration_delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(hooks.iteration_delay));
+  };
+  callbacks.stop_requested = hooks.stop_requested;
+  callbacks.checkpoint_written = [&](const std::string& path, long iteration, double seconds) {
+    if (rank == 0) {
+      std::printf("ptycho reconstruct: checkpoint written: %s (iteration %ld, %.1f s)\n", path.c_str(), iteration,
+                  seconds);
+      std::fflush(stdout);
+    }
+    if (!job.previews.empty()) recon.write_previews(job.previews);
+  };
+  if (recon.run(callbacks) == RunEnd::stopped) {
+    if (rank == 0) {
+      const std::string reason = hooks.stop_reason ? hooks.stop_reason() : std::string("a stop request");
+      std::printf("ptycho reconstruct: stopped by %s after iteration %ld; checkpoint %s; exit %d (run the same "
+                  "command again to resume)\n",
+                  reason.c_str(), recon.iterations_done(), job.checkpoint.c_str(), kExitStopped);
+      std::fflush(stdout);
+    }
+    RunOutcome out;
+    out.exit_code = kExitStopped;
+    out.seconds = recon.seconds();
+    return out;
+  }
+
+  RunOutcome out;
+  out.result = recon.result(hooks.command_line);
+  io::write_result(world, job.output, out.result);
+  if (rank == 0) {
+    std::printf("ptycho reconstruct: estimated mismatch: probe %.2f %%, positions %.2f nm RMS, partial coherence "
+                "%.2f nm; mode occupancy",
+                out.result.process.metrics["probe_error_pct"], out.result.process.metrics["position_error_nm"],
+                out.result.process.metrics["partial_coherence_nm"]);
+    for (size_t k = 0; out.result.process.metrics.count("mode_occupancy_" + std::to_string(k)); ++k)
+      std::printf(" %.3f", out.result.process.metrics["mode_occupancy_" + std::to_string(k)]);
+    std::printf("\n");
+    if (recon.frames_migrated() > 0)
+      std::printf("ptycho reconstruct: %ld frame%s moved to the rank that owns its refined position\n",
+                  recon.frames_migrated(), recon.frames_migrated() > 1 ? "s" : "");
+    std::fflush(stdout);
+  }
+  if (!job.previews.empty()) recon.write_previews(job.previews);
+  out.final_cost = recon.cost_history().empty() ? 0.0 : recon.cost_history().back();
+  out.seconds = recon.seconds();
+  return out;
+}
+
+/// The mean refined background of a result, NaN if it has none.
+double background_mean_of(const io::ResultData& r) {
+  const auto it = r.process.metrics.find("background_mean");
+  return it == r.process.metrics.end() ? std::nan("") : it->second;
+}
+
+/// Where the blind preset's position trial keeps a branch: OUTPUT-stem.TAG.h5
+/// and its checkpoint beside the output.
+ReconstructJob trial_branch(const ReconstructJob& job, const std::string& tag) {
+  ReconstructJob b = job;
+  const fs::path out(job.output);
+  b.output = (out.parent_path() / (out.stem().string() + "." + tag + ".h5")).string();
+  const fs::path ck(job.checkpoint);
+  b.checkpoint = (ck.parent_path() / (ck.stem().string() + "." + tag + ".h5")).string();
+  b.previews.clear();  // the job's previews show the result the trial keeps
+  b.origin.erase("previews");
+  return b;
+}
+
+/// The finished result of `branch` that an earlier, stopped run of the job
+/// left on disk (collective: rank 0 reads, and holds the whole object as its
+/// tile; the other ranks an empty tile). Its final cost is NaN if the file
+/// is missing, unreadable, or the result of another job (input, engines or
+/// settings differ).
+RunOutcome finished_branch(const ReconstructJob& branch, MPI_Comm world) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  RunOutcome out;
+  double cost = std::nan("");
+  if (rank == 0 && io::is_result(branch.output)) {
+    try {
+      io::ResultData r = io::read_result(branch.output);
+      nlohmann::json cfg = nlohmann::json::parse(r.process.configuration);
+      nlohmann::json expected = to_json(branch);
+      for (const char* k : {"ranks", "job_file"}) cfg.erase(k);
+      for (const char* k : {"resume", "progress_every", "log_json", "previews"}) {
+        cfg.erase(k);
+        expected.erase(k);
+      }
+      if (cfg == expected && !r.process.cost_history.empty()) {
+        cost = r.process.cost_history.back();
+        out.result = std::move(r);
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  MPI_Bcast(&cost, 1, MPI_DOUBLE, 0, world);
+  out.final_cost = cost;
+  if (rank != 0 && std::isfinite(cost)) {
+    // The small parts, for write_result's checks; rank 0 holds the whole
+    // object as its tile, so this rank's tile is empty (a rare path: a
+    // trial stopped after its first branch).
+    out.result = io::read_result(branch.output);
+    out.result.object_tile = HostCView2("ptycho::empty_tile", 0, 0);
+    out.result.tile_row0 = out.result.tile_col0 = 0;
+  }
+  return out;
+}
+
+/// Every file the run reads and writes, for PathPlan (see output_paths.hpp).
+PathPlan plan_paths(const ReconstructJob& job) {
+  const auto option = [&](const std::string& key) {
+    return job.origin.count(key) ? job.where(key) : option_name(key) + " (default)";
+  };
+  PathPlan plan;
+  plan.input(job.input, "the scan");
+  plan.input(job.job_file, "the job file");
+  // Resuming from the job's own checkpoint (a requeued job) reads and then replaces it.
+  if (!job.resume.empty() && !same_file(job.resume, job.checkpoint)) plan.input(job.resume, option("resume"));
+  plan.output(job.output, option("output"));
+  plan.output(job.checkpoint, option("checkpoint"), true);
+  plan.output(job.log_json, option("log_json"));
+  plan.output_folder(job.previews, option("previews"), {"amplitude.png", "phase.png", "probe.png", "cost.png"});
+  if (job.position_trial) {
+    for (const char* tag : {"fixed-positions", "refined-positions"}) {
+      const ReconstructJob b = trial_branch(job, tag);
+      plan.output(b.output, std::string("the position trial's ") + tag + " result", true);
+      plan.output(b.checkpoint, std::string("the position trial's ") + tag + " checkpoint", true);
+    }
+  }
+  return plan;
+}
+
+}  // namespace
+
+void complete_job(ReconstructJob& job) {
+  apply_preset(job);
+  check_settings(job);
+  if (job.output.empty()) job.output = default_output(job.input);
+  if (job.checkpoint.empty()) job.checkpoint = default_checkpoint(job.output);
+}
+
+int run_job(MPI_Comm world, const ReconstructJob& job, const JobHooks& hooks) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  // Every path is checked before anything is opened for writing (rank 0
+  // looks, every rank raises the same error).
+  io::detail::collectively(world, [&] {
+    if (rank != 0) return;
+    const PathPlan plan = plan_paths(job);
+    plan.check();
+    plan.create_folders();
+  });
+  ProgressOptions progress_options;
+  progress_options.every = job.progress_every;
+  progress_options.log_json = job.log_json;
+  ProgressReporter progress(world, progress_options);  // opens the log now: a bad path fails before the work
+
+  if (!job.position_trial) {
+    const RunOutcome out = run_once(world, job, hooks, progress);
+    if (out.exit_code != 0) return out.exit_code;
+    RunSummary summary{out.seconds, job.output, job.previews};
+    summary.background_mean = background_mean_of(out.result);
+    progress.finish(summary);
+    return 0;
+  }
+  // The blind preset's position trial: the same chain with the positions
+  // fixed and with them refined; the result that explains the data better
+  // (lower final cost, the same cost function) becomes the output. Refining
+  // positions that are already right lets them drift with the errors of the
+  // probe model, and raises the cost: the comparison catches that. Each
+  // branch has its own result and checkpoint, so a stopped trial resumes
+  // where it was; the results stay in memory for the choice.
+  ReconstructJob fixed = trial_branch(job, "fixed-positions");
+  ReconstructJob refined = trial_branch(job, "refined-positions");
+  refined.base.refine_positions = true;
+  RunOutcome outcome[2];
+  double seconds = 0;
+  const ReconstructJob* branches[2] = {&fixed, &refined};
+  for (int b = 0; b < 2; ++b) {
+    const ReconstructJob& branch = *branches[b];
+    outcome[b] = finished_branch(branch, world);
+    if (std::isfinite(outcome[b].final_cost)) {
+      if (rank == 0) std::printf("ptycho reconstruct: position trial: %s is done already\n", branch.output.c_str());
+      continue;
+    }
+    if (rank == 0)
+      std::printf("ptycho reconstruct: position trial: positions %s -> %s\n", b == 0 ? "fixed" : "refined",
+                  branch.output.c_str());
+    outcome[b] = run_once(world, branch, hooks, progress);
+    if (outcome[b].exit_code != 0) return outcome[b].exit_code;
+    seconds += outcome[b].seconds;
+  }
+  const double cost_fixed = outcome[0].final_cost, cost_refined = outcome[1].final_cost;
+  const bool keep_refined = cost_refined < cost_fixed;
+  const RunOutcome& winner = outcome[keep_refined ? 1 : 0];
+  if (rank == 0)
+    std::printf("ptycho reconstruct: position trial: final cost %.6g with positions fixed, %.6g refined: keeping "
+                "the %s positions (the other result stays in %s)\n",
+                cost_fixed, cost_refined, keep_refined ? "refined" : "fixed",
+                (keep_refined ? fixed : refined).output.c_str());
+  io::write_result(world, job.output, winner.result);
+  if (!job.previews.empty()) {
+    const io::ResultData& r = winner.result;
+    const Rect tile{r.tile_row0, r.tile_col0, long(r.object_tile.extent(0)), long(r.object_tile.extent(1))};
+    long rows = r.object_rows, cols = r.object_cols;
+    MPI_Bcast(&rows, 1, MPI_LONG, 0, world);
+    MPI_Bcast(&cols, 1, MPI_LONG, 0, world);
+    const HostCView2 whole = gather_tiles(world, r.object_tile, tile, rows, cols, 0);
+    io::detail::collectively(world, [&] {
+      if (rank == 0) write_previews(job.previews, whole, r.probe_modes, r.process.cost_history, r.process.engine_history);
+    });
+  }
+  RunSummary summary{seconds, job.output, job.previews, keep_refined ? cost_refined : cost_fixed};
+  summary.background_mean = background_mean_of(winner.result);
+  progress.finish(summary);
+  return 0;
+}
+
+}  // namespace ptycho::jobs

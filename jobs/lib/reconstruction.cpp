@@ -1,0 +1,356 @@
+#include "ptycho/jobs/reconstruction.hpp"
+
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/memory.hpp"
+#include "ptycho/io/checkpoint.hpp"
+#include "ptycho/io/cxi.hpp"
+#include "ptycho/io/mpi_detail.hpp"
+#include "ptycho/io/png.hpp"
+#include "ptycho/jobs/memory_check.hpp"
+#include "ptycho/parallel/gather.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+namespace ptycho {
+
+namespace {
+
+std::string absolute_path(const std::string& path) {
+  std::error_code ec;
+  const auto abs = std::filesystem::absolute(path, ec);
+  return ec ? path : abs.lexically_normal().string();
+}
+
+/// How the reader scales the probe guess: sum |P|^2 = the mean counts per
+/// frame, so that a flat object of 1 matches the counts.
+io::ReadOptions read_options() {
+  io::ReadOptions read;
+  read.probe_scaling = io::ProbeScaling::to_mean_counts;
+  return read;
+}
+
+/// A deep copy (a host mirror of a host view is the view itself).
+template <class V>
+V copy_of(const V& v, const std::string& label) {
+  V out(Kokkos::view_alloc(label, Kokkos::WithoutInitializing), v.layout());
+  Kokkos::deep_copy(out, v);
+  return out;
+}
+
+}  // namespace
+
+// ---- Scan
+
+Scan Scan::from_file(const std::string& path) {
+  Scan s;
+  s.m_name = path;
+  return s;
+}
+
+Scan Scan::from_arrays(ScanArrays a) {
+  const std::string& n = a.name;
+  PTYCHO_INPUT_ERROR_IF(a.frames.extent(0) == 0, n << ": frames: no frames (expected an array of N x M x M counts)");
+  const long count = long(a.frames.extent(0));
+  const int m = int(a.frames.extent(1));
+  PTYCHO_INPUT_ERROR_IF(a.frames.extent(1) != a.frames.extent(2) || m < 2,
+                        n << ": frames: each frame must be square, M x M with M >= 2; got " << a.frames.extent(1)
+                          << " x " << a.frames.extent(2));
+  PTYCHO_INPUT_ERROR_IF(m > io::kMaxFrameSize,
+                        n << ": frames: frames of " << m << " x " << m << " pixels; at most " << io::kMaxFrameSize);
+  PTYCHO_INPUT_ERROR_IF(long(a.y_m.size()) != count || long(a.x_m.size()) != count,
+                        n << ": positions: " << a.y_m.size() << " y and " << a.x_m.size() << " x positions for "
+                          << count << " frames");
+  for (long j = 0; j < count; ++j)
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(a.y_m[j]) || !std::isfinite(a.x_m[j]),
+                          n << ": positions: position " << j << " is not finite (" << a.y_m[j] << ", " << a.x_m[j]
+                            << ")");
+  a.geometry.frame_size = m;
+  const auto positive = [](double v) { return std::isfinite(v) && v > 0; };
+  PTYCHO_INPUT_ERROR_IF(!positive(a.geometry.energy_j), n << ": energy: must be a positive number");
+  PTYCHO_INPUT_ERROR_IF(!positive(a.geometry.distance_m), n << ": distance: must be a positive number [m]");
+  PTYCHO_INPUT_ERROR_IF(!positive(a.geometry.pixel_x_m) || !positive(a.geometry.pixel_y_m),
+                        n << ": pixel size: must be a positive number [m]");
+  PTYCHO_INPUT_ERROR_IF(a.mask.size() && (long(a.mask.extent(0)) != m || long(a.mask.extent(1)) != m),
+                        n << ": mask: " << a.mask.extent(0) << " x " << a.mask.extent(1) << ", the frames are " << m
+                          << " x " << m);
+  PTYCHO_INPUT_ERROR_IF(a.probe.size() && (long(a.probe.extent(0)) != m || long(a.probe.extent(1)) != m),
+                        n << ": probe: " << a.probe.extent(0) << " x " << a.probe.extent(1) << ", the frames are "
+                          << m << " x " << m);
+  if (!a.mask.size()) {
+    a.mask = View2<std::uint8_t, HostSpace>("ptycho::mask", m, m);  // zeros: all valid
+  }
+  Scan s;
+  s.m_name = a.name;
+  s.m_arrays = std::make_shared<const ScanArrays>(std::move(a));
+  return s;
+}
+
+ScanInfo Scan::info() const {
+  if (!m_arrays) return io::read_scan_info(m_name, read_options());
+  const ScanArrays& a = *m_arrays;
+  const io::ObjectGrid grid = io::place_on_object_grid(a.x_m, a.y_m, a.geometry, io::kDefaultMarginPx, a.name);
+  ScanInfo info;
+  info.source = a.name;
+  info.geometry = a.geometry;
+  info.num_frames = long(a.frames.extent(0));
+  info.positions = grid.positions;
+  info.object_rows = grid.rows;
+  info.object_cols = grid.cols;
+  info.probe_source = a.probe.size() ? "the probe array" : io::kEstimatedProbeSource;
+  return info;
+}
+
+Dataset Scan::read(MPI_Comm comm, const std::vector<long>& my_frames) const {
+  if (!m_arrays) return io::read_cxi(comm, m_name, my_frames, read_options());
+  const ScanArrays& a = *m_arrays;
+  const int m = a.geometry.frame_size;
+  const size_t mm = size_t(m) * m;
+  Dataset ds;
+  ds.info = info();
+  ds.frame_index = my_frames;
+  ds.mask = a.mask;
+  ds.frames = HostRView3(Kokkos::view_alloc(std::string("ptycho::frames"), Kokkos::WithoutInitializing),
+                         my_frames.size(), m, m);
+  io::detail::collectively(comm, [&] {
+    for (size_t i = 0; i < my_frames.size(); ++i) {
+      const long g = my_frames[i];
+      std::memcpy(ds.frames.data() + i * mm, a.frames.data() + size_t(g) * mm, mm * sizeof(float));
+      for (size_t p = 0; p < mm; ++p) {
+        float& v = ds.frames.data()[i * mm + p];
+        if (std::isfinite(v)) continue;
+        PTYCHO_INPUT_ERROR_IF(!a.mask.data()[p], a.name << ": frames: frame " << g << " has the value " << v
+                                                        << " at pixel (" << p / m << ", " << p % m << ")");
+        v = 0.0f;
+      }
+    }
+  });
+  const io::FrameStatistics stats = io::frame_statistics(comm, ds.frames, ds.mask);
+  io::detail::collectively(comm, [&] {
+    PTYCHO_INPUT_ERROR_IF(stats.max_count > io::kMaxCount,
+                          a.name << ": frames: counts up to " << stats.max_count << " in a valid pixel; at most "
+                                 << io::kMaxCount << " (divide the frames by a constant)");
+    PTYCHO_INPUT_ERROR_IF(!(stats.filled_total_counts > 0),
+                          a.name << ": frames: no positive counts in any valid pixel; cannot scale a probe to them");
+    if (a.probe.size()) {
+      ds.probe = copy_of(a.probe, "ptycho::probe");
+      double power = 0;
+      for (size_t p = 0; p < mm; ++p) power += double(Kokkos::abs(ds.probe.data()[p])) * Kokkos::abs(ds.probe.data()[p]);
+      PTYCHO_INPUT_ERROR_IF(!(power > 0) || !std::isfinite(power),
+                            a.name << ": probe: its power is " << power << "; expected a finite, non-zero probe");
+      const float scale = float(std::sqrt(stats.filled_total_counts / power));
+      for (size_t p = 0; p < mm; ++p) ds.probe.data()[p] *= scale;
+    } else {
+      ds.probe = io::estimate_probe(stats);  // deterministic: the same on every rank
+    }
+  });
+  return ds;
+}
+
+// ---- Reconstruction
+
+Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& settings)
+    : m_settings(settings), m_scan_name(scan.name()) {
+  MPI_Comm_dup(comm, &m_comm);
+  const int me = rank(), size = ranks();
+  m_input_abs = scan.in_memory() ? scan.name() : absolute_path(scan.name());
+  m_settings.input = scan.name();
+  if (scan.in_memory()) m_settings.origin.erase("input");  // a name, not a file to check
+  // Settings first (the same checks on every rank, no collective needed).
+  jobs::check_settings(m_settings);
+  ReconstructOptions opt;
+  opt.chain = parse_chain(m_settings.engines, jobs::engine_base(m_settings));
+  opt.probe_modes = m_settings.probe_modes;
+  opt.batch = m_settings.batch;
+
+  m_info = scan.info();
+  {
+    // The memory each rank will need, against the node and max_memory,
+    // before anything of the size of the frames or the object is allocated
+    // (the reconstruction below makes its halo buffers at once).
+    const Decomposition dec = decompose_for(m_info, opt, size);
+    const Rect tile = dec.extent[me];
+    const RankShare share{long(dec.positions_of[me].size()), m_info.geometry.frame_size, opt.probe_modes, opt.batch,
+                          tile.rows, tile.cols};
+    jobs::MemoryNeed need;
+    need.bytes = estimate_rank_bytes(share, opt.chain);
+    need.max_memory =
+        m_settings.max_memory.empty() ? 0.0 : parse_bytes(m_settings.max_memory, m_settings.where("max_memory"));
+    need.what = scan.name() + " (" + std::to_string(m_info.num_frames) + " frames of " +
+                std::to_string(m_info.geometry.frame_size) + "x" + std::to_string(m_info.geometry.frame_size) +
+                ", object " + std::to_string(m_info.object_rows) + "x" + std::to_string(m_info.object_cols) +
+                " px, " + std::to_string(opt.probe_modes) + " probe mode" + (opt.probe_modes > 1 ? "s, " : ", ") +
+                m_settings.engines + ")";
+    jobs::check_memory(m_comm, need);
+  }
+  m_recon = std::make_unique<DistributedReconstruction>(m_comm, m_info, opt);
+  const Dataset data = scan.read(m_comm, m_recon->my_frames());
+  m_info = data.info;
+  m_recon->set_data(data);
+  if (!m_settings.resume.empty()) resume_from(m_settings.resume);
+}
+
+Reconstruction::~Reconstruction() {
+  m_recon.reset();
+  if (m_comm != MPI_COMM_NULL) MPI_Comm_free(&m_comm);
+}
+
+int Reconstruction::rank() const {
+  int r = 0;
+  MPI_Comm_rank(m_comm, &r);
+  return r;
+}
+
+int Reconstruction::ranks() const {
+  int s = 1;
+  MPI_Comm_size(m_comm, &s);
+  return s;
+}
+
+io::CheckpointLayout Reconstruction::layout() const {
+  io::CheckpointLayout l;
+  l.object_rows = m_info.object_rows;
+  l.object_cols = m_info.object_cols;
+  l.owned = m_recon->decomposition().owned[rank()];
+  l.extent = m_recon->decomposition().extent[rank()];
+  l.frames = m_recon->my_frames();
+  l.total_frames = m_info.num_frames;
+  l.frame_size = m_info.geometry.frame_size;
+  return l;
+}
+
+void Reconstruction::resume_from(const std::string& path) {
+  auto archive = io::open_checkpoint(m_comm, path, layout());
+  std::string input;
+  archive->text("run/input", input);
+  std::error_code ec;
+  PTYCHO_INPUT_ERROR_IF(!std::filesystem::equivalent(input, m_input_abs, ec) && input != m_input_abs,
+                        path << ": the checkpoint is of the scan " << input << ", this run reconstructs "
+                             << m_input_abs << " (remove the checkpoint to start afresh)");
+  try {
+    m_recon->restore(*archive);
+  } catch (const InputError& e) {
+    PTYCHO_INPUT_ERROR_IF(true, path << ": " << e.what() << " (remove the checkpoint to start afresh)");
+  }
+}
+
+RunEnd Reconstruction::run(const RunCallbacks& callbacks) {
+  RunControl control;
+  control.progress = callbacks.progress;
+  control.stop_requested = callbacks.stop_requested;
+  const std::string& checkpoint = m_settings.checkpoint;
+  if (!checkpoint.empty()) {
+    control.checkpoint_every = m_settings.checkpoint_every;
+    control.write_checkpoint = [&](const std::function<void(StateArchive&)>& save) {
+      const auto t0 = std::chrono::steady_clock::now();
+      io::write_checkpoint(m_comm, checkpoint, layout(), [&](StateArchive& ar) {
+        std::string input = m_input_abs;
+        ar.text("run/input", input);
+        save(ar);
+      });
+      if (callbacks.checkpoint_written)
+        callbacks.checkpoint_written(checkpoint, m_recon->iterations_done(),
+                                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    };
+  }
+  try {
+    return m_recon->run(control);
+  } catch (const NumericalError& e) {
+    std::error_code ec;
+    const bool kept = !checkpoint.empty() && std::filesystem::exists(checkpoint, ec);
+    throw NumericalError(std::string(e.what()) + "; " +
+                         (kept ? "the last checkpoint, " + checkpoint + ", is kept"
+                               : std::string("no result or checkpoint was written")) +
+                         " (lower the step sizes or check the data's counts)");
+  }
+}
+
+HostCView2 Reconstruction::object(int root) const {
+  return gather_tiles(m_comm, m_recon->owned_object(), m_recon->owned(), m_info.object_rows, m_info.object_cols,
+                      root);
+}
+
+HostCView2 Reconstruction::object_tile() const { return m_recon->owned_object(); }
+Rect Reconstruction::object_tile_rect() const { return m_recon->owned(); }
+HostCView3 Reconstruction::probe() const { return copy_of(m_recon->probe(), "ptycho::probe_modes"); }
+std::vector<Position> Reconstruction::positions() const { return m_recon->all_positions(); }
+const std::vector<double>& Reconstruction::cost_history() const { return m_recon->state().cost_history; }
+const std::vector<std::string>& Reconstruction::engine_history() const { return m_recon->state().engine_history; }
+HostRView2 Reconstruction::background() const { return copy_of(m_recon->background(), "ptycho::background"); }
+Mismatch Reconstruction::mismatch() const { return m_recon->mismatch(); }
+long Reconstruction::iterations_done() const { return m_recon->iterations_done(); }
+double Reconstruction::seconds() const { return m_recon->seconds(); }
+long Reconstruction::frames_migrated() const { return m_recon->frames_migrated(); }
+
+io::ResultData Reconstruction::result(const std::string& command_line) const {
+  io::ResultData result;
+  result.object_rows = m_info.object_rows;
+  result.object_cols = m_info.object_cols;
+  result.object_tile = m_recon->owned_object();
+  result.tile_row0 = m_recon->owned().row0;
+  result.tile_col0 = m_recon->owned().col0;
+  result.positions = positions();
+  // The modes as written: orthogonal, strongest first (as the mismatch
+  // estimate sees them).
+  result.probe_modes = probe();
+  orthogonalize_modes(result.probe_modes);
+  result.pixel_size_m = m_info.geometry.object_pixel_m();
+  const bool with_background = m_settings.background != "none";
+  if (with_background) result.background = background();
+  auto& proc = result.process;
+  proc.version = PTYCHO_VERSION;
+  proc.command_line = command_line;
+  nlohmann::json cfg = jobs::to_json(m_settings);
+  cfg["ranks"] = ranks();
+  cfg["job_file"] = m_settings.job_file;
+  proc.configuration = cfg.dump();
+  proc.cost_history = cost_history();
+  proc.engine_history = engine_history();
+  const double iters = std::max<double>(1, proc.cost_history.size());
+  proc.metrics["seconds_total"] = seconds();
+  proc.metrics["seconds_per_iteration"] = seconds() / iters;
+  proc.metrics["ranks"] = ranks();
+  proc.metrics["frames_migrated"] = double(frames_migrated());
+  // The estimated model mismatch: what the reconstruction changed in the
+  // probe and the positions, and the partial coherence.
+  const Mismatch mm = mismatch();
+  proc.metrics["probe_error_pct"] = mm.probe_error_pct;
+  proc.metrics["position_error_nm"] = mm.position_error_nm;
+  proc.metrics["partial_coherence_nm"] = mm.partial_coherence_nm;
+  for (size_t k = 0; k < mm.occupancy.size(); ++k)
+    proc.metrics["mode_occupancy_" + std::to_string(k)] = mm.occupancy[k];
+  if (with_background) proc.metrics["background_mean"] = m_recon->background_mean();
+  return result;
+}
+
+void Reconstruction::write_result(const std::string& path, const std::string& command_line) const {
+  io::write_result(m_comm, path, result(command_line));
+}
+
+void Reconstruction::write_checkpoint(const std::string& path) const {
+  io::write_checkpoint(m_comm, path, layout(), [&](StateArchive& ar) {
+    std::string input = m_input_abs;
+    ar.text("run/input", input);
+    m_recon->save(ar);
+  });
+}
+
+void Reconstruction::write_previews(const std::string& folder) const {
+  const HostCView2 whole = object(0);
+  const HostCView3 modes = probe();
+  io::detail::collectively(m_comm, [&] {
+    if (rank() == 0) ptycho::write_previews(folder, whole, modes, cost_history(), engine_history());
+  });
+}
+
+void write_previews(const std::string& folder, const HostCView2& object, const HostCView3& probe_modes,
+                    const std::vector<double>& costs, const std::vector<std::string>& engines) {
+  io::write_previews(folder, object, probe_modes);
+  io::write_cost_curve((std::filesystem::path(folder) / "cost.png").string(), costs, engines);
+}
+
+}  // namespace ptycho
