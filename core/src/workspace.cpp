@@ -137,7 +137,6 @@ Workspace::Workspace(const LocalScan& scan, int num_modes, int batch)
       m_modes(num_modes),
       m_batch(batch),
       m_plan(scan.frame_size),
-      m_shifter(scan.frame_size),
       m_probes("ptycho::Workspace::probes", std::size_t(scan.num_local()) * num_modes, scan.frame_size,
                scan.frame_size),
       m_row("ptycho::Workspace::row", scan.num_local()),
