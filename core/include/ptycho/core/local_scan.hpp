@@ -125,6 +125,7 @@ class Workspace {
   int m_modes, m_batch;
   FramePlan m_plan;
   CView3 m_probes;
+  CView3 m_probe_spectrum;  ///< (K, M, M): set_probe's transform of the probe
   View1<int> m_row, m_col;
   View1<double> m_frac_row, m_frac_col;
   /// The shift ramp is separable: exp(-2 pi i f_r d_r) per row and per column of
