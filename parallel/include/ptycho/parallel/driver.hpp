@@ -78,6 +78,8 @@ class DistributedReconstruction {
   const std::vector<long>& my_frames() const { return m_dec.positions_of[m_comm.rank()]; }
   /// Global indices of the frames this rank holds now, ascending: my_frames()
   /// until refined positions cross tile boundaries and their frames migrate.
+  /// Valid until the next run() or restore() (a migration replaces the
+  /// LocalProblem that holds them): copy it to keep it.
   const std::vector<long>& local_frames() const;
   /// Frames that changed rank so far (over all ranks).
   long frames_migrated() const;
