@@ -184,6 +184,7 @@ class MlEngine final : public Engine {
     m_h_old = View2<cfloat>("ptycho::ml::h_old", rows, cols);
     m_dir = View2<cfloat>("ptycho::ml::dir", rows, cols);
     m_precond = View2<float>("ptycho::ml::precond", rows, cols);
+    m_illumination = View2<double>("ptycho::ml::den", rows, cols);
     m_owned = local_rect(scan.owned, scan.extent);
     if (opt.refine_probe) {
       m_probe_sums = ProbeSums("ptycho::ml::probe_gradient", k, m);
@@ -242,7 +243,8 @@ class MlEngine final : public Engine {
   /// Sum_k |P~_k|^2 over frames, summed over ranks: the diagonal preconditioner.
   void prepare_preconditioner() {
     const auto& scan = m_ws.scan();
-    View2<double> den("ptycho::ml::den", scan.extent.rows, scan.extent.cols);
+    const auto den = m_illumination;
+    Kokkos::deep_copy(den, 0.0);
     m_ws.accumulate_illumination(den, 0, scan.num_local());
     m_coll.scatter_sum(den);
     double dsum = 0, dcount = 0;
@@ -653,6 +655,7 @@ class MlEngine final : public Engine {
   View2<cdouble> m_grad;
   View2<cfloat> m_grad_old, m_h_old, m_dir;
   View2<float> m_precond;
+  View2<double> m_illumination;  ///< sum_k |P~_k|^2 over frames and ranks, for the preconditioner
   Rect m_owned;
   double m_den_mean = 0;
   double m_mu = 0;

@@ -12,6 +12,8 @@ ProbeUpdate::ProbeUpdate(Workspace& ws, const Collective& coll, const EngineOpti
     : m_ws(ws),
       m_coll(coll),
       m_regularisation(opt.regularisation),
+      m_support("ptycho::probe_update::support", ws.frame_size(), ws.frame_size()),
+      m_spectrum("ptycho::probe_update::spectrum", ws.num_modes(), ws.frame_size(), ws.frame_size()),
       m_sums("ptycho::probe_update", ws.num_modes(), ws.frame_size()) {}
 
 void ProbeUpdate::reset() { m_sums.reset(); }
@@ -23,15 +25,19 @@ void ProbeUpdate::accumulate(const CView2& object, const CView3& waves, long fir
 
 void ProbeUpdate::apply_fourier_support(const HostCView3& probe) {
   const int kmodes = static_cast<int>(probe.extent(0)), m = static_cast<int>(probe.extent(1));
-  CView3 work("ptycho::probe_update::spectrum", kmodes, m, m);
+  PTYCHO_THROW_IF(probe.extent(0) != m_spectrum.extent(0) || probe.extent(1) != m_spectrum.extent(1),
+                  "ProbeUpdate: probe of " << kmodes << " modes of " << m << " x " << m << ", expected "
+                                           << m_spectrum.extent(0) << " of " << m_spectrum.extent(1));
+  const CView3 work = m_spectrum;
   Kokkos::deep_copy(work, probe);
   m_ws.plan().execute(work, FftDirection::forward);
   auto spec = Kokkos::create_mirror_view_and_copy(HostSpace(), work);
-  if (m_support.size() == 0) {
+  if (!m_support_set) {
     // The support: where the first refined probe's far field holds power
     // (the illuminating pupil), grown by two pixels. Defocus and partial
     // coherence change phases and shifts in real space, not this region.
-    m_support = View2<std::uint8_t, HostSpace>("ptycho::probe_update::support", m, m);
+    m_support_set = true;
+    Kokkos::deep_copy(m_support, std::uint8_t(0));
     double mx = 0;
     for (int r = 0; r < m; ++r)
       for (int c = 0; c < m; ++c) mx = std::max(mx, double(Kokkos::abs(spec(0, r, c))));
@@ -58,17 +64,18 @@ void ProbeUpdate::apply_fourier_support(const HostCView3& probe) {
 void ProbeUpdate::checkpoint(StateArchive& ar) {
   ar.scalar("probe_update/power", m_power);
   std::vector<double> support;
-  if (!ar.loading())
+  if (!ar.loading() && m_support_set)
     for (size_t i = 0; i < m_support.size(); ++i) support.push_back(m_support.data()[i]);
   ar.values("probe_update/support", support);
   if (!ar.loading()) return;
   const int m = m_ws.frame_size();
-  m_support = View2<std::uint8_t, HostSpace>();
+  m_support_set = false;
+  Kokkos::deep_copy(m_support, std::uint8_t(0));
   if (support.empty()) return;
   PTYCHO_INPUT_ERROR_IF(support.size() != size_t(m) * m, "checkpoint: probe support of " << support.size()
                                                                                         << " pixels for frames of "
                                                                                         << m << "x" << m);
-  m_support = View2<std::uint8_t, HostSpace>("ptycho::probe_update::support", m, m);
+  m_support_set = true;
   for (size_t i = 0; i < support.size(); ++i) m_support.data()[i] = support[i] != 0;
 }
 

@@ -31,8 +31,10 @@ class ProbeUpdate {
   Workspace& m_ws;
   const Collective& m_coll;
   double m_regularisation;
-  double m_power = 0;  ///< total probe power to keep, set at the first update
-  View2<std::uint8_t, HostSpace> m_support;  ///< far-field support of the probe, set at the first update
+  double m_power = 0;                        ///< total probe power to keep, set at the first update
+  View2<std::uint8_t, HostSpace> m_support;  ///< (M, M) far-field support of the probe, set at the first update
+  bool m_support_set = false;                ///< whether m_support holds one yet
+  CView3 m_spectrum;                         ///< (K, M, M): the modes' far fields, for the support
   /// Zeroes the far field of every mode outside the support.
   void apply_fourier_support(const HostCView3& probe);
   /// num and den summed over ranks, as host copies; returns the largest den.

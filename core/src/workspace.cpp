@@ -137,9 +137,9 @@ Workspace::Workspace(const LocalScan& scan, int num_modes, int batch)
       m_modes(num_modes),
       m_batch(batch),
       m_plan(scan.frame_size),
-      m_shifter(scan.frame_size),
       m_probes("ptycho::Workspace::probes", std::size_t(scan.num_local()) * num_modes, scan.frame_size,
                scan.frame_size),
+      m_probe_spectrum("ptycho::Workspace::probe_spectrum", num_modes, scan.frame_size, scan.frame_size),
       m_row("ptycho::Workspace::row", scan.num_local()),
       m_col("ptycho::Workspace::col", scan.num_local()),
       m_frac_row("ptycho::Workspace::frac_row", scan.num_local()),
@@ -209,10 +209,9 @@ void Workspace::set_probe(const CView3& probe) {
   // The spectrum of each mode once (raw DFT), then every frame's copy is that
   // spectrum times its shift ramp, brought back by a raw IDFT: one transform
   // per frame and mode.
-  CView3 spectrum("ptycho::Workspace::probe_spectrum", kmodes, m, m);
-  Kokkos::deep_copy(spectrum, probe);
-  m_plan.execute(spectrum, FftDirection::forward, Centring::none);
-  shifted_modes(spectrum, 0, n, m_probes);
+  Kokkos::deep_copy(m_probe_spectrum, probe);
+  m_plan.execute(m_probe_spectrum, FftDirection::forward, Centring::none);
+  shifted_modes(m_probe_spectrum, 0, n, m_probes);
 }
 
 void Workspace::shifted_modes(const CView3& spectrum, long first, long count, const CView3& out) const {

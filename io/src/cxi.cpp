@@ -2,7 +2,7 @@
 
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/core/error.hpp"
-#include "ptycho/core/fft.hpp"
+#include "ptycho/core/first_guess.hpp"
 #include "ptycho/io/hdf5_util.hpp"
 
 #include <algorithm>
@@ -718,28 +718,7 @@ FrameStatistics read_frame_statistics(MPI_Comm comm, const std::string& path, co
 }
 
 HostCView2 estimate_probe(const FrameStatistics& stats) {
-  const int m = stats.frame_size;
-  PTYCHO_THROW_IF(m <= 0 || stats.mean_frame.size() != size_t(m) * m, "estimate_probe: no mean frame");
-  CView3 work(Kokkos::view_alloc(std::string("ptycho::probe_estimate"), Kokkos::WithoutInitializing), 1, m, m);
-  auto host = Kokkos::create_mirror_view(work);
-  double power = 0;
-  for (size_t p = 0; p < stats.mean_frame.size(); ++p) {
-    const double a = std::sqrt(std::max(stats.mean_frame[p], 0.0));
-    host.data()[p] = cfloat(float(a), 0.0f);
-    power += a * a;
-  }
-  PTYCHO_THROW_IF(!(power > 0), "estimate_probe: the mean frame has no positive counts");
-  Kokkos::deep_copy(work, host);
-  // Estimate (not measure) plans: the same algorithm, hence the same bits, on every rank and run.
-  const FramePlan plan(m, /*effort_measure=*/false);
-  plan.backward(work);
-  Kokkos::deep_copy(host, work);
-  double got = 0;
-  for (size_t p = 0; p < host.size(); ++p) got += double(Kokkos::abs(host.data()[p])) * Kokkos::abs(host.data()[p]);
-  const float scale = got > 0 ? float(std::sqrt(stats.filled_total_counts / got)) : 0.0f;
-  HostCView2 probe(Kokkos::view_alloc(std::string("ptycho::probe"), Kokkos::WithoutInitializing), m, m);
-  for (size_t p = 0; p < probe.size(); ++p) probe.data()[p] = host.data()[p] * scale;
-  return probe;
+  return probe_from_mean_pattern(stats.mean_frame, stats.frame_size, stats.filled_total_counts);
 }
 
 Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>& my_frames,
@@ -797,13 +776,7 @@ Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>
              << " has no positive counts in any valid pixel; cannot scale a probe to the counts");
     if (from_file) {
       ds.probe = header.probe;
-      if (options.probe_scaling == ProbeScaling::to_mean_counts) {
-        double power = 0;
-        for (size_t p = 0; p < mm; ++p)
-          power += double(Kokkos::abs(ds.probe.data()[p])) * Kokkos::abs(ds.probe.data()[p]);
-        const float scale = float(std::sqrt(stats.filled_total_counts / power));
-        for (size_t p = 0; p < mm; ++p) ds.probe.data()[p] *= scale;
-      }
+      if (options.probe_scaling == ProbeScaling::to_mean_counts) scale_probe_to_power(ds.probe, stats.filled_total_counts);
     } else if (rank == 0) {
       ds.probe = estimate_probe(stats);
     }

@@ -5,6 +5,7 @@
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/local_scan.hpp"
 #include "ptycho/core/simulate.hpp"
+#include "serial_collective.hpp"
 
 #include <complex>
 

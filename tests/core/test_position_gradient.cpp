@@ -3,6 +3,7 @@
 // by annealing.
 #include "../../core/src/position_refine.hpp"
 #include "ptycho/core/simulate.hpp"
+#include "serial_collective.hpp"
 
 #include <gtest/gtest.h>
 
@@ -72,7 +73,7 @@ struct TrueScene {
     Workspace ws(scan, modes, 8);
     ws.set_positions(st.positions);
     ws.set_probe(st.probe);
-    SerialCollective coll;
+    test::SerialCollective coll;
     PositionRefiner refiner(ws, coll, opt, st);
     for (int it = 0; it < steps; ++it) {
       refiner.reset();

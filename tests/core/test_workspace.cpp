@@ -110,7 +110,7 @@ void expect_probe_sums_match(bool whole_pixels) {
     auto w = Kokkos::subview(c.waves, Kokkos::make_pair(first, first + count), Kokkos::ALL, Kokkos::ALL);
     ws.accumulate_probe(sums, c.st.object, w, first, count, scratch);
   }
-  SerialCollective coll;
+  test::SerialCollective coll;
   View3<cdouble, HostSpace> num;
   View2<double, HostSpace> den;
   sums.reduce(coll, num, den);

@@ -3,7 +3,6 @@
 /// positions and frames, and the probe modes every rank shares.
 #include "ptycho/core/collective.hpp"
 #include "ptycho/core/fft.hpp"
-#include "ptycho/core/forward.hpp"
 #include "ptycho/core/tile.hpp"
 #include "ptycho/core/types.hpp"
 
@@ -125,8 +124,8 @@ class Workspace {
   const LocalScan& m_scan;
   int m_modes, m_batch;
   FramePlan m_plan;
-  ProbeShifter m_shifter;
   CView3 m_probes;
+  CView3 m_probe_spectrum;  ///< (K, M, M): set_probe's transform of the probe
   View1<int> m_row, m_col;
   View1<double> m_frac_row, m_frac_col;
   /// The shift ramp is separable: exp(-2 pi i f_r d_r) per row and per column of

@@ -163,6 +163,7 @@ FrameStatistics read_frame_statistics(MPI_Comm comm, const std::string& path, co
 /// A probe guess from the mean diffraction pattern: the inverse centred
 /// unitary DFT of sqrt(max(mean_frame, 0)) with zero phase, so that
 /// sum |P|^2 = stats.filled_total_counts. Deterministic (FFTW estimate plans).
+/// The arithmetic is core's probe_from_mean_pattern (core/first_guess.hpp).
 HostCView2 estimate_probe(const FrameStatistics& stats);
 
 /// Reads this rank's frames of a CXI file (collective over `comm`).

@@ -4,10 +4,16 @@
 /// local tiles, and hands back this rank's owned tile, the shared probe and
 /// all positions. It knows nothing of files: jobs/ reads the frames each rank
 /// needs (my_frames()) and writes the result.
+///
+/// DistributedReconstruction is the facade over two parts: a ChainRunner
+/// (chain_runner.hpp: the chain's position, checkpoints, progress, stopping),
+/// which owns the state and the rank's LocalProblem (local_problem.hpp: the
+/// local frames, workspace, collective and running engine).
 #include "ptycho/core/dataset.hpp"
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/local_scan.hpp"
 #include "ptycho/core/probe_modes.hpp"
+#include "ptycho/parallel/chain_runner.hpp"
 #include "ptycho/parallel/comm.hpp"
 #include "ptycho/parallel/decomposition.hpp"
 #include "ptycho/parallel/mpi_collective.hpp"
@@ -59,37 +65,9 @@ int position_margin(const std::vector<EngineOptions>& chain, long cap = 1L << 20
 /// hold, known before anything is allocated.
 Decomposition decompose_for(const ScanInfo& info, const ReconstructOptions& options, int nranks);
 
-/// What the progress callback sees (on every rank; print on rank 0).
-struct Progress {
-  std::string engine;
-  int iteration = 0;          ///< within this engine, from 1
-  int iterations = 0;         ///< of this engine
-  long total_done = 0;        ///< over the chain
-  long total = 0;
-  double cost = 0;
-  double seconds_per_iteration = 0;
-  double eta_seconds = 0;
-};
-
-/// How run() is steered: progress reports, checkpoints and stopping.
-struct RunControl {
-  /// Called after every iteration (on every rank; print on rank 0).
-  std::function<void(const Progress&)> progress;
-  /// A checkpoint every this many iterations over the chain (0: none), and
-  /// whenever a stop is requested.
-  int checkpoint_every = 0;
-  /// Polled after every iteration on every rank; if any rank says true, all
-  /// ranks write a checkpoint and stop (one collective max per iteration).
-  std::function<bool()> stop_requested;
-  /// Writes a checkpoint (collective): called with the function that saves
-  /// the whole state into an archive (see save()). Without it, no checkpoints
-  /// are written (and a stop request just stops).
-  std::function<void(const std::function<void(StateArchive&)>& save)> write_checkpoint;
-};
-
-/// How run() ended.
-enum class RunEnd { finished, stopped };
-
+/// A reconstruction over the ranks of a communicator (see the file comment).
+/// Call set_data() once, then run() (after restore(), to resume); the
+/// results are read on every rank.
 class DistributedReconstruction {
  public:
   /// Collective over `comm`: decomposes `info`'s object grid and positions.
@@ -100,12 +78,15 @@ class DistributedReconstruction {
   const std::vector<long>& my_frames() const { return m_dec.positions_of[m_comm.rank()]; }
   /// Global indices of the frames this rank holds now, ascending: my_frames()
   /// until refined positions cross tile boundaries and their frames migrate.
-  const std::vector<long>& local_frames() const { return m_scan.index; }
+  /// Valid until the next run() or restore() (a migration replaces the
+  /// LocalProblem that holds them): copy it to keep it.
+  const std::vector<long>& local_frames() const;
   /// Frames that changed rank so far (over all ranks).
-  long frames_migrated() const { return m_frames_migrated; }
+  long frames_migrated() const;
 
   /// Takes this rank's frames (in my_frames() order), the mask and the probe
-  /// guess, and sets up the local state: flat object, K probe modes.
+  /// guess, and sets up the local state: flat object, K probe modes
+  /// (probe_modes_from_guess, core/first_guess.hpp).
   void set_data(const Dataset& data);
 
   /// Runs the chain (or what is left of it after restore()); `progress` is
@@ -125,13 +106,13 @@ class DistributedReconstruction {
   /// checkpoint belongs to another chain or setup.
   void restore(StateArchive& ar);
   /// Iterations done over the chain (after restore(): those of the checkpoint).
-  long iterations_done() const { return m_state.iteration; }
+  long iterations_done() const { return state().iteration; }
   /// The chain as text, e.g. "dm:60,ml:120" (what a checkpoint must match).
   std::string chain_text() const;
 
   /// This rank's owned tile of the object and its rectangle [global px].
   HostCView2 owned_object() const;
-  const Rect& owned() const { return m_scan.owned; }
+  const Rect& owned() const { return m_dec.owned[m_comm.rank()]; }
   /// The probe modes (K, M, M), scaled to counts.
   HostCView3 probe() const;
   /// The detector background b (M, M) [counts per pixel and frame], the same
@@ -141,42 +122,25 @@ class DistributedReconstruction {
   double background_mean() const;
   /// All positions [object px], input order, gathered from every rank.
   std::vector<Position> all_positions() const;
-  const ReconState& state() const { return m_state; }
+  /// The state the engines refine (empty before set_data()).
+  const ReconState& state() const;
   /// The model mismatch: the refined probe against the guess it started
   /// from, the refined positions against the nominal ones, and the partial
   /// coherence from the mode occupancy. Collective (gathers the positions).
   Mismatch mismatch() const;
-  double seconds() const { return m_seconds; }
+  /// Seconds spent in run() so far.
+  double seconds() const;
 
  private:
   Comm m_comm;
   ScanInfo m_info;
   ReconstructOptions m_options;
   Decomposition m_dec;
-  LocalScan m_scan;
-  ReconState m_state;
-  std::unique_ptr<MpiCollective> m_coll;
-  std::unique_ptr<Workspace> m_ws;
-  HostCView2 m_nominal_probe;
-  double m_seconds = 0;
-  /// Where the chain stands: engine m_engine_index has done m_engine_iteration
-  /// iterations; m_engine is its instance while it runs.
-  int m_engine_index = 0;
-  int m_engine_iteration = 0;
-  std::unique_ptr<Engine> m_engine;
-  long m_frames_migrated = 0;
-  /// After an engine's last iteration: orthogonal modes, frames to the ranks
-  /// that own their positions now, on to the next engine.
-  void finish_engine();
-  /// Collective: frames whose positions left this rank's tile go to their
-  /// owners (parallel/migrate.hpp); if any frame moved anywhere, the local
-  /// scan and the workspace are rebuilt. Returns the frames moved over all ranks.
-  long migrate();
-  /// Throws NumericalError naming the engine and iteration if `cost` is not
-  /// finite, or (with `whole_state`, collective) if any value of the object,
-  /// probe or positions is not.
-  void check_finite(const std::string& engine, int iteration, int iterations, double cost,
-                    bool whole_state = false) const;
+  std::shared_ptr<const MpiCollective> m_coll;  ///< this rank's, over m_dec
+  HostCView2 m_nominal_probe;                   ///< the guess set_data() got
+  std::unique_ptr<ChainRunner> m_runner;        ///< made by set_data()
+  /// The runner; throws naming `what` if set_data() was not called.
+  ChainRunner& runner(const char* what) const;
 };
 
 }  // namespace ptycho

@@ -1,0 +1,88 @@
+// The first guess: a probe scaled to a power carries that power; the probe
+// estimated from a mean diffraction pattern has that pattern's amplitude as
+// its far field, flat in phase, and the requested power; the starting modes
+// are the guess and weak variations of it.
+#include "ptycho/core/error.hpp"
+#include "ptycho/core/fft.hpp"
+#include "ptycho/core/first_guess.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace ptycho;
+
+namespace {
+
+HostCView2 random_probe(int m, unsigned seed) {
+  HostCView2 p("probe", m, m);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0, 1);
+  for (size_t i = 0; i < p.size(); ++i) p.data()[i] = cfloat(n(rng), n(rng));
+  return p;
+}
+
+}  // namespace
+
+TEST(FirstGuess, ScaledProbeCarriesThePower) {
+  const HostCView2 p = random_probe(16, 1);
+  scale_probe_to_power(p, 1234.5);
+  EXPECT_NEAR(probe_power(p), 1234.5, 1e-5 * 1234.5);
+  HostCView2 zero("zero", 8, 8);
+  EXPECT_THROW(scale_probe_to_power(zero, 1.0), Error);
+}
+
+TEST(FirstGuess, ProbeFromTheMeanPatternHasItsAmplitudeAsFarField) {
+  const int m = 24;
+  std::vector<double> mean(m * m);
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<double> u(-1, 50);  // some negative values: taken as zero
+  for (auto& v : mean) v = u(rng);
+  const double power = 1e4;
+  const HostCView2 probe = probe_from_mean_pattern(mean, m, power);
+  ASSERT_EQ(probe.extent(0), size_t(m));
+  EXPECT_NEAR(probe_power(probe), power, 1e-4 * power);
+  // Its centred far field is c sqrt(max(mean, 0)), c > 0 real.
+  CView3 far("far", 1, m, m);
+  Kokkos::deep_copy(Kokkos::subview(far, 0, Kokkos::ALL, Kokkos::ALL), probe);
+  FramePlan(m, false).forward(far);
+  auto f = Kokkos::create_mirror_view_and_copy(HostSpace(), far);
+  double num = 0, den = 0;
+  for (int i = 0; i < m * m; ++i) {
+    num += std::sqrt(std::max(mean[i], 0.0)) * f.data()[i].real();
+    den += std::max(mean[i], 0.0);
+  }
+  const double c = num / den;
+  EXPECT_GT(c, 0);
+  const double sum_mean = [&] {
+    double s = 0;
+    for (double v : mean) s += std::max(v, 0.0);
+    return s;
+  }();
+  for (int i = 0; i < m * m; ++i) {
+    const double a = std::sqrt(std::max(mean[i], 0.0)) * c;
+    ASSERT_NEAR(f.data()[i].real(), a, 1e-4 * std::sqrt(sum_mean) * c) << "pixel " << i;
+    ASSERT_NEAR(f.data()[i].imag(), 0.0, 1e-4 * std::sqrt(sum_mean) * c) << "pixel " << i;
+  }
+  EXPECT_THROW(probe_from_mean_pattern(std::vector<double>(m * m - 1, 1.0), m, power), Error);
+  EXPECT_THROW(probe_from_mean_pattern(std::vector<double>(m * m, -1.0), m, power), Error);
+}
+
+TEST(FirstGuess, ModesAreTheGuessAndWeakVariationsOfIt) {
+  const int m = 16, k = 3;
+  const HostCView2 guess = random_probe(m, 3);
+  const HostCView3 modes = probe_modes_from_guess(guess, k);
+  ASSERT_EQ(modes.extent(0), size_t(k));
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < m; ++c) {
+      ASSERT_EQ(modes(0, r, c), guess(r, c));
+      for (int a = 1; a < k; ++a)
+        ASSERT_NEAR(Kokkos::abs(modes(a, r, c)), 0.1 * Kokkos::abs(guess(r, c)), 1e-5 * Kokkos::abs(guess(r, c)));
+    }
+  // The variations are not the guess scaled: their phase varies across the frame.
+  const cfloat q0 = modes(1, 0, 0) / guess(0, 0), q1 = modes(1, 0, m / 2) / guess(0, m / 2);
+  EXPECT_GT(Kokkos::abs(q0 - q1), 0.01);
+  EXPECT_THROW(probe_modes_from_guess(guess, 0), Error);
+}
