@@ -1,6 +1,7 @@
 #include "ptycho/jobs/reconstruction.hpp"
 
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/first_guess.hpp"
 #include "ptycho/core/memory.hpp"
 #include "ptycho/io/checkpoint.hpp"
 #include "ptycho/io/cxi.hpp"
@@ -138,12 +139,10 @@ Dataset Scan::read(MPI_Comm comm, const std::vector<long>& my_frames) const {
                           a.name << ": frames: no positive counts in any valid pixel; cannot scale a probe to them");
     if (a.probe.size()) {
       ds.probe = copy_of(a.probe, "ptycho::probe");
-      double power = 0;
-      for (size_t p = 0; p < mm; ++p) power += double(Kokkos::abs(ds.probe.data()[p])) * Kokkos::abs(ds.probe.data()[p]);
+      const double power = probe_power(ds.probe);
       PTYCHO_INPUT_ERROR_IF(!(power > 0) || !std::isfinite(power),
                             a.name << ": probe: its power is " << power << "; expected a finite, non-zero probe");
-      const float scale = float(std::sqrt(stats.filled_total_counts / power));
-      for (size_t p = 0; p < mm; ++p) ds.probe.data()[p] *= scale;
+      scale_probe_to_power(ds.probe, stats.filled_total_counts);
     } else {
       ds.probe = io::estimate_probe(stats);  // deterministic: the same on every rank
     }
