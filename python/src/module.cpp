@@ -238,6 +238,19 @@ std::shared_ptr<PyReconstruction> make_reconstruction(const PyScan& scan, long l
   return out;
 }
 
+/// A stop check for a run without the GIL: takes the GIL, lets Python handle
+/// pending signals, and sets `interrupted` (and says stop) once Ctrl-C came.
+std::function<bool()> interrupt_check(bool& interrupted) {
+  return [&interrupted] {
+    py::gil_scoped_acquire acquire;
+    if (PyErr_CheckSignals() != 0) {
+      PyErr_Clear();
+      interrupted = true;
+    }
+    return interrupted;
+  };
+}
+
 py::dict progress_to_dict(const ptycho::Progress& p) {
   py::dict d;
   d["engine"] = p.engine;
@@ -268,14 +281,8 @@ std::string run_reconstruction(PyReconstruction& self, py::object progress) {
       callback_error = std::make_unique<py::error_already_set>(std::move(e));
     }
   };
-  cb.stop_requested = [&] {
-    py::gil_scoped_acquire acquire;
-    if (PyErr_CheckSignals() != 0) {
-      PyErr_Clear();
-      interrupted = true;
-    }
-    return interrupted || callback_error != nullptr;
-  };
+  const auto ctrl_c = interrupt_check(interrupted);
+  cb.stop_requested = [&] { return ctrl_c() || callback_error != nullptr; };
   ptycho::RunEnd end;
   {
     py::gil_scoped_release release;
@@ -301,14 +308,7 @@ int run_job(const py::dict& kwargs, const std::string& job_file, long long comm,
   ptycho::jobs::JobHooks hooks;
   hooks.command_line = command_line;
   bool interrupted = false;
-  hooks.stop_requested = [&] {
-    py::gil_scoped_acquire acquire;
-    if (PyErr_CheckSignals() != 0) {
-      PyErr_Clear();
-      interrupted = true;
-    }
-    return interrupted;
-  };
+  hooks.stop_requested = interrupt_check(interrupted);
   hooks.stop_reason = [] { return std::string("KeyboardInterrupt"); };
   int code = 0;
   {

@@ -160,6 +160,23 @@ def test_run_job_writes_what_the_cli_writes(scan, tmp_path):
     assert np.array_equal(read(out, "/entry_1/image_1/data"), read(cli, "/entry_1/image_1/data"))
 
 
+def test_simulate_and_evaluate_as_the_cli(scan, tmp_path):
+    summary = ptycho.simulate(tmp_path / "sim.cxi", truth=tmp_path / "sim_truth.h5", object_size=96, probe_size=32,
+                              step=5, probe_error=4, seed=5)
+    assert "frames of 32x32" in summary and "sim.cxi" in summary
+    assert np.array_equal(read(tmp_path / "sim.cxi", "/entry_1/data_1/data"), read(scan, "/entry_1/data_1/data"))
+    with pytest.raises(ValueError, match=r"simulate: unknown option 'objet_size'"):
+        ptycho.simulate(tmp_path / "x.cxi", objet_size=3)
+    ptycho.reconstruct(scan, output=tmp_path / "r.h5", engines="dm:10")
+    mine = ptycho.evaluate(tmp_path / "r.h5", truth=scan.parent / "truth.h5", data=scan)
+    cli = json.loads(run([EXE, "evaluate", str(tmp_path / "r.h5"), "--truth", str(scan.parent / "truth.h5"),
+                          "--data", str(scan), "--json"]).stdout)
+    for key in ("psnr_amp", "ssim_phase", "score_standard", "consistency", "score_blind"):
+        assert mine[key] == pytest.approx(cli[key], rel=1e-12), key
+    with pytest.raises(ValueError, match=r"give the ground truth"):
+        ptycho.evaluate(tmp_path / "r.h5")
+
+
 def test_two_ranks_match_one(scan, tmp_path):
     script = os.path.join(HERE, "mpi_reconstruct.py")
     env = dict(os.environ, OMP_NUM_THREADS="1")
