@@ -199,19 +199,19 @@ class PieEngine final : public Engine {
                   sdr_reflect_row(&w(k, r, 0), &exit(j * kmodes + k, r, 0), sigma, m);
                 });
         },
-        [&](long j, long, const CView3&) {
+        [&](long j, long, const CView3& w) {
           return dispatch_modes(kmodes, [&](auto kc) {
             constexpr int K = decltype(kc)::value;
-            return use_bg ? modulus<K, true>(j, tau_eff) : modulus<K, false>(j, tau_eff);
+            return use_bg ? modulus<K, true>(j, tau_eff, w) : modulus<K, false>(j, tau_eff, w);
           });
         },
         [&](long j, long, const CView3& w) {
           dispatch_modes(kmodes, [&](auto kc) {
             constexpr int K = decltype(kc)::value;
             if (sdr)
-              object_step<K, true>(obj, j, sigma, step, c_max_pm, c_local);
+              object_step<K, true>(obj, j, w, sigma, step, c_max_pm, c_local);
             else
-              object_step<K, false>(obj, j, sigma, step, c_max_pm, c_local);
+              object_step<K, false>(obj, j, w, sigma, step, c_max_pm, c_local);
           });
           if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
         });
@@ -225,10 +225,10 @@ class PieEngine final : public Engine {
   }
 
  private:
-  /// The modulus step of frame j, whose far fields are in m_work; returns
-  /// its squared amplitude error. K: mode count (dispatch_modes).
+  /// The modulus step of frame j, whose far fields are in `w` (K, M, M);
+  /// returns its squared amplitude error. K: mode count (dispatch_modes).
   template <int K, bool Bg>
-  double modulus(long j, float tau) {
+  double modulus(long j, float tau, const CView3& w) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const float inv_m2 = 1.0f / (float(m) * m);
     const long plane = long(m) * m;
@@ -236,7 +236,6 @@ class PieEngine final : public Engine {
     const auto valid = m_ws.scan().valid;
     const auto bg = m_background.values();
     const auto model = m_background.model();
-    const auto w = m_work;
     double part = 0;
     Kokkos::parallel_reduce(
         "ptycho::pie::modulus", Kokkos::RangePolicy<ExecSpace>(0, m),
@@ -248,15 +247,15 @@ class PieEngine final : public Engine {
     return part;
   }
 
-  /// The object step of frame j from the exit waves in m_work (which then
-  /// hold the corrections), rows in parallel. K: mode count.
+  /// The object step of frame j from its exit waves in `w` (K, M, M), which
+  /// then hold the corrections; rows in parallel. K: mode count.
   template <int K, bool Sdr>
-  void object_step(const CView2& obj, long j, float sigma, float step, float c_max_pm, float c_local) {
+  void object_step(const CView2& obj, long j, const CView3& w, float sigma, float step, float c_max_pm,
+                   float c_local) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const long plane = long(m) * m;
     const auto probes = m_ws.probes();
     const auto row = m_ws.patch_row(), col = m_ws.patch_col();
-    const auto w = m_work;
     const auto weight = m_weight;
     const auto exit = m_exit;
     Kokkos::parallel_for(

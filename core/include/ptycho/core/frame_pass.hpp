@@ -95,8 +95,11 @@ class WaveStore {
   /// LSQ-ML's corrections of a mini-batch for the probe step).
   static WaveStore per_frame(const CView3& buffer) { return WaveStore(buffer, true); }
 
+  /// No buffer: holds no waves.
   WaveStore() = default;
+  /// The whole buffer (slots, M, M).
   const CView3& buffer() const { return m_buffer; }
+  /// Whether every frame of a pass has its own slots (per_frame).
   bool keeps_frames() const { return m_per_frame; }
   /// The waves of frames first..first+count of a pass that starts at frame
   /// `origin`: count * K slots of the buffer. Throws if they do not fit.
@@ -151,15 +154,20 @@ class FramePass {
   /// (a measuring pass whose kernel writes none, or an engine without one;
   /// a disabled Background does nothing either).
   FramePass(const Workspace& ws, std::shared_ptr<const Propagator> propagator, WaveStore waves, Background* background);
+  /// An empty pass, to be assigned a built one before it runs.
   FramePass() = default;
 
+  /// The propagator the pass runs (for an engine's other transforms between
+  /// the exit plane and the detector, such as its first far fields).
   const Propagator& propagator() const { return *m_propagator; }
+  /// Where the pass keeps its waves.
   const WaveStore& waves() const { return m_waves; }
 
   /// The pass over `frames`, in batches of the workspace's batch size.
   template <class Source, class Fourier, class Update>
   auto run(FrameRange frames, Source&& source, Fourier&& fourier, Update&& update) const {
     using T = std::decay_t<decltype(fourier(0L, 0L, std::declval<const CView3&>()))>;
+    PTYCHO_THROW_IF(!m_ws, "FramePass: run before it was built");
     T total{};
     const long batch = m_ws->batch();
     for (long first = frames.first; first < frames.last; first += batch) {
@@ -174,6 +182,7 @@ class FramePass {
   template <class Source, class Fourier, class Update>
   auto run(const std::vector<long>& order, Source&& source, Fourier&& fourier, Update&& update) const {
     using T = std::decay_t<decltype(fourier(0L, 0L, std::declval<const CView3&>()))>;
+    PTYCHO_THROW_IF(!m_ws, "FramePass: run before it was built");
     PTYCHO_THROW_IF(m_waves.keeps_frames(), "FramePass: a pass in a given order needs a per-batch wave store");
     T total{};
     for (long j : order) total += step<T>(j, j, 1, source, fourier, update);
