@@ -39,6 +39,7 @@
 #include "ptycho/core/fft.hpp"
 #include "ptycho/core/local_scan.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -53,10 +54,11 @@ namespace ptycho {
 /// exit plane are kept in the workspace's signed convention (local_scan.hpp),
 /// and forward() gives M times the unitary detector-plane wave, at the array
 /// index the measured frames use (zero frequency at the centre for the far
-/// field); backward() is the adjoint of forward(), so backward(forward(x)) =
-/// M^2 x. A kernel therefore takes |Psi|^2 / M^2 as the model intensity and
-/// folds 1/M^2 into what it hands back. A propagator allocates nothing when
-/// it runs and is shared, read-only, by the passes of an engine.
+/// field), up to a sign per pixel that no intensity sees; backward() is the
+/// adjoint of forward(), so backward(forward(x)) = M^2 x. A kernel therefore
+/// takes |Psi|^2 / M^2 as the model intensity and folds 1/M^2 into what it
+/// hands back. A propagator allocates nothing when it runs and is shared,
+/// read-only, by the passes of an engine.
 class Propagator {
  public:
   virtual ~Propagator() = default;
