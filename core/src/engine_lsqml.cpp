@@ -24,6 +24,7 @@
 // corrected exit waves (numerator and denominator summed over ranks).
 #include "engines.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/frame_pass.hpp"
 #include "ptycho/core/kernel_util.hpp"
 #include "probe_update.hpp"
 
@@ -114,6 +115,9 @@ class LsqmlEngine final : public Engine {
     m_illum_max.assign(nb, 0.0);
     m_step = CView2("ptycho::lsqml::step", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
+    const auto propagator = make_propagator(ws);
+    m_pass = FramePass(ws, propagator, WaveStore::per_batch(m_chi), &m_background);
+    m_keep_pass = FramePass(ws, propagator, WaveStore::per_frame(m_chi), &m_background);
   }
 
   std::string name() const override { return "lsqml"; }
@@ -144,22 +148,20 @@ class LsqmlEngine final : public Engine {
   double batch_update(ReconState& state, int bi, long l0, long l1, bool probe_now) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     Kokkos::deep_copy(m_num, cdouble(0, 0));
-    double cost = 0;
-    // 1. Exit-wave corrections of the batch, and the object numerator/denominator.
-    for (long first = l0; first < l1; first += m_ws.batch()) {
-      const long count = std::min<long>(m_ws.batch(), l1 - first);
-      const long off = probe_now ? (first - l0) * kmodes : 0;
-      auto chi = Kokkos::subview(m_chi, Kokkos::make_pair(off, off + count * kmodes), Kokkos::ALL, Kokkos::ALL);
-      m_ws.exit_waves(state.object, first, count, chi);
-      m_ws.plan().execute(chi, FftDirection::forward, Centring::none);
-      cost += dispatch_modes(kmodes, [&](auto kc) {
-        return m_background.enabled() ? correction<decltype(kc)::value, true>(first, count, chi)
-                                      : correction<decltype(kc)::value, false>(first, count, chi);
-      });
-      m_background.accumulate(first, count);
-      m_ws.plan().execute(chi, FftDirection::backward, Centring::none);
-      m_ws.accumulate_object(m_num, m_den, chi, first, count, false);
-    }
+    // 1. Exit-wave corrections of the batch, and the object numerator/denominator
+    //    (the corrections of the whole mini-batch are kept for the probe step).
+    const FramePass& pass = probe_now ? m_keep_pass : m_pass;
+    const double cost = pass.run(
+        FrameRange{l0, l1}, ExitWaves{state.object},
+        [&](long first, long count, const CView3& chi) {
+          return dispatch_modes(kmodes, [&](auto kc) {
+            return m_background.enabled() ? correction<decltype(kc)::value, true>(first, count, chi)
+                                          : correction<decltype(kc)::value, false>(first, count, chi);
+          });
+        },
+        [&](long first, long count, const CView3& chi) {
+          m_ws.accumulate_object(m_num, m_den, chi, first, count, false);
+        });
     // 2. The preconditioned object direction, summed over halos and ranks.
     m_coll.scatter_sum(m_num);
     const auto illum = Kokkos::subview(m_illum, bi, Kokkos::ALL, Kokkos::ALL);
@@ -263,6 +265,8 @@ class LsqmlEngine final : public Engine {
   const Collective& m_coll;
   ProbeUpdate m_probe_update;
   Background m_background;
+  FramePass m_pass;       ///< corrections and object sums, a batch of the driver's size at a time
+  FramePass m_keep_pass;  ///< the same, keeping a mini-batch's corrections (probe refinement)
   std::vector<std::pair<long, long>> m_batches;
   CView3 m_chi, m_scratch;
   View2<cdouble> m_num;

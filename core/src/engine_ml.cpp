@@ -21,6 +21,7 @@
 #include "engines.hpp"
 #include "position_refine.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/frame_pass.hpp"
 #include "ptycho/core/kernel_util.hpp"
 
 #include <cmath>
@@ -193,6 +194,9 @@ class MlEngine final : public Engine {
       m_probe_dir_spectrum = CView3("ptycho::ml::probe_direction_spectrum", k, m, m);
     }
     m_positions.use_background(m_background.values());
+    const auto propagator = make_propagator(ws);
+    m_gradient_pass = FramePass(ws, propagator, WaveStore::per_batch(m_work), &m_background);
+    m_line_pass = FramePass(ws, propagator, WaveStore::per_frame(m_dpsi), nullptr);
     prepare_preconditioner();
     resync(state);
   }
@@ -279,7 +283,7 @@ class MlEngine final : public Engine {
     const long n = m_ws.scan().num_local();
     if (n == 0) return;
     m_ws.exit_waves(state.object, 0, n, m_psi);
-    m_ws.plan().execute(m_psi, FftDirection::forward, Centring::none);
+    m_gradient_pass.propagator().forward(m_psi);
   }
 
   /// Gradient of the cost with respect to conj(O) into m_grad (owned pixels
@@ -292,28 +296,27 @@ class MlEngine final : public Engine {
     m_pending_step = 0;
     const auto grad = m_grad;
     Kokkos::deep_copy(grad, cdouble(0, 0));
-    double cost = 0;
     View2<double> none;
     if (probe_now) {
       m_probe_sums.reset();
     }
-    for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
-      const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
-      auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
-      cost += dispatch_modes(kmodes, [&](auto kc) {
-        constexpr int K = decltype(kc)::value;
-        if (m_background.enabled())
-          return poisson ? residual<K, true, true>(first, count, w, pending)
-                         : residual<K, false, true>(first, count, w, pending);
-        return poisson ? residual<K, true, false>(first, count, w, pending)
-                       : residual<K, false, false>(first, count, w, pending);
-      });
-      m_background.accumulate(first, count);
-      m_ws.plan().execute(w, FftDirection::backward, Centring::none);
-      m_ws.accumulate_object(grad, none, w, first, count, false);
-      if (probe_now) m_ws.accumulate_probe(m_probe_sums, state.object, w, first, count, m_scratch);
-
-    }
+    // The far fields are kept (Psi): the residual kernel reads them.
+    const double cost = m_gradient_pass.run(
+        FrameRange{0, scan.num_local()}, KeptFarFields{},
+        [&](long first, long count, const CView3& w) {
+          return dispatch_modes(kmodes, [&](auto kc) {
+            constexpr int K = decltype(kc)::value;
+            if (m_background.enabled())
+              return poisson ? residual<K, true, true>(first, count, w, pending)
+                             : residual<K, false, true>(first, count, w, pending);
+            return poisson ? residual<K, true, false>(first, count, w, pending)
+                           : residual<K, false, false>(first, count, w, pending);
+          });
+        },
+        [&](long first, long count, const CView3& w) {
+          m_ws.accumulate_object(grad, none, w, first, count, false);
+          if (probe_now) m_ws.accumulate_probe(m_probe_sums, state.object, w, first, count, m_scratch);
+        });
     m_coll.scatter_sum(grad);
     double reg_cost = 0;
     if (m_mu > 0) reg_cost = add_smoothness_gradient(state);
@@ -397,7 +400,6 @@ class MlEngine final : public Engine {
   void line_search_and_step(ReconState& state) {
     const auto& scan = m_ws.scan();
     const long n = scan.num_local();
-    const int kmodes = m_ws.num_modes();
     // The prior is quadratic in alpha: mu (E0 + 2 a E1 + a^2 E2).
     double e[2] = {0, 0};
     if (m_mu > 0) prior_line_terms(state, e);
@@ -407,15 +409,9 @@ class MlEngine final : public Engine {
     // the exact slope at 0.
     // The direction's far fields, batch by batch, each summed into the
     // quartic while it is still in cache.
-    Sums<5> q;
-    for (long first = 0; first < n; first += m_ws.batch()) {
-      const long count = std::min<long>(m_ws.batch(), n - first);
-      auto d = Kokkos::subview(m_dpsi, Kokkos::make_pair(first * kmodes, (first + count) * kmodes), Kokkos::ALL,
-                               Kokkos::ALL);
-      m_ws.exit_waves(m_dir, first, count, d);
-      m_ws.plan().execute(d, FftDirection::forward, Centring::none);
-      q += line_terms(first, count);
-    }
+    const Sums<5> q = m_line_pass.run(
+        FrameRange{0, n}, ExitWaves{m_dir},
+        [&](long first, long count, const CView3&) { return line_terms(first, count); }, MeasureOnly{});
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
     m_coll.sum(c, 5);
     c[0] += 2 * m_mu * e[0];
@@ -500,17 +496,14 @@ class MlEngine final : public Engine {
     // Its far fields DFT(dP~_j O_j) per frame, and the cost along the line.
     const auto spectrum = m_probe_dir_spectrum;
     Kokkos::deep_copy(spectrum, dprobe);
-    m_ws.plan().execute(spectrum, FftDirection::forward, Centring::none);
-    Sums<5> q;
-    for (long first = 0; first < n; first += m_ws.batch()) {
-      const long count = std::min<long>(m_ws.batch(), n - first);
-      auto d = Kokkos::subview(m_dpsi, Kokkos::make_pair(first * kmodes, (first + count) * kmodes), Kokkos::ALL,
-                               Kokkos::ALL);
-      m_ws.shifted_modes(spectrum, first, count, m_scratch);
-      m_ws.product_waves(state.object, m_scratch, first, count, d);
-      m_ws.plan().execute(d, FftDirection::forward, Centring::none);
-      q += line_terms(first, count);
-    }
+    m_ws.plan().execute(spectrum, FftDirection::forward, Centring::none);  // (the DFT that shifts, not propagation)
+    const Sums<5> q = m_line_pass.run(
+        FrameRange{0, n},
+        [&](long first, long count, const CView3& d) {
+          m_ws.shifted_modes(spectrum, first, count, m_scratch);
+          m_ws.product_waves(state.object, m_scratch, first, count, d);
+        },
+        [&](long first, long count, const CView3&) { return line_terms(first, count); }, MeasureOnly{});
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
     m_coll.sum(c, 5);
     auto slope = [&](double at) {
@@ -651,6 +644,12 @@ class MlEngine final : public Engine {
   const Collective& m_coll;
   PositionRefiner m_positions;
   Background m_background;
+  /// The gradient: residual waves from the kept far fields, then the object
+  /// gradient and probe sums; the background's model intensities.
+  FramePass m_gradient_pass;
+  /// A line search: the far fields of a direction into dPsi, summed into the
+  /// quartic along the line.
+  FramePass m_line_pass;
   CView3 m_psi, m_dpsi, m_work;
   View2<cdouble> m_grad;
   View2<cfloat> m_grad_old, m_h_old, m_dir;

@@ -12,6 +12,7 @@
 // denominator summed).
 #include "engines.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/frame_pass.hpp"
 #include "ptycho/core/kernel_util.hpp"
 #include "probe_update.hpp"
 
@@ -137,6 +138,7 @@ class PieEngine final : public Engine {
     if (opt.name == "mpie") m_velocity = CView2("ptycho::pie::velocity", scan.extent.rows, scan.extent.cols);
     m_order.resize(scan.num_local());
     std::iota(m_order.begin(), m_order.end(), 0L);
+    m_pass = FramePass(ws, make_propagator(ws), WaveStore::per_batch(m_work), &m_background);
   }
 
   std::string name() const override { return m_opt.name; }
@@ -154,7 +156,6 @@ class PieEngine final : public Engine {
     const auto& scan = m_ws.scan();
     const int m = scan.frame_size, kmodes = m_ws.num_modes();
     const auto obj = state.object;
-    const auto w = m_work;
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     if (probe_now) m_probe_update.reset();
     Kokkos::deep_copy(m_start, obj);
@@ -181,36 +182,39 @@ class PieEngine final : public Engine {
     std::iota(m_order.begin(), m_order.end(), 0L);
     std::mt19937_64 rng(m_opt.seed + 7919u * unsigned(m_coll.rank()) + 104729u * unsigned(m_iter));
     std::shuffle(m_order.begin(), m_order.end(), rng);
-    double cost = 0;
-    for (long j : m_order) {
-      m_ws.exit_waves(obj, j, 1, w);
-      if (sdr)
-        Kokkos::parallel_for(
-            "ptycho::sdr::reflect", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
-              const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
-              sdr_reflect_row(&w(k, r, 0), &exit(j * kmodes + k, r, 0), sigma, m);
-            });
-      m_ws.plan().execute(w, FftDirection::forward, Centring::none);
-      const float tau_eff = sdr ? tau : 1.0f;
-      const double part = dispatch_modes(kmodes, [&](auto kc) {
-        constexpr int K = decltype(kc)::value;
-        return use_bg ? modulus<K, true>(j, tau_eff) : modulus<K, false>(j, tau_eff);
-      });
-      cost += part;
-      m_background.accumulate(j, 1);
-      m_ws.plan().execute(w, FftDirection::backward, Centring::none);
-      // Step denominator c_max max|P|^2 + c_local |P|^2: ePIE (a = 1) max
-      // only, rPIE/mPIE blend in the local one, sDR the other way round.
-      const float c_max_pm = (sdr ? 1.0f - sdr_a : a) * pm, c_local = sdr ? sdr_a : 1.0f - a;
-      dispatch_modes(kmodes, [&](auto kc) {
-        constexpr int K = decltype(kc)::value;
-        if (sdr)
-          object_step<K, true>(obj, j, sigma, step, c_max_pm, c_local);
-        else
-          object_step<K, false>(obj, j, sigma, step, c_max_pm, c_local);
-      });
-      if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
-    }
+    // Step denominator c_max max|P|^2 + c_local |P|^2: ePIE (a = 1) max
+    // only, rPIE/mPIE blend in the local one, sDR the other way round.
+    const float c_max_pm = (sdr ? 1.0f - sdr_a : a) * pm, c_local = sdr ? sdr_a : 1.0f - a;
+    const float tau_eff = sdr ? tau : 1.0f;
+    // One frame at a time, each updating the object before the next one's
+    // exit waves are made (m_work holds one frame's modes).
+    const double cost = m_pass.run(
+        m_order,
+        [&](long j, long, const CView3& w) {
+          m_ws.exit_waves(obj, j, 1, w);
+          if (sdr)
+            Kokkos::parallel_for(
+                "ptycho::sdr::reflect", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
+                  const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
+                  sdr_reflect_row(&w(k, r, 0), &exit(j * kmodes + k, r, 0), sigma, m);
+                });
+        },
+        [&](long j, long, const CView3& w) {
+          return dispatch_modes(kmodes, [&](auto kc) {
+            constexpr int K = decltype(kc)::value;
+            return use_bg ? modulus<K, true>(j, tau_eff, w) : modulus<K, false>(j, tau_eff, w);
+          });
+        },
+        [&](long j, long, const CView3& w) {
+          dispatch_modes(kmodes, [&](auto kc) {
+            constexpr int K = decltype(kc)::value;
+            if (sdr)
+              object_step<K, true>(obj, j, w, sigma, step, c_max_pm, c_local);
+            else
+              object_step<K, false>(obj, j, w, sigma, step, c_max_pm, c_local);
+          });
+          if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
+        });
     combine_ranks(state);
     if (probe_now) m_probe_update.apply_step(state, epie ? 1.0 : sdr ? 1.0 - m_opt.sdr_step : m_opt.rpie_alpha);
     m_background.update(m_coll);
@@ -221,10 +225,10 @@ class PieEngine final : public Engine {
   }
 
  private:
-  /// The modulus step of frame j, whose far fields are in m_work; returns
-  /// its squared amplitude error. K: mode count (dispatch_modes).
+  /// The modulus step of frame j, whose far fields are in `w` (K, M, M);
+  /// returns its squared amplitude error. K: mode count (dispatch_modes).
   template <int K, bool Bg>
-  double modulus(long j, float tau) {
+  double modulus(long j, float tau, const CView3& w) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const float inv_m2 = 1.0f / (float(m) * m);
     const long plane = long(m) * m;
@@ -232,7 +236,6 @@ class PieEngine final : public Engine {
     const auto valid = m_ws.scan().valid;
     const auto bg = m_background.values();
     const auto model = m_background.model();
-    const auto w = m_work;
     double part = 0;
     Kokkos::parallel_reduce(
         "ptycho::pie::modulus", Kokkos::RangePolicy<ExecSpace>(0, m),
@@ -244,15 +247,15 @@ class PieEngine final : public Engine {
     return part;
   }
 
-  /// The object step of frame j from the exit waves in m_work (which then
-  /// hold the corrections), rows in parallel. K: mode count.
+  /// The object step of frame j from its exit waves in `w` (K, M, M), which
+  /// then hold the corrections; rows in parallel. K: mode count.
   template <int K, bool Sdr>
-  void object_step(const CView2& obj, long j, float sigma, float step, float c_max_pm, float c_local) {
+  void object_step(const CView2& obj, long j, const CView3& w, float sigma, float step, float c_max_pm,
+                   float c_local) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const long plane = long(m) * m;
     const auto probes = m_ws.probes();
     const auto row = m_ws.patch_row(), col = m_ws.patch_col();
-    const auto w = m_work;
     const auto weight = m_weight;
     const auto exit = m_exit;
     Kokkos::parallel_for(
@@ -321,6 +324,7 @@ class PieEngine final : public Engine {
   const Collective& m_coll;
   ProbeUpdate m_probe_update;
   Background m_background;
+  FramePass m_pass;  ///< one frame at a time: exit waves, modulus, object step, probe sums
   CView3 m_work, m_scratch;
   CView2 m_start, m_velocity;
   View2<cdouble> m_change;  ///< weighted object change of the pass

@@ -11,6 +11,7 @@
 // probe updates) per frame and mode.
 #include "engines.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/frame_pass.hpp"
 #include "ptycho/core/kernel_util.hpp"
 #include "position_refine.hpp"
 #include "probe_update.hpp"
@@ -93,9 +94,10 @@ class ProjectionEngine final : public Engine {
     m_den = View2<double>("ptycho::dm::den", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
     m_positions.use_background(m_background.values());
+    m_pass = FramePass(ws, make_propagator(ws), WaveStore::per_batch(m_work), &m_background);
     if (n > 0) {
       m_ws.exit_waves(state.object, 0, n, m_psi);
-      m_ws.plan().execute(m_psi, FftDirection::forward, Centring::none);
+      m_pass.propagator().forward(m_psi);
     }
   }
 
@@ -120,21 +122,18 @@ class ProjectionEngine final : public Engine {
     const bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold;
     if (positions_now) m_positions.reset();
     m_background.reset();  // (the background's calls do nothing without one)
-    double cost = 0;
-    for (long first = 0; first < scan.num_local(); first += m_ws.batch()) {
-      const long count = std::min<long>(m_ws.batch(), scan.num_local() - first);
-      auto w = Kokkos::subview(m_work, Kokkos::make_pair(0L, count * kmodes), Kokkos::ALL, Kokkos::ALL);
-      m_ws.exit_waves(state.object, first, count, w);
-      m_ws.plan().execute(w, FftDirection::forward, Centring::none);
-      cost += dispatch_modes(kmodes, [&](auto kc) {
-        return m_background.enabled() ? fourier_update<decltype(kc)::value, true>(first, count, w)
-                                      : fourier_update<decltype(kc)::value, false>(first, count, w);
-      });
-      m_background.accumulate(first, count);
-      m_ws.plan().execute(w, FftDirection::backward, Centring::none);
-      m_ws.accumulate_object(m_num, m_den, w, first, count, den_now);
-      if (probe_now) m_probe_update.accumulate(state.object, w, first, count, m_scratch);
-    }
+    const double cost = m_pass.run(
+        FrameRange{0, scan.num_local()}, ExitWaves{state.object},
+        [&](long first, long count, const CView3& w) {
+          return dispatch_modes(kmodes, [&](auto kc) {
+            return m_background.enabled() ? fourier_update<decltype(kc)::value, true>(first, count, w)
+                                          : fourier_update<decltype(kc)::value, false>(first, count, w);
+          });
+        },
+        [&](long first, long count, const CView3& w) {
+          m_ws.accumulate_object(m_num, m_den, w, first, count, den_now);
+          if (probe_now) m_probe_update.accumulate(state.object, w, first, count, m_scratch);
+        });
     if (positions_now) m_positions.accumulate(state, 0, scan.num_local());
     update_object(state, den_now);
     if (positions_now) m_positions.apply(state);
@@ -213,6 +212,7 @@ class ProjectionEngine final : public Engine {
   ProbeUpdate m_probe_update;
   PositionRefiner m_positions;
   Background m_background;
+  FramePass m_pass;  ///< exit waves, Fourier update, object and probe sums
   bool m_raar = false;
   CView3 m_psi, m_work, m_scratch;
   View2<cdouble> m_num;

@@ -157,6 +157,7 @@ PositionRefiner::PositionRefiner(Workspace& ws, const Collective& coll, const En
       m_momentum(opt.position_momentum),
       m_affine_free(!opt.fix_affine),
       m_seed(opt.seed),
+      m_propagator(make_propagator(ws)),
       m_start(state.positions),
       m_velocity(state.positions.size()) {
   // Work space only for the method that runs, and only if positions move at all.
@@ -326,7 +327,7 @@ void PositionRefiner::accumulate_annealing(const ReconState& state, long first, 
         state.object, f0, cnt,
         Kokkos::subview(m_work, Kokkos::make_pair(ntrial * kmodes, (ntrial + cnt) * kmodes), Kokkos::ALL, Kokkos::ALL));
     auto waves = Kokkos::subview(m_work, Kokkos::make_pair(0L, (ntrial + cnt) * kmodes), Kokkos::ALL, Kokkos::ALL);
-    m_ws.plan().execute(waves, FftDirection::forward, Centring::none);
+    m_propagator->forward(waves);
     dispatch_modes(kmodes, [&](auto kc) {
       slot_misfits<decltype(kc)::value>(frames, valid, m_background, m_work, m_trial_cost, f0, ntrial, cnt, T, kmodes);
     });
@@ -380,7 +381,7 @@ void PositionRefiner::accumulate_gradient(const CView2& object, long first, long
                           r > 0 ? &probes(jk, r - 1, 0) : nullptr, r + 1 < m ? &probes(jk, r + 1, 0) : nullptr,
                           &object(row(j) + r, col(j)), m);
         });
-    m_ws.plan().execute(work, FftDirection::forward, Centring::none);
+    m_propagator->forward(work);
     const float inv_m2 = 1.0f / (float(m) * m);
     Kokkos::parallel_for(
         "ptycho::positions::terms", frame_policy(cnt), KOKKOS_LAMBDA(const FrameMember& team) {

@@ -48,9 +48,11 @@
 // held there rather than read outside the local arrays.
 #include "ptycho/core/collective.hpp"
 #include "ptycho/core/engine.hpp"
+#include "ptycho/core/frame_pass.hpp"
 #include "ptycho/core/local_scan.hpp"
 #include "ptycho/core/state_archive.hpp"
 
+#include <memory>
 #include <vector>
 
 namespace ptycho {
@@ -96,6 +98,7 @@ class PositionRefiner {
   double m_momentum;   ///< weight of the previous step in this one (gradient only)
   bool m_affine_free;  ///< keep the affine part of the shifts (else it is removed: fix_affine)
   unsigned m_seed;     ///< annealing: trial directions
+  std::shared_ptr<const Propagator> m_propagator;  ///< the model far fields (the engines' propagator)
   std::vector<Position> m_start;
   std::vector<Position> m_velocity;  ///< per frame, the momentum of its corrections [px]
   View2<double> m_sums;              ///< gradient: (n, 5): Jr.Jr, Jr.Jc, Jc.Jc, Jr.res, Jc.res
