@@ -8,6 +8,7 @@
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/io/png.hpp"
 #include "ptycho/jobs/memory_check.hpp"
+#include "ptycho/jobs/output_paths.hpp"
 #include "ptycho/parallel/gather.hpp"
 
 #include <nlohmann/json.hpp>
@@ -156,6 +157,7 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
     : m_settings(settings), m_scan_name(scan.name()) {
   MPI_Comm_dup(comm, &m_comm);
   const int me = rank(), size = ranks();
+  m_scan_in_memory = scan.in_memory();
   m_input_abs = scan.in_memory() ? scan.name() : absolute_path(scan.name());
   m_settings.input = scan.name();
   if (scan.in_memory()) m_settings.origin.erase("input");  // a name, not a file to check
@@ -326,11 +328,25 @@ io::ResultData Reconstruction::result(const std::string& command_line) const {
   return result;
 }
 
+void Reconstruction::check_output(const std::string& path, const std::string& what, bool also_input) const {
+  // An output never replaces the scan; its folder must be writable (rank 0 looks, all raise).
+  io::detail::collectively(m_comm, [&] {
+    if (rank() != 0) return;
+    jobs::PathPlan plan;
+    if (!m_scan_in_memory) plan.input(m_scan_name, "the scan");
+    plan.output(path, what, also_input);
+    plan.check();
+    plan.create_folders();
+  });
+}
+
 void Reconstruction::write_result(const std::string& path, const std::string& command_line) const {
+  check_output(path, "the result");
   io::write_result(m_comm, path, result(command_line));
 }
 
 void Reconstruction::write_checkpoint(const std::string& path) const {
+  check_output(path, "the checkpoint", true);
   io::write_checkpoint(m_comm, path, layout(), [&](StateArchive& ar) {
     std::string input = m_input_abs;
     ar.text("run/input", input);

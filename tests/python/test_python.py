@@ -128,6 +128,10 @@ def test_progress_callback_and_errors(scan):
         ptycho.Reconstruction(scan, preset="blind")
     with pytest.raises(ValueError, match=r"no-such.cxi"):
         ptycho.reconstruct("no-such.cxi")
+    before = open(scan, "rb").read()
+    with pytest.raises(ValueError, match=r"the result"):
+        r.write_result(scan)  # never onto the scan
+    assert open(scan, "rb").read() == before
 
 
 def test_checkpoint_and_resume(scan, tmp_path):

@@ -145,10 +145,13 @@ class Reconstruction {
   /// everything else the same on every rank. `command_line` is recorded as
   /// provenance.
   io::ResultData result(const std::string& command_line = "") const;
-  /// Writes result(command_line) to `path` (atomic).
+  /// Writes result(command_line) to `path` (atomic). Refuses (InputError),
+  /// before writing, a path that is the scan file or a folder, or whose
+  /// folder cannot be written (jobs::PathPlan); creates a missing folder.
   void write_result(const std::string& path, const std::string& command_line = "") const;
   /// Writes a checkpoint of the whole state to `path` (atomic), from which a
   /// Reconstruction with settings.resume = path goes on, at any rank count.
+  /// The same checks as write_result (it may replace the checkpoint resumed from).
   void write_checkpoint(const std::string& path) const;
   /// Rank 0 writes amplitude.png, phase.png, probe.png and cost.png into
   /// `folder` (which must exist).
@@ -159,10 +162,12 @@ class Reconstruction {
   Settings m_settings;
   ScanInfo m_info;
   std::string m_scan_name;
+  bool m_scan_in_memory = false;
   std::string m_input_abs;  ///< the scan file's absolute path (checkpoints record it); the name for arrays
   std::unique_ptr<DistributedReconstruction> m_recon;
   io::CheckpointLayout layout() const;
   void resume_from(const std::string& path);
+  void check_output(const std::string& path, const std::string& what, bool also_input = false) const;
 };
 
 /// Writes the previews of a whole object held on this rank (serial): what
