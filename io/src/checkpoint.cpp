@@ -42,7 +42,7 @@ std::vector<std::pair<long, long>> runs_of(const std::vector<long>& frames) {
 /// The archive over an open (parallel) checkpoint file, for saving or loading.
 class Hdf5Archive final : public StateArchive {
  public:
-  Hdf5Archive(MPI_Comm comm, H5File file, const CheckpointLayout& layout, bool loading)
+  Hdf5Archive(MPI_Comm comm, H5File file, const RankLayout& layout, bool loading)
       : m_comm(comm), m_file(std::move(file)), m_layout(layout), m_loading(loading),
         m_rank(detail::comm_rank(comm)) {}
 
@@ -246,14 +246,14 @@ class Hdf5Archive final : public StateArchive {
 
   MPI_Comm m_comm;
   H5File m_file;
-  CheckpointLayout m_layout;
+  RankLayout m_layout;
   bool m_loading;
   int m_rank;
 };
 
 }  // namespace
 
-void write_checkpoint(MPI_Comm comm, const std::string& path, const CheckpointLayout& layout,
+void write_checkpoint(MPI_Comm comm, const std::string& path, const RankLayout& layout,
                       const std::function<void(StateArchive&)>& save) {
   silence_hdf5_errors();
   const int rank = detail::comm_rank(comm);
@@ -290,7 +290,7 @@ void write_checkpoint(MPI_Comm comm, const std::string& path, const CheckpointLa
   }
 }
 
-std::unique_ptr<StateArchive> open_checkpoint(MPI_Comm comm, const std::string& path, const CheckpointLayout& layout) {
+std::unique_ptr<StateArchive> open_checkpoint(MPI_Comm comm, const std::string& path, const RankLayout& layout) {
   silence_hdf5_errors();
   std::unique_ptr<Hdf5Archive> archive;
   collectively(comm, [&] {

@@ -65,9 +65,25 @@ void check_tiling(const std::vector<TileRect>& tiles) {
                                                    << t0.object_rows * t0.object_cols << " pixels");
 }
 
-void check_result(const ResultData& r) {
-  PTYCHO_THROW_IF(r.object_rows <= 0 || r.object_cols <= 0,
-                  "write_result: the object is " << r.object_rows << " x " << r.object_cols);
+/// Checks `r`; `root`: this is rank 0, whose positions are written.
+void check_result(const ResultData& r, bool root) {
+  const RankLayout& l = r.layout;
+  PTYCHO_THROW_IF(l.object_rows <= 0 || l.object_cols <= 0,
+                  "write_result: the object is " << l.object_rows << " x " << l.object_cols);
+  const bool no_tile = r.object_tile.extent(0) == 0 || r.object_tile.extent(1) == 0;
+  PTYCHO_THROW_IF(l.owned.empty() ? !no_tile
+                                  : (r.object_tile.extent(0) != size_t(l.owned.rows) ||
+                                     r.object_tile.extent(1) != size_t(l.owned.cols)),
+                  "write_result: the object tile is " << r.object_tile.extent(0) << " x " << r.object_tile.extent(1)
+                                                      << " but the layout's owned tile is " << l.owned.rows << " x "
+                                                      << l.owned.cols);
+  PTYCHO_THROW_IF(root && l.total_frames > 0 && long(r.positions.size()) != l.total_frames,
+                  "write_result: " << r.positions.size() << " positions for the layout's " << l.total_frames
+                                   << " frames");
+  PTYCHO_THROW_IF(l.frame_size > 0 && r.probe_modes.extent(1) != size_t(l.frame_size),
+                  "write_result: probe modes of " << r.probe_modes.extent(1) << " x " << r.probe_modes.extent(2)
+                                                  << " for the layout's frames of " << l.frame_size << " x "
+                                                  << l.frame_size);
   PTYCHO_THROW_IF(r.object_tile.size() > 0 && r.object_tile.stride(1) != 1,
                   "write_result: the object tile's columns must be contiguous");
   PTYCHO_THROW_IF(r.probe_modes.extent(0) == 0 || r.probe_modes.extent(1) == 0 ||
@@ -147,12 +163,13 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
   // Validate this rank's part, then that the tiles of all ranks tile the object.
   const HostCView2& tile = result.object_tile;
   collectively(comm, [&] {
-    check_result(result);
+    check_result(result, rank == 0);
     PTYCHO_THROW_IF(tile.extent(0) > 0 && tile.extent(1) > 0 && tile.extent(1) > size_t(tile.stride(0)),
                     "write_result: the tile's row stride is smaller than its width");
   });
-  TileRect mine{result.tile_row0,     result.tile_col0,   long(tile.extent(0)),
-                long(tile.extent(1)), result.object_rows, result.object_cols};
+  const RankLayout& layout = result.layout;
+  TileRect mine{layout.owned.row0,    layout.owned.col0,  long(tile.extent(0)),
+                long(tile.extent(1)), layout.object_rows, layout.object_cols};
   std::vector<TileRect> tiles(size);
   check_mpi(MPI_Allgather(&mine, int(sizeof(TileRect)), MPI_BYTE, tiles.data(), int(sizeof(TileRect)), MPI_BYTE, comm),
             "MPI_Allgather");
@@ -174,7 +191,7 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
       const std::string context = f.where(std::string("cannot write ") + kObjectPath);
       H5Id cplx_mem = make_complex_type();
       H5Id cplx_file = make_complex64_file_type();
-      const hsize_t dims[2] = {hsize_t(result.object_rows), hsize_t(result.object_cols)};
+      const hsize_t dims[2] = {hsize_t(layout.object_rows), hsize_t(layout.object_cols)};
       H5Id file_space = checked_id(H5Screate_simple(2, dims, nullptr), context);
       H5Id lcpl = checked_id(H5Pcreate(H5P_LINK_CREATE), context);
       check_h5(H5Pset_create_intermediate_group(lcpl.get(), 1), context);
@@ -240,8 +257,7 @@ ResultData read_result(const std::string& path) {
     PTYCHO_INPUT_ERROR_IF(dims.size() != 2 && dims.size() != 3, path << ": " << kObjectPath << " has " << dims.size()
                                                                      << " dimensions, expected (H, W) or (S, H, W)");
     const size_t h = dims[dims.size() - 2], w = dims[dims.size() - 1];
-    r.object_rows = long(h);
-    r.object_cols = long(w);
+    r.layout = RankLayout::whole(long(h), long(w), 0, 0);
     r.object_tile = HostCView2(Kokkos::view_alloc(std::string("ptycho::object"), Kokkos::WithoutInitializing), h, w);
     std::copy(obj.begin(), obj.begin() + h * w, r.object_tile.data());
   }
@@ -263,6 +279,8 @@ ResultData read_result(const std::string& path) {
                                dims[0], dims[1], dims[2]);
     std::copy(v.begin(), v.end(), r.probe_modes.data());
   }
+  r.layout = RankLayout::whole(r.layout.object_rows, r.layout.object_cols, long(r.positions.size()),
+                               int(r.probe_modes.extent(1)));
   if (f.exists(kPixelSizePath)) r.pixel_size_m = f.read_scalar(kPixelSizePath);
   if (f.exists(kProcessPath)) {
     ProcessInfo& pi = r.process;

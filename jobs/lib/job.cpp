@@ -180,7 +180,7 @@ RunOutcome finished_branch(const ReconstructJob& branch, MPI_Comm world) {
     // trial stopped after its first branch).
     out.result = io::read_result(branch.output);
     out.result.object_tile = HostCView2("ptycho::empty_tile", 0, 0);
-    out.result.tile_row0 = out.result.tile_col0 = 0;
+    out.result.layout.owned = Rect{};
   }
   return out;
 }
@@ -280,11 +280,10 @@ int run_job(MPI_Comm world, const ReconstructJob& job, const JobHooks& hooks) {
   io::write_result(world, job.output, winner.result);
   if (!job.previews.empty()) {
     const io::ResultData& r = winner.result;
-    const Rect tile{r.tile_row0, r.tile_col0, long(r.object_tile.extent(0)), long(r.object_tile.extent(1))};
-    long rows = r.object_rows, cols = r.object_cols;
+    long rows = r.layout.object_rows, cols = r.layout.object_cols;
     MPI_Bcast(&rows, 1, MPI_LONG, 0, world);
     MPI_Bcast(&cols, 1, MPI_LONG, 0, world);
-    const HostCView2 whole = gather_tiles(world, r.object_tile, tile, rows, cols, 0);
+    const HostCView2 whole = gather_tiles(world, r.object_tile, r.layout.owned, rows, cols, 0);
     io::detail::collectively(world, [&] {
       if (rank == 0) write_previews(job.previews, whole, r.probe_modes, r.process.cost_history, r.process.engine_history);
     });

@@ -212,17 +212,7 @@ int Reconstruction::ranks() const {
   return s;
 }
 
-io::CheckpointLayout Reconstruction::layout() const {
-  io::CheckpointLayout l;
-  l.object_rows = m_info.object_rows;
-  l.object_cols = m_info.object_cols;
-  l.owned = m_recon->decomposition().owned[rank()];
-  l.extent = m_recon->decomposition().extent[rank()];
-  l.frames = m_recon->my_frames();
-  l.total_frames = m_info.num_frames;
-  l.frame_size = m_info.geometry.frame_size;
-  return l;
-}
+RankLayout Reconstruction::layout() const { return m_recon->layout(); }
 
 void Reconstruction::resume_from(const std::string& path) {
   auto archive = io::open_checkpoint(m_comm, path, layout());
@@ -289,11 +279,8 @@ long Reconstruction::frames_migrated() const { return m_recon->frames_migrated()
 
 io::ResultData Reconstruction::result(const std::string& command_line) const {
   io::ResultData result;
-  result.object_rows = m_info.object_rows;
-  result.object_cols = m_info.object_cols;
+  result.layout = layout();
   result.object_tile = m_recon->owned_object();
-  result.tile_row0 = m_recon->owned().row0;
-  result.tile_col0 = m_recon->owned().col0;
   result.positions = positions();
   // The modes as written: orthogonal, strongest first (as the mismatch
   // estimate sees them).

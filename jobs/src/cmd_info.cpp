@@ -129,7 +129,7 @@ int info_result(MPI_Comm world, const InfoOptions& opt) {
   if (opt.json) {
     const nlohmann::ordered_json j = {{"file", opt.file},
                                       {"kind", "result"},
-                                      {"object", {r.object_rows, r.object_cols}},
+                                      {"object", {r.layout.object_rows, r.layout.object_cols}},
                                       {"probe_modes", r.probe_modes.extent(0)},
                                       {"positions", r.positions.size()},
                                       {"iterations", iterations}};
@@ -137,7 +137,7 @@ int info_result(MPI_Comm world, const InfoOptions& opt) {
     return 0;
   }
   std::printf("%s: ptycho result, readable\n", opt.file.c_str());
-  std::printf("  object:     %ldx%ld px, pixel %.3g nm\n", r.object_rows, r.object_cols, r.pixel_size_m * 1e9);
+  std::printf("  object:     %ldx%ld px, pixel %.3g nm\n", r.layout.object_rows, r.layout.object_cols, r.pixel_size_m * 1e9);
   std::printf("  probe:      %zu mode%s of %zux%zu\n", r.probe_modes.extent(0), r.probe_modes.extent(0) == 1 ? "" : "s",
               r.probe_modes.extent(1), r.probe_modes.extent(2));
   std::printf("  positions:  %zu; %ld iterations%s%s\n", r.positions.size(), iterations,

@@ -139,6 +139,18 @@ ChainRunner& DistributedReconstruction::runner(const char* what) const {
   return *m_runner;
 }
 
+RankLayout DistributedReconstruction::layout() const {
+  RankLayout l;
+  l.object_rows = m_info.object_rows;
+  l.object_cols = m_info.object_cols;
+  l.owned = m_dec.owned[m_comm.rank()];
+  l.extent = m_dec.extent[m_comm.rank()];
+  l.frames = my_frames();
+  l.total_frames = m_info.num_frames;
+  l.frame_size = m_info.geometry.frame_size;
+  return l;
+}
+
 const std::vector<long>& DistributedReconstruction::local_frames() const {
   return m_runner ? m_runner->problem().scan().index : my_frames();
 }

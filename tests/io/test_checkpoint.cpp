@@ -59,20 +59,6 @@ ReconstructOptions options(const std::string& chain, BackgroundMode background =
   return opt;
 }
 
-io::CheckpointLayout layout_of(const DistributedReconstruction& r, MPI_Comm comm) {
-  int rank = 0;
-  MPI_Comm_rank(comm, &rank);
-  io::CheckpointLayout l;
-  l.object_rows = scene().info.object_rows;
-  l.object_cols = scene().info.object_cols;
-  l.owned = r.decomposition().owned[rank];
-  l.extent = r.decomposition().extent[rank];
-  l.frames = r.my_frames();
-  l.total_frames = scene().info.num_frames;
-  l.frame_size = scene().info.geometry.frame_size;
-  return l;
-}
-
 struct Outcome {
   HostCView2 tile;
   Rect owned;
@@ -101,7 +87,7 @@ void run_and_stop(const std::string& chain, long stop_at, const std::string& pat
   const test::Scene& sc = scene(bg != BackgroundMode::none);
   DistributedReconstruction r(MPI_COMM_WORLD, sc.info, options(chain, bg));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
-  const io::CheckpointLayout layout = layout_of(r, MPI_COMM_WORLD);
+  const RankLayout layout = r.layout();
   RunControl control;
   control.checkpoint_every = 3;  // earlier checkpoints are overwritten, as in a real run
   control.stop_requested = [&] { return r.iterations_done() == stop_at && world_rank() == 0; };  // one rank asks
@@ -118,7 +104,7 @@ Outcome resume(MPI_Comm comm, const std::string& chain, const std::string& path,
   const test::Scene& sc = scene(bg != BackgroundMode::none);
   DistributedReconstruction r(comm, sc.info, options(chain, bg));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
-  auto archive = io::open_checkpoint(comm, path, layout_of(r, comm));
+  auto archive = io::open_checkpoint(comm, path, r.layout());
   r.restore(*archive);
   archive.reset();
   EXPECT_EQ(r.run(RunControl{}), RunEnd::finished);
@@ -234,14 +220,7 @@ MovingOutcome run_moving(MPI_Comm comm, long stop_at, const std::string& path, b
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
-  io::CheckpointLayout layout;
-  layout.object_rows = sc.info.object_rows;
-  layout.object_cols = sc.info.object_cols;
-  layout.owned = r.decomposition().owned[rank];
-  layout.extent = r.decomposition().extent[rank];
-  layout.frames = r.my_frames();
-  layout.total_frames = sc.info.num_frames;
-  layout.frame_size = sc.info.geometry.frame_size;
+  const RankLayout layout = r.layout();
   long strays = 0;  // frames held, after the restore, by a rank that does not own them
   if (resume_from) {
     auto archive = io::open_checkpoint(comm, path, layout);
@@ -324,7 +303,7 @@ TEST(Checkpoint, RefusesAnotherChainAndModeCount) {
   {
     DistributedReconstruction r(MPI_COMM_WORLD, scene().info, options("dm:9,ml:8"));
     r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
-    auto archive = io::open_checkpoint(MPI_COMM_WORLD, path, layout_of(r, MPI_COMM_WORLD));
+    auto archive = io::open_checkpoint(MPI_COMM_WORLD, path, r.layout());
     try {
       r.restore(*archive);
       ADD_FAILURE() << "a checkpoint of another chain was accepted";
@@ -337,7 +316,7 @@ TEST(Checkpoint, RefusesAnotherChainAndModeCount) {
     opt.probe_modes = 3;
     DistributedReconstruction r(MPI_COMM_WORLD, scene().info, opt);
     r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
-    auto archive = io::open_checkpoint(MPI_COMM_WORLD, path, layout_of(r, MPI_COMM_WORLD));
+    auto archive = io::open_checkpoint(MPI_COMM_WORLD, path, r.layout());
     try {
       r.restore(*archive);
       ADD_FAILURE() << "a checkpoint with another mode count was accepted";
@@ -377,7 +356,7 @@ TEST(Checkpoint, DamagedAndForeignFilesAreRefusedByName) {
     DistributedReconstruction r(MPI_COMM_WORLD, scene().info, options("dm:8,ml:8"));
     r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
     try {
-      auto archive = io::open_checkpoint(MPI_COMM_WORLD, bad, layout_of(r, MPI_COMM_WORLD));
+      auto archive = io::open_checkpoint(MPI_COMM_WORLD, bad, r.layout());
       r.restore(*archive);
       ADD_FAILURE() << bad << " was restored";
     } catch (const InputError& e) {

@@ -33,8 +33,7 @@ HostCView2 make_object() {
 /// A result whose tile is set by the caller.
 ResultData make_result() {
   ResultData r;
-  r.object_rows = kRows;
-  r.object_cols = kCols;
+  r.layout = RankLayout::whole(kRows, kCols, kN, kM);
   for (int j = 0; j < kN; ++j) r.positions.push_back(Position{10.25 + j, 20.5 - 0.125 * j});
   r.probe_modes = HostCView3("modes", kModes, kM, kM);
   for (int k = 0; k < kModes; ++k)
@@ -107,14 +106,18 @@ HostCView2 tile_view(const HostCView2& object, const Tile& t) {
   return Kokkos::subview(object, std::make_pair(t.r0, t.r0 + t.rows), std::make_pair(t.c0, t.c0 + t.cols));
 }
 
+/// `r` with `view` as this rank's tile at `t`.
+void place(ResultData& r, const HostCView2& view, const Tile& t) {
+  r.object_tile = view;
+  r.layout.owned = Rect{t.r0, t.c0, long(view.extent(0)), long(view.extent(1))};
+}
+
 /// make_result() with this rank's tile of `object` under tiling `kind`
 /// (the tile views `object`, which must outlive the result).
 ResultData tiled_result(const HostCView2& object, int kind) {
   const Tile t = tile_for(kind, test::world_rank(), test::world_size());
   ResultData r = make_result();
-  r.object_tile = tile_view(object, t);
-  r.tile_row0 = t.r0;
-  r.tile_col0 = t.c0;
+  place(r, tile_view(object, t), t);
   return r;
 }
 
@@ -160,8 +163,11 @@ TEST(ResultWrite, TilesGiveTheBytesOfASerialWrite) {
     ASSERT_EQ(got.size(), expected.size());
     EXPECT_EQ(std::memcmp(got.data(), expected.data(), got.size()), 0);
     const ResultData back = io::read_result(path);
-    ASSERT_EQ(back.object_rows, kRows);
-    ASSERT_EQ(back.object_cols, kCols);
+    ASSERT_EQ(back.layout.object_rows, kRows);
+    ASSERT_EQ(back.layout.object_cols, kCols);
+    EXPECT_EQ(back.layout.owned, (Rect{0, 0, kRows, kCols}));
+    EXPECT_EQ(back.layout.total_frames, kN);
+    EXPECT_EQ(back.layout.frame_size, kM);
     for (long y = 0; y < kRows; ++y)
       for (long x = 0; x < kCols; ++x) ASSERT_EQ(back.object_tile(y, x), object(y, x)) << y << " " << x;
   }
@@ -174,8 +180,7 @@ TEST(ResultWrite, LayoutFollowsTheContract) {
   const HostCView2 object = make_object();
   const Tile t = tile_for(0, rank, size);
   ResultData r = make_result();
-  r.object_tile = tile_view(object, t);
-  r.tile_row0 = t.r0;
+  place(r, tile_view(object, t), t);
   io::write_result(MPI_COMM_WORLD, path, r);
 
   io::H5File f = io::H5File::open_read(path);
@@ -263,8 +268,7 @@ TEST(ResultWrite, AFailedWriteLeavesTheExistingFile) {
   const HostCView2 object = make_object();
   const Tile t = tile_for(0, rank, size);
   ResultData good = make_result();
-  good.object_tile = tile_view(object, t);
-  good.tile_row0 = t.r0;
+  place(good, tile_view(object, t), t);
   io::write_result(MPI_COMM_WORLD, path, good);
   const std::vector<char> before = file_bytes(path);
   ASSERT_FALSE(before.empty());
@@ -287,9 +291,7 @@ TEST(ResultWrite, AFailedWriteLeavesTheExistingFile) {
 
   // Fails early: tiles that overlap (or leave the object, on one rank).
   ResultData overlap = good;
-  overlap.object_tile = object;
-  overlap.tile_row0 = size == 1 ? 1 : 0;
-  overlap.tile_col0 = 0;
+  place(overlap, object, Tile{size == 1 ? 1 : 0, 0, kRows, kCols});
   EXPECT_THROW(io::write_result(MPI_COMM_WORLD, path, overlap), Error);
   MPI_Barrier(MPI_COMM_WORLD);
   EXPECT_EQ(file_bytes(path), before);
@@ -311,9 +313,8 @@ TEST(ResultWrite, EveryRankReportsABadTiling) {
   ResultData r = make_result();
   const HostCView2 object = make_object();
   const Tile t = tile_for(0, rank, size);
-  r.object_tile = tile_view(object, t);
-  r.tile_row0 = t.r0;
-  r.object_cols = kCols + (rank == size - 1 ? 1 : 0);  // the last rank disagrees on the object (or leaves a gap)
+  place(r, tile_view(object, t), t);
+  r.layout.object_cols = kCols + (rank == size - 1 ? 1 : 0);  // the last rank disagrees on the object (or leaves a gap)
   try {
     io::write_result(MPI_COMM_WORLD, scratch("bad_tiling.h5"), r);
     ADD_FAILURE() << "no error";
@@ -321,6 +322,39 @@ TEST(ResultWrite, EveryRankReportsABadTiling) {
     EXPECT_TRUE(contains(e.what(), "write_result"));
   }
   EXPECT_FALSE(std::filesystem::exists(scratch("bad_tiling.h5")));
+}
+
+TEST(ResultWrite, ATileThatDisagreesWithItsLayoutIsRefused) {
+  // The layout is the one checkpoints use: its tile, frame count and frame
+  // size must match what the result holds, on every rank.
+  const int rank = test::world_rank(), size = test::world_size();
+  const HostCView2 object = make_object();
+  const Tile t = tile_for(0, rank, size);
+  const std::string path = scratch("disagrees.h5");
+  if (rank == 0) std::filesystem::remove(path);  // from an earlier run
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto refused = [&](const ResultData& r, const char* what) {
+    try {
+      io::write_result(MPI_COMM_WORLD, path, r);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_TRUE(contains(e.what(), what)) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(path));
+  };
+  ResultData r = make_result();
+  place(r, tile_view(object, t), t);
+  ResultData wide = r;
+  wide.layout.owned.cols += 1;  // the tile is narrower than its layout says
+  refused(wide, "layout's owned tile");
+  ResultData few = r;
+  few.positions.pop_back();
+  refused(few, "positions for the layout's");
+  ResultData big = r;
+  big.layout.frame_size = kM + 2;
+  refused(big, "for the layout's frames");
+  io::write_result(MPI_COMM_WORLD, path, r);
+  EXPECT_TRUE(std::filesystem::exists(path));
 }
 
 }  // namespace

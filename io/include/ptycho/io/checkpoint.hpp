@@ -15,8 +15,8 @@
 /// which is closed and then renamed onto PATH by rank 0. A run killed at any
 /// moment leaves the previous checkpoint whole, and at worst a stray
 /// temporary file (removed on any error that the program survives).
+#include "ptycho/core/rank_layout.hpp"
 #include "ptycho/core/state_archive.hpp"
-#include "ptycho/core/tile.hpp"
 
 #include <mpi.h>
 
@@ -27,28 +27,17 @@
 
 namespace ptycho::io {
 
-/// This rank's share of the reconstruction, which the archive maps to the
-/// global datasets.
-struct CheckpointLayout {
-  long object_rows = 0;      ///< H of the global object
-  long object_cols = 0;      ///< W
-  Rect owned;                ///< pixels this rank owns [global px]
-  Rect extent;               ///< pixels of its local arrays (owned plus halo) [global px]
-  std::vector<long> frames;  ///< global indices of the local frames, ascending
-  long total_frames = 0;     ///< N
-  int frame_size = 0;        ///< M
-};
-
 /// Writes a checkpoint to `path` (collective over `comm`, atomic): `save` is
-/// called on every rank with an archive that writes. Errors are raised on
+/// called on every rank with an archive that writes, and `layout` (the
+/// type results use too) maps this rank's share to the global datasets. Errors are raised on
 /// every rank with the same message (InputError for file problems).
-void write_checkpoint(MPI_Comm comm, const std::string& path, const CheckpointLayout& layout,
+void write_checkpoint(MPI_Comm comm, const std::string& path, const RankLayout& layout,
                       const std::function<void(StateArchive&)>& save);
 
 /// Opens the checkpoint `path` for restoring (collective): the archive reads
 /// what a StateArchive user asks for into its arguments, checking every
 /// extent against the layout (an InputError names the file and dataset).
-std::unique_ptr<StateArchive> open_checkpoint(MPI_Comm comm, const std::string& path, const CheckpointLayout& layout);
+std::unique_ptr<StateArchive> open_checkpoint(MPI_Comm comm, const std::string& path, const RankLayout& layout);
 
 /// True if `path` is an HDF5 file with a /ptycho_checkpoint group (serial;
 /// false for a missing or unreadable file).

@@ -18,6 +18,7 @@
 /// each rank's tile into `PATH.tmp.<pid>.<n>` beside PATH; rank 0 then adds the
 /// small datasets, closes the file and renames it onto PATH. On any failure
 /// the temporary file is removed and an existing PATH is left untouched.
+#include "ptycho/core/rank_layout.hpp"
 #include "ptycho/core/types.hpp"
 
 #include <mpi.h>
@@ -44,19 +45,22 @@ struct ProcessInfo {
 };
 
 /// A reconstruction result. The object is held as this rank's tile of the
-/// global (object_rows x object_cols) object; for a serial writer, or as
-/// returned by read_result, the tile is the whole object at (0, 0).
+/// global object, placed by `layout` (the type checkpoints use too): the
+/// tile is layout.owned. For a serial writer, or as returned by read_result,
+/// the layout is RankLayout::whole: one tile, the whole object at (0, 0).
 ///
 /// Ownership: the views are shared handles (Kokkos reference counting); the
 /// writer only reads them.
 struct ResultData {
-  long object_rows = 0;  ///< H of the whole object [pixels]
-  long object_cols = 0;  ///< W
-  /// This rank's owned tile (rows, cols), LayoutRight (a row-strided view is
-  /// fine); may be empty. The tiles of all ranks must cover the object without overlap.
+  /// Where this rank's tile lies: object_rows x object_cols is the whole
+  /// object [px], owned the tile's rectangle. If total_frames (N) is set,
+  /// there must be N positions; if frame_size (M) is set, the probe modes
+  /// must be M x M. extent and frames are not used by results.
+  RankLayout layout;
+  /// This rank's owned tile (layout.owned.rows, layout.owned.cols),
+  /// LayoutRight (a row-strided view is fine); may be empty. The tiles of
+  /// all ranks must cover the object without overlap.
   HostCView2 object_tile;
-  long tile_row0 = 0;               ///< row of the tile's first pixel in the object
-  long tile_col0 = 0;               ///< column of the tile's first pixel in the object
   std::vector<Position> positions;  ///< final probe centres [object pixels], input order
   HostCView3 probe_modes;           ///< (K, M, M), scaled to counts
   double pixel_size_m = 0;          ///< object pixel size [m]

@@ -165,7 +165,7 @@ class Reconstruction {
   bool m_scan_in_memory = false;
   std::string m_input_abs;  ///< the scan file's absolute path (checkpoints record it); the name for arrays
   std::unique_ptr<DistributedReconstruction> m_recon;
-  io::CheckpointLayout layout() const;
+  RankLayout layout() const;
   void resume_from(const std::string& path);
   void check_output(const std::string& path, const std::string& what, bool also_input = false) const;
 };

@@ -13,6 +13,7 @@
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/local_scan.hpp"
 #include "ptycho/core/probe_modes.hpp"
+#include "ptycho/core/rank_layout.hpp"
 #include "ptycho/parallel/chain_runner.hpp"
 #include "ptycho/parallel/comm.hpp"
 #include "ptycho/parallel/decomposition.hpp"
@@ -76,6 +77,9 @@ class DistributedReconstruction {
   const Decomposition& decomposition() const { return m_dec; }
   /// Global indices of the frames this rank must load, ascending.
   const std::vector<long>& my_frames() const { return m_dec.positions_of[m_comm.rank()]; }
+  /// This rank's share as results and checkpoints place it in their global
+  /// datasets: the object grid, its owned tile and extent, and my_frames().
+  RankLayout layout() const;
   /// Global indices of the frames this rank holds now, ascending: my_frames()
   /// until refined positions cross tile boundaries and their frames migrate.
   /// Valid until the next run() or restore() (a migration replaces the
