@@ -14,6 +14,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libpng-dev
   python3-numpy python3-h5py python3-scipy python3-skimage
   python3-dev pybind11-dev python3-pytest python3-mpi4py
+  libtorch-dev libopenblas0-pthread
   dpkg-dev ca-certificates
 )
 if [[ "${PTYCHO_WITH_SLURM:-0}" == 1 ]]; then

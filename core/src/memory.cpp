@@ -57,6 +57,8 @@ double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>&
     if (e.name == "dm" || e.name == "raar" || e.name == "sdr") sets = 1;
     else if (e.name == "ml") sets = 2;
     else if (e.name == "lsqml") sets = e.refine_probe ? 1.0 / std::max(1, e.batches) : 0;
+    // nn: one predicted patch per frame, and libtorch with the network.
+    else if (e.name == kLearnedEngine) sets = 1.0 / k + kLearnedOverheadBytes / std::max(1.0, frame_set);
     // Work frames: a few batches of waves (position refinement keeps three per frame of a batch).
     const double work = 6.0 * batch * k * mm * 8.0;
     engine = std::max(engine, sets * frame_set + work);

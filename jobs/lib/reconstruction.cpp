@@ -7,6 +7,7 @@
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/io/png.hpp"
+#include "ptycho/jobs/learned.hpp"
 #include "ptycho/jobs/memory_check.hpp"
 #include "ptycho/jobs/output_paths.hpp"
 #include "ptycho/parallel/gather.hpp"
@@ -169,6 +170,8 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   opt.batch = m_settings.batch;
 
   m_info = scan.info();
+  // A network in the chain: its plugin and model, checked before the data are read.
+  jobs::prepare_learned(m_comm, opt.chain, m_info.geometry.frame_size);
   {
     // The memory each rank will need, against the node and max_memory,
     // before anything of the size of the frames or the object is allocated

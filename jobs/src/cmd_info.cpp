@@ -8,6 +8,7 @@
 #include "ptycho/io/checkpoint.hpp"
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/result.hpp"
+#include "ptycho/jobs/learned.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -119,6 +120,34 @@ int info_checkpoint(MPI_Comm world, const InfoOptions& opt) {
   return 0;
 }
 
+/// `ptycho info MODEL`: a learned engine's model file (learned/README.md).
+int info_model(MPI_Comm world, const InfoOptions& opt) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  if (rank != 0) return 0;
+  const learned::ModelInfo m = learned_plugin().inspect_model(opt.file);
+  if (opt.json) {
+    const nlohmann::ordered_json j = {{"file", opt.file},
+                                      {"kind", "model"},
+                                      {"architecture", m.architecture},
+                                      {"frame_size", m.frame_size},
+                                      {"parameters", m.parameters},
+                                      {"feature_iterations", m.feature_iterations},
+                                      {"steps", m.steps},
+                                      {"loss", m.loss},
+                                      {"version", m.version},
+                                      {"description", m.description}};
+    std::cout << j.dump(2) << std::endl;
+    return 0;
+  }
+  std::printf("%s: ptycho model, readable\n", opt.file.c_str());
+  std::printf("  network:    %s, %ld parameters, for %dx%d frames (%d feature iterations)\n", m.architecture.c_str(),
+              m.parameters, m.frame_size, m.frame_size, m.feature_iterations);
+  std::printf("  training:   %ld steps, last loss %.4g, ptycho %s\n", m.steps, m.loss, m.version.c_str());
+  std::printf("  about:      %s\n", m.description.c_str());
+  return 0;
+}
+
 /// `ptycho info RESULT`: reads the result back and summarises it.
 int info_result(MPI_Comm world, const InfoOptions& opt) {
   int rank = 0;
@@ -152,6 +181,7 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
   MPI_Comm_size(world, &size);
   if (io::is_checkpoint(opt.file)) return info_checkpoint(world, opt);
   if (io::is_result(opt.file)) return info_result(world, opt);
+  if (looks_like_model_file(opt.file)) return info_model(world, opt);
 
   // Rank 0 reads the header (for the layout and N). If that fails,
   // read_frame_statistics below raises the same error on every rank.
@@ -295,8 +325,8 @@ Command add_info_command(CLI::App& app) {
   Command c;
   c.app = app.add_subcommand("info",
                              "Describe a CXI scan (geometry, scan, counts, mask, probe), or check and summarise a "
-                             "result or checkpoint file");
-  c.app->add_option("file", opt->file, "the CXI, result or checkpoint file")->required();
+                             "result, checkpoint or model file");
+  c.app->add_option("file", opt->file, "the CXI, result, checkpoint or model file")->required();
   c.app->add_flag("--json", opt->json, "print JSON instead of text");
   c.run = [opt](MPI_Comm world) -> int { return run_info(world, *opt); };
   return c;

@@ -69,7 +69,9 @@ std::vector<std::string> split(const std::string& text) {
 
 std::string chain_text(const std::vector<EngineOptions>& chain) {
   std::vector<std::string> items;
-  for (const auto& e : chain) items.push_back(e.name + ":" + std::to_string(e.iterations));
+  for (const auto& e : chain)
+    items.push_back(e.name == kLearnedEngine ? (e.model.empty() ? e.name : e.name + ":" + e.model)
+                                             : e.name + ":" + std::to_string(e.iterations));
   return join(items);
 }
 

@@ -21,7 +21,17 @@ std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOpt
     const auto colon = item.find(':');
     EngineOptions e = base;
     e.name = item.substr(0, colon);
+    if (e.name == kLearnedEngine) {
+      // nn:MODEL names a model file (it cannot hold ',' or start with a digit);
+      // the network's guess is one step.
+      e.iterations = 1;
     if (colon != std::string::npos) {
+        e.model = item.substr(colon + 1);
+        PTYCHO_INPUT_ERROR_IF(e.model.empty() || std::isdigit(static_cast<unsigned char>(e.model[0])),
+                              "--engines: '" << item << "': nn takes a model file (nn:MODEL), or nothing for the "
+                                             << "shipped model; not an iteration count");
+      }
+    } else if (colon != std::string::npos) {
       const std::string count = item.substr(colon + 1);
       char* end = nullptr;
       errno = 0;
@@ -32,10 +42,11 @@ std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOpt
           "--engines: '" << item << "': the iteration count must be a whole number from 0 to " << kMaxIterations);
       e.iterations = static_cast<int>(n);
     }
-    bool known = false;
+    bool known = e.name == kLearnedEngine;
     for (const auto& name : engine_names()) known |= name == e.name;
     std::string names;
     for (const auto& name : engine_names()) names += (names.empty() ? "" : ", ") + name;
+    names += std::string(", ") + kLearnedEngine;
     PTYCHO_INPUT_ERROR_IF(!known, "--engines: unknown engine '" << e.name << "' (known: " << names << ")");
     out.push_back(e);
   }
@@ -57,6 +68,9 @@ void check_chain(const std::vector<EngineOptions>& chain) {
       {"--background", "a background", nullptr, &EngineSupport::background},
   };
   for (const EngineOptions& e : chain) {
+    // nn makes the first guess; the refinements asked of the chain are done
+    // by the engines after it (a chain of nn alone must not ask for any).
+    if (e.name == kLearnedEngine && chain.size() > 1) continue;
     const EngineSupport support = engine_support(e.name);
     for (const Refinement& r : refinements) {
       const bool asked = r.asked ? e.*r.asked : e.background != BackgroundMode::none;

@@ -254,7 +254,7 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
        "engines: 'ml:2147483648': the iteration count must be a whole number from 0 to 10000000"},
       {"engines = \"ml:99999999999999999999\"",
        "engines: 'ml:99999999999999999999': the iteration count must be a whole number from 0 to 10000000"},
-      {"engines = \"foo:3\"", "engines: unknown engine 'foo' (known: dm, raar, sdr, epie, rpie, mpie, ml, lsqml)"},
+      {"engines = \"foo:3\"", "engines: unknown engine 'foo' (known: dm, raar, sdr, epie, rpie, mpie, ml, lsqml, nn)"},
       {"engines = \"\"", "engines: empty chain '' (example: dm:100,ml:200)"},
       {"likelihood = \"normal\"", "likelihood: must be 'poisson' or 'gaussian', got 'normal'"},
       {"position_method = \"random\"", "position_method: must be 'gradient' or 'annealing', got 'random'"},

@@ -240,3 +240,22 @@ TEST(CheckChain, AnEngineAskedForWhatItCannotRefineIsAnInputError) {
   chain[0].refine_positions = true;
   EXPECT_NO_THROW(check_chain(chain));
 }
+
+TEST(CheckChain, TheLearnedGuessTakesAModelAndLeavesRefiningToTheEnginesAfterIt) {
+  EngineOptions base;
+  auto chain = parse_chain("nn,ml:5", base);
+  ASSERT_EQ(chain.size(), 2u);
+  EXPECT_EQ(chain[0].name, "nn");
+  EXPECT_EQ(chain[0].iterations, 1);
+  EXPECT_TRUE(chain[0].model.empty());
+  chain = parse_chain("nn:models/m.pt,dm:3", base);
+  EXPECT_EQ(chain[0].model, "models/m.pt");
+  EXPECT_EQ(chain_text(chain), "nn:models/m.pt,dm:3");
+  EXPECT_NE(input_error([&] { parse_chain("nn:5,ml:5", base); }).find("nn takes a model file"), std::string::npos);
+  EXPECT_NE(input_error([&] { parse_chain("nn:", base); }).find("nn takes a model file"), std::string::npos);
+  // Refinements asked of the chain are the engines' after nn; nn alone cannot do them.
+  base.refine_positions = true;
+  base.refine_probe = true;
+  EXPECT_NO_THROW(parse_chain("nn,ml:5", base));
+  EXPECT_NE(input_error([&] { parse_chain("nn", base); }).find("engine 'nn' does not refine"), std::string::npos);
+}

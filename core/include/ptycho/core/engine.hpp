@@ -26,8 +26,11 @@ enum class PositionMethod { gradient, annealing };
 /// Options of one engine in a chain. Defaults are what a beamline user would
 /// want; every field can be set from the command line.
 struct EngineOptions {
-  std::string name = "ml";     ///< dm, raar, sdr, epie, rpie, mpie, ml, lsqml
-  int iterations = 100;
+  std::string name = "ml";     ///< dm, raar, sdr, epie, rpie, mpie, ml, lsqml, nn
+  int iterations = 100;        ///< nn: always 1 (the network's guess is one step)
+  /// nn: the model file (learned/README.md); the chain item `nn:MODEL` sets it.
+  /// Empty: the shipped default model for the frame size (jobs/ fills it in).
+  std::string model;
   bool refine_probe = false;
   int probe_hold = 5;          ///< iterations of this engine before the probe is refined
   bool refine_positions = false;  ///< DM, RAAR and ML: Gauss-Newton position refinement
@@ -76,8 +79,18 @@ class Engine {
 std::unique_ptr<Engine> make_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
                                     ReconState& state);
 
-/// Names make_engine accepts.
+/// The iterative engines make_engine accepts.
 const std::vector<std::string>& engine_names();
+
+/// The learned first guess, "nn", which make_engine also accepts: it is made
+/// by the factory set with set_learned_engine_factory (the learned plugin,
+/// learned/README.md); without one, make_engine says what is missing.
+inline constexpr const char* kLearnedEngine = "nn";
+
+/// Makes the nn engine; set by whoever loaded the learned plugin.
+using EngineFactory = std::unique_ptr<Engine> (*)(const EngineOptions& opt, Workspace& ws, const Collective& coll,
+                                                  ReconState& state);
+void set_learned_engine_factory(EngineFactory factory);
 
 /// What an engine can refine besides the object. An engine asked for
 /// something it cannot do would ignore it silently: callers check first
@@ -88,7 +101,9 @@ struct EngineSupport {
   bool background = false;  ///< EngineOptions::background other than none
 };
 
-/// What engine `name` (one of engine_names()) supports. Throws InputError for an unknown name.
+/// What engine `name` (one of engine_names()) supports. nn refines nothing:
+/// it replaces the object with the network's guess, and the engines after
+/// it in the chain do the refining. Throws InputError for an unknown name.
 EngineSupport engine_support(const std::string& name);
 
 }  // namespace ptycho

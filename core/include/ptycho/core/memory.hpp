@@ -34,6 +34,8 @@ struct RankShare {
 
 /// Bytes of libraries, plans and small buffers every rank holds besides the model's arrays.
 inline constexpr double kProcessOverheadBytes = 96.0 * (1 << 20);
+/// What libtorch and a network add to a rank that runs the nn engine (measured: about 164 MB for libtorch).
+inline constexpr double kLearnedOverheadBytes = 256.0 * (1 << 20);
 
 /// The estimated peak bytes of one rank running `chain` on `share` (the
 /// largest over the chain's engines: one engine's buffers live at a time).

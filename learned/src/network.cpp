@@ -1,0 +1,204 @@
+#include "network.hpp"
+
+#include "ptycho/core/error.hpp"
+
+#include <unistd.h>
+#include <cstdio>
+#include <filesystem>
+
+namespace ptycho::learned {
+
+namespace {
+
+constexpr const char* kFormat = "ptycho-model-1";
+
+torch::nn::Sequential block(int in, int out) {
+  using namespace torch::nn;
+  return Sequential(Conv2d(Conv2dOptions(in, out, 3).padding(1).bias(false)), BatchNorm2d(out), ReLU(),
+                    Conv2d(Conv2dOptions(out, out, 3).padding(1).bias(false)), BatchNorm2d(out), ReLU());
+}
+
+struct Arch {
+  const char* name;
+  int base, levels;
+};
+constexpr Arch kArchs[] = {{"er", 0, 0}, {"unet8", 8, 3}, {"unet12", 12, 3}, {"unet16", 16, 3}, {"unet24", 24, 3}};
+
+}  // namespace
+
+UNetImpl::UNetImpl(int base_, int levels_) : base(base_), levels(levels_) {
+  if (base == 0) return;  // "er": no network, the features' estimate alone
+  down = register_module("down", torch::nn::ModuleList());
+  up = register_module("up", torch::nn::ModuleList());
+  upconv = register_module("upconv", torch::nn::ModuleList());
+  int in = kFeatureChannels;
+  for (int i = 0; i < levels; ++i) {
+    down->push_back(block(in, base << i));
+    in = base << i;
+  }
+  bottom = register_module("bottom", block(in, base << levels));
+  for (int i = levels - 1; i >= 0; --i) {
+    upconv->push_back(
+        torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(base << (i + 1), base << i, 2).stride(2)));
+    up->push_back(block(2 * (base << i), base << i));
+  }
+  head = register_module("head", torch::nn::Conv2d(torch::nn::Conv2dOptions(base, 2, 1)));
+}
+
+torch::Tensor UNetImpl::forward(const torch::Tensor& features) {
+  if (base == 0) return torch::zeros({features.size(0), 2, features.size(2), features.size(3)}, features.options());
+  std::vector<torch::Tensor> skips;
+  torch::Tensor x = features;
+  for (int i = 0; i < levels; ++i) {
+    x = down[i]->as<torch::nn::Sequential>()->forward(x);
+    skips.push_back(x);
+    x = torch::max_pool2d(x, 2);
+  }
+  x = bottom->forward(x);
+  for (int k = 0; k < levels; ++k) {
+    const int i = levels - 1 - k;
+    x = upconv[k]->as<torch::nn::ConvTranspose2d>()->forward(x);
+    x = torch::cat({x, skips[i]}, 1);
+    x = up[k]->as<torch::nn::Sequential>()->forward(x);
+  }
+  return head->forward(x);
+}
+
+const std::vector<std::string>& architectures() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const Arch& a : kArchs) v.push_back(a.name);
+    return v;
+  }();
+  return names;
+}
+
+UNet make_network(const std::string& architecture) {
+  for (const Arch& a : kArchs)
+    if (architecture == a.name) return UNet(a.base, a.levels);
+  std::string known;
+  for (const auto& n : architectures()) known += (known.empty() ? "" : ", ") + n;
+  PTYCHO_INPUT_ERROR_IF(true, "unknown network architecture '" << architecture << "' (known: " << known << ")");
+}
+
+long parameter_count(torch::nn::Module& m) {
+  long n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+void to_channels_last(torch::nn::Module& m) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+}
+
+void save_model(const Model& model, const std::string& path,
+                const std::function<void(torch::serialize::OutputArchive&)>& extra) {
+  torch::serialize::OutputArchive ar;
+  const ModelInfo& i = model.info;
+  ar.write("format", c10::IValue(std::string(kFormat)));
+  ar.write("architecture", c10::IValue(i.architecture));
+  ar.write("frame_size", c10::IValue(int64_t(i.frame_size)));
+  ar.write("feature_iterations", c10::IValue(int64_t(i.feature_iterations)));
+  ar.write("description", c10::IValue(i.description));
+  ar.write("version", c10::IValue(i.version));
+  ar.write("steps", c10::IValue(int64_t(i.steps)));
+  ar.write("loss", c10::IValue(i.loss));
+  torch::serialize::OutputArchive net;
+  model.net->save(net);
+  ar.write("network", net);
+  if (extra) extra(ar);
+  // Atomic: a temporary name beside the file, then a rename.
+  const std::string temp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    ar.save_to(temp);
+  } catch (const c10::Error& e) {
+    std::error_code ec;
+    std::filesystem::remove(temp, ec);
+    PTYCHO_INPUT_ERROR_IF(true, path << ": cannot write the model (" << e.what_without_backtrace() << ")");
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, path, ec);
+  if (ec) {
+    std::filesystem::remove(temp, ec);
+    PTYCHO_INPUT_ERROR_IF(true, path << ": cannot write the model (" << ec.message() << ")");
+  }
+}
+
+namespace {
+
+Model read_model(const std::string& path, const std::function<void(torch::serialize::InputArchive&)>& extra) {
+  std::error_code ec;
+  PTYCHO_INPUT_ERROR_IF(!std::filesystem::is_regular_file(path, ec), path << ": no such model file");
+  torch::serialize::InputArchive ar;
+  try {
+    ar.load_from(path);
+  } catch (const c10::Error& e) {
+    PTYCHO_INPUT_ERROR_IF(true, path << ": not a ptycho model file (libtorch cannot read it)");
+  }
+  auto text = [&](const char* key) {
+    c10::IValue v;
+    PTYCHO_INPUT_ERROR_IF(!ar.try_read(key, v) || !v.isString(),
+                          path << ": not a ptycho model file (no '" << key << "')");
+    return v.toStringRef();
+  };
+  auto integer = [&](const char* key) {
+    c10::IValue v;
+    PTYCHO_INPUT_ERROR_IF(!ar.try_read(key, v) || !v.isInt(), path << ": not a ptycho model file (no '" << key << "')");
+    return v.toInt();
+  };
+  const std::string format = text("format");
+  PTYCHO_INPUT_ERROR_IF(format != kFormat,
+                        path << ": model format '" << format << "', this ptycho reads '" << kFormat << "'");
+  Model m;
+  m.info.path = path;
+  m.info.architecture = text("architecture");
+  m.info.frame_size = int(integer("frame_size"));
+  m.info.feature_iterations = int(integer("feature_iterations"));
+  m.info.description = text("description");
+  m.info.version = text("version");
+  m.info.steps = integer("steps");
+  {
+    c10::IValue v;
+    if (ar.try_read("loss", v) && v.isDouble()) m.info.loss = v.toDouble();
+  }
+  PTYCHO_INPUT_ERROR_IF(m.info.feature_iterations < 0 || m.info.feature_iterations > 1000,
+                        path << ": feature_iterations " << m.info.feature_iterations << " is not in [0, 1000]");
+  PTYCHO_INPUT_ERROR_IF(m.info.frame_size < 8 || m.info.frame_size > 4096 || m.info.frame_size % 8 != 0,
+                        path << ": frame_size " << m.info.frame_size << " is not a multiple of 8 in [8, 4096]");
+  try {
+    m.net = make_network(m.info.architecture);
+  } catch (const InputError& e) {
+    PTYCHO_INPUT_ERROR_IF(true, path << ": " << e.what());
+  }
+  m.info.parameters = parameter_count(*m.net);
+  torch::serialize::InputArchive net;
+  try {
+    PTYCHO_INPUT_ERROR_IF(!ar.try_read("network", net), path << ": not a ptycho model file (no 'network')");
+    m.net->load(net);
+  } catch (const c10::Error& e) {
+    PTYCHO_INPUT_ERROR_IF(true, path << ": the weights do not fit a '" << m.info.architecture << "' network ("
+                                     << e.what_without_backtrace() << ")");
+  }
+  for (const auto& p : m.net->parameters())
+    PTYCHO_INPUT_ERROR_IF(!torch::isfinite(p).all().item<bool>(), path << ": the weights hold NaN or infinity");
+  if (extra) {
+    try {
+      extra(ar);
+    } catch (const c10::Error& e) {
+      PTYCHO_INPUT_ERROR_IF(true, path << ": " << e.what_without_backtrace());
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+Model load_model(const std::string& path, const std::function<void(torch::serialize::InputArchive&)>& extra) {
+  return read_model(path, extra);
+}
+
+ModelInfo inspect_model(const std::string& path) { return read_model(path, {}).info; }
+
+}  // namespace ptycho::learned

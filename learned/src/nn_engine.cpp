@@ -1,0 +1,183 @@
+#include "nn_engine.hpp"
+
+#include "features.hpp"
+#include "network.hpp"
+#include "ptycho/core/error.hpp"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+namespace ptycho::learned {
+
+namespace {
+
+static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, CView3::memory_space>::accessible,
+              "the nn engine hands Kokkos views to libtorch on the host");
+
+constexpr long kInferBatch = 16;  ///< frames per network call (libtorch is fastest on small batches here)
+constexpr int kAlignRounds = 4;   ///< rounds of aligning each patch's phase offset to the stitched object
+
+torch::Tensor wrap(const CView3& v) {
+  return torch::from_blob(reinterpret_cast<void*>(v.data()), {long(v.extent(0)), long(v.extent(1)), long(v.extent(2))},
+                          torch::kComplexFloat);
+}
+
+class NnEngine final : public Engine {
+ public:
+  NnEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll)
+      : m_ws(ws), m_coll(coll), m_model(load_model(opt.model)) {
+    PTYCHO_INPUT_ERROR_IF(m_model.info.frame_size != ws.frame_size(),
+                          opt.model << ": the network takes frames of " << m_model.info.frame_size << "x"
+                                    << m_model.info.frame_size << ", this scan's are " << ws.frame_size() << "x"
+                                    << ws.frame_size() << " (train one: ptycho train --frame-size " << ws.frame_size()
+                                    << ")");
+    m_model.net->eval();
+    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    at::set_num_threads(std::max(1, cores / std::max(1, coll.size())));
+  }
+
+  std::string name() const override { return "NN"; }
+  void checkpoint(StateArchive&) override {}  // nothing of its own: its guess is the state's object
+
+  double iterate(ReconState& state) override {
+    torch::NoGradGuard no_grad;
+    const long n = m_ws.scan().num_local();
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const torch::Tensor patches = predict(n, m, kmodes);  // (n, M, M)
+    stitch(state, patches, n, m, kmodes);
+    return cost(state, n, m, kmodes);
+  }
+
+ private:
+  /// The network's patch for every local frame.
+  torch::Tensor predict(long n, int m, int kmodes) {
+    const LocalScan& scan = m_ws.scan();
+    torch::Tensor out = torch::empty({n, m, m}, torch::kComplexFloat);
+    if (n == 0) return out;
+    const torch::Tensor frames = torch::from_blob(scan.frames.data(), {n, m, m}, torch::kFloat);
+    const torch::Tensor valid = torch::from_blob(scan.valid.data(), {m, m}, torch::kFloat);
+    const torch::Tensor probes = wrap(m_ws.probes()).view({n, kmodes, m, m});
+    for (long first = 0; first < n; first += kInferBatch) {
+      const long count = std::min(kInferBatch, n - first);
+      const Features f = make_features(frames.narrow(0, first, count), valid, probes.narrow(0, first, count),
+                                       m_model.info.feature_iterations);
+      out.narrow(0, first, count).copy_(patch_from_output(f, m_model.net->forward(f.input)));
+    }
+    return out;
+  }
+
+  /// Stitches the patches into the object through the engines' sums over
+  /// halos and ranks: O = sum_j |P_j|^2 e^{i t_j} Q_j / sum_j |P_j|^2, each
+  /// phase offset t_j aligned to the stitched object in a few rounds.
+  void stitch(ReconState& state, const torch::Tensor& patches, long n, int m, int kmodes) {
+    const Rect& ext = m_ws.scan().extent;
+    View2<cdouble> num("ptycho::nn::num", ext.rows, ext.cols);
+    View2<double> den("ptycho::nn::den", ext.rows, ext.cols);
+    const long batch = m_ws.batch();
+    CView3 waves("ptycho::nn::waves", batch * kmodes, m, m);
+    CView3 model("ptycho::nn::model", batch * kmodes, m, m);
+    const torch::Tensor probes = wrap(m_ws.probes()).view({n, kmodes, m, m});
+    torch::Tensor offset = torch::ones({n}, torch::kComplexFloat);  // e^{i t_j}
+    for (int round = 0; round <= kAlignRounds; ++round) {
+      Kokkos::deep_copy(num, cdouble(0, 0));
+      Kokkos::deep_copy(den, 0.0);
+      for (long first = 0; first < n; first += batch) {
+        const long count = std::min(batch, n - first);
+        fill_waves(waves, probes, patches, offset, first, count, kmodes, m);
+        m_ws.accumulate_object(num, den, waves, first, count);
+      }
+      m_coll.scatter_sum(num);
+      m_coll.scatter_sum(den);
+      divide(state.object, num, den);
+      m_coll.gather(state.object);
+      if (round == kAlignRounds) break;
+      // Each patch's overlap with the stitched object sets its new offset.
+      for (long first = 0; first < n; first += batch) {
+        const long count = std::min(batch, n - first);
+        fill_waves(waves, probes, patches, offset, first, count, kmodes, m);
+        m_ws.exit_waves(state.object, first, count, model);
+        const torch::Tensor a = wrap(waves).narrow(0, 0, count * kmodes).view({count, -1});
+        const torch::Tensor b = wrap(model).narrow(0, 0, count * kmodes).view({count, -1});
+        const torch::Tensor c = (torch::conj(a) * b).sum(1);
+        const torch::Tensor mag = torch::abs(c);
+        const torch::Tensor turn = torch::where(mag > 0, c / mag.clamp_min(1e-30), torch::ones_like(c));
+        offset.narrow(0, first, count).mul_(turn);
+      }
+    }
+  }
+
+  /// waves(b*K + k) = P~_{j,k} e^{i t_j} Q_j for j = first + b.
+  static void fill_waves(const CView3& waves, const torch::Tensor& probes, const torch::Tensor& patches,
+                         const torch::Tensor& offset, long first, long count, int kmodes, int m) {
+    const torch::Tensor q = patches.narrow(0, first, count) * offset.narrow(0, first, count).view({count, 1, 1});
+    wrap(waves)
+        .narrow(0, 0, count * kmodes)
+        .view({count, kmodes, m, m})
+        .copy_(probes.narrow(0, first, count) * q.unsqueeze(1));
+  }
+
+  /// object = (num + e D fill) / (den + e D) over the extent: the weighted
+  /// mean where lit, the mean of the lit object where nothing is (D the
+  /// largest illumination, e small). Owned pixels are right; gather() then
+  /// fixes the halo.
+  void divide(const CView2& object, const View2<cdouble>& num, const View2<double>& den) const {
+    const Rect& own = m_ws.scan().owned;
+    const Rect& ext = m_ws.scan().extent;
+    double sums[3] = {0, 0, 0};  // Re, Im of sum num; sum den (owned pixels)
+    double peak = 0;
+    for (long r = own.row0 - ext.row0; r < own.row0 - ext.row0 + own.rows; ++r)
+      for (long c = own.col0 - ext.col0; c < own.col0 - ext.col0 + own.cols; ++c) {
+        sums[0] += num(r, c).real();
+        sums[1] += num(r, c).imag();
+        sums[2] += den(r, c);
+        peak = std::max(peak, den(r, c));
+      }
+    m_coll.sum(sums, 3);
+    m_coll.max(&peak, 1);
+    const cdouble fill = sums[2] > 0 ? cdouble(sums[0] / sums[2], sums[1] / sums[2]) : cdouble(1, 0);
+    const double eps = 1e-3 * std::max(peak, 1e-30);
+    for (long r = 0; r < ext.rows; ++r)
+      for (long c = 0; c < ext.cols; ++c) {
+        const cdouble v = (num(r, c) + eps * fill) / (den(r, c) + eps);
+        object(r, c) = cfloat(float(v.real()), float(v.imag()));
+      }
+  }
+
+  /// The Gaussian amplitude misfit of the stitched object per valid pixel,
+  /// over all ranks: sum (|model| - sqrt(I))^2 / valid pixels.
+  double cost(const ReconState& state, long n, int m, int kmodes) {
+    const long batch = m_ws.batch();
+    CView3 waves("ptycho::nn::cost_waves", batch * kmodes, m, m);
+    const LocalScan& scan = m_ws.scan();
+    const torch::Tensor frames = torch::from_blob(scan.frames.data(), {std::max(n, 1L), m, m}, torch::kFloat);
+    const torch::Tensor valid = torch::from_blob(scan.valid.data(), {m, m}, torch::kFloat);
+    double total = 0;
+    for (long first = 0; first < n; first += batch) {
+      const long count = std::min(batch, n - first);
+      m_ws.exit_waves(state.object, first, count, waves);
+      const torch::Tensor far = torch::fft::fft2(wrap(waves).narrow(0, 0, count * kmodes).view({count, kmodes, m, m}));
+      const torch::Tensor amp =
+          (torch::real(far).square() + torch::imag(far).square()).sum(1).div(double(m) * m).sqrt();
+      const torch::Tensor measured = frames.narrow(0, first, count).clamp_min(0).sqrt();
+      total += (valid * (amp - measured).square()).sum().item<double>();
+    }
+    m_coll.sum(&total, 1);
+    return total / std::max(1.0, m_ws.valid_pixels());
+  }
+
+  Workspace& m_ws;
+  const Collective& m_coll;
+  Model m_model;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_nn_engine(const EngineOptions& opt, Workspace& ws, const Collective& coll,
+                                       ReconState& /*state*/) {
+  return std::make_unique<NnEngine>(opt, ws, coll);
+}
+
+}  // namespace ptycho::learned
