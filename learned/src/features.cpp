@@ -59,15 +59,4 @@ torch::Tensor patch_loss(const torch::Tensor& patch, const torch::Tensor& truth,
   return ((pp + tt - 2 * overlap) / tt.clamp_min(1e-20)).mean();
 }
 
-torch::Tensor physics_loss(const torch::Tensor& patch, const torch::Tensor& frames, const torch::Tensor& valid,
-                           const torch::Tensor& probes) {
-  const torch::Tensor measured = frames.clamp_min(0).sqrt().unsqueeze(1);
-  const torch::Tensor v = valid_4d(valid);
-  auto [amp, far] = far_field(probes * patch.unsqueeze(1));
-  (void)far;
-  const torch::Tensor misfit = (v * (amp - measured).square()).sum({1, 2, 3});
-  const torch::Tensor power = (v * measured.square()).sum({1, 2, 3}).clamp_min(1e-20);
-  return (misfit / power).mean();
-}
-
 }  // namespace ptycho::learned

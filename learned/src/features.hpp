@@ -37,10 +37,4 @@ torch::Tensor patch_from_output(const Features& f, const torch::Tensor& output);
 /// power of the truth, averaged over the batch.
 torch::Tensor patch_loss(const torch::Tensor& patch, const torch::Tensor& truth, const torch::Tensor& weight);
 
-/// Physics loss without ground truth: the Gaussian amplitude misfit of the
-/// measured frames under the forward model of `patch` (B, M, M) with the
-/// probes, over valid pixels, relative to the measured power.
-torch::Tensor physics_loss(const torch::Tensor& patch, const torch::Tensor& frames, const torch::Tensor& valid,
-                           const torch::Tensor& probes);
-
 }  // namespace ptycho::learned
