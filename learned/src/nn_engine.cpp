@@ -47,8 +47,10 @@ class NnEngine final : public Engine {
     const long n = m_ws.scan().num_local();
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const torch::Tensor patches = predict(n, m, kmodes);  // (n, M, M)
-    stitch(state, patches, n, m, kmodes);
-    return cost(state, n, m, kmodes);
+    // One batch of waves, for the stitching and then the cost.
+    const CView3 waves("ptycho::nn::waves", m_ws.batch() * kmodes, m, m);
+    stitch(state, patches, waves, n, m, kmodes);
+    return cost(state, waves, n, m, kmodes);
   }
 
  private:
@@ -72,12 +74,11 @@ class NnEngine final : public Engine {
   /// Stitches the patches into the object through the engines' sums over
   /// halos and ranks: O = sum_j |P_j|^2 e^{i t_j} Q_j / sum_j |P_j|^2, each
   /// phase offset t_j aligned to the stitched object in a few rounds.
-  void stitch(ReconState& state, const torch::Tensor& patches, long n, int m, int kmodes) {
+  void stitch(ReconState& state, const torch::Tensor& patches, const CView3& waves, long n, int m, int kmodes) {
     const Rect& ext = m_ws.scan().extent;
     View2<cdouble> num("ptycho::nn::num", ext.rows, ext.cols);
     View2<double> den("ptycho::nn::den", ext.rows, ext.cols);
     const long batch = m_ws.batch();
-    CView3 waves("ptycho::nn::waves", batch * kmodes, m, m);
     CView3 model("ptycho::nn::model", batch * kmodes, m, m);
     const torch::Tensor probes = wrap(m_ws.probes()).view({n, kmodes, m, m});
     torch::Tensor offset = torch::ones({n}, torch::kComplexFloat);  // e^{i t_j}
@@ -148,9 +149,8 @@ class NnEngine final : public Engine {
 
   /// The Gaussian amplitude misfit of the stitched object per valid pixel,
   /// over all ranks: sum (|model| - sqrt(I))^2 / valid pixels.
-  double cost(const ReconState& state, long n, int m, int kmodes) {
+  double cost(const ReconState& state, const CView3& waves, long n, int m, int kmodes) {
     const long batch = m_ws.batch();
-    CView3 waves("ptycho::nn::cost_waves", batch * kmodes, m, m);
     const LocalScan& scan = m_ws.scan();
     const torch::Tensor frames = torch::from_blob(scan.frames.data(), {std::max(n, 1L), m, m}, torch::kFloat);
     const torch::Tensor valid = torch::from_blob(scan.valid.data(), {m, m}, torch::kFloat);
