@@ -1,7 +1,9 @@
 // Maximum-likelihood reconstruction with preconditioned Polak-Ribiere
 // conjugate gradients and an exact line search on the cost (Thibault &
 // Guizar-Sicairos 2012), Poisson or Gaussian (amplitude) likelihood, with an
-// optional Gaussian smoothness prior.
+// optional Gaussian smoothness prior and an optional proximal pull toward the
+// object the engine starts from (a learned guess), weighted per pixel by how
+// little light fell there.
 //
 // Far fields Psi = DFT(P~ O) of every local frame are kept, and since the
 // model is linear in O, Psi(O + a d) = Psi + a DFT(P~ d): each iteration
@@ -187,6 +189,12 @@ class MlEngine final : public Engine {
     m_precond = View2<float>("ptycho::ml::precond", rows, cols);
     m_illumination = View2<double>("ptycho::ml::den", rows, cols);
     m_owned = local_rect(scan.owned, scan.extent);
+    if (opt.proximal > 0) {
+      // The anchor: the object this engine starts from (a learned guess).
+      m_anchor = CView2("ptycho::ml::anchor", rows, cols);
+      Kokkos::deep_copy(m_anchor, state.object);
+      m_anchor_weight = View2<float>("ptycho::ml::anchor_weight", rows, cols);
+    }
     if (opt.refine_probe) {
       m_probe_sums = ProbeSums("ptycho::ml::probe_gradient", k, m);
       m_scratch = CView3("ptycho::ml::scratch", std::size_t(ws.batch()) * k, m, m);
@@ -211,6 +219,7 @@ class MlEngine final : public Engine {
     ar.object_field("direction", m_dir);
     ar.object_field("gradient_old", m_grad_old);
     ar.object_field("preconditioned_old", m_h_old);
+    if (m_anchor.size() > 0) ar.object_field("proximal_anchor", m_anchor);
     m_positions.checkpoint(ar);
   }
 
@@ -275,6 +284,16 @@ class MlEngine final : public Engine {
         "ptycho::ml::precond", rect_policy(o), KOKKOS_LAMBDA(long r, long c) { pre(r, c) = 1.0f / (den(r, c) + delta); });
     // The smoothness weight is relative to the data term's curvature, about mean(den).
     m_mu = m_opt.smoothness * m_den_mean;
+    // So is the proximal weight; per pixel it is 1 / (1 + den / mean(den)):
+    // full where little light fell, a tenth where ten times the mean did.
+    m_prox = m_opt.proximal * m_den_mean;
+    if (m_prox > 0) {
+      const auto w = m_anchor_weight;
+      const double dm = m_den_mean;
+      Kokkos::parallel_for(
+          "ptycho::ml::anchor_weight", rect_policy(o),
+          KOKKOS_LAMBDA(long r, long c) { w(r, c) = static_cast<float>(1.0 / (1.0 + den(r, c) / dm)); });
+    }
   }
 
   /// Psi = DFT(P~ O) for every local frame.
@@ -320,6 +339,7 @@ class MlEngine final : public Engine {
     m_coll.scatter_sum(grad);
     double reg_cost = 0;
     if (m_mu > 0) reg_cost = add_smoothness_gradient(state);
+    if (m_prox > 0) reg_cost += add_proximal_gradient(state);
     double c[2] = {cost, reg_cost};
     m_coll.sum(c, 2);
     return (c[0] + c[1]) / std::max(1.0, m_ws.valid_pixels());
@@ -358,6 +378,26 @@ class MlEngine final : public Engine {
         },
         cost);
     return m_mu * cost;
+  }
+
+  /// Adds the gradient of prox * sum w |O - anchor|^2 on owned pixels;
+  /// returns this rank's cost of it.
+  double add_proximal_gradient(ReconState& state) {
+    const auto obj = state.object, anchor = m_anchor;
+    const auto w = m_anchor_weight;
+    const auto grad = m_grad;
+    const float prox = static_cast<float>(m_prox);
+    double cost = 0;
+    Kokkos::parallel_reduce(
+        "ptycho::ml::proximal", rect_policy(m_owned),
+        KOKKOS_LAMBDA(long r, long c, double& acc) {
+          const cfloat d = obj(r, c) - anchor(r, c);
+          const float pw = prox * w(r, c);
+          acc += double(pw) * (double(d.real()) * d.real() + double(d.imag()) * d.imag());
+          grad(r, c) += cdouble(d.real() * pw, d.imag() * pw);
+        },
+        cost);
+    return cost;
   }
 
   /// Preconditioned Polak-Ribiere direction on owned pixels, then the halo.
@@ -400,9 +440,9 @@ class MlEngine final : public Engine {
   void line_search_and_step(ReconState& state) {
     const auto& scan = m_ws.scan();
     const long n = scan.num_local();
-    // The prior is quadratic in alpha: mu (E0 + 2 a E1 + a^2 E2).
+    // The priors are quadratic in alpha: E + 2 a e0 + a^2 e1 (weights included).
     double e[2] = {0, 0};
-    if (m_mu > 0) prior_line_terms(state, e);
+    if (m_mu > 0 || m_prox > 0) prior_line_terms(state, e);
     // One pass: the cost along the line as a quartic in alpha, from the
     // expansion of log I (Poisson) or sqrt(I) (Gaussian) to second order in
     // the change of I (Thibault & Guizar-Sicairos 2012). Its linear term is
@@ -414,14 +454,14 @@ class MlEngine final : public Engine {
         [&](long first, long count, const CView3&) { return line_terms(first, count); }, MeasureOnly{});
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
     m_coll.sum(c, 5);
-    c[0] += 2 * m_mu * e[0];
-    c[1] += m_mu * e[1];
-    c[4] += m_mu * e[1];
+    c[0] += 2 * e[0];
+    c[1] += e[1];
+    c[4] += e[1];
     // The exact slope at a (one pass and one global sum).
     auto slope = [&](double alpha_at) {
       double d1 = exact_slope(n, static_cast<float>(alpha_at));
       m_coll.sum(&d1, 1);
-      return d1 + 2 * m_mu * (e[0] + alpha_at * e[1]);
+      return d1 + 2 * (e[0] + alpha_at * e[1]);
     };
     double alpha = minimise_line(c, slope);
     if (!(alpha > 0)) m_restart = true;  // not a descent direction: restart with steepest descent
@@ -615,7 +655,9 @@ class MlEngine final : public Engine {
   /// Inner products of the prior along the direction: e[0] = sum Re<dO, dd>,
   /// e[1] = sum |dd|^2 over edges (dO, dd: edge differences of O and d).
   void prior_line_terms(ReconState& state, double* e) {
-    const auto obj = state.object, dir = m_dir;
+    const auto obj = state.object, dir = m_dir, anchor = m_anchor;
+    const auto w = m_anchor_weight;
+    const double mu = m_mu, prox = m_prox;
     const auto& scan = m_ws.scan();
     const long er0 = scan.extent.row0, ec0 = scan.extent.col0, rows = scan.extent.rows, cols = scan.extent.cols;
     const long H = scan.object_rows, W = scan.object_cols;
@@ -627,11 +669,20 @@ class MlEngine final : public Engine {
           auto edge = [&](long r2, long c2) {
             const cfloat dO = obj(r, c) - obj(r2, c2);
             const cfloat dd = dir(r, c) - dir(r2, c2);
-            acc.v[0] += double(dO.real()) * dd.real() + double(dO.imag()) * dd.imag();
-            acc.v[1] += double(dd.real()) * dd.real() + double(dd.imag()) * dd.imag();
+            acc.v[0] += mu * (double(dO.real()) * dd.real() + double(dO.imag()) * dd.imag());
+            acc.v[1] += mu * (double(dd.real()) * dd.real() + double(dd.imag()) * dd.imag());
           };
-          if (gr + 1 < H && r + 1 < rows) edge(r + 1, c);
-          if (gc + 1 < W && c + 1 < cols) edge(r, c + 1);
+          if (mu > 0) {
+            if (gr + 1 < H && r + 1 < rows) edge(r + 1, c);
+            if (gc + 1 < W && c + 1 < cols) edge(r, c + 1);
+          }
+          if (prox > 0) {
+            const cfloat dO = obj(r, c) - anchor(r, c);
+            const cfloat dd = dir(r, c);
+            const double pw = prox * w(r, c);
+            acc.v[0] += pw * (double(dO.real()) * dd.real() + double(dO.imag()) * dd.imag());
+            acc.v[1] += pw * (double(dd.real()) * dd.real() + double(dd.imag()) * dd.imag());
+          }
         },
         Kokkos::Sum<Sums<2>>(s));
     e[0] = s.v[0];
@@ -658,6 +709,9 @@ class MlEngine final : public Engine {
   Rect m_owned;
   double m_den_mean = 0;
   double m_mu = 0;
+  double m_prox = 0;         ///< proximal weight (times the per-pixel weights)
+  CView2 m_anchor;           ///< the object the engine started from (proximal > 0 only)
+  View2<float> m_anchor_weight;  ///< 1 / (1 + den / mean(den)) on owned pixels
   long m_iter = 0;
   bool m_restart = false;
   float m_pending_step = 0;  ///< Psi += this * dPsi, not yet applied

@@ -25,6 +25,10 @@ namespace ptycho::jobs {
 
 namespace {
 
+/// --preset learned: the chain and its smoothness prior (README, "Learned engines").
+constexpr const char* kLearnedChain = "nn,ml:100";
+constexpr double kLearnedSmoothness = 0.05;
+
 namespace fs = std::filesystem;
 
 /// What a check finds wrong with a value, or "" if nothing.
@@ -321,6 +325,11 @@ const std::vector<KeySpec>& specs() {
           "smoothness", [](J& j) -> double& { return j.base.smoothness; },
           "ML: weight of a Gaussian smoothness prior, relative to the data term (0 = off)", non_negative()),
       make_key<double>(
+          "proximal", [](J& j) -> double& { return j.base.proximal; },
+          "ML: weight of a pull toward the object the engine starts from (an nn stage's guess), relative to the "
+          "data term, strongest where the scan's illumination is weak (0 = off)",
+          non_negative()),
+      make_key<double>(
           "beta", [](J& j) -> double& { return j.base.beta; }, "RAAR relaxation", finite()),
       make_key<double>(
           "sigma", [](J& j) -> double& { return j.base.sigma; }, "sDR: relaxed Fourier reflection (0 AP .. 1 DM)",
@@ -355,8 +364,9 @@ const std::vector<KeySpec>& specs() {
                "write the progress lines and a summary as JSON lines to this file"),
       make_key<std::string>(
           "preset", [](J& j) -> std::string& { return j.preset; },
-          "standard or blind: defaults for what is not set (blind: raar:150,ml:100, probe refined, 3 modes)",
-          one_of({"standard", "blind"})),
+          "standard, blind or learned: defaults for what is not set (blind: raar:150,ml:100, probe refined, 3 "
+          "modes; learned: nn,ml:100 with smoothness 0.05)",
+          one_of({"standard", "blind", "learned"})),
       path_key("checkpoint", [](J& j) -> std::string& { return j.checkpoint; },
                "checkpoint file (default OUTPUT-stem.checkpoint.h5); a run that finds it resumes from it"),
       make_key<int>(
@@ -753,6 +763,10 @@ void apply_preset(ReconstructJob& job) {
       if (unset("position_hold")) job.base.position_hold = 20;
       if (unset("max_position_shift")) job.base.max_position_shift = 1.5;
     }
+  }
+  if (job.preset == "learned") {
+    if (unset("engines")) job.engines = kLearnedChain;
+    if (unset("smoothness")) job.base.smoothness = kLearnedSmoothness;
   }
 }
 

@@ -132,6 +132,7 @@ int info_model(MPI_Comm world, const InfoOptions& opt) {
                                       {"architecture", m.architecture},
                                       {"frame_size", m.frame_size},
                                       {"parameters", m.parameters},
+                                      {"features", m.features},
                                       {"feature_iterations", m.feature_iterations},
                                       {"steps", m.steps},
                                       {"loss", m.loss},
@@ -141,8 +142,9 @@ int info_model(MPI_Comm world, const InfoOptions& opt) {
     return 0;
   }
   std::printf("%s: ptycho model, readable\n", opt.file.c_str());
-  std::printf("  network:    %s, %ld parameters, for %dx%d frames (%d feature iterations)\n", m.architecture.c_str(),
-              m.parameters, m.frame_size, m.frame_size, m.feature_iterations);
+  std::printf("  network:    %s, %ld parameters, for %dx%d frames (%s features, %d iterations of %s)\n",
+              m.architecture.c_str(), m.parameters, m.frame_size, m.frame_size, m.features.c_str(),
+              m.feature_iterations, m.features == "scan" ? "ML over the scan" : "single-frame error reduction");
   std::printf("  training:   %ld steps, last loss %.4g, ptycho %s\n", m.steps, m.loss, m.version.c_str());
   std::printf("  about:      %s\n", m.description.c_str());
   return 0;

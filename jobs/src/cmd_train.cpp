@@ -24,8 +24,14 @@ Command add_train_command(CLI::App& app) {
   c.app->add_option("--architecture", opt->architecture, "network: unet8, unet16, unet24")->capture_default_str();
   c.app->add_option("--frame-size", opt->frame_size, "frame size M the network takes")->capture_default_str();
   c.app
+      ->add_option("--features", opt->features,
+                   "what the network corrects: scan (each frame's window of a multi-frame ML estimate) or "
+                   "frame (a single-frame error-reduction estimate)")
+      ->check(CLI::IsMember({"scan", "frame"}))
+      ->capture_default_str();
+  c.app
       ->add_option("--feature-iterations", opt->feature_iterations,
-                   "single-frame error-reduction iterations that make the network's input")
+                   "iterations of that estimate (ML over the scan, or error reduction on one frame)")
       ->capture_default_str();
   c.app->add_option("--steps", opt->steps, "optimiser steps")->capture_default_str();
   c.app->add_option("--batch", opt->batch, "samples per step and rank")->capture_default_str();

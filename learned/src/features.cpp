@@ -47,7 +47,8 @@ Features make_features(const torch::Tensor& frames, const torch::Tensor& valid, 
 }
 
 torch::Tensor patch_from_output(const Features& f, const torch::Tensor& output) {
-  return f.baseline + torch::complex(output.select(1, 0), output.select(1, 1));
+  const torch::Tensor patch = f.baseline + torch::complex(output.select(1, 0), output.select(1, 1));
+  return f.turn.defined() ? patch * f.turn : patch;
 }
 
 torch::Tensor patch_loss(const torch::Tensor& patch, const torch::Tensor& truth, const torch::Tensor& weight) {

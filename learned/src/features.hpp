@@ -20,6 +20,8 @@ struct Features {
   torch::Tensor input;     ///< (B, 3, M, M) float: Re, Im of estimate * lit, probe amplitude (max 1)
   torch::Tensor baseline;  ///< (B, M, M) complex: estimate * lit, which the network corrects
   torch::Tensor weight;    ///< (B, M, M) float: illumination sum_k |P_k|^2 / its max
+  torch::Tensor turn;      ///< (B, 1, 1) complex, or undefined: a phase factor taken out of the
+                           ///< estimate (scan features), put back by patch_from_output
 };
 
 /// frames (B, M, M) float counts; valid (M, M) or (B, M, M) float, 1 for
@@ -28,7 +30,8 @@ struct Features {
 Features make_features(const torch::Tensor& frames, const torch::Tensor& valid, const torch::Tensor& probes,
                        int iterations);
 
-/// The network's complex patch (B, M, M) from its output (B, 2, M, M).
+/// The network's complex patch (B, M, M) from its output (B, 2, M, M):
+/// (baseline + correction) * turn.
 torch::Tensor patch_from_output(const Features& f, const torch::Tensor& output);
 
 /// The loss against the true patches (B, M, M) complex: the weighted

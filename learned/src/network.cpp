@@ -100,6 +100,7 @@ void save_model(const Model& model, const std::string& path,
   ar.write("format", c10::IValue(std::string(kFormat)));
   ar.write("architecture", c10::IValue(i.architecture));
   ar.write("frame_size", c10::IValue(int64_t(i.frame_size)));
+  ar.write("features", c10::IValue(i.features));
   ar.write("feature_iterations", c10::IValue(int64_t(i.feature_iterations)));
   ar.write("description", c10::IValue(i.description));
   ar.write("version", c10::IValue(i.version));
@@ -155,6 +156,12 @@ Model read_model(const std::string& path, const std::function<void(torch::serial
   m.info.path = path;
   m.info.architecture = text("architecture");
   m.info.frame_size = int(integer("frame_size"));
+  {
+    c10::IValue v;  // files of the first release have single-frame features and no key
+    m.info.features = ar.try_read("features", v) && v.isString() ? v.toStringRef() : std::string("frame");
+  }
+  PTYCHO_INPUT_ERROR_IF(m.info.features != "frame" && m.info.features != "scan",
+                        path << ": features '" << m.info.features << "' are neither 'frame' nor 'scan'");
   m.info.feature_iterations = int(integer("feature_iterations"));
   m.info.description = text("description");
   m.info.version = text("version");

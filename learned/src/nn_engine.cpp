@@ -2,6 +2,7 @@
 
 #include "features.hpp"
 #include "network.hpp"
+#include "scan_features.hpp"
 #include "ptycho/core/error.hpp"
 
 #include <ATen/Parallel.h>
@@ -46,10 +47,13 @@ class NnEngine final : public Engine {
     torch::NoGradGuard no_grad;
     const long n = m_ws.scan().num_local();
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
-    const torch::Tensor patches = predict(n, m, kmodes);  // (n, M, M)
+    const bool scan = m_model.info.features == "scan";
+    // (n, M, M) patches: corrected windows of a multi-frame estimate, whose
+    // phases already agree, or single-frame guesses, whose offsets are aligned.
+    const torch::Tensor patches = scan ? predict_windows(state, n, m) : predict(n, m, kmodes);
     // One batch of waves, for the stitching and then the cost.
     const CView3 waves("ptycho::nn::waves", m_ws.batch() * kmodes, m, m);
-    stitch(state, patches, waves, n, m, kmodes);
+    stitch(state, patches, waves, n, m, kmodes, scan ? 0 : kAlignRounds);
     return cost(state, waves, n, m, kmodes);
   }
 
@@ -71,10 +75,26 @@ class NnEngine final : public Engine {
     return out;
   }
 
+  /// The network's correction of each local frame's window of a
+  /// multi-frame estimate (scan_features.hpp), made on `state`.
+  torch::Tensor predict_windows(ReconState& state, long n, int m) {
+    multi_frame_estimate(m_ws, m_coll, state, m_model.info.feature_iterations);
+    const WindowFeatures windows(m_ws, m_coll);
+    torch::Tensor out = torch::empty({n, m, m}, torch::kComplexFloat);
+    const long chunk = std::min<long>(kInferBatch, m_ws.batch());
+    for (long first = 0; first < n; first += chunk) {
+      const long count = std::min(chunk, n - first);
+      const Features f = windows(state.object, first, count);
+      out.narrow(0, first, count).copy_(patch_from_output(f, m_model.net->forward(f.input)));
+    }
+    return out;
+  }
+
   /// Stitches the patches into the object through the engines' sums over
   /// halos and ranks: O = sum_j |P_j|^2 e^{i t_j} Q_j / sum_j |P_j|^2, each
   /// phase offset t_j aligned to the stitched object in a few rounds.
-  void stitch(ReconState& state, const torch::Tensor& patches, const CView3& waves, long n, int m, int kmodes) {
+  void stitch(ReconState& state, const torch::Tensor& patches, const CView3& waves, long n, int m, int kmodes,
+              int rounds) {
     const Rect& ext = m_ws.scan().extent;
     View2<cdouble> num("ptycho::nn::num", ext.rows, ext.cols);
     View2<double> den("ptycho::nn::den", ext.rows, ext.cols);
@@ -82,7 +102,7 @@ class NnEngine final : public Engine {
     CView3 model("ptycho::nn::model", batch * kmodes, m, m);
     const torch::Tensor probes = wrap(m_ws.probes()).view({n, kmodes, m, m});
     torch::Tensor offset = torch::ones({n}, torch::kComplexFloat);  // e^{i t_j}
-    for (int round = 0; round <= kAlignRounds; ++round) {
+    for (int round = 0; round <= rounds; ++round) {
       Kokkos::deep_copy(num, cdouble(0, 0));
       Kokkos::deep_copy(den, 0.0);
       for (long first = 0; first < n; first += batch) {
@@ -94,7 +114,7 @@ class NnEngine final : public Engine {
       m_coll.scatter_sum(den);
       divide(state.object, num, den);
       m_coll.gather(state.object);
-      if (round == kAlignRounds) break;
+      if (round == rounds) break;
       // Each patch's overlap with the stitched object sets its new offset.
       for (long first = 0; first < n; first += batch) {
         const long count = std::min(batch, n - first);

@@ -46,11 +46,21 @@ Synthesizer::Synthesizer(const SynthOptions& options, std::uint64_t seed)
   }
 }
 
-torch::Tensor Synthesizer::images(long count) {
-  const int m = m_opt.frame_size;
+torch::Tensor Synthesizer::images(long count) { return images(count, m_opt.frame_size); }
+
+torch::Tensor Synthesizer::images(long count, int size) {
+  const int m = size;
+  torch::Tensor freq = m_freq, rows = m_rows, cols = m_cols;
+  if (size != m_opt.frame_size) {
+    const torch::Tensor idx = torch::arange(m, torch::kFloat);
+    rows = idx.view({m, 1}).expand({m, m}).contiguous();
+    cols = idx.view({1, m}).expand({m, m}).contiguous();
+    const torch::Tensor f = torch::fft::fftfreq(m);
+    freq = (f.view({m, 1}).square() + f.view({1, m}).square()).sqrt();
+  }
   // Fractal noise: white noise shaped to a 1/f^(beta/2) amplitude spectrum.
   const torch::Tensor beta = uniform({count, 1, 1}, 1.5, 3.5, m_gen);
-  const torch::Tensor spectrum = torch::pow(m_freq.unsqueeze(0).square() + 1.0f / float(m * m), -beta / 4.0f);
+  const torch::Tensor spectrum = torch::pow(freq.unsqueeze(0).square() + 1.0f / float(m * m), -beta / 4.0f);
   const torch::Tensor white = at::randn({count, m, m}, m_gen, torch::kFloat);
   torch::Tensor img = to_unit_range(torch::real(torch::fft::ifft2(torch::fft::fft2(white) * spectrum)));
   img = img * uniform({count, 1, 1}, 0.0, 1.0, m_gen) + uniform({count, 1, 1}, 0.0, 0.5, m_gen);
@@ -65,7 +75,7 @@ torch::Tensor Synthesizer::images(long count) {
     const torch::Tensor edge = uniform({count, 1, 1}, 0.3, 3.0, m_gen);
     const torch::Tensor on = (uniform({count, 1, 1}, 0.0, 1.0, m_gen) < 0.6).to(torch::kFloat);
     const torch::Tensor box = (uniform({count, 1, 1}, 0.0, 1.0, m_gen) < 0.4).to(torch::kFloat);
-    const torch::Tensor dy = m_rows.unsqueeze(0) - cy, dx = m_cols.unsqueeze(0) - cx;
+    const torch::Tensor dy = rows.unsqueeze(0) - cy, dx = cols.unsqueeze(0) - cx;
     const torch::Tensor u = (dx * torch::cos(angle) + dy * torch::sin(angle)) / r1;
     const torch::Tensor v = (-dx * torch::sin(angle) + dy * torch::cos(angle)) / r2;
     const torch::Tensor d = box * torch::maximum(u.abs(), v.abs()) + (1 - box) * (u.square() + v.square()).sqrt();

@@ -30,6 +30,8 @@ class Synthesizer {
   /// Images (B, M, M) in [0, 1]: fractal noise overlaid with random soft
   /// ellipses, bars and strokes, with random contrast and gamma.
   torch::Tensor images(long count);
+  /// The same at another size (size, size).
+  torch::Tensor images(long count, int size);
   /// Complex object patches from two independent images: amplitude in a
   /// random sub-range of [0.1, 1], phase over a random range of up to 2.5 rad.
   torch::Tensor objects(long count);

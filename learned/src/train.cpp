@@ -2,6 +2,7 @@
 
 #include "features.hpp"
 #include "network.hpp"
+#include "scan_synth.hpp"
 #include "ptycho/core/error.hpp"
 #include "synth.hpp"
 
@@ -69,6 +70,8 @@ void check_options(const TrainOptions& o) {
   PTYCHO_INPUT_ERROR_IF(!(o.learning_rate > 0 && o.learning_rate < 1),
                         "--learning-rate: must be in (0, 1), got " << o.learning_rate);
   PTYCHO_INPUT_ERROR_IF(!(o.minutes >= 0), "--minutes: must be >= 0, got " << o.minutes);
+  PTYCHO_INPUT_ERROR_IF(o.features != "scan" && o.features != "frame",
+                        "--features: must be scan or frame, got '" << o.features << "'");
   PTYCHO_INPUT_ERROR_IF(o.feature_iterations < 0 || o.feature_iterations > 1000,
                         "--feature-iterations: must be from 0 to 1000, got " << o.feature_iterations);
   PTYCHO_INPUT_ERROR_IF(o.checkpoint_every < 1, "--checkpoint-every: must be at least 1");
@@ -95,12 +98,14 @@ TrainSummary train(MPI_Comm comm, const TrainOptions& o, const std::function<voi
     model.net = make_network(o.architecture);
     model.info.architecture = o.architecture;
     model.info.frame_size = o.frame_size;
+    model.info.features = o.features;
     model.info.feature_iterations = o.feature_iterations;
   }
   model.info.version = PTYCHO_VERSION;
   model.info.description =
       (o.description.empty() ? std::string() : o.description + "; ") +
       "supervised on simulated scans (learned/README.md, Training): procedural objects, zone-plate probes, " +
+      model.info.features + " features (" + std::to_string(model.info.feature_iterations) + " iterations), " +
       std::to_string(o.frame_size) + " px frames, seed " + std::to_string(o.seed) + ", batch " +
       std::to_string(o.batch) + " x " + std::to_string(ranks) + " ranks, learning rate " +
       std::to_string(o.learning_rate);
@@ -132,7 +137,14 @@ TrainSummary train(MPI_Comm comm, const TrainOptions& o, const std::function<voi
 
   SynthOptions so;
   so.frame_size = o.frame_size;
-  Synthesizer synth(so, o.seed * 1000003ULL + std::uint64_t(rank) * 7919ULL + std::uint64_t(start));
+  const std::uint64_t seed = o.seed * 1000003ULL + std::uint64_t(rank) * 7919ULL + std::uint64_t(start);
+  const bool scan = model.info.features == "scan";
+  std::unique_ptr<Synthesizer> synth;
+  std::unique_ptr<ScanSampler> sampler;
+  if (scan)
+    sampler = std::make_unique<ScanSampler>(o.frame_size, feature_iterations, seed);
+  else
+    synth = std::make_unique<Synthesizer>(so, seed);
 
   const auto t0 = std::chrono::steady_clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
@@ -157,10 +169,19 @@ TrainSummary train(MPI_Comm comm, const TrainOptions& o, const std::function<voi
     const double lr = o.learning_rate * warm * 0.5 * (1 + std::cos(M_PI * double(step) / double(o.steps)));
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
 
-    const Batch b = synth.batch(o.batch);
-    const Features f = make_features(b.frames, b.valid, b.probes, feature_iterations);
+    Features f;
+    torch::Tensor truth;
+    if (scan) {
+      ScanSamples b = sampler->batch(o.batch);
+      f = b.features;
+      truth = b.truth;
+    } else {
+      const Batch b = synth->batch(o.batch);
+      f = make_features(b.frames, b.valid, b.probes, feature_iterations);
+      truth = b.truth;
+    }
     const torch::Tensor patch = patch_from_output(f, model.net->forward(f.input));
-    const torch::Tensor loss = patch_loss(patch, b.truth, f.weight);
+    const torch::Tensor loss = patch_loss(patch, truth, f.weight);
     optimizer.zero_grad();
     loss.backward();
     average_gradients(comm, *model.net, ranks);

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <complex>
+
 using namespace ptycho;
 
 namespace {
@@ -42,3 +45,55 @@ TEST_P(EngineConverges, LowersCostAndFindsObject) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, EngineConverges, ::testing::Values("dm", "raar", "sdr", "epie", "rpie", "mpie", "ml", "lsqml"));
 
+
+namespace {
+
+/// ML from `start` (the truth or a flat object) with the given proximal
+/// weight; returns the relative distance of the result to `start` and the
+/// error to the truth.
+struct ProximalRun {
+  std::vector<double> cost;
+  double moved = 0, error = 0;
+};
+
+ProximalRun run_proximal(bool start_from_truth, double proximal) {
+  auto s = test::make_small_scan(1e5);
+  ReconState st = test::start_state(s, test::true_probe(s));
+  if (start_from_truth) Kokkos::deep_copy(st.object, s.sim.object);
+  HostCView2 start("start", st.object.extent(0), st.object.extent(1));  // a copy, not a mirror (which may alias)
+  Kokkos::deep_copy(start, st.object);
+  EngineOptions opt;
+  opt.name = "ml";
+  opt.proximal = proximal;
+  ProximalRun run;
+  run.cost = test::run_iterations(s, opt, st, 30);
+  auto obj = Kokkos::create_mirror_view_and_copy(HostSpace(), st.object);
+  double d = 0, n = 0;
+  for (size_t r = 0; r < obj.extent(0); ++r)
+    for (size_t c = 0; c < obj.extent(1); ++c) {
+      const cfloat e = obj(r, c) - start(r, c);
+      d += std::norm(std::complex<double>(e.real(), e.imag()));
+      n += std::norm(std::complex<double>(start(r, c).real(), start(r, c).imag()));
+    }
+  run.moved = std::sqrt(d / n);
+  run.error = test::object_error(obj, s.sim.object, 30, 66);
+  return run;
+}
+
+}  // namespace
+
+TEST(MlProximal, AStrongPullKeepsTheStartingObject) {
+  const ProximalRun free = run_proximal(false, 0.0), held = run_proximal(false, 100.0);
+  for (double c : held.cost) ASSERT_TRUE(std::isfinite(c));
+  EXPECT_LT(held.cost.back(), held.cost.front());
+  EXPECT_GT(free.moved, 0.1);
+  EXPECT_LT(held.moved, 0.1 * free.moved) << "free " << free.moved << ", held " << held.moved;
+}
+
+TEST(MlProximal, APullTowardTheTruthHelpsOnNoisyData) {
+  const ProximalRun plain = run_proximal(true, 0.0), pulled = run_proximal(true, 1.0);
+  for (double c : pulled.cost) ASSERT_TRUE(std::isfinite(c));
+  // The line search sees the prior: the total cost never rises.
+  for (size_t i = 1; i < pulled.cost.size(); ++i) EXPECT_LE(pulled.cost[i], pulled.cost[i - 1] * (1 + 1e-6)) << i;
+  EXPECT_LT(pulled.error, plain.error) << "plain " << plain.error << ", pulled " << pulled.error;
+}

@@ -79,7 +79,7 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
   const std::set<std::string> unique(keys.begin(), keys.end());
   EXPECT_EQ(unique.size(), keys.size()) << "a key is listed twice";
   for (const char* k : {"input",          "output",      "engines",    "probe_modes",
-                        "refine_probe",   "probe_hold",  "likelihood", "smoothness",
+                        "refine_probe",   "probe_hold",  "likelihood", "smoothness", "proximal",
                         "beta",           "sigma",       "tau",        "sdr_step",
                         "batches",        "object_step", "rpie_alpha", "momentum",
                         "regularisation", "seed",        "batch",      "progress_every",
@@ -117,6 +117,7 @@ position_method = "annealing"
 likelihood = "gaussian"
 background = "pixel"
 smoothness = 0.25
+proximal = 0.5
 beta = 1            # an integer is a fine number
 sigma = 0.4
 tau = 0.9
@@ -154,6 +155,7 @@ max_memory = "2.5G"
   EXPECT_EQ(job.likelihood, "gaussian");
   EXPECT_EQ(job.background, "pixel");
   EXPECT_DOUBLE_EQ(job.base.smoothness, 0.25);
+  EXPECT_DOUBLE_EQ(job.base.proximal, 0.5);
   EXPECT_DOUBLE_EQ(job.base.beta, 1.0);
   EXPECT_DOUBLE_EQ(job.base.sigma, 0.4);
   EXPECT_DOUBLE_EQ(job.base.tau, 0.9);
@@ -270,7 +272,7 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
       {"max_position_shift = 1e9", "max_position_shift: must be between 0.001 and 256, got 1e+09"},
       {"max_memory = \"lots\"", "max_memory: expected a memory size such as 4G, 512M or 2.5GiB, got 'lots'"},
       {"progress_every = 0", "progress_every: must be at least 1, got 0"},
-      {"preset = \"fast\"", "preset: must be 'standard' or 'blind', got 'fast'"},
+      {"preset = \"fast\"", "preset: must be 'standard', 'blind' or 'learned', got 'fast'"},
       {"checkpoint_every = 0", "checkpoint_every: must be at least 1, got 0"},
       {"output = \"\"", "output: must not be empty"},
   };

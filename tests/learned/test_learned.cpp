@@ -32,10 +32,13 @@ std::string scratch(const std::string& name) {
   return dir + "/" + name;
 }
 
-/// Options of a small training into the scratch file `name` (one per rank count).
-learned::TrainOptions small_training(const std::string& name, long steps, int batch) {
+/// Options of a small training into the scratch file `name` (one per rank
+/// count and kind of features: "scan" or "frame").
+learned::TrainOptions small_training(const std::string& name, long steps, int batch,
+                                     const std::string& features = "scan") {
   learned::TrainOptions o;
-  o.output = scratch(name + "_" + std::to_string(test::world_size()) + ".pt");
+  o.output = scratch(name + "_" + features + "_" + std::to_string(test::world_size()) + ".pt");
+  o.features = features;
   o.architecture = "unet8";
   o.steps = steps;
   o.batch = batch;
@@ -62,13 +65,16 @@ TEST(Learned, LibtorchIsLoadedOnlyForANetwork) {
   EXPECT_TRUE(libtorch_loaded());
 }
 
-TEST(Learned, AFewTrainingStepsLowerTheLoss) {
-  learned::TrainOptions o = small_training("lowers", 60, 8);
+class LearnedFeatures : public testing::TestWithParam<std::string> {};
+
+TEST_P(LearnedFeatures, AFewTrainingStepsLowerTheLoss) {
+  learned::TrainOptions o = small_training("lowers", 60, 8, GetParam());
   o.learning_rate = 3e-3;
   const learned::TrainSummary s = jobs::train_network(MPI_COMM_WORLD, o, {});
   EXPECT_EQ(s.steps, 60);
   EXPECT_LT(s.last_loss, 0.9 * s.first_loss) << "first " << s.first_loss << ", last " << s.last_loss;
   const learned::ModelInfo info = jobs::learned_plugin().inspect_model(o.output);
+  EXPECT_EQ(info.features, GetParam());
   EXPECT_EQ(info.architecture, "unet8");
   EXPECT_EQ(info.frame_size, 64);
   EXPECT_EQ(info.feature_iterations, 5);
@@ -98,8 +104,8 @@ TEST(Learned, BadModelFilesAreRefused) {
   }
 }
 
-TEST(Learned, TheGuessDoesNotDependOnTheRankCount) {
-  const learned::TrainOptions o = small_training("invariant", 5, 4);
+TEST_P(LearnedFeatures, TheGuessDoesNotDependOnTheRankCount) {
+  const learned::TrainOptions o = small_training("invariant", 5, 4, GetParam());
   jobs::train_network(MPI_COMM_WORLD, o, {});
   const HostCView2 many = run_chain(MPI_COMM_WORLD, "nn:" + o.output);
   const HostCView2 one = run_chain(MPI_COMM_SELF, "nn:" + o.output);
@@ -115,6 +121,8 @@ TEST(Learned, TheGuessDoesNotDependOnTheRankCount) {
     }
   EXPECT_LT(std::sqrt(diff / norm), 1e-5);
 }
+
+INSTANTIATE_TEST_SUITE_P(Learned, LearnedFeatures, testing::Values("scan", "frame"));
 
 TEST(Learned, TheShippedModelLoadsAndRuns) {
   const std::string model = jobs::default_model(64);

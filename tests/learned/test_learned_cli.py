@@ -49,6 +49,17 @@ with tempfile.TemporaryDirectory() as tmp:
     assert p.returncode == 0, p.stderr
     assert "NN" in p.stdout and os.path.isfile(out), p.stdout
 
+    # --preset learned: the shipped model's guess, then ML with its smoothness prior.
+    out = os.path.join(tmp, "preset.h5")
+    p = run(["reconstruct", scan, "-o", out, "--preset", "learned"], ranks=2)
+    assert p.returncode == 0, p.stderr
+    import h5py
+    with h5py.File(out, "r") as f:
+        names = [x.decode() if isinstance(x, bytes) else str(x) for x in f["entry_1/process_1/engine_history"][()]]
+        config = json.loads(f["entry_1/process_1/configuration"][()])
+    assert names[0].lower() == "nn" and len(names) == 101 and set(n.lower() for n in names[1:]) == {"ml"}, names[:3]
+    assert "0.05" in json.dumps(config) and "smoothness" in json.dumps(config), config
+
     # Bad options and files: one line naming the culprit, exit 2, nothing written.
     fails(["train", "-o", os.path.join(tmp, "x.pt"), "--steps", "0"], ["--steps"])
     fails(["train", "-o", os.path.join(tmp, "x.pt"), "--architecture", "vgg"], ["unknown network architecture 'vgg'"])

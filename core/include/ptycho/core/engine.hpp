@@ -53,6 +53,11 @@ struct EngineOptions {
   Likelihood likelihood = Likelihood::poisson;  ///< ML and LSQ-ML
   BackgroundMode background = BackgroundMode::none;  ///< detector background refined with the object (background.hpp)
   double smoothness = 0.0;     ///< ML: weight of a Gaussian smoothness prior, relative to the data term
+  /// ML: weight of a pull toward the object the engine starts from (the
+  /// learned guess of an `nn` stage before it), relative to the data term,
+  /// per pixel 1 / (1 + illumination / its mean): it keeps the guess where the
+  /// data say little (between sparse probe spots) and yields where they say much.
+  double proximal = 0.0;
   int batches = 8;             ///< LSQ-ML mini-batches per iteration
   int resync_every = 20;       ///< ML: recompute far fields exactly every this many iterations
   double regularisation = 1e-3;  ///< relative damping of object/probe divisions

@@ -23,14 +23,18 @@
 namespace ptycho::learned {
 
 /// Changes whenever PluginApi or the structs below change.
-constexpr int kPluginAbi = 1;
+constexpr int kPluginAbi = 2;
 
 /// What a model file says about itself (learned/README.md, "Model files").
 struct ModelInfo {
   std::string path;
   std::string architecture;    ///< e.g. "unet16"
   int frame_size = 0;          ///< M the network takes
-  int feature_iterations = 0;  ///< error-reduction iterations of its features (learned/src/features.hpp)
+  /// What the network sees: "frame", one frame's single-frame estimate
+  /// (learned/src/features.hpp); "scan", a frame's window of a multi-frame
+  /// ML estimate (learned/src/scan_features.hpp).
+  std::string features = "frame";
+  int feature_iterations = 0;  ///< iterations of that estimate: error reduction ("frame") or ML ("scan")
   long parameters = 0;
   std::string description;  ///< the training set, the command that trained it
   std::string version;      ///< ptycho version that wrote it
@@ -45,7 +49,8 @@ struct TrainOptions {
   std::string init;         ///< start from this model; empty: a new network
   std::string architecture = "unet16";
   int frame_size = 64;          ///< M
-  int feature_iterations = 20;  ///< error-reduction iterations of the features
+  std::string features = "scan";  ///< "frame" or "scan" (ModelInfo::features)
+  int feature_iterations = 60;    ///< iterations of the features' estimate
   long steps = 2000;            ///< optimiser steps (over all ranks)
   int batch = 32;               ///< samples per step per rank
   double learning_rate = 2e-3;
