@@ -47,9 +47,11 @@ std::string file_name(const std::string& what) {
   return "checkpoint_test_np" + std::to_string(world_size()) + "_" + what + ".h5";
 }
 
-ReconstructOptions options(const std::string& chain, BackgroundMode background = BackgroundMode::none) {
+ReconstructOptions options(const std::string& chain, BackgroundMode background = BackgroundMode::none,
+                           double proximal = 0) {
   ReconstructOptions opt;
   EngineOptions base;
+  base.proximal = proximal;
   base.refine_probe = true;
   base.probe_hold = 2;
   base.background = background;
@@ -72,9 +74,10 @@ Outcome outcome(const DistributedReconstruction& r) {
 }
 
 /// The whole chain on `comm`, without a stop.
-Outcome uninterrupted(MPI_Comm comm, const std::string& chain, BackgroundMode bg = BackgroundMode::none) {
+Outcome uninterrupted(MPI_Comm comm, const std::string& chain, BackgroundMode bg = BackgroundMode::none,
+                      double proximal = 0) {
   const test::Scene& sc = scene(bg != BackgroundMode::none);
-  DistributedReconstruction r(comm, sc.info, options(chain, bg));
+  DistributedReconstruction r(comm, sc.info, options(chain, bg, proximal));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   EXPECT_EQ(r.run(RunControl{}), RunEnd::finished);
   return outcome(r);
@@ -83,9 +86,9 @@ Outcome uninterrupted(MPI_Comm comm, const std::string& chain, BackgroundMode bg
 /// The chain on the world communicator, stopped (as by a signal) after
 /// `stop_at` iterations with a checkpoint written to `path`.
 void run_and_stop(const std::string& chain, long stop_at, const std::string& path,
-                  BackgroundMode bg = BackgroundMode::none) {
+                  BackgroundMode bg = BackgroundMode::none, double proximal = 0) {
   const test::Scene& sc = scene(bg != BackgroundMode::none);
-  DistributedReconstruction r(MPI_COMM_WORLD, sc.info, options(chain, bg));
+  DistributedReconstruction r(MPI_COMM_WORLD, sc.info, options(chain, bg, proximal));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   const RankLayout layout = r.layout();
   RunControl control;
@@ -100,9 +103,9 @@ void run_and_stop(const std::string& chain, long stop_at, const std::string& pat
 
 /// Resumes from `path` on `comm` and runs the rest of the chain.
 Outcome resume(MPI_Comm comm, const std::string& chain, const std::string& path,
-               BackgroundMode bg = BackgroundMode::none) {
+               BackgroundMode bg = BackgroundMode::none, double proximal = 0) {
   const test::Scene& sc = scene(bg != BackgroundMode::none);
-  DistributedReconstruction r(comm, sc.info, options(chain, bg));
+  DistributedReconstruction r(comm, sc.info, options(chain, bg, proximal));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   auto archive = io::open_checkpoint(comm, path, r.layout());
   r.restore(*archive);
@@ -143,6 +146,7 @@ struct Case {
   const char* chain;
   long stop_at;
   BackgroundMode background = BackgroundMode::none;
+  double proximal = 0;  ///< ML's pull toward the object it started from (its anchor is engine state)
 };
 
 class ResumeTest : public ::testing::TestWithParam<Case> {};
@@ -150,9 +154,9 @@ class ResumeTest : public ::testing::TestWithParam<Case> {};
 TEST_P(ResumeTest, ResumedOnOneRankEqualsUninterrupted) {
   const Case c = GetParam();
   const std::string path = file_name("resume_" + std::to_string(c.stop_at));
-  const Outcome whole = uninterrupted(MPI_COMM_WORLD, c.chain, c.background);
-  run_and_stop(c.chain, c.stop_at, path, c.background);
-  const Outcome resumed = resume(MPI_COMM_SELF, c.chain, path, c.background);  // every rank, on its own
+  const Outcome whole = uninterrupted(MPI_COMM_WORLD, c.chain, c.background, c.proximal);
+  run_and_stop(c.chain, c.stop_at, path, c.background, c.proximal);
+  const Outcome resumed = resume(MPI_COMM_SELF, c.chain, path, c.background, c.proximal);  // every rank, on its own
   const double obj = relative_difference(whole, resumed);
   const double probe = probe_difference(whole, resumed);
   if (world_rank() == 0)
@@ -177,11 +181,14 @@ TEST_P(ResumeTest, ResumedOnOneRankEqualsUninterrupted) {
 
 // Mid-DM (exit waves), at an engine boundary, mid-ML (conjugate directions),
 // mid-LSQ-ML; probe refinement and two modes throughout; and with a
-// refined background (constant, per pixel) on a scan that has one.
+// refined background (constant, per pixel) on a scan that has one; and
+// mid-ML with the proximal pull, whose anchor (the object ML started from)
+// must come back from the checkpoint, not from the object at the stop.
 INSTANTIATE_TEST_SUITE_P(Chains, ResumeTest,
                          ::testing::Values(Case{"dm:8,ml:8", 5}, Case{"dm:8,ml:8", 8}, Case{"dm:8,ml:8", 13},
                                            Case{"raar:6,lsqml:6", 9}, Case{"dm:8,ml:8", 11, BackgroundMode::constant},
-                                           Case{"raar:6,lsqml:6", 9, BackgroundMode::per_pixel}));
+                                           Case{"raar:6,lsqml:6", 9, BackgroundMode::per_pixel},
+                                           Case{"dm:8,ml:8", 13, BackgroundMode::none, 2.0}));
 
 namespace {
 
