@@ -329,6 +329,14 @@ const std::vector<KeySpec>& specs() {
           "ML: weight of a pull toward the object the engine starts from (an nn stage's guess), relative to the "
           "data term, strongest where the scan's illumination is weak (0 = off)",
           non_negative()),
+      make_key<int>(
+          "nn_tune", [](J& j) -> int& { return j.base.tune_steps; },
+          "nn: steps of physics-aware fine-tuning of the network on this scan before its guess (no ground truth; "
+          "0 = off)",
+          int_range(0, 100000)),
+      make_key<double>(
+          "nn_tune_rate", [](J& j) -> double& { return j.base.tune_rate; }, "nn: Adam's step size for --nn-tune",
+          in_range(1e-8, 1)),
       make_key<double>(
           "beta", [](J& j) -> double& { return j.base.beta; }, "RAAR relaxation", finite()),
       make_key<double>(

@@ -144,7 +144,9 @@ int info_model(MPI_Comm world, const InfoOptions& opt) {
   std::printf("%s: ptycho model, readable\n", opt.file.c_str());
   std::printf("  network:    %s, %ld parameters, for %dx%d frames (%s features, %d iterations of %s)\n",
               m.architecture.c_str(), m.parameters, m.frame_size, m.frame_size, m.features.c_str(),
-              m.feature_iterations, m.features == "scan" ? "ML over the scan" : "single-frame error reduction");
+              m.feature_iterations, m.features == "scan"    ? "ML over the scan"
+              : m.features == "frame" ? "single-frame error reduction"
+                                      : "nothing: the frame itself");
   std::printf("  training:   %ld steps, last loss %.4g, ptycho %s\n", m.steps, m.loss, m.version.c_str());
   std::printf("  about:      %s\n", m.description.c_str());
   return 0;

@@ -3,11 +3,13 @@
 // the MPI ranks.
 //
 //   mpirun -n 2 ptycho train -o model.pt [--steps N] [--minutes T] [--batch B] ...
+//   mpirun -n 2 ptycho train --fine-tune SCAN.cxi [--init MODEL] -o tuned.pt [--steps N]
 #include "commands.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/jobs/learned.hpp"
 #include "ptycho/jobs/output_paths.hpp"
+#include "ptycho/jobs/reconstruction.hpp"
 
 #include <cstdio>
 #include <filesystem>
@@ -15,19 +17,64 @@
 
 namespace ptycho::jobs {
 
+namespace {
+
+/// Fine-tuning steps when --fine-tune is given without --steps.
+constexpr int kDefaultTuneSteps = 30;
+
+/// ptycho train --fine-tune: the nn engine's fine-tuning on the scan (its
+/// probe and positions from the file), the tuned network written to -o.
+int fine_tune(MPI_Comm world, const learned::TrainOptions& opt, const std::string& scan_path, bool steps_given,
+              bool rate_given) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  PTYCHO_INPUT_ERROR_IF(steps_given && (opt.steps < 1 || opt.steps > 100000),
+                        "--steps: fine-tuning takes 1 to 100000 steps, got " << opt.steps);
+  PTYCHO_INPUT_ERROR_IF(rate_given && !(opt.learning_rate > 0 && opt.learning_rate < 1),
+                        "--learning-rate: must be in (0, 1), got " << opt.learning_rate);
+  Settings s;
+  s.input = scan_path;
+  s.engines = opt.init.empty() ? std::string("nn") : "nn:" + opt.init;
+  s.base.tune_steps = steps_given ? int(opt.steps) : kDefaultTuneSteps;
+  if (rate_given) s.base.tune_rate = opt.learning_rate;
+  s.base.tuned_model = opt.output;
+  s.progress_every = 1000000;
+  const Scan scan = Scan::from_file(scan_path);
+  Reconstruction recon(world, scan, s);
+  if (rank == 0) {
+    std::printf("ptycho train: fine-tuning %s on %s (%ld frames): %d steps, rate %g, probe: %s\n",
+                opt.init.empty() ? "the shipped model" : opt.init.c_str(), scan_path.c_str(), recon.info().num_frames,
+                s.base.tune_steps, s.base.tune_rate, recon.info().probe_source.c_str());
+    std::fflush(stdout);
+  }
+  recon.run();
+  if (rank == 0) std::printf("ptycho train: fine-tuned model: %s\n", opt.output.c_str());
+  return 0;
+}
+
+}  // namespace
+
 Command add_train_command(CLI::App& app) {
   auto opt = std::make_shared<learned::TrainOptions>();
+  auto tune_scan = std::make_shared<std::string>();
   Command c;
   c.app = app.add_subcommand("train", "Train the learned engine's network on simulated scans (needs libtorch)");
   c.app->add_option("-o,--output", opt->output, "model file to write")->required();
   c.app->add_option("--init", opt->init, "start from this model instead of a new network");
-  c.app->add_option("--architecture", opt->architecture, "network: unet8, unet16, unet24")->capture_default_str();
+  c.app->add_option("--fine-tune", *tune_scan,
+                    "fine-tune --init (default: the shipped model) on this scan instead: physics-aware, no ground "
+                    "truth, with the scan's probe and positions (--steps: default 30; --learning-rate: default 1e-4)");
+  c.app
+      ->add_option("--architecture", opt->architecture,
+                   "network: unet8, unet12, unet16, unet24 (correct the features' estimate), ptychonn8, ptychonn16 "
+                   "(PtychoNN-style amplitude and phase decoders, for raw features)")
+      ->capture_default_str();
   c.app->add_option("--frame-size", opt->frame_size, "frame size M the network takes")->capture_default_str();
   c.app
       ->add_option("--features", opt->features,
                    "what the network corrects: scan (each frame's window of a multi-frame ML estimate) or "
-                   "frame (a single-frame error-reduction estimate)")
-      ->check(CLI::IsMember({"scan", "frame"}))
+                   "frame (a single-frame error-reduction estimate); raw: the frame itself (PtychoNN's input)")
+      ->check(CLI::IsMember({"scan", "frame", "raw"}))
       ->capture_default_str();
   c.app
       ->add_option("--feature-iterations", opt->feature_iterations,
@@ -45,7 +92,9 @@ Command add_train_command(CLI::App& app) {
   c.app->add_option("--checkpoint-every", opt->checkpoint_every, "steps between checkpoints")->capture_default_str();
   c.app->add_option("--threads", opt->threads, "libtorch threads per rank (0: the cores over the ranks)")
       ->capture_default_str();
-  c.run = [opt](MPI_Comm world) -> int {
+  CLI::Option* steps_option = c.app->get_option("--steps");
+  CLI::Option* rate_option = c.app->get_option("--learning-rate");
+  c.run = [opt, tune_scan, steps_option, rate_option](MPI_Comm world) -> int {
     opt->description = "trained by: " + command_line();
     int rank = 0, ranks = 1;
     MPI_Comm_rank(world, &rank);
@@ -54,6 +103,7 @@ Command add_train_command(CLI::App& app) {
       if (rank != 0) return;
       PathPlan plan;
       if (!opt->init.empty()) plan.input(opt->init, "--init");
+      if (!tune_scan->empty()) plan.input(*tune_scan, "--fine-tune");
       plan.output(opt->output, "the model", false);
       if (!opt->checkpoint.empty()) plan.output(opt->checkpoint, "--checkpoint", true);
       plan.check();
@@ -62,6 +112,8 @@ Command add_train_command(CLI::App& app) {
                             opt->output << ": exists and is not a model file; ptycho train will not replace it");
       plan.create_folders();
     });
+    if (!tune_scan->empty())
+      return fine_tune(world, *opt, *tune_scan, steps_option->count() > 0, rate_option->count() > 0);
     const learned::PluginApi& api = learned_plugin();
     if (rank == 0)
       std::printf("ptycho train: %s network for %dx%d frames, %ld steps of %d samples on %d rank%s (libtorch %s)\n",

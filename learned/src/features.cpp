@@ -46,6 +46,25 @@ Features make_features(const torch::Tensor& frames, const torch::Tensor& valid, 
   return f;
 }
 
+Features make_raw_features(const torch::Tensor& frames, const torch::Tensor& valid, const torch::Tensor& probes) {
+  torch::NoGradGuard no_grad;
+  const long b = probes.size(0);
+  const torch::Tensor v = valid.dim() == 2 ? valid.unsqueeze(0).expand({b, valid.size(0), valid.size(1)}) : valid;
+  const torch::Tensor counts = frames.clamp_min(0) * v;  // (B, M, M)
+  const torch::Tensor pixels = v.sum({1, 2}).clamp_min(1);
+  const torch::Tensor rms = (counts.sum({1, 2}) / pixels).clamp_min(1e-30).sqrt().view({b, 1, 1});
+  const torch::Tensor illum = (torch::real(probes).square() + torch::imag(probes).square()).sum(1);  // (B, M, M)
+  const torch::Tensor peak = std::get<0>(illum.view({b, -1}).max(1)).clamp_min(1e-30).view({b, 1, 1});
+  const torch::Tensor flat = far_field(probes).first.squeeze(1).square();  // a flat object's intensity
+  const torch::Tensor scale = (counts.sum({1, 2}) / (flat * v).sum({1, 2}).clamp_min(1e-30)).sqrt();
+  Features f;
+  f.weight = illum / peak;
+  f.baseline = torch::zeros({b, probes.size(-2), probes.size(-1)}, probes.options());
+  f.input = torch::stack({counts.sqrt() / rms, v, f.weight.sqrt()}, 1).contiguous();
+  f.turn = torch::complex(scale, torch::zeros_like(scale)).view({b, 1, 1});
+  return f;
+}
+
 torch::Tensor patch_from_output(const Features& f, const torch::Tensor& output) {
   const torch::Tensor patch = f.baseline + torch::complex(output.select(1, 0), output.select(1, 1));
   return f.turn.defined() ? patch * f.turn : patch;

@@ -20,8 +20,9 @@ struct Features {
   torch::Tensor input;     ///< (B, 3, M, M) float: Re, Im of estimate * lit, probe amplitude (max 1)
   torch::Tensor baseline;  ///< (B, M, M) complex: estimate * lit, which the network corrects
   torch::Tensor weight;    ///< (B, M, M) float: illumination sum_k |P_k|^2 / its max
-  torch::Tensor turn;      ///< (B, 1, 1) complex, or undefined: a phase factor taken out of the
-                           ///< estimate (scan features), put back by patch_from_output
+  torch::Tensor turn;      ///< (B, 1, 1) complex, or undefined: a factor taken out of the features,
+                           ///< put back by patch_from_output (the window's mean phase for scan
+                           ///< features, the object's scale for raw features)
 };
 
 /// frames (B, M, M) float counts; valid (M, M) or (B, M, M) float, 1 for
@@ -29,6 +30,14 @@ struct Features {
 /// `iterations` of error reduction.
 Features make_features(const torch::Tensor& frames, const torch::Tensor& valid, const torch::Tensor& probes,
                        int iterations);
+
+/// Raw features (PtychoNN's input): the frame itself, with nothing
+/// computed from it but its scale. input = the measured amplitude sqrt(I)
+/// over its root mean square on valid pixels (0 where masked), the valid
+/// mask, and the probe's amplitude (max 1); baseline = 0; weight as
+/// above; turn = the object's scale s, from the energy the frame holds
+/// against a flat object's: s^2 = sum_valid I / sum_valid sum_k |DFT P_k|^2 / M^2.
+Features make_raw_features(const torch::Tensor& frames, const torch::Tensor& valid, const torch::Tensor& probes);
 
 /// The network's complex patch (B, M, M) from its output (B, 2, M, M):
 /// (baseline + correction) * turn.

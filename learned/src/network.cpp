@@ -20,9 +20,24 @@ torch::nn::Sequential block(int in, int out) {
 
 struct Arch {
   const char* name;
+  bool two_decoders;
   int base, levels;
 };
-constexpr Arch kArchs[] = {{"er", 0, 0}, {"unet8", 8, 3}, {"unet12", 12, 3}, {"unet16", 16, 3}, {"unet24", 24, 3}};
+constexpr Arch kArchs[] = {{"er", false, 0, 0},        {"unet8", false, 8, 3},   {"unet12", false, 12, 3},
+                           {"unet16", false, 16, 3},   {"unet24", false, 24, 3}, {"ptychonn8", true, 8, 3},
+                           {"ptychonn16", true, 16, 3}};
+
+/// A decoder of TwoDecoderImpl: blocks from the bottom's width up (each
+/// followed by 2x upsampling in forward()).
+torch::nn::ModuleList decoder(int base, int levels) {
+  torch::nn::ModuleList d;
+  int in = base << (levels - 1);
+  for (int i = levels - 1; i >= 0; --i) {
+    d->push_back(block(in, base << i));
+    in = base << i;
+  }
+  return d;
+}
 
 }  // namespace
 
@@ -64,6 +79,34 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& features) {
   return head->forward(x);
 }
 
+TwoDecoderImpl::TwoDecoderImpl(int base_, int levels_) : base(base_), levels(levels_) {
+  using namespace torch::nn;
+  encoder = register_module("encoder", ModuleList());
+  int in = kFeatureChannels;
+  for (int i = 0; i < levels; ++i) {
+    encoder->push_back(block(in, base << i));
+    in = base << i;
+  }
+  amplitude = register_module("amplitude", decoder(base, levels));
+  phase = register_module("phase", decoder(base, levels));
+  amplitude_head = register_module("amplitude_head", Conv2d(Conv2dOptions(base, 1, 1)));
+  phase_head = register_module("phase_head", Conv2d(Conv2dOptions(base, 1, 1)));
+}
+
+torch::Tensor TwoDecoderImpl::forward(const torch::Tensor& features) {
+  torch::Tensor code = features;
+  for (const auto& b : *encoder) code = torch::max_pool2d(b->as<torch::nn::Sequential>()->forward(code), 2);
+  auto decode = [&](torch::nn::ModuleList& blocks, torch::nn::Conv2d& head) {
+    torch::Tensor x = code;
+    for (const auto& b : *blocks)
+      x = torch::upsample_nearest2d(b->as<torch::nn::Sequential>()->forward(x), {2 * x.size(2), 2 * x.size(3)});
+    return head->forward(x);
+  };
+  const torch::Tensor a = torch::nn::functional::softplus(decode(amplitude, amplitude_head));
+  const torch::Tensor p = M_PI * torch::tanh(decode(phase, phase_head));
+  return torch::cat({a * torch::cos(p), a * torch::sin(p)}, 1);
+}
+
 const std::vector<std::string>& architectures() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
@@ -73,9 +116,12 @@ const std::vector<std::string>& architectures() {
   return names;
 }
 
-UNet make_network(const std::string& architecture) {
+Network make_network(const std::string& architecture) {
   for (const Arch& a : kArchs)
-    if (architecture == a.name) return UNet(a.base, a.levels);
+    if (architecture == a.name) {
+      if (a.two_decoders) return std::make_shared<TwoDecoderImpl>(a.base, a.levels);
+      return std::make_shared<UNetImpl>(a.base, a.levels);
+    }
   std::string known;
   for (const auto& n : architectures()) known += (known.empty() ? "" : ", ") + n;
   PTYCHO_INPUT_ERROR_IF(true, "unknown network architecture '" << architecture << "' (known: " << known << ")");
@@ -160,8 +206,8 @@ Model read_model(const std::string& path, const std::function<void(torch::serial
     c10::IValue v;  // files of the first release have single-frame features and no key
     m.info.features = ar.try_read("features", v) && v.isString() ? v.toStringRef() : std::string("frame");
   }
-  PTYCHO_INPUT_ERROR_IF(m.info.features != "frame" && m.info.features != "scan",
-                        path << ": features '" << m.info.features << "' are neither 'frame' nor 'scan'");
+  PTYCHO_INPUT_ERROR_IF(m.info.features != "frame" && m.info.features != "scan" && m.info.features != "raw",
+                        path << ": features '" << m.info.features << "' are not 'scan', 'frame' or 'raw'");
   m.info.feature_iterations = int(integer("feature_iterations"));
   m.info.description = text("description");
   m.info.version = text("version");

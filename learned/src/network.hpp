@@ -1,11 +1,12 @@
 #pragma once
 /// The networks of the learned engine and their model files (libtorch).
 ///
-/// A network maps one frame's features (features.hpp: the frame's
-/// single-frame phase retrieval estimate of the object patch under the
-/// probe, and the probe's amplitude) to the object patch, as a complex
-/// field: out = estimate + the network's correction. Real and imaginary
-/// parts are output channels, so no phase is ever wrapped.
+/// A network maps one frame's features (features.hpp, scan_features.hpp)
+/// to two channels, Re and Im, from which patch_from_output makes the
+/// object patch: (baseline + output) * turn. The U-Nets output a
+/// correction of the features' estimate (its real and imaginary parts, so
+/// no phase is ever wrapped); the PtychoNN-style baseline outputs the
+/// patch itself, from its amplitude and phase decoders.
 #include "ptycho/learned/plugin_api.hpp"
 
 #include <torch/torch.h>
@@ -15,35 +16,57 @@
 
 namespace ptycho::learned {
 
-/// Channels of the features a network takes: Re and Im of the estimate,
-/// the probe's amplitude (max 1).
+/// Channels of the features a network takes (features.hpp).
 inline constexpr int kFeatureChannels = 3;
+
+/// What every architecture is: features (B, 3, M, M) -> (B, 2, M, M).
+struct NetworkImpl : torch::nn::Module {
+  virtual torch::Tensor forward(const torch::Tensor& features) = 0;
+};
+using Network = std::shared_ptr<NetworkImpl>;
 
 /// A U-Net: `levels` resolutions (M, M/2, ...), `base` channels at the top,
 /// doubling per level; two 3x3 convolutions with BatchNorm and ReLU per
 /// block; skip connections by concatenation; a 1x1 convolution to 2
 /// channels (the correction to Re and Im).
-struct UNetImpl : torch::nn::Module {
+struct UNetImpl : NetworkImpl {
   UNetImpl(int base, int levels);
-  torch::Tensor forward(const torch::Tensor& features);
+  torch::Tensor forward(const torch::Tensor& features) override;
 
   int base, levels;
   torch::nn::ModuleList down{nullptr}, up{nullptr}, upconv{nullptr};
   torch::nn::Sequential bottom{nullptr};
   torch::nn::Conv2d head{nullptr};
 };
-TORCH_MODULE(UNet);
+
+/// The PtychoNN-style baseline (Cherukara et al. 2020): a shared encoder
+/// (`levels` blocks of two 3x3 convolutions with BatchNorm and ReLU, each
+/// followed by 2x2 max pooling; `base` channels at the top, doubling per
+/// level) and two decoders of the same blocks in reverse, each followed by
+/// 2x upsampling, no skip connections. The amplitude decoder ends in a
+/// softplus (amplitude >= 0, relative to the features' scale), the phase
+/// decoder in pi * tanh. The output is the patch itself:
+/// a (cos phase, sin phase), with no baseline to correct (raw features).
+struct TwoDecoderImpl : NetworkImpl {
+  TwoDecoderImpl(int base, int levels);
+  torch::Tensor forward(const torch::Tensor& features) override;
+
+  int base, levels;
+  torch::nn::ModuleList encoder{nullptr}, amplitude{nullptr}, phase{nullptr};  ///< blocks
+  torch::nn::Conv2d amplitude_head{nullptr}, phase_head{nullptr};              ///< 1x1 to one channel
+};
 
 /// A network with what its model file says about it.
 struct Model {
   ModelInfo info;
-  UNet net{nullptr};
+  Network net;
 };
 
 /// Architectures by name: "unet8", "unet12", "unet16", "unet24" (that many
-/// base channels, 3 levels), and "er", no network at all (the features'
-/// estimate alone: the physics-only baseline). Throws InputError for others.
-UNet make_network(const std::string& architecture);
+/// base channels, 3 levels); "ptychonn8", "ptychonn16" (TwoDecoderImpl,
+/// 3 levels); and "er", no network at all (the features' estimate alone:
+/// the physics-only baseline). Throws InputError for others.
+Network make_network(const std::string& architecture);
 const std::vector<std::string>& architectures();
 
 /// Writes `model` to `path` atomically (a temporary file, then a rename);

@@ -2,13 +2,15 @@
 
 #include "features.hpp"
 #include "network.hpp"
-#include "scan_features.hpp"
 #include "ptycho/core/error.hpp"
+#include "scan_features.hpp"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <thread>
 
 namespace ptycho::learned {
@@ -29,7 +31,7 @@ torch::Tensor wrap(const CView3& v) {
 class NnEngine final : public Engine {
  public:
   NnEngine(const EngineOptions& opt, Workspace& ws, const Collective& coll)
-      : m_ws(ws), m_coll(coll), m_model(load_model(opt.model)) {
+      : m_opt(opt), m_ws(ws), m_coll(coll), m_model(load_model(opt.model)) {
     PTYCHO_INPUT_ERROR_IF(m_model.info.frame_size != ws.frame_size(),
                           opt.model << ": the network takes frames of " << m_model.info.frame_size << "x"
                                     << m_model.info.frame_size << ", this scan's are " << ws.frame_size() << "x"
@@ -44,13 +46,17 @@ class NnEngine final : public Engine {
   void checkpoint(StateArchive&) override {}  // nothing of its own: its guess is the state's object
 
   double iterate(ReconState& state) override {
-    torch::NoGradGuard no_grad;
     const long n = m_ws.scan().num_local();
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const bool scan = m_model.info.features == "scan";
+    if (scan) {
+      multi_frame_estimate(m_ws, m_coll, state, m_model.info.feature_iterations);
+      m_windows = std::make_unique<WindowFeatures>(m_ws, m_coll);
+    }
+    if (m_opt.tune_steps > 0) tune(state);
     // (n, M, M) patches: corrected windows of a multi-frame estimate, whose
     // phases already agree, or single-frame guesses, whose offsets are aligned.
-    const torch::Tensor patches = scan ? predict_windows(state, n, m) : predict(n, m, kmodes);
+    const torch::Tensor patches = predict(state, n, m, kmodes);
     // One batch of waves, for the stitching and then the cost.
     const CView3 waves("ptycho::nn::waves", m_ws.batch() * kmodes, m, m);
     stitch(state, patches, waves, n, m, kmodes, scan ? 0 : kAlignRounds);
@@ -58,36 +64,125 @@ class NnEngine final : public Engine {
   }
 
  private:
-  /// The network's patch for every local frame.
-  torch::Tensor predict(long n, int m, int kmodes) {
+  /// The features of local frames first..first+count (at most kInferBatch
+  /// and the workspace's batch): the window of the multi-frame estimate in
+  /// state.object (scan features), or computed from the frames.
+  Features features(const ReconState& state, long first, long count) const {
+    if (m_windows) return (*m_windows)(state.object, first, count);
     const LocalScan& scan = m_ws.scan();
-    torch::Tensor out = torch::empty({n, m, m}, torch::kComplexFloat);
-    if (n == 0) return out;
-    const torch::Tensor frames = torch::from_blob(scan.frames.data(), {n, m, m}, torch::kFloat);
+    const long n = scan.num_local();
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const torch::Tensor frames = torch::from_blob(scan.frames.data(), {n, m, m}, torch::kFloat).narrow(0, first, count);
     const torch::Tensor valid = torch::from_blob(scan.valid.data(), {m, m}, torch::kFloat);
-    const torch::Tensor probes = wrap(m_ws.probes()).view({n, kmodes, m, m});
-    for (long first = 0; first < n; first += kInferBatch) {
-      const long count = std::min(kInferBatch, n - first);
-      const Features f = make_features(frames.narrow(0, first, count), valid, probes.narrow(0, first, count),
-                                       m_model.info.feature_iterations);
+    const torch::Tensor probes = wrap(m_ws.probes()).view({-1, kmodes, m, m}).narrow(0, first, count);
+    if (m_model.info.features == "raw") return make_raw_features(frames, valid, probes);
+    return make_features(frames, valid, probes, m_model.info.feature_iterations);
+  }
+
+  long chunk() const { return std::min<long>(kInferBatch, m_ws.batch()); }
+
+  /// The network's patch for every local frame.
+  torch::Tensor predict(const ReconState& state, long n, int m, int /*kmodes*/) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor out = torch::empty({n, m, m}, torch::kComplexFloat);
+    for (long first = 0; first < n; first += chunk()) {
+      const long count = std::min(chunk(), n - first);
+      const Features f = features(state, first, count);
       out.narrow(0, first, count).copy_(patch_from_output(f, m_model.net->forward(f.input)));
     }
     return out;
   }
 
-  /// The network's correction of each local frame's window of a
-  /// multi-frame estimate (scan_features.hpp), made on `state`.
-  torch::Tensor predict_windows(ReconState& state, long n, int m) {
-    multi_frame_estimate(m_ws, m_coll, state, m_model.info.feature_iterations);
-    const WindowFeatures windows(m_ws, m_coll);
-    torch::Tensor out = torch::empty({n, m, m}, torch::kComplexFloat);
-    const long chunk = std::min<long>(kInferBatch, m_ws.batch());
-    for (long first = 0; first < n; first += chunk) {
-      const long count = std::min(chunk, n - first);
-      const Features f = windows(state.object, first, count);
-      out.narrow(0, first, count).copy_(patch_from_output(f, m_model.net->forward(f.input)));
+  /// Physics-aware fine-tuning on this scan (AutoPhaseNN, PtyNet): Adam
+  /// steps on the Gaussian amplitude misfit of every frame under the
+  /// network's patch for it, sum_j sum_q valid (|DFT(P~_j patch_j)| / M -
+  /// sqrt(I_j))^2 / sum I, with the current probe and positions and no
+  /// ground truth. Each step is full-batch: every rank's gradient over its
+  /// own frames, summed over ranks, so the steps do not depend on the rank
+  /// count (up to rounding). BatchNorm keeps its trained statistics.
+  void tune(const ReconState& state) {
+    const LocalScan& scan = m_ws.scan();
+    const long n = scan.num_local();
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const torch::Tensor frames = torch::from_blob(scan.frames.data(), {std::max(n, 1L), m, m}, torch::kFloat);
+    const torch::Tensor valid = torch::from_blob(scan.valid.data(), {m, m}, torch::kFloat);
+    const torch::Tensor probes = wrap(m_ws.probes()).view({-1, kmodes, m, m});
+    double power = n > 0 ? (valid * frames.narrow(0, 0, n).clamp_min(0)).sum().item<double>() : 0.0;
+    m_coll.sum(&power, 1);
+    if (!(power > 0)) return;
+    torch::AutoGradMode grad_mode(true);
+    std::vector<torch::Tensor> params = m_model.net->parameters();
+    long count_params = 0;
+    for (const auto& p : params) count_params += p.numel();
+    if (count_params == 0) return;  // "er": nothing to tune
+    m_tune_start = std::chrono::steady_clock::now();
+    m_last_report = 0;
+    torch::optim::Adam adam(params, torch::optim::AdamOptions(m_opt.tune_rate));
+    m_model.net->eval();
+    std::vector<double> flat(size_t(count_params) + 1);
+    for (int step = 0; step < m_opt.tune_steps; ++step) {
+      adam.zero_grad();
+      double loss = 0;
+      for (long first = 0; first < n; first += chunk()) {
+        const long count = std::min(chunk(), n - first);
+        const Features f = features(state, first, count);
+        const torch::Tensor patch = patch_from_output(f, m_model.net->forward(f.input));
+        const torch::Tensor far = torch::fft::fft2(probes.narrow(0, first, count) * patch.unsqueeze(1));
+        const torch::Tensor amp =
+            ((torch::real(far).square() + torch::imag(far).square()).sum(1) / (double(m) * m) + 1e-12).sqrt();
+        const torch::Tensor measured = frames.narrow(0, first, count).clamp_min(0).sqrt();
+        const torch::Tensor l = (valid * (amp - measured).square()).sum() / power;
+        l.backward();
+        loss += l.item<double>();
+      }
+      // One sum over ranks of every gradient and the loss.
+      size_t at = 0;
+      for (const auto& p : params) {
+        const long k = p.numel();
+        if (p.grad().defined()) {
+          const torch::Tensor g = p.grad().contiguous().to(torch::kDouble);
+          std::copy_n(g.data_ptr<double>(), k, flat.begin() + long(at));
+        } else {
+          std::fill_n(flat.begin() + long(at), k, 0.0);
+        }
+        at += size_t(k);
+      }
+      flat.back() = loss;
+      m_coll.sum(flat.data(), flat.size());
+      at = 0;
+      for (auto& p : params) {
+        const long k = p.numel();
+        const torch::Tensor g = torch::from_blob(flat.data() + at, {k}, torch::kDouble).to(torch::kFloat).view_as(p);
+        if (p.grad().defined())
+          p.mutable_grad().copy_(g);
+        else
+          p.mutable_grad() = g.clone();
+        at += size_t(k);
+      }
+      m_tune_losses.push_back(flat.back());
+      report(step + 1);
+      PTYCHO_NUMERICAL_ERROR_IF(!std::isfinite(flat.back()), "nn: the fine-tuning loss is "
+                                                                 << flat.back() << " at step " << step + 1
+                                                                 << " (lower --nn-tune-rate)");
+      adam.step();
     }
-    return out;
+    if (!m_opt.tuned_model.empty() && m_coll.rank() == 0) {
+      m_model.info.description = "fine-tuned on a scan (" + std::to_string(m_opt.tune_steps) + " steps, rate " +
+                                 std::to_string(m_opt.tune_rate) + "); " + m_model.info.description;
+      m_model.info.steps += m_opt.tune_steps;
+      m_model.info.loss = m_tune_losses.back();
+      save_model(m_model, m_opt.tuned_model);
+    }
+  }
+
+  /// A progress line of the fine-tuning on rank 0, at most every 10 s.
+  void report(int step) {
+    const double now = std::chrono::duration<double>(std::chrono::steady_clock::now() - m_tune_start).count();
+    if (m_coll.rank() != 0 || (step > 1 && step < m_opt.tune_steps && now - m_last_report < 10.0)) return;
+    m_last_report = now;
+    std::printf("  nn fine-tuning: step %d / %d  loss %.5g (first %.5g)  %.0f s  ETA %.0f s\n", step, m_opt.tune_steps,
+                m_tune_losses.back(), m_tune_losses.front(), now, now / step * (m_opt.tune_steps - step));
+    std::fflush(stdout);
   }
 
   /// Stitches the patches into the object through the engines' sums over
@@ -188,9 +283,14 @@ class NnEngine final : public Engine {
     return total / std::max(1.0, m_ws.valid_pixels());
   }
 
+  EngineOptions m_opt;
   Workspace& m_ws;
   const Collective& m_coll;
   Model m_model;
+  std::unique_ptr<WindowFeatures> m_windows;  ///< scan features: the windows of the estimate
+  std::vector<double> m_tune_losses;          ///< the fine-tuning loss per step (over all ranks)
+  std::chrono::steady_clock::time_point m_tune_start;
+  double m_last_report = 0;
 };
 
 }  // namespace

@@ -70,8 +70,8 @@ void check_options(const TrainOptions& o) {
   PTYCHO_INPUT_ERROR_IF(!(o.learning_rate > 0 && o.learning_rate < 1),
                         "--learning-rate: must be in (0, 1), got " << o.learning_rate);
   PTYCHO_INPUT_ERROR_IF(!(o.minutes >= 0), "--minutes: must be >= 0, got " << o.minutes);
-  PTYCHO_INPUT_ERROR_IF(o.features != "scan" && o.features != "frame",
-                        "--features: must be scan or frame, got '" << o.features << "'");
+  PTYCHO_INPUT_ERROR_IF(o.features != "scan" && o.features != "frame" && o.features != "raw",
+                        "--features: must be scan, frame or raw, got '" << o.features << "'");
   PTYCHO_INPUT_ERROR_IF(o.feature_iterations < 0 || o.feature_iterations > 1000,
                         "--feature-iterations: must be from 0 to 1000, got " << o.feature_iterations);
   PTYCHO_INPUT_ERROR_IF(o.checkpoint_every < 1, "--checkpoint-every: must be at least 1");
@@ -99,7 +99,7 @@ TrainSummary train(MPI_Comm comm, const TrainOptions& o, const std::function<voi
     model.info.architecture = o.architecture;
     model.info.frame_size = o.frame_size;
     model.info.features = o.features;
-    model.info.feature_iterations = o.feature_iterations;
+    model.info.feature_iterations = o.features == "raw" ? 0 : o.feature_iterations;  // raw: nothing is computed
   }
   model.info.version = PTYCHO_VERSION;
   model.info.description =
@@ -177,7 +177,8 @@ TrainSummary train(MPI_Comm comm, const TrainOptions& o, const std::function<voi
       truth = b.truth;
     } else {
       const Batch b = synth->batch(o.batch);
-      f = make_features(b.frames, b.valid, b.probes, feature_iterations);
+      f = model.info.features == "raw" ? make_raw_features(b.frames, b.valid, b.probes)
+                                       : make_features(b.frames, b.valid, b.probes, feature_iterations);
       truth = b.truth;
     }
     const torch::Tensor patch = patch_from_output(f, model.net->forward(f.input));

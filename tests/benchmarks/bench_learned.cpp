@@ -5,6 +5,7 @@
 // Prints, for each network: training samples per second split into drawing
 // the samples, making the features and the network's step; and inference in
 // frames per second (features and network, batches of 16, no gradients).
+// The U-Nets take frame features; the PtychoNN-style baselines raw frames.
 // Then, on one simulated scan of 64x64 frames: the whole nn stage (the
 // model's inference and the stitching) next to one iteration of ML on the
 // same frames, on one rank.
@@ -69,18 +70,30 @@ int main(int argc, char** argv) {
   t0 = now();
   for (int r = 0; r < draws; ++r) f = make_features(b.frames, b.valid, b.probes, iterations);
   const double t_feat = (now() - t0) / draws;
-  std::printf("  per training sample: draw %.2f ms, features %.2f ms\n", 1e3 * t_draw / batch, 1e3 * t_feat / batch);
+  std::printf("  per training sample: draw %.2f ms, features %.2f ms (frame), ", 1e3 * t_draw / batch,
+              1e3 * t_feat / batch);
 
   // Inference frames: one batch of `frames` drawn once.
   Batch inf = synth.batch(frames);
-  for (const std::string arch : {"unet8", "unet12", "unet16", "unet24"}) {
-    UNet net = make_network(arch);
+  // The U-Nets correct frame features; the PtychoNN-style baselines read raw frames.
+  Features raw = make_raw_features(b.frames, b.valid, b.probes);
+  t0 = now();
+  for (int r = 0; r < draws; ++r) raw = make_raw_features(b.frames, b.valid, b.probes);
+  const double t_raw = (now() - t0) / draws;
+  std::printf("%.3f ms (raw)\n", 1e3 * t_raw / batch);
+  for (const std::string arch : {"unet8", "unet12", "unet16", "unet24", "ptychonn8", "ptychonn16"}) {
+    const bool is_raw = arch.rfind("ptychonn", 0) == 0;
+    auto features = [&](const torch::Tensor& fr, const torch::Tensor& va, const torch::Tensor& pr) {
+      return is_raw ? make_raw_features(fr, va, pr) : make_features(fr, va, pr, iterations);
+    };
+    const Features& train_f = is_raw ? raw : f;
+    Network net = make_network(arch);
     if (channels_last) to_channels_last(*net);
     torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
     net->train();
     auto step = [&] {
-      torch::Tensor loss =
-          patch_loss(patch_from_output(f, net->forward(f.input.contiguous(layout))), b.truth, f.weight);
+      torch::Tensor loss = patch_loss(patch_from_output(train_f, net->forward(train_f.input.contiguous(layout))),
+                                      b.truth, train_f.weight);
       opt.zero_grad();
       loss.backward();
       opt.step();
@@ -95,8 +108,8 @@ int main(int argc, char** argv) {
     auto infer = [&] {
       for (long first = 0; first < frames; first += 16) {
         const long n = std::min(16L, frames - first);
-        const Features g = make_features(inf.frames.narrow(0, first, n), inf.valid.narrow(0, first, n),
-                                         inf.probes.narrow(0, first, n), iterations);
+        const Features g =
+            features(inf.frames.narrow(0, first, n), inf.valid.narrow(0, first, n), inf.probes.narrow(0, first, n));
         (void)patch_from_output(g, net->forward(g.input.contiguous(layout)));
       }
     };
@@ -105,9 +118,10 @@ int main(int argc, char** argv) {
     infer();
     const double t_inf = now() - t0;
     std::printf(
-        "  %-7s %8ld parameters: training %.1f samples/s (network step %.2f ms/sample); "
+        "  %-10s %8ld parameters: training %.1f samples/s (network step %.2f ms/sample); "
         "inference %.0f frames/s\n",
-        arch.c_str(), parameter_count(*net), batch / (t_step + t_draw + t_feat), 1e3 * t_step / batch, frames / t_inf);
+        arch.c_str(), parameter_count(*net), batch / (t_step + t_draw + (is_raw ? t_raw : t_feat)),
+        1e3 * t_step / batch, frames / t_inf);
   }
 
   // The nn stage against an ML iteration, on the same frames.

@@ -85,7 +85,8 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
                         "regularisation", "seed",        "batch",      "progress_every",
                         "previews",       "preset",      "checkpoint", "checkpoint_every",
                         "log_json",       "refine_positions", "position_hold", "max_position_shift",
-                        "fix_affine",     "position_method", "resume",      "background"})
+                        "fix_affine",     "position_method", "resume",      "background", "nn_tune",
+                        "nn_tune_rate"})
     EXPECT_TRUE(unique.count(k)) << k;
   EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
   EXPECT_EQ(option_name("checkpoint_every"), "--checkpoint-every");
@@ -118,6 +119,8 @@ likelihood = "gaussian"
 background = "pixel"
 smoothness = 0.25
 proximal = 0.5
+nn_tune = 20
+nn_tune_rate = 0.0003
 beta = 1            # an integer is a fine number
 sigma = 0.4
 tau = 0.9
@@ -156,6 +159,8 @@ max_memory = "2.5G"
   EXPECT_EQ(job.background, "pixel");
   EXPECT_DOUBLE_EQ(job.base.smoothness, 0.25);
   EXPECT_DOUBLE_EQ(job.base.proximal, 0.5);
+  EXPECT_EQ(job.base.tune_steps, 20);
+  EXPECT_DOUBLE_EQ(job.base.tune_rate, 3e-4);
   EXPECT_DOUBLE_EQ(job.base.beta, 1.0);
   EXPECT_DOUBLE_EQ(job.base.sigma, 0.4);
   EXPECT_DOUBLE_EQ(job.base.tau, 0.9);

@@ -1,7 +1,9 @@
 // The learned engines through the library (jobs/learned.hpp): the plugin is
 // loaded only when a network is asked for, a few training steps lower the
-// loss, model files are checked, the nn stage does not depend on the rank
-// count, and the shipped model loads and runs.
+// loss (for each design: scan, frame and the PtychoNN-style raw baseline),
+// model files are checked, the nn stage does not depend on the rank count,
+// fine-tuning on a scan lowers its misfit (rank count again irrelevant), and
+// the shipped model loads and runs.
 #include "mpi_world.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/jobs/learned.hpp"
@@ -32,28 +34,52 @@ std::string scratch(const std::string& name) {
   return dir + "/" + name;
 }
 
+/// A kind of features with a network for it.
+struct Design {
+  std::string features, architecture;
+};
+void PrintTo(const Design& d, std::ostream* os) { *os << d.features << " features, " << d.architecture; }
+
 /// Options of a small training into the scratch file `name` (one per rank
-/// count and kind of features: "scan" or "frame").
+/// count and design).
 learned::TrainOptions small_training(const std::string& name, long steps, int batch,
-                                     const std::string& features = "scan") {
+                                     const Design& design = {"scan", "unet8"}) {
   learned::TrainOptions o;
-  o.output = scratch(name + "_" + features + "_" + std::to_string(test::world_size()) + ".pt");
-  o.features = features;
-  o.architecture = "unet8";
+  o.output = scratch(name + "_" + design.features + "_" + std::to_string(test::world_size()) + ".pt");
+  o.features = design.features;
+  o.architecture = design.architecture;
   o.steps = steps;
   o.batch = batch;
   o.feature_iterations = 5;
   return o;
 }
 
-HostCView2 run_chain(MPI_Comm comm, const std::string& chain) {
+HostCView2 run_chain(MPI_Comm comm, const std::string& chain, int tune_steps = 0, double* cost = nullptr,
+                     const std::string& tuned_model = "") {
   Settings s;
   s.engines = chain;
   s.probe_modes = 1;
+  s.base.tune_steps = tune_steps;
+  s.base.tune_rate = 1e-3;
+  s.base.tuned_model = tuned_model;
   Reconstruction r(comm, Scan::from_file(kScan), s);
   r.run();
   EXPECT_TRUE(std::isfinite(r.cost_history().back()));
+  if (cost) *cost = r.cost_history().back();
   return r.object(0);
+}
+
+double relative_difference(const HostCView2& a, const HostCView2& b) {
+  EXPECT_EQ(a.extent(0), b.extent(0));
+  EXPECT_EQ(a.extent(1), b.extent(1));
+  if (a.extent(0) != b.extent(0) || a.extent(1) != b.extent(1)) return 1;
+  double diff = 0, norm = 0;
+  for (size_t r = 0; r < b.extent(0); ++r)
+    for (size_t c = 0; c < b.extent(1); ++c) {
+      diff += std::norm(std::complex<double>(a(r, c).real() - b(r, c).real(), a(r, c).imag() - b(r, c).imag()));
+      norm += std::norm(std::complex<double>(b(r, c).real(), b(r, c).imag()));
+    }
+  return std::sqrt(diff / norm);
 }
 
 TEST(Learned, LibtorchIsLoadedOnlyForANetwork) {
@@ -65,7 +91,7 @@ TEST(Learned, LibtorchIsLoadedOnlyForANetwork) {
   EXPECT_TRUE(libtorch_loaded());
 }
 
-class LearnedFeatures : public testing::TestWithParam<std::string> {};
+class LearnedFeatures : public testing::TestWithParam<Design> {};
 
 TEST_P(LearnedFeatures, AFewTrainingStepsLowerTheLoss) {
   learned::TrainOptions o = small_training("lowers", 60, 8, GetParam());
@@ -74,10 +100,10 @@ TEST_P(LearnedFeatures, AFewTrainingStepsLowerTheLoss) {
   EXPECT_EQ(s.steps, 60);
   EXPECT_LT(s.last_loss, 0.9 * s.first_loss) << "first " << s.first_loss << ", last " << s.last_loss;
   const learned::ModelInfo info = jobs::learned_plugin().inspect_model(o.output);
-  EXPECT_EQ(info.features, GetParam());
-  EXPECT_EQ(info.architecture, "unet8");
+  EXPECT_EQ(info.features, GetParam().features);
+  EXPECT_EQ(info.architecture, GetParam().architecture);
   EXPECT_EQ(info.frame_size, 64);
-  EXPECT_EQ(info.feature_iterations, 5);
+  EXPECT_EQ(info.feature_iterations, GetParam().features == "raw" ? 0 : 5);  // raw features compute nothing
   EXPECT_EQ(info.steps, 60);
   EXPECT_GT(info.parameters, 1000);
 }
@@ -110,19 +136,31 @@ TEST_P(LearnedFeatures, TheGuessDoesNotDependOnTheRankCount) {
   const HostCView2 many = run_chain(MPI_COMM_WORLD, "nn:" + o.output);
   const HostCView2 one = run_chain(MPI_COMM_SELF, "nn:" + o.output);
   if (test::world_rank() != 0) return;
-  ASSERT_EQ(many.extent(0), one.extent(0));
-  ASSERT_EQ(many.extent(1), one.extent(1));
-  double diff = 0, norm = 0;
-  for (size_t r = 0; r < one.extent(0); ++r)
-    for (size_t c = 0; c < one.extent(1); ++c) {
-      diff +=
-          std::norm(std::complex<double>(many(r, c).real() - one(r, c).real(), many(r, c).imag() - one(r, c).imag()));
-      norm += std::norm(std::complex<double>(one(r, c).real(), one(r, c).imag()));
-    }
-  EXPECT_LT(std::sqrt(diff / norm), 1e-5);
+  EXPECT_LT(relative_difference(many, one), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(Learned, LearnedFeatures, testing::Values("scan", "frame"));
+TEST(Learned, FineTuningLowersTheMisfitWithoutDependingOnTheRankCount) {
+  // A barely trained network, so that fine-tuning has something to fix.
+  const learned::TrainOptions o = small_training("tune", 5, 4);
+  jobs::train_network(MPI_COMM_WORLD, o, {});
+  double plain = 0, tuned = 0, tuned_one = 0;
+  (void)run_chain(MPI_COMM_WORLD, "nn:" + o.output, 0, &plain);
+  const std::string written = scratch("tuned_" + std::to_string(test::world_size()) + ".pt");
+  const HostCView2 many = run_chain(MPI_COMM_WORLD, "nn:" + o.output, 4, &tuned, written);
+  const HostCView2 one = run_chain(MPI_COMM_SELF, "nn:" + o.output, 4, &tuned_one);
+  EXPECT_LT(tuned, 0.98 * plain) << "the misfit of the stitched guess, untuned " << plain << ", tuned " << tuned;
+  // The tuned network is written, and says so.
+  const learned::ModelInfo info = jobs::learned_plugin().inspect_model(written);
+  EXPECT_EQ(info.steps, 5 + 4);
+  EXPECT_NE(info.description.find("fine-tuned on a scan"), std::string::npos) << info.description;
+  if (test::world_rank() != 0) return;
+  EXPECT_NEAR(tuned, tuned_one, 1e-6 * tuned);
+  EXPECT_LT(relative_difference(many, one), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Learned, LearnedFeatures,
+                         testing::Values(Design{"scan", "unet8"}, Design{"frame", "unet8"}, Design{"raw", "ptychonn8"}),
+                         [](const testing::TestParamInfo<Design>& p) { return p.param.features; });
 
 TEST(Learned, TheShippedModelLoadsAndRuns) {
   const std::string model = jobs::default_model(64);

@@ -60,7 +60,23 @@ with tempfile.TemporaryDirectory() as tmp:
     assert names[0].lower() == "nn" and len(names) == 101 and set(n.lower() for n in names[1:]) == {"ml"}, names[:3]
     assert "0.05" in json.dumps(config) and "smoothness" in json.dumps(config), config
 
+    # ptycho train --fine-tune: the model tuned on the scan, which is not changed.
+    tuned = os.path.join(tmp, "tuned.pt")
+    before = open(scan, "rb").read()
+    p = run(["train", "--fine-tune", scan, "--init", model, "-o", tuned, "--steps", "2"], ranks=2)
+    assert p.returncode == 0, p.stderr
+    assert "nn fine-tuning: step 2 / 2" in p.stdout and "ETA" in p.stdout, p.stdout
+    assert open(scan, "rb").read() == before
+    p = run(["info", tuned, "--json"])
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["steps"] == 6 and "fine-tuned on a scan" in info["description"], info
+
     # Bad options and files: one line naming the culprit, exit 2, nothing written.
+    fails(["train", "--fine-tune", os.path.join(tmp, "none.cxi"), "-o", os.path.join(tmp, "x.pt")],
+          ["none.cxi", "no such file"])
+    fails(["reconstruct", scan, "-o", os.path.join(tmp, "x.h5"), "--engines", "nn:" + model, "--nn-tune", "-3"],
+          ["--nn-tune"])
     fails(["train", "-o", os.path.join(tmp, "x.pt"), "--steps", "0"], ["--steps"])
     fails(["train", "-o", os.path.join(tmp, "x.pt"), "--architecture", "vgg"], ["unknown network architecture 'vgg'"])
     fails(["train", "-o", os.path.join(tmp, "x.pt"), "--frame-size", "60"], ["--frame-size"])

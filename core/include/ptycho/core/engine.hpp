@@ -31,6 +31,12 @@ struct EngineOptions {
   /// nn: the model file (learned/README.md); the chain item `nn:MODEL` sets it.
   /// Empty: the shipped default model for the frame size (jobs/ fills it in).
   std::string model;
+  /// nn: steps of physics-aware fine-tuning on this scan before the guess
+  /// (learned/README.md, "Fine-tuning"): Adam on the likelihood of the
+  /// frames under the network's patches, no ground truth. 0: off.
+  int tune_steps = 0;
+  double tune_rate = 1e-4;  ///< nn: Adam's step size for the fine-tuning
+  std::string tuned_model;  ///< nn: write the fine-tuned network to this model file (empty: not written)
   bool refine_probe = false;
   int probe_hold = 5;          ///< iterations of this engine before the probe is refined
   bool refine_positions = false;  ///< DM, RAAR and ML: Gauss-Newton position refinement

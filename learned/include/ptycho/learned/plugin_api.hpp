@@ -23,7 +23,7 @@
 namespace ptycho::learned {
 
 /// Changes whenever PluginApi or the structs below change.
-constexpr int kPluginAbi = 2;
+constexpr int kPluginAbi = 3;
 
 /// What a model file says about itself (learned/README.md, "Model files").
 struct ModelInfo {
