@@ -4,6 +4,7 @@
 #include "ptycho/io/atomic_file.hpp"
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/io/result.hpp"
+#include "ptycho/io/trace.hpp"
 #include "ptycho/jobs/output_paths.hpp"
 #include "ptycho/jobs/progress.hpp"
 #include "ptycho/jobs/reconstruction.hpp"
@@ -38,6 +39,9 @@ struct RunOutcome {
   double seconds = 0;        ///< of the iterations run by this process
   io::ResultData result;     ///< what was written (this rank's tile); empty if stopped
 };
+
+/// The largest trace (--trace) a run keeps in memory.
+constexpr double kMaxTraceBytes = 1024.0 * 1024 * 1024;
 
 /// One run of `job`'s chain: resumes from the job's checkpoint if there is
 /// one, runs (stopping on request after a checkpoint), and writes the result
@@ -76,9 +80,41 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
     std::fflush(stdout);
   }
 
+  if (!job.trace.empty()) {
+    // The trace is kept in memory on rank 0 until the end: its size is checked first.
+    double points = 0;
+    for (const EngineOptions& e : parse_chain(job.engines, job.base))
+      points += double(e.iterations) / std::max(1, job.progress_every) + 2;
+    const double bytes =
+        points * io::trace_point_bytes(job.probe_modes, recon.info().geometry.frame_size, recon.info().num_frames);
+    PTYCHO_INPUT_ERROR_IF(bytes > kMaxTraceBytes, job.where("trace")
+                                                      << ": the trace would hold " << bytes / (1 << 20) << " MiB ("
+                                                      << long(points) << " points); raise --progress-every");
+  }
+  // --trace: the probe, the positions and the mismatch at every progress
+  // line (collective: every rank takes part; rank 0 keeps the points).
+  std::vector<io::TracePoint> trace;
+  auto write_trace = [&] {
+    io::detail::collectively(world, [&] {
+      if (rank == 0 && !trace.empty()) io::write_trace(job.trace, trace);
+    });
+  };
   RunCallbacks callbacks;
   callbacks.progress = [&](const Progress& p) {
     progress.update(p);
+    if (!job.trace.empty() &&
+        (p.iteration == 1 || p.iteration == p.iterations || p.iteration % std::max(1, job.progress_every) == 0)) {
+      io::TracePoint t;
+      t.iteration = p.total_done;
+      t.engine = p.engine;
+      t.cost = p.cost;
+      t.positions_px = recon.positions();
+      t.mismatch = recon.mismatch();
+      if (rank == 0) {
+        t.probe_modes = recon.probe();
+        trace.push_back(std::move(t));
+      }
+    }
     if (hooks.iteration_delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(hooks.iteration_delay));
   };
   callbacks.stop_requested = hooks.stop_requested;
@@ -91,6 +127,7 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
     if (!job.previews.empty()) recon.write_previews(job.previews);
   };
   if (recon.run(callbacks) == RunEnd::stopped) {
+    if (!job.trace.empty()) write_trace();
     if (rank == 0) {
       const std::string reason = hooks.stop_reason ? hooks.stop_reason() : std::string("a stop request");
       std::printf("ptycho reconstruct: stopped by %s after iteration %ld; checkpoint %s; exit %d (run the same "
@@ -104,6 +141,7 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
     return out;
   }
 
+  if (!job.trace.empty()) write_trace();
   RunOutcome out;
   out.result = recon.result(hooks.command_line);
   io::write_result(world, job.output, out.result);
@@ -140,6 +178,10 @@ ReconstructJob trial_branch(const ReconstructJob& job, const std::string& tag) {
   b.output = (out.parent_path() / (out.stem().string() + "." + tag + ".h5")).string();
   const fs::path ck(job.checkpoint);
   b.checkpoint = (ck.parent_path() / (ck.stem().string() + "." + tag + ".h5")).string();
+  if (!job.trace.empty()) {
+    const fs::path tr(job.trace);
+    b.trace = (tr.parent_path() / (tr.stem().string() + "." + tag + tr.extension().string())).string();
+  }
   b.previews.clear();  // the job's previews show the result the trial keeps
   b.origin.erase("previews");
   return b;
@@ -161,7 +203,7 @@ RunOutcome finished_branch(const ReconstructJob& branch, MPI_Comm world) {
       nlohmann::json cfg = nlohmann::json::parse(r.process.configuration);
       nlohmann::json expected = to_json(branch);
       for (const char* k : {"ranks", "job_file"}) cfg.erase(k);
-      for (const char* k : {"resume", "progress_every", "log_json", "previews"}) {
+      for (const char* k : {"resume", "progress_every", "log_json", "previews", "trace"}) {
         cfg.erase(k);
         expected.erase(k);
       }
@@ -198,12 +240,14 @@ PathPlan plan_paths(const ReconstructJob& job) {
   plan.output(job.output, option("output"));
   plan.output(job.checkpoint, option("checkpoint"), true);
   plan.output(job.log_json, option("log_json"));
+  if (!job.position_trial) plan.output(job.trace, option("trace"));
   plan.output_folder(job.previews, option("previews"), {"amplitude.png", "phase.png", "probe.png", "cost.png"});
   if (job.position_trial) {
     for (const char* tag : {"fixed-positions", "refined-positions"}) {
       const ReconstructJob b = trial_branch(job, tag);
       plan.output(b.output, std::string("the position trial's ") + tag + " result", true);
       plan.output(b.checkpoint, std::string("the position trial's ") + tag + " checkpoint", true);
+      plan.output(b.trace, std::string("the position trial's ") + tag + " trace");
     }
   }
   return plan;

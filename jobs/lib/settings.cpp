@@ -370,6 +370,9 @@ const std::vector<KeySpec>& specs() {
                "folder for PNG previews of amplitude, phase, probe and cost curve"),
       path_key("log_json", [](J& j) -> std::string& { return j.log_json; },
                "write the progress lines and a summary as JSON lines to this file"),
+      path_key("trace", [](J& j) -> std::string& { return j.trace; },
+               "record the probe modes, the positions and the estimated mismatch at every progress line in this "
+               "HDF5 file (for diagnosis: tools/trace_vs_truth.py)"),
       make_key<std::string>(
           "preset", [](J& j) -> std::string& { return j.preset; },
           "standard, blind or learned: defaults for what is not set (blind: raar:150,ml:100, probe refined, 3 "

@@ -208,7 +208,11 @@ Mismatch DistributedReconstruction::mismatch() const {
 }
 
 HostRView2 DistributedReconstruction::background() const {
-  return Kokkos::create_mirror_view_and_copy(HostSpace(), runner("background").state().background);
+  const auto& b = runner("background").state().background;  // a copy, as probe() gives
+  HostRView2 copy(Kokkos::view_alloc(std::string("ptycho::background_copy"), Kokkos::WithoutInitializing), b.extent(0),
+                  b.extent(1));
+  Kokkos::deep_copy(copy, b);
+  return copy;
 }
 
 double DistributedReconstruction::background_mean() const {
@@ -217,7 +221,15 @@ double DistributedReconstruction::background_mean() const {
 }
 
 HostCView3 DistributedReconstruction::probe() const {
-  return Kokkos::create_mirror_view_and_copy(HostSpace(), runner("probe").state().probe);
+  // A copy, never the state itself: create_mirror_view_and_copy returns the
+  // view it is given when that is already in host memory, and a caller that
+  // changes what it gets (mismatch() orthogonalises it) must not change the
+  // run.
+  const CView3& p = runner("probe").state().probe;
+  HostCView3 copy(Kokkos::view_alloc(std::string("ptycho::probe_copy"), Kokkos::WithoutInitializing), p.extent(0),
+                  p.extent(1), p.extent(2));
+  Kokkos::deep_copy(copy, p);
+  return copy;
 }
 
 std::vector<Position> DistributedReconstruction::all_positions() const {

@@ -85,7 +85,7 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
                         "regularisation", "seed",        "batch",      "progress_every",
                         "previews",       "preset",      "checkpoint", "checkpoint_every",
                         "log_json",       "refine_positions", "position_hold", "max_position_shift",
-                        "fix_affine",     "position_method", "resume",      "background", "nn_tune",
+                        "fix_affine",     "position_method", "resume",      "background", "nn_tune", "trace",
                         "nn_tune_rate"})
     EXPECT_TRUE(unique.count(k)) << k;
   EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
@@ -135,6 +135,7 @@ batch = 8
 progress_every = 3
 previews = "previews"
 log_json = "/abs/log.jsonl"
+trace = "trace.h5"
 preset = "blind"
 checkpoint = "ck.h5"
 checkpoint_every = 50
@@ -175,6 +176,7 @@ max_memory = "2.5G"
   EXPECT_EQ(job.progress_every, 3);
   EXPECT_EQ(job.previews, (dir / "previews").string());
   EXPECT_EQ(job.log_json, "/abs/log.jsonl");  // absolute paths stay
+  EXPECT_EQ(job.trace, (dir / "trace.h5").string());
   EXPECT_EQ(job.preset, "blind");
   EXPECT_EQ(job.checkpoint, (dir / "ck.h5").string());
   EXPECT_EQ(job.checkpoint_every, 50);

@@ -352,6 +352,61 @@ progress_every = 3
         self.assertRegex(r.stdout, r"ml +7 iterations")
         self.assertIn("result: log.h5", r.stdout)
 
+    def test_trace_records_probe_positions_and_mismatch_at_every_progress_line(self):
+        self.ok(["reconstruct", "../data/scan.cxi", "-o", "trace.h5", "--engines", "dm:4,ml:7", "--progress-every",
+                 "3", "--refine-probe", "--probe-modes", "2", "--refine-positions", "--position-hold", "2",
+                 "--trace", "../out/trace/t.h5"], ranks=2)
+        steps = reporting_steps("dm:4,ml:7", 3)
+        with h5py.File(self.path("out", "trace", "t.h5"), "r") as t, h5py.File(self.path("run", "trace.h5"), "r") as r:
+            self.assertEqual(t["iteration"].shape, (steps,))
+            self.assertEqual(list(t["iteration"][()]), sorted(set(t["iteration"][()])))
+            self.assertEqual(t["iteration"][-1], 11)
+            self.assertEqual([e.decode() for e in t["engine"][()]], ["dm"] * 3 + ["ml"] * (steps - 3))
+            n = r[POSITIONS].shape[0]
+            self.assertEqual(t["positions_px"].shape, (steps, n, 2))
+            self.assertEqual(t["probe_modes"].shape[:2], (steps, 2))
+            self.assertEqual(t["occupancy"].shape, (steps, 2))
+            # The last point is the result's state: its probe (the result's modes are
+            # orthogonalised: the same illumination sum_k |P_k|^2), positions and cost.
+            illumination = [(np.abs(p) ** 2).sum(0) for p in (t["probe_modes"][-1], r[PROBE][()])]
+            self.assertTrue(np.allclose(*illumination, rtol=1e-4, atol=1e-5 * illumination[1].max()))
+            self.assertTrue(np.allclose(t["positions_px"][-1], r[POSITIONS][()]))
+            self.assertEqual(t["cost"][-1], r[COST][-1])
+            # Positions move once refinement starts; the first point is still nominal.
+            self.assertGreater(np.abs(t["positions_px"][-1] - t["positions_px"][0]).max(), 0)
+            self.assertEqual(t["position_error_nm"][0], 0)
+        # Tracing does not change the run (it once did: the mismatch estimate
+        # orthogonalised the live probe modes in the middle of DM).
+        self.ok(["reconstruct", "../data/scan.cxi", "-o", "untraced.h5", "--engines", "dm:4,ml:7", "--progress-every",
+                 "3", "--refine-probe", "--probe-modes", "2", "--refine-positions", "--position-hold", "2"], ranks=2)
+        self.assert_same_result(self.path("run", "trace.h5"), self.path("run", "untraced.h5"))
+        # examples/trace_vs_truth.py on a simulated scan with its truth: the
+        # first point sits at the nominal positions' error, and refinement ends
+        # closer to the true positions than it started.
+        self.ok(["simulate", "-o", "tvt.cxi", "--truth", "tvt_truth.h5", "--object-size", "96", "--probe-size", "32",
+                 "--step", "6", "--position-error", "6", "--seed", "4"])
+        self.ok(["reconstruct", "tvt.cxi", "-o", "tvt.h5", "--engines", "ml:60", "--refine-positions",
+                 "--position-hold", "5", "--trace", "tvt_trace.h5"], ranks=2)
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "trace_vs_truth.py")
+        out = subprocess.run([sys.executable, script, "tvt_trace.h5", "tvt_truth.h5", "--json"], cwd=self.path("run"),
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        report = json.loads(out.stdout)
+        rows = report["rows"]
+        self.assertEqual(report["truth"]["position_error_nm"], 6.0)
+        self.assertAlmostEqual(rows[0]["position_error_nm"], report["start"]["nominal_position_error_nm"], places=9)
+        self.assertLess(rows[-1]["position_error_nm"], 0.5 * rows[0]["position_error_nm"])
+        self.assertLess(max(r["probe_error_pct"] for r in rows), 1e-3)  # the probe is the true one, never refined
+        self.assertEqual(rows[-1]["iteration"], 60)
+        # A trace larger than 1 GiB is refused before any iteration.
+        r = self.fails(["reconstruct", "../data/scan.cxi", "-o", "big.h5", "--engines", "dm:6000", "--probe-modes",
+                        "32", "--progress-every", "1", "--trace", "big_trace.h5"], "--trace", "raise --progress-every")
+        self.assertNotIn("iter", r.stdout)
+        self.assertFalse(os.path.exists(self.path("run", "big.h5")))
+        # A trace path that is the scan is refused before any work.
+        self.fails(["reconstruct", "../data/scan.cxi", "-o", "x.h5", "--trace", "../data/scan.cxi"], "--trace")
+        self.assertFalse(os.path.exists(self.path("run", "x.h5")))
+
     def test_background_from_simulation_to_result(self):
         # A scan with a flat background of 4 photons per pixel, and its truth. (With less overlap than
         # here, step 5 of a 32 px probe, the object absorbs more of a weak background: see the README.)

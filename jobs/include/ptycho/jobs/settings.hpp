@@ -66,6 +66,7 @@ struct ReconstructJob {
   int progress_every = 10;             ///< a progress line every this many iterations
   std::string previews;                ///< folder for PNG previews; empty: none
   std::string log_json;                ///< JSON-lines progress log; empty: none
+  std::string trace;                   ///< HDF5 trace of probe, positions and mismatch (io/trace.hpp); empty: none
   std::string preset;                  ///< standard or blind: defaults for what the job does not set
   std::string checkpoint;              ///< checkpoint file; empty: OUTPUT-stem.checkpoint.h5 beside the output
   int checkpoint_every = 0;            ///< iterations between checkpoints; 0: only when stopped by a signal

@@ -117,10 +117,10 @@ class DistributedReconstruction {
   /// This rank's owned tile of the object and its rectangle [global px].
   HostCView2 owned_object() const;
   const Rect& owned() const { return m_dec.owned[m_comm.rank()]; }
-  /// The probe modes (K, M, M), scaled to counts.
+  /// A copy of the probe modes (K, M, M), scaled to counts.
   HostCView3 probe() const;
   /// The detector background b (M, M) [counts per pixel and frame], the same
-  /// on every rank; zeros unless an engine refined it (see background.hpp).
+  /// on every rank; zeros unless an engine refined it (see background.hpp). A copy.
   HostRView2 background() const;
   /// Its mean over the valid detector pixels.
   double background_mean() const;
