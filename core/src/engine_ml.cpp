@@ -1,9 +1,16 @@
 // Maximum-likelihood reconstruction with preconditioned Polak-Ribiere
 // conjugate gradients and an exact line search on the cost (Thibault &
 // Guizar-Sicairos 2012), Poisson or Gaussian (amplitude) likelihood, with an
-// optional Gaussian smoothness prior and an optional proximal pull toward the
-// object the engine starts from (a learned guess), weighted per pixel by how
-// little light fell there.
+// optional Gaussian smoothness prior, an optional total-variation prior and an
+// optional proximal pull toward the object the engine starts from (a learned
+// guess), weighted per pixel by how little light fell there.
+//
+// The TV prior, tv * sum over grid edges of sqrt(|O_p - O_q|^2 + eps^2), is
+// taken by majorisation-minimisation: each iteration replaces it by the
+// quadratic that touches it at the current object (edge weights
+// tv / (2 sqrt(|dO|^2 + eps^2)), the same gradient), whose line search is exact
+// and whose diagonal joins the preconditioner, so flat regions with large
+// weights do not slow the conjugate gradients.
 //
 // Far fields Psi = DFT(P~ O) of every local frame are kept, and since the
 // model is linear in O, Psi(O + a d) = Psi + a DFT(P~ d): each iteration
@@ -34,6 +41,12 @@ namespace {
 
 /// ML moves positions every this many iterations (each move recomputes the far fields).
 constexpr int kPositionEvery = 4;
+
+/// The TV prior's weight on an edge whose difference is `d`: the curvature of
+/// the quadratic that majorises tv sqrt(|d|^2 + eps^2) there (0 without TV).
+KOKKOS_INLINE_FUNCTION float tv_edge_weight(const cfloat& d, float tv, float eps2) {
+  return tv > 0 ? 0.5f * tv / std::sqrt(d.real() * d.real() + d.imag() * d.imag() + eps2) : 0.0f;
+}
 
 /// The row functions below hold the pixel loops of the ML kernels (see
 /// sum_frame_rows): (re, im) float pairs, mode k of a row k * plane further
@@ -238,7 +251,7 @@ class MlEngine final : public Engine {
     // the gradient pass), after the object step: alternating refinement.
     m_background.reset();  // (the background's calls do nothing without one)
     const double cost = gradient(state, probe_now);
-    direction();
+    direction(state);
     line_search_and_step(state);
     if (probe_now) probe_step(state);
     m_background.update(m_coll);
@@ -279,11 +292,13 @@ class MlEngine final : public Engine {
     dcount = std::max(1.0, sums[1]);
     m_den_mean = dsum / dcount;
     const float delta = static_cast<float>(m_opt.regularisation * dmax);
+    m_delta = delta;
     const auto pre = m_precond;
     Kokkos::parallel_for(
         "ptycho::ml::precond", rect_policy(o), KOKKOS_LAMBDA(long r, long c) { pre(r, c) = 1.0f / (den(r, c) + delta); });
-    // The smoothness weight is relative to the data term's curvature, about mean(den).
+    // The smoothness and TV weights are relative to the data term's curvature, about mean(den).
     m_mu = m_opt.smoothness * m_den_mean;
+    m_tv = m_opt.tv * m_den_mean;
     // So is the proximal weight; per pixel it is 1 / (1 + den / mean(den)):
     // full where little light fell, a tenth where ten times the mean did.
     m_prox = m_opt.proximal * m_den_mean;
@@ -338,46 +353,49 @@ class MlEngine final : public Engine {
         });
     m_coll.scatter_sum(grad);
     double reg_cost = 0;
-    if (m_mu > 0) reg_cost = add_smoothness_gradient(state);
+    if (m_mu > 0 || m_tv > 0) reg_cost = add_smoothness_gradient(state);
     if (m_prox > 0) reg_cost += add_proximal_gradient(state);
     double c[2] = {cost, reg_cost};
     m_coll.sum(c, 2);
     return (c[0] + c[1]) / std::max(1.0, m_ws.valid_pixels());
   }
 
-  /// Adds the gradient of mu * sum over grid edges |O_p - O_q|^2 on owned
-  /// pixels (the halo of O is in sync); returns this rank's prior cost
+  /// Adds the gradient of the edge priors on owned pixels (the halo of O is
+  /// in sync): mu * sum over grid edges |O_p - O_q|^2, and the TV prior
+  /// tv * sum sqrt(|O_p - O_q|^2 + eps^2); returns this rank's prior cost
   /// (edges to the right and below of owned pixels).
   double add_smoothness_gradient(ReconState& state) {
     const auto obj = state.object;
     const auto grad = m_grad;
-    const float mu = static_cast<float>(m_mu);
+    const float mu = static_cast<float>(m_mu), tv = static_cast<float>(m_tv);
+    const float eps = static_cast<float>(m_opt.tv_epsilon), eps2 = eps * eps;
     const auto& scan = m_ws.scan();
     const long er0 = scan.extent.row0, ec0 = scan.extent.col0, rows = scan.extent.rows, cols = scan.extent.cols;
     const long H = scan.object_rows, W = scan.object_cols;
-    double cost = 0;
+    Sums<2> s;
     Kokkos::parallel_reduce(
-        "ptycho::ml::smoothness", rect_policy(m_owned),
-        KOKKOS_LAMBDA(long r, long c, double& acc) {
+        "ptycho::ml::edge_priors", rect_policy(m_owned),
+        KOKKOS_LAMBDA(long r, long c, Sums<2>& acc) {
           const cfloat o = obj(r, c);
-          cfloat g(0, 0);
+          cfloat g(0, 0), gtv(0, 0);  // sum of d over edges; of the TV weight times d
+          auto edge = [&](const cfloat& d, bool counted) {
+            g += d;
+            gtv += d * tv_edge_weight(d, tv, eps2);
+            if (!counted) return;
+            const double d2 = double(d.real()) * d.real() + double(d.imag()) * d.imag();
+            acc.v[0] += d2;
+            if (tv > 0) acc.v[1] += std::sqrt(d2 + eps2) - eps;
+          };
           const long gr = er0 + r, gc = ec0 + c;
-          if (gr > 0 && r > 0) g += o - obj(r - 1, c);
-          if (gc > 0 && c > 0) g += o - obj(r, c - 1);
-          if (gr + 1 < H && r + 1 < rows) {
-            const cfloat d = o - obj(r + 1, c);
-            g += d;
-            acc += double(d.real()) * d.real() + double(d.imag()) * d.imag();
-          }
-          if (gc + 1 < W && c + 1 < cols) {
-            const cfloat d = o - obj(r, c + 1);
-            g += d;
-            acc += double(d.real()) * d.real() + double(d.imag()) * d.imag();
-          }
-          grad(r, c) += cdouble(g.real() * mu, g.imag() * mu);  // d/dconj(O) of mu |d|^2 is mu d per edge
+          if (gr > 0 && r > 0) edge(o - obj(r - 1, c), false);
+          if (gc > 0 && c > 0) edge(o - obj(r, c - 1), false);
+          if (gr + 1 < H && r + 1 < rows) edge(o - obj(r + 1, c), true);
+          if (gc + 1 < W && c + 1 < cols) edge(o - obj(r, c + 1), true);
+          // d/dconj(O) of mu |d|^2 is mu d per edge; of tv sqrt(|d|^2 + eps^2), the TV weight times d
+          grad(r, c) += cdouble(g.real() * mu + gtv.real(), g.imag() * mu + gtv.imag());
         },
-        cost);
-    return m_mu * cost;
+        Kokkos::Sum<Sums<2>>(s));
+    return m_mu * s.v[0] + m_tv * s.v[1];
   }
 
   /// Adds the gradient of prox * sum w |O - anchor|^2 on owned pixels;
@@ -401,7 +419,8 @@ class MlEngine final : public Engine {
   }
 
   /// Preconditioned Polak-Ribiere direction on owned pixels, then the halo.
-  void direction() {
+  void direction(ReconState& state) {
+    if (m_tv > 0) add_tv_to_preconditioner(state);
     const auto grad = m_grad;
     const auto gold = m_grad_old, hold = m_h_old, dir = m_dir;
     const auto pre = m_precond;
@@ -435,6 +454,30 @@ class MlEngine final : public Engine {
     m_coll.gather(dir);
   }
 
+  /// The preconditioner 1 / (sum_k |P~_k|^2 + delta + the TV quadratic's
+  /// diagonal, the sum of the pixel's four edge weights at the current object).
+  void add_tv_to_preconditioner(ReconState& state) {
+    const auto obj = state.object;
+    const auto den = m_illumination;
+    const auto pre = m_precond;
+    const float tv = static_cast<float>(m_tv), eps = static_cast<float>(m_opt.tv_epsilon), eps2 = eps * eps;
+    const double delta = m_delta;
+    const auto& scan = m_ws.scan();
+    const long er0 = scan.extent.row0, ec0 = scan.extent.col0, rows = scan.extent.rows, cols = scan.extent.cols;
+    const long H = scan.object_rows, W = scan.object_cols;
+    Kokkos::parallel_for(
+        "ptycho::ml::tv_precond", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
+          const cfloat o = obj(r, c);
+          const long gr = er0 + r, gc = ec0 + c;
+          double w = 0;
+          if (gr > 0 && r > 0) w += tv_edge_weight(o - obj(r - 1, c), tv, eps2);
+          if (gc > 0 && c > 0) w += tv_edge_weight(o - obj(r, c - 1), tv, eps2);
+          if (gr + 1 < H && r + 1 < rows) w += tv_edge_weight(o - obj(r + 1, c), tv, eps2);
+          if (gc + 1 < W && c + 1 < cols) w += tv_edge_weight(o - obj(r, c + 1), tv, eps2);
+          pre(r, c) = static_cast<float>(1.0 / (den(r, c) + delta + w));
+        });
+  }
+
   /// Exact 1-D minimisation of the cost along the direction (a few Newton
   /// steps on the exact cost; each is one pass and one global sum), then the update.
   void line_search_and_step(ReconState& state) {
@@ -442,7 +485,7 @@ class MlEngine final : public Engine {
     const long n = scan.num_local();
     // The priors are quadratic in alpha: E + 2 a e0 + a^2 e1 (weights included).
     double e[2] = {0, 0};
-    if (m_mu > 0 || m_prox > 0) prior_line_terms(state, e);
+    if (m_mu > 0 || m_tv > 0 || m_prox > 0) prior_line_terms(state, e);
     // One pass: the cost along the line as a quartic in alpha, from the
     // expansion of log I (Poisson) or sqrt(I) (Gaussian) to second order in
     // the change of I (Thibault & Guizar-Sicairos 2012). Its linear term is
@@ -653,11 +696,14 @@ class MlEngine final : public Engine {
   }
 
   /// Inner products of the prior along the direction: e[0] = sum Re<dO, dd>,
-  /// e[1] = sum |dd|^2 over edges (dO, dd: edge differences of O and d).
+  /// e[1] = sum |dd|^2 over edges (dO, dd: edge differences of O and d),
+  /// weighted by mu plus the TV weight at the current object (the quadratic
+  /// that majorises TV), plus the proximal terms.
   void prior_line_terms(ReconState& state, double* e) {
     const auto obj = state.object, dir = m_dir, anchor = m_anchor;
     const auto w = m_anchor_weight;
     const double mu = m_mu, prox = m_prox;
+    const float tv = static_cast<float>(m_tv), eps = static_cast<float>(m_opt.tv_epsilon), eps2 = eps * eps;
     const auto& scan = m_ws.scan();
     const long er0 = scan.extent.row0, ec0 = scan.extent.col0, rows = scan.extent.rows, cols = scan.extent.cols;
     const long H = scan.object_rows, W = scan.object_cols;
@@ -669,10 +715,11 @@ class MlEngine final : public Engine {
           auto edge = [&](long r2, long c2) {
             const cfloat dO = obj(r, c) - obj(r2, c2);
             const cfloat dd = dir(r, c) - dir(r2, c2);
-            acc.v[0] += mu * (double(dO.real()) * dd.real() + double(dO.imag()) * dd.imag());
-            acc.v[1] += mu * (double(dd.real()) * dd.real() + double(dd.imag()) * dd.imag());
+            const double we = mu + tv_edge_weight(dO, tv, eps2);
+            acc.v[0] += we * (double(dO.real()) * dd.real() + double(dO.imag()) * dd.imag());
+            acc.v[1] += we * (double(dd.real()) * dd.real() + double(dd.imag()) * dd.imag());
           };
-          if (mu > 0) {
+          if (mu > 0 || tv > 0) {
             if (gr + 1 < H && r + 1 < rows) edge(r + 1, c);
             if (gc + 1 < W && c + 1 < cols) edge(r, c + 1);
           }
@@ -709,6 +756,8 @@ class MlEngine final : public Engine {
   Rect m_owned;
   double m_den_mean = 0;
   double m_mu = 0;
+  double m_tv = 0;           ///< TV weight (relative weight times mean(den))
+  double m_delta = 0;        ///< the preconditioner's damping
   double m_prox = 0;         ///< proximal weight (times the per-pixel weights)
   CView2 m_anchor;           ///< the object the engine started from (proximal > 0 only)
   View2<float> m_anchor_weight;  ///< 1 / (1 + den / mean(den)) on owned pixels

@@ -53,18 +53,36 @@ HostCView3 probe_modes_from_guess(const HostCView2& guess, int num_modes) {
                   "probe_modes_from_guess: " << num_modes << " modes of a " << guess.extent(0) << " x "
                                              << guess.extent(1) << " guess");
   HostCView3 modes("ptycho::probe", num_modes, m, m);
-  for (int k = 0; k < num_modes; ++k)
+  const double power = probe_power(guess);
+  auto at = [&](int r, int c) { return guess(std::clamp(r, 0, m - 1), std::clamp(c, 0, m - 1)); };
+  for (int k = 0; k < num_modes; ++k) {
     for (int r = 0; r < m; ++r)
       for (int c = 0; c < m; ++c) {
-        const cfloat p = guess(r, c);
+        cfloat v;
         if (k == 0) {
-          modes(k, r, c) = p;
+          v = guess(r, c);
+        } else if (k == 1) {  // d/dx: the first-order change of a probe shifted along the columns
+          v = 0.5f * (at(r, c + 1) - at(r, c - 1));
+        } else if (k == 2) {  // d/dy
+          v = 0.5f * (at(r + 1, c) - at(r - 1, c));
         } else {
           const double x = (c - m / 2) / double(m), y = (r - m / 2) / double(m);
           const double ph = 2 * M_PI * (k * x + (k % 2 ? y : -y));
-          modes(k, r, c) = p * cfloat(0.1f * std::cos(ph), 0.1f * std::sin(ph));
+          v = guess(r, c) * cfloat(float(std::cos(ph)), float(std::sin(ph)));
         }
+        modes(k, r, c) = v;
       }
+    if (k == 0) continue;
+    auto mode = Kokkos::subview(modes, k, Kokkos::ALL, Kokkos::ALL);
+    // A flat guess has no gradient: fall back to the phase ramp's shape.
+    if (!(probe_power(mode) > 1e-12 * power))
+      for (int r = 0; r < m; ++r)
+        for (int c = 0; c < m; ++c) {
+          const double ph = 2 * M_PI * (k * (c - m / 2) + (r - m / 2)) / double(m);
+          mode(r, c) = guess(r, c) * cfloat(float(std::cos(ph)), float(std::sin(ph)));
+        }
+    if (probe_power(mode) > 0) scale_probe_to_power(mode, kExtraModePower * power);
+  }
   return modes;
 }
 

@@ -325,6 +325,16 @@ const std::vector<KeySpec>& specs() {
           "smoothness", [](J& j) -> double& { return j.base.smoothness; },
           "ML: weight of a Gaussian smoothness prior, relative to the data term (0 = off)", non_negative()),
       make_key<double>(
+          "tv", [](J& j) -> double& { return j.base.tv; },
+          "ML: weight of a total-variation prior, relative to the data term: flattens noise and keeps edges "
+          "(piecewise-constant objects; 0 = off)",
+          non_negative()),
+      make_key<double>(
+          "tv_epsilon", [](J& j) -> double& { return j.base.tv_epsilon; },
+          "ML: the TV prior's smoothing, in units of the object's transmission (below it TV acts as a Gaussian "
+          "smoothness prior)",
+          in_range(1e-6, 1.0)),
+      make_key<double>(
           "proximal", [](J& j) -> double& { return j.base.proximal; },
           "ML: weight of a pull toward the object the engine starts from (an nn stage's guess), relative to the "
           "data term, strongest where the scan's illumination is weak (0 = off)",

@@ -70,19 +70,42 @@ TEST(FirstGuess, ProbeFromTheMeanPatternHasItsAmplitudeAsFarField) {
   EXPECT_THROW(probe_from_mean_pattern(std::vector<double>(m * m, -1.0), m, power), Error);
 }
 
-TEST(FirstGuess, ModesAreTheGuessAndWeakVariationsOfIt) {
-  const int m = 16, k = 3;
+TEST(FirstGuess, ModesAreTheGuessItsGradientsAndWeakVariations) {
+  const int m = 16, k = 4;
   const HostCView2 guess = random_probe(m, 3);
   const HostCView3 modes = probe_modes_from_guess(guess, k);
   ASSERT_EQ(modes.extent(0), size_t(k));
+  const double power = probe_power(guess);
+  double mode_power[k] = {0, 0, 0, 0};
   for (int r = 0; r < m; ++r)
     for (int c = 0; c < m; ++c) {
       ASSERT_EQ(modes(0, r, c), guess(r, c));
-      for (int a = 1; a < k; ++a)
-        ASSERT_NEAR(Kokkos::abs(modes(a, r, c)), 0.1 * Kokkos::abs(guess(r, c)), 1e-5 * Kokkos::abs(guess(r, c)));
+      for (int a = 0; a < k; ++a) mode_power[a] += std::pow(double(Kokkos::abs(modes(a, r, c))), 2);
     }
-  // The variations are not the guess scaled: their phase varies across the frame.
-  const cfloat q0 = modes(1, 0, 0) / guess(0, 0), q1 = modes(1, 0, m / 2) / guess(0, m / 2);
-  EXPECT_GT(Kokkos::abs(q0 - q1), 0.01);
+  for (int a = 1; a < k; ++a) EXPECT_NEAR(mode_power[a], kExtraModePower * power, 1e-4 * power) << a;
+  // Modes 1 and 2 are the central differences along the columns and rows, scaled.
+  const int r = 7, c = 9;
+  const cfloat dx = guess(r, c + 1) - guess(r, c - 1), dy = guess(r + 1, c) - guess(r - 1, c);
+  const cfloat sx = modes(1, r, c) / dx, sy = modes(2, r, c) / dy;
+  EXPECT_NEAR(sx.imag(), 0.0, 1e-4 * Kokkos::abs(sx));
+  EXPECT_NEAR(sy.imag(), 0.0, 1e-4 * Kokkos::abs(sy));
+  EXPECT_NEAR(Kokkos::abs(modes(1, 3, 4) - sx * (guess(3, 5) - guess(3, 3))), 0.0, 1e-4 * Kokkos::abs(modes(1, 3, 4)));
+  // Mode 3: the guess times a phase ramp (same modulus ratio everywhere, varying phase).
+  const cfloat q0 = modes(3, 0, 0) / guess(0, 0), q1 = modes(3, 0, m / 2) / guess(0, m / 2);
+  EXPECT_NEAR(Kokkos::abs(q0), Kokkos::abs(q1), 1e-4 * Kokkos::abs(q0));
+  EXPECT_GT(Kokkos::abs(q0 - q1), 0.01 * Kokkos::abs(q0));
   EXPECT_THROW(probe_modes_from_guess(guess, 0), Error);
+}
+
+TEST(FirstGuess, AFlatGuessStillGetsNonZeroModes) {
+  const int m = 8;
+  HostCView2 flat("flat", m, m);
+  Kokkos::deep_copy(flat, cfloat(1, 0));
+  const HostCView3 modes = probe_modes_from_guess(flat, 3);
+  for (int a = 1; a < 3; ++a) {
+    double p = 0;
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < m; ++c) p += std::pow(double(Kokkos::abs(modes(a, r, c))), 2);
+    EXPECT_NEAR(p, kExtraModePower * m * m, 1e-3) << a;
+  }
 }

@@ -79,7 +79,7 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
   const std::set<std::string> unique(keys.begin(), keys.end());
   EXPECT_EQ(unique.size(), keys.size()) << "a key is listed twice";
   for (const char* k : {"input",          "output",      "engines",    "probe_modes",
-                        "refine_probe",   "probe_hold",  "likelihood", "smoothness", "proximal",
+                        "refine_probe",   "probe_hold",  "likelihood", "smoothness", "proximal", "tv", "tv_epsilon",
                         "beta",           "sigma",       "tau",        "sdr_step",
                         "batches",        "object_step", "rpie_alpha", "momentum",
                         "regularisation", "seed",        "batch",      "progress_every",
@@ -119,6 +119,8 @@ likelihood = "gaussian"
 background = "pixel"
 smoothness = 0.25
 proximal = 0.5
+tv = 0.03
+tv_epsilon = 0.001
 nn_tune = 20
 nn_tune_rate = 0.0003
 beta = 1            # an integer is a fine number
@@ -160,6 +162,8 @@ max_memory = "2.5G"
   EXPECT_EQ(job.background, "pixel");
   EXPECT_DOUBLE_EQ(job.base.smoothness, 0.25);
   EXPECT_DOUBLE_EQ(job.base.proximal, 0.5);
+  EXPECT_DOUBLE_EQ(job.base.tv, 0.03);
+  EXPECT_DOUBLE_EQ(job.base.tv_epsilon, 1e-3);
   EXPECT_EQ(job.base.tune_steps, 20);
   EXPECT_DOUBLE_EQ(job.base.tune_rate, 3e-4);
   EXPECT_DOUBLE_EQ(job.base.beta, 1.0);
@@ -198,6 +202,7 @@ TEST(ReadJobFile, KeysLeftOutKeepTheirDefaults) {
   const ReconstructJob defaults;
   EXPECT_EQ(job.engines, kDefaultChain);
   EXPECT_EQ(job.probe_modes, defaults.probe_modes);
+  EXPECT_DOUBLE_EQ(job.base.tv, kDefaultTv);  // the TV prior is on in jobs (README, "Regularisation")
   EXPECT_EQ(job.output, "");
   EXPECT_EQ(job.origin.size(), 1u);  // input only
   EXPECT_EQ(job.where("engines"), "engines");
@@ -270,6 +275,8 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
       {"background = \"flat\"", "background: must be 'none', 'constant' or 'pixel', got 'flat'"},
       {"sigma = 1.5", "sigma: must be between 0 and 1, got 1.5"},
       {"smoothness = -1", "smoothness: must be a finite number >= 0, got -1"},
+      {"tv = -0.5", "tv: must be a finite number >= 0, got -0.5"},
+      {"tv_epsilon = 0", "tv_epsilon: must be between 1e-06 and 1, got 0"},
       {"tau = 0", "tau: must be a finite number > 0, got 0"},
       {"beta = nan", "beta: must be a finite number, got nan"},
       {"batch = 0", "batch: must be from 1 to 4096, got 0"},

@@ -41,9 +41,10 @@ struct Outcome {
 };
 
 Outcome reconstruct(MPI_Comm comm, const std::string& chain, bool refine_probe, int modes = 1,
-                    BackgroundMode background = BackgroundMode::none) {
+                    BackgroundMode background = BackgroundMode::none, double tv = 0) {
   ReconstructOptions opt;
   EngineOptions base;
+  base.tv = tv;
   base.refine_probe = refine_probe;
   base.probe_hold = 2;
   base.background = background;
@@ -124,4 +125,14 @@ TEST(ParallelFamily, TwoProbeModesStayRankInvariant) {
   const Outcome serial = reconstruct(MPI_COMM_SELF, "dm:20", true, 2);
   EXPECT_LT(tile_difference(world, serial), 1e-4);
   EXPECT_LT(probe_difference(world, serial), 1e-4);
+}
+
+/// The TV prior's edge weights come from the halo-synchronised object: edges
+/// across tile borders weigh the same on both sides.
+TEST(ParallelFamily, TvPriorStaysRankInvariant) {
+  const Outcome world = reconstruct(MPI_COMM_WORLD, "ml:40", false, 1, BackgroundMode::none, 1e-2);
+  const Outcome serial = reconstruct(MPI_COMM_SELF, "ml:40", false, 1, BackgroundMode::none, 1e-2);
+  const Outcome plain = reconstruct(MPI_COMM_SELF, "ml:40", false);
+  EXPECT_LT(tile_difference(world, serial), 1e-4);
+  EXPECT_GT(tile_difference(serial, plain), 1e-3);  // the prior acts
 }

@@ -59,6 +59,11 @@ struct EngineOptions {
   Likelihood likelihood = Likelihood::poisson;  ///< ML and LSQ-ML
   BackgroundMode background = BackgroundMode::none;  ///< detector background refined with the object (background.hpp)
   double smoothness = 0.0;     ///< ML: weight of a Gaussian smoothness prior, relative to the data term
+  /// ML: weight of a total-variation prior, sum over grid edges of
+  /// sqrt(|O_p - O_q|^2 + eps^2), relative to the data term: it keeps edges
+  /// and flattens noise (piecewise-constant objects).
+  double tv = 0.0;
+  double tv_epsilon = 3e-3;    ///< ML: the TV prior's smoothing eps (object units; below it, TV is quadratic)
   /// ML: weight of a pull toward the object the engine starts from (the
   /// learned guess of an `nn` stage before it), relative to the data term,
   /// per pixel 1 / (1 + illumination / its mean): it keeps the guess where the

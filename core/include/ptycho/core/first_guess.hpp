@@ -26,11 +26,18 @@ void scale_probe_to_power(const HostCView2& probe, double power);
 /// no positive one.
 HostCView2 probe_from_mean_pattern(const std::vector<double>& mean_frame, int frame_size, double power);
 
+/// The share of the guess's power each further probe mode starts with.
+inline constexpr double kExtraModePower = 0.05;
+
 /// The probe modes (K, M, M) a reconstruction starts from: mode 0 is
-/// `guess` (M, M), and each further mode k is a weak, smooth variation of
-/// it, the guess times a tenth of a phase ramp of k cycles across the frame
-/// (columns) and one cycle (rows, alternating in sign), so 1 % of its power.
-/// Refinement makes them orthogonal. `num_modes` >= 1.
+/// `guess` (M, M); modes 1 and 2 are its gradient along the columns and the
+/// rows (central differences), the first-order change of a probe shifted
+/// sideways, which is what a source of finite size (partial coherence)
+/// adds; modes 3 and up are the guess times a phase ramp of k cycles across
+/// the frame. Each further mode carries kExtraModePower of the guess's
+/// power: enough that the engines can grow it to the share partial
+/// coherence takes (the gradient of a mode's power is proportional to the
+/// mode). Refinement makes them orthogonal. `num_modes` >= 1.
 HostCView3 probe_modes_from_guess(const HostCView2& guess, int num_modes);
 
 }  // namespace ptycho
