@@ -382,11 +382,12 @@ const std::vector<KeySpec>& specs() {
                "write the progress lines and a summary as JSON lines to this file"),
       path_key("trace", [](J& j) -> std::string& { return j.trace; },
                "record the probe modes, the positions and the estimated mismatch at every progress line in this "
-               "HDF5 file (for diagnosis: tools/trace_vs_truth.py)"),
+               "HDF5 file (for diagnosis: examples/trace_vs_truth.py)"),
       make_key<std::string>(
           "preset", [](J& j) -> std::string& { return j.preset; },
           "standard, blind or learned: defaults for what is not set (blind: raar:150,ml:100, probe refined, 3 "
-          "modes; learned: nn,ml:100 with smoothness 0.05)",
+          "modes, run with positions fixed and refined by annealing, keeping refined if its final cost is 3 % "
+          "lower; learned: nn,ml:100 with smoothness 0.05)",
           one_of({"standard", "blind", "learned"})),
       path_key("checkpoint", [](J& j) -> std::string& { return j.checkpoint; },
                "checkpoint file (default OUTPUT-stem.checkpoint.h5); a run that finds it resumes from it"),
@@ -782,7 +783,8 @@ void apply_preset(ReconstructJob& job) {
     if (unset("refine_positions")) {
       job.position_trial = true;
       if (unset("position_hold")) job.base.position_hold = 20;
-      if (unset("max_position_shift")) job.base.max_position_shift = 1.5;
+      if (unset("max_position_shift")) job.base.max_position_shift = 3.0;
+      if (unset("position_method")) job.position_method = "annealing";
     }
   }
   if (job.preset == "learned") {

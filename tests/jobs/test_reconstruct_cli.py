@@ -289,15 +289,21 @@ progress_every = 3
             self.assertIn("probe_error_pct", f["entry_1/process_1"])
         self.assertEqual(cfg["engines"], "raar:4,ml:2")  # the option wins over the preset
         self.assertTrue(cfg["refine_probe"])
+        self.assertEqual(cfg["position_method"], "annealing")
+        self.assertEqual(cfg["max_position_shift"], 3.0)
         self.assertIn("estimated mismatch", r.stdout)
-        # The position trial: both branches ran; the output is the one with the lower final cost.
+        # The position trial: both branches ran; the output is the refined one
+        # only if its final cost is 3 % lower (kPositionTrialMargin).
         self.assertIn("position trial: final cost", r.stdout)
+        self.assertIn("refined must be 3 % lower", r.stdout)
         finals = []
         for tag in ("fixed-positions", "refined-positions"):
             with h5py.File(self.path("out", f"preset.{tag}.h5"), "r") as f:
                 finals.append(f[COST][()][-1])
+        expected = finals[1] if finals[1] < 0.97 * finals[0] else finals[0]
+        self.assertIn("keeping the %s positions" % ("refined" if finals[1] < 0.97 * finals[0] else "fixed"), r.stdout)
         with h5py.File(out, "r") as f:
-            self.assertEqual(f[COST][()][-1], min(finals))
+            self.assertEqual(f[COST][()][-1], expected)
         # A job that says whether to refine positions gets no trial.
         r = self.ok(["reconstruct", "../data/scan.cxi", "-o", self.path("out", "preset2.h5"), "--preset", "blind",
                      "--engines", "raar:4,ml:2", "--refine-positions"])

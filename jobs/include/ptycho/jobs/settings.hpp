@@ -55,6 +55,11 @@ inline constexpr const char* kDefaultChain = "ml:200";
 /// tiers, standard and blind.
 inline constexpr double kDefaultTv = 1e-2;
 
+/// The blind preset's position trial keeps the refined positions only if
+/// their final cost is lower than the fixed positions' by this fraction
+/// (README, "Blind tier").
+inline constexpr double kPositionTrialMargin = 0.03;
+
 /// The engine parameters a job starts from: the library's, with TV on.
 inline EngineOptions job_engine_defaults() {
   EngineOptions o;
