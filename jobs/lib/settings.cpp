@@ -385,7 +385,7 @@ const std::vector<KeySpec>& specs() {
                "HDF5 file (for diagnosis: examples/trace_vs_truth.py)"),
       make_key<std::string>(
           "preset", [](J& j) -> std::string& { return j.preset; },
-          "standard, blind or learned: defaults for what is not set (blind: raar:150,ml:100, probe refined, 3 "
+          "standard, blind or learned: defaults for what is not set (blind: raar:150,ml:200, probe refined, 3 "
           "modes, run with positions fixed and refined by annealing, keeping refined if its final cost is 3 % "
           "lower; learned: nn,ml:100 with smoothness 0.05)",
           one_of({"standard", "blind", "learned"})),
@@ -776,7 +776,7 @@ void apply_preset(ReconstructJob& job) {
   if (job.preset.empty() || job.preset == "standard") return;
   const auto unset = [&](const std::string& key) { return !job.origin.count(key); };
   if (job.preset == "blind") {
-    if (unset("engines")) job.engines = "raar:150,ml:100";
+    if (unset("engines")) job.engines = "raar:150,ml:200";
     if (unset("refine_probe")) job.refine_probe = true;
     if (unset("probe_modes")) job.probe_modes = 3;
     if (unset("probe_hold")) job.base.probe_hold = 5;

@@ -69,7 +69,7 @@ def test_settings_are_checked_by_the_table():
     with pytest.raises(ValueError, match=r"--refine-positions: engine 'epie' does not refine positions"):
         ptycho.check_settings(engines="epie:3", refine_positions=True)
     s = json.loads(ptycho.check_settings(preset="blind"))
-    assert s["engines"] == "raar:150,ml:100" and s["probe_modes"] == 3 and s["refine_probe"] is True
+    assert s["engines"] == "raar:150,ml:200" and s["probe_modes"] == 3 and s["refine_probe"] is True
     table = ptycho.settings()
     assert table["engines"][0] == '"ml:200"' and "engine chain" in table["engines"][1]
     assert set(table) >= {"probe_modes", "refine_positions", "max_position_shift", "background", "max_memory"}

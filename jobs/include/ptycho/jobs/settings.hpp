@@ -191,12 +191,12 @@ using SettingValue = std::variant<bool, long long, double, std::string>;
 void apply_keyword(ReconstructJob& job, const std::string& key, const SettingValue& value, const std::string& where);
 
 /// Applies the job's preset: defaults for every setting it leaves unset (no
-/// origin). standard (or none): nothing. blind: raar:150,ml:100 with probe
+/// origin). standard (or none): nothing. blind: raar:150,ml:200 with probe
 /// refinement and 3 modes (held 5 iterations: the object forms first); and,
 /// unless refine_positions is set, the position trial: the chain runs with the
-/// positions fixed and with them refined (from iteration 20 of each engine,
-/// at most 1.5 px from the nominal position), and the result with the lower
-/// final cost is kept.
+/// positions fixed and with them refined (by annealing, from iteration 20 of
+/// each engine, at most 3 px from where the engine starts), and the refined
+/// result is kept if its final cost is lower by kPositionTrialMargin.
 void apply_preset(ReconstructJob& job);
 
 /// The engine options the job's chain starts from: job.base with the
