@@ -328,7 +328,7 @@ const std::vector<KeySpec>& specs() {
           "tv", [](J& j) -> double& { return j.base.tv; },
           "ML: weight of a total-variation prior, relative to the data term: flattens noise and keeps edges "
           "(piecewise-constant objects; 0 = off)",
-          non_negative()),
+          in_range(0, 1e6)),
       make_key<double>(
           "tv_epsilon", [](J& j) -> double& { return j.base.tv_epsilon; },
           "ML: the TV prior's smoothing, in units of the object's transmission (below it TV acts as a Gaussian "
