@@ -279,6 +279,14 @@ H5File H5File::open_write(const std::string& path, const std::string& display_na
   return H5File(H5Id(id), name);
 }
 
+H5File H5File::open_write_parallel(MPI_Comm comm, const std::string& path, const std::string& display_name) {
+  const std::string name = display_name.empty() ? path : display_name;
+  H5Id fapl = parallel_fapl(comm, true, name + ": cannot set up parallel access");
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
+  if (id < 0) throw_hdf5_error(name + ": cannot be opened for writing");
+  return H5File(H5Id(id), name);
+}
+
 H5File H5File::create(const std::string& path, const std::string& display_name) {
   const std::string name = display_name.empty() ? path : display_name;
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);

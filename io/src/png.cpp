@@ -424,4 +424,81 @@ void write_cost_curve(const std::string& path, const std::vector<double>& costs,
   write_pixels(path, canvas.pixels(), size_t(height), size_t(width), true);
 }
 
+namespace {
+/// Ticks at 1, 2 or 5 times a power of 10 over [lo, hi], about six of them.
+std::vector<double> linear_ticks(double lo, double hi) {
+  const double raw = (hi - lo) / 6.0;
+  const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = 10 * magnitude;
+  for (const double m : {1.0, 2.0, 5.0})
+    if (m * magnitude >= raw) {
+      step = m * magnitude;
+      break;
+    }
+  std::vector<double> ticks;
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + 1e-9 * step; t += step)
+    ticks.push_back(std::abs(t) < 1e-12 * step ? 0.0 : t);
+  return ticks;
+}
+}  // namespace
+
+void write_line_plot(const std::string& path, const std::vector<PlotSeries>& series, const LinePlotOptions& options) {
+  PTYCHO_THROW_IF(options.width < 200 || options.height < 150,
+                  "write_line_plot: " << path << ": " << options.width << "x" << options.height << " is too small");
+  PTYCHO_THROW_IF(!(options.x_hi > options.x_lo) || !(options.y_hi > options.y_lo),
+                  "write_line_plot: " << path << ": an empty axis");
+  for (const auto& s : series)
+    PTYCHO_THROW_IF(s.x.size() != s.y.size(), "write_line_plot: " << path << ": series '" << s.name << "' has "
+                                                                   << s.x.size() << " x and " << s.y.size() << " y");
+  const int width = options.width, height = options.height;
+  const std::vector<double> yticks = linear_ticks(options.y_lo, options.y_hi);
+  const std::vector<double> xticks = linear_ticks(options.x_lo, options.x_hi);
+  int label_width = 0;
+  for (const double t : yticks) label_width = std::max(label_width, text_width(cost_label(t)));
+  const int x0 = 14 + label_width, x1 = width - 16, y0 = 26, y1 = height - 40;
+  auto x_of = [&](double x) {
+    return x0 + int(std::lround((x - options.x_lo) / (options.x_hi - options.x_lo) * (x1 - x0)));
+  };
+  auto y_of = [&](double y) {
+    const double c = std::clamp(y, options.y_lo, options.y_hi);
+    return y1 - int(std::lround((c - options.y_lo) / (options.y_hi - options.y_lo) * (y1 - y0)));
+  };
+  Canvas canvas(width, height);
+  for (const double t : yticks) {
+    const int y = y_of(t);
+    canvas.line(x0 + 1, y, x1, y, kGrid);
+    canvas.line(x0 - 4, y, x0, y, kBlack);
+    const std::string label = cost_label(t);
+    canvas.text(x0 - 7 - text_width(label), y - kGlyphHeight / 2, label, kBlack);
+  }
+  for (const double t : xticks) {
+    const int x = x_of(t);
+    canvas.line(x, y1, x, y1 + 4, kBlack);
+    const std::string label = cost_label(t);
+    canvas.text(x - text_width(label) / 2, y1 + 8, label, kBlack);
+  }
+  canvas.text(4, 8, options.y_label, kBlack);
+  canvas.text((x0 + x1) / 2 - text_width(options.x_label) / 2, height - 14, options.x_label, kBlack);
+  int legend_x = x1;
+  for (size_t k = series.size(); k-- > 0;) {
+    const PlotSeries& s = series[k];
+    const Rgb c = kPalette[k % (sizeof kPalette / sizeof kPalette[0])];
+    legend_x -= text_width(s.name) + 22;
+    for (int x = legend_x; x < legend_x + 14; ++x)
+      if (!s.dashed || (x - legend_x) % 6 < 4) canvas.set(x, y0 - 9, c);
+    canvas.text(legend_x + 16, y0 - 12, s.name, c);
+    for (size_t i = 1; i < s.x.size(); ++i) {
+      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || !std::isfinite(s.x[i - 1]) || !std::isfinite(s.y[i - 1]))
+        continue;
+      if (s.dashed && (i / 3) % 2 == 1) continue;
+      const int xa = x_of(s.x[i - 1]), ya = y_of(s.y[i - 1]), xb = x_of(s.x[i]), yb = y_of(s.y[i]);
+      canvas.line(xa, ya, xb, yb, c);
+      if (!s.dashed) canvas.line(xa, ya + 1, xb, yb + 1, c);
+    }
+  }
+  canvas.line(x0, y0, x0, y1, kBlack);
+  canvas.line(x0, y1, x1, y1, kBlack);
+  write_pixels(path, canvas.pixels(), size_t(height), size_t(width), true);
+}
+
 }  // namespace ptycho::io

@@ -5,6 +5,7 @@
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/io/result.hpp"
 #include "ptycho/io/trace.hpp"
+#include "ptycho/jobs/analysis.hpp"
 #include "ptycho/jobs/output_paths.hpp"
 #include "ptycho/jobs/progress.hpp"
 #include "ptycho/jobs/reconstruction.hpp"
@@ -16,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 namespace ptycho::jobs {
@@ -62,12 +64,13 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
     if (stale > 0) std::printf("ptycho reconstruct: removed %d temporary file%s left by a killed run\n", stale,
                                stale > 1 ? "s" : "");
   }
-  const Scan scan = Scan::from_file(job.input);
+  const Scan scan = job.half ? Scan::from_file(job.input).half(job.half - 1) : Scan::from_file(job.input);
   if (rank == 0) {
     const ScanInfo info = scan.info();
     if (!job.job_file.empty()) std::printf("ptycho reconstruct: job %s\n", job.job_file.c_str());
-    std::printf("ptycho reconstruct: %s: %ld frames of %dx%d, object %ldx%ld px, %d rank%s, engines %s\n",
-                job.input.c_str(), info.num_frames, info.geometry.frame_size, info.geometry.frame_size,
+    std::printf("ptycho reconstruct: %s%s: %ld frames of %dx%d, object %ldx%ld px, %d rank%s, engines %s\n",
+                job.input.c_str(), job.half == 1 ? " (half 1: even frames)" : job.half == 2 ? " (half 2: odd frames)" : "",
+                info.num_frames, info.geometry.frame_size, info.geometry.frame_size,
                 info.object_rows, info.object_cols, size, size > 1 ? "s" : "", job.engines.c_str());
     std::fflush(stdout);
   }
@@ -227,6 +230,60 @@ RunOutcome finished_branch(const ReconstructJob& branch, MPI_Comm world) {
   return out;
 }
 
+/// OUTPUT-stem + suffix beside the output: where a `halves` job puts its FRC.
+std::string frc_path(const ReconstructJob& job, const std::string& suffix) {
+  const fs::path out(job.output);
+  return (out.parent_path() / (out.stem().string() + suffix)).string();
+}
+
+/// A `halves` job: the chain on each half of the scan, then the FRC of the
+/// two results, computed on the distributed tiles (analysis.hpp) and added
+/// to both results, with a plot and JSON beside the output.
+int run_halves(MPI_Comm world, const ReconstructJob& job, const JobHooks& hooks, ProgressReporter& progress) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  ReconstructJob branch[2] = {trial_branch(job, "half1"), trial_branch(job, "half2")};
+  RunOutcome outcome[2];
+  double seconds = 0;
+  for (int b = 0; b < 2; ++b) {
+    branch[b].half = b + 1;
+    branch[b].halves = false;
+    outcome[b] = finished_branch(branch[b], world);
+    if (std::isfinite(outcome[b].final_cost)) {
+      if (rank == 0) std::printf("ptycho reconstruct: --halves: %s is done already\n", branch[b].output.c_str());
+      continue;
+    }
+    outcome[b] = run_once(world, branch[b], hooks, progress);
+    if (outcome[b].exit_code != 0) return outcome[b].exit_code;
+    seconds += outcome[b].seconds;
+  }
+  const FrcReport frc = fourier_ring_correlation_of(world, outcome[0].result, outcome[1].result);
+  const long rows = outcome[0].result.layout.object_rows, cols = outcome[0].result.layout.object_cols;
+  long dims[2] = {rows, cols};
+  MPI_Bcast(dims, 2, MPI_LONG, 0, world);
+  add_frc_to_result(world, branch[0].output, dims[0], dims[1], frc, branch[1].output);
+  add_frc_to_result(world, branch[1].output, dims[0], dims[1], frc, branch[0].output);
+  io::detail::collectively(world, [&] {
+    if (rank != 0) return;
+    write_frc_plot(frc_path(job, ".frc.png"), frc);
+    const std::string json = frc_path(job, ".frc.json"), temp = io::temporary_path_for(json);
+    {
+      std::ofstream f(temp);
+      f << frc_json(frc, branch[0].output, branch[1].output) << "\n";
+      PTYCHO_INPUT_ERROR_IF(!f, json << ": cannot be written");
+    }
+    fs::rename(temp, json);
+    std::printf("ptycho reconstruct: --halves: FRC of the two halves: %.3g nm at 1/2 bit%s, %.3g nm at 1/7 "
+                "(half-period resolution; curve in %s)\n",
+                frc.resolution_half_bit_m * 1e9, frc.complex_curve.reached_half_bit ? "" : " (Nyquist)",
+                frc.resolution_one_seventh_m * 1e9, frc_path(job, ".frc.png").c_str());
+  });
+  RunSummary summary{seconds, branch[0].output + " and " + branch[1].output, job.previews};
+  summary.background_mean = background_mean_of(outcome[0].result);
+  progress.finish(summary);
+  return 0;
+}
+
 /// Every file the run reads and writes, for PathPlan (see output_paths.hpp).
 PathPlan plan_paths(const ReconstructJob& job) {
   const auto option = [&](const std::string& key) {
@@ -240,8 +297,18 @@ PathPlan plan_paths(const ReconstructJob& job) {
   plan.output(job.output, option("output"));
   plan.output(job.checkpoint, option("checkpoint"), true);
   plan.output(job.log_json, option("log_json"));
-  if (!job.position_trial) plan.output(job.trace, option("trace"));
+  if (!job.position_trial && !job.halves) plan.output(job.trace, option("trace"));
   plan.output_folder(job.previews, option("previews"), {"amplitude.png", "phase.png", "probe.png", "cost.png"});
+  if (job.halves) {
+    for (const char* tag : {"half1", "half2"}) {
+      const ReconstructJob b = trial_branch(job, tag);
+      plan.output(b.output, std::string("--halves: the ") + tag + " result", true);
+      plan.output(b.checkpoint, std::string("--halves: the ") + tag + " checkpoint", true);
+      plan.output(b.trace, std::string("--halves: the ") + tag + " trace");
+    }
+    plan.output(frc_path(job, ".frc.png"), "--halves: the FRC plot");
+    plan.output(frc_path(job, ".frc.json"), "--halves: the FRC numbers");
+  }
   if (job.position_trial) {
     for (const char* tag : {"fixed-positions", "refined-positions"}) {
       const ReconstructJob b = trial_branch(job, tag);
@@ -278,6 +345,7 @@ int run_job(MPI_Comm world, const ReconstructJob& job, const JobHooks& hooks) {
   progress_options.log_json = job.log_json;
   ProgressReporter progress(world, progress_options);  // opens the log now: a bad path fails before the work
 
+  if (job.halves) return run_halves(world, job, hooks, progress);
   if (!job.position_trial) {
     const RunOutcome out = run_once(world, job, hooks, progress);
     if (out.exit_code != 0) return out.exit_code;

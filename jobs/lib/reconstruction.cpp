@@ -93,7 +93,28 @@ Scan Scan::from_arrays(ScanArrays a) {
   return s;
 }
 
-ScanInfo Scan::info() const {
+Scan Scan::half(int which) const {
+  PTYCHO_THROW_IF(which != 0 && which != 1, "Scan::half: which is " << which << ", not 0 or 1");
+  Scan s = *this;
+  s.m_half = which;
+  return s;
+}
+
+namespace {
+/// `info` reduced to the frames of index 2 i + half.
+ScanInfo half_of(ScanInfo info, int half) {
+  if (half < 0) return info;
+  std::vector<Position> kept;
+  for (size_t i = size_t(half); i < info.positions.size(); i += 2) kept.push_back(info.positions[i]);
+  info.positions = std::move(kept);
+  info.num_frames = long(info.positions.size());
+  return info;
+}
+}  // namespace
+
+ScanInfo Scan::info() const { return half_of(full_info(), m_half); }
+
+ScanInfo Scan::full_info() const {
   if (!m_arrays) return io::read_scan_info(m_name, read_options());
   const ScanArrays& a = *m_arrays;
   const io::ObjectGrid grid = io::place_on_object_grid(a.x_m, a.y_m, a.geometry, io::kDefaultMarginPx, a.name);
@@ -109,6 +130,17 @@ ScanInfo Scan::info() const {
 }
 
 Dataset Scan::read(MPI_Comm comm, const std::vector<long>& my_frames) const {
+  if (m_half >= 0) {
+    // The half's frame i is the scan's frame 2 i + half.
+    std::vector<long> frames;
+    for (const long i : my_frames) frames.push_back(2 * i + m_half);
+    Scan whole = *this;
+    whole.m_half = -1;
+    Dataset ds = whole.read(comm, frames);
+    ds.frame_index = my_frames;
+    ds.info = half_of(ds.info, m_half);
+    return ds;
+  }
   if (!m_arrays) return io::read_cxi(comm, m_name, my_frames, read_options());
   const ScanArrays& a = *m_arrays;
   const int m = a.geometry.frame_size;

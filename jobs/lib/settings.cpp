@@ -383,6 +383,10 @@ const std::vector<KeySpec>& specs() {
       path_key("trace", [](J& j) -> std::string& { return j.trace; },
                "record the probe modes, the positions and the estimated mismatch at every progress line in this "
                "HDF5 file (for diagnosis: examples/trace_vs_truth.py)"),
+      make_key<bool>("halves", [](J& j) -> bool& { return j.halves; },
+                     "reconstruct the two halves of the scan (frames of even and odd index) into OUTPUT-stem.half1.h5 "
+                     "and OUTPUT-stem.half2.h5 instead of OUTPUT, and the resolution by their FRC "
+                     "(OUTPUT-stem.frc.png and .frc.json; see ptycho analyze)"),
       make_key<std::string>(
           "preset", [](J& j) -> std::string& { return j.preset; },
           "standard, blind or learned: defaults for what is not set (blind: raar:150,ml:200, probe refined, 3 "
@@ -700,6 +704,9 @@ void check_settings(const ReconstructJob& job) {
   // Refinements the chain's engines cannot do fail now, before any work
   // (check_chain) -- the blind preset's position trial included, whose
   // second run refines positions.
+  PTYCHO_INPUT_ERROR_IF(job.halves && job.position_trial,
+                        job.where("halves") << ": the blind preset's position trial runs the chain twice already; "
+                                               "set refine_positions (true or false) to use halves with it");
   EngineOptions base = engine_base(job);
   base.refine_positions = job.base.refine_positions || job.position_trial;
   try {

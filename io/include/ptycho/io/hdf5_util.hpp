@@ -90,6 +90,9 @@ class H5File {
   /// Opens an existing file read-write (serial). `display_name` (default: `path`)
   /// is the name messages use, e.g. the target of a temporary file.
   static H5File open_write(const std::string& path, const std::string& display_name);
+  /// Opens an existing file read-write with the MPI-IO driver on `comm`
+  /// (collective; metadata operations collective too); `display_name` as for open_write.
+  static H5File open_write_parallel(MPI_Comm comm, const std::string& path, const std::string& display_name);
   /// Creates (truncates) a file (serial); `display_name` as for open_write.
   static H5File create(const std::string& path, const std::string& display_name = "");
   /// Creates (truncates) a file with the MPI-IO driver on `comm` (collective).

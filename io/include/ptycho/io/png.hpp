@@ -70,4 +70,28 @@ struct CostCurveOptions {
 void write_cost_curve(const std::string& path, const std::vector<double>& costs,
                       const std::vector<std::string>& engines, const CostCurveOptions& options = {});
 
+/// One curve of write_line_plot.
+struct PlotSeries {
+  std::string name;  ///< shown in the legend (upper case)
+  std::vector<double> x, y;
+  bool dashed = false;
+};
+
+/// Options of write_line_plot.
+struct LinePlotOptions {
+  int width = 640;   ///< at least 200
+  int height = 400;  ///< at least 150
+  std::string x_label, y_label;
+  double x_lo = 0, x_hi = 1;  ///< the x axis
+  double y_lo = 0, y_hi = 1;  ///< the y axis; points outside are clipped
+};
+
+/// Writes curves on linear axes as an RGB PNG, with ticks, labels and a
+/// legend (the FRC plot of `ptycho analyze`). Non-finite points leave gaps.
+/// Atomic like write_png. Throws ptycho::Error if a series' x and y differ
+/// in length, the size is too small or an axis is empty; InputError if the
+/// file cannot be written.
+void write_line_plot(const std::string& path, const std::vector<PlotSeries>& series,
+                     const LinePlotOptions& options = {});
+
 }  // namespace ptycho::io

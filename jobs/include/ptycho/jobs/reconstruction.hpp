@@ -55,6 +55,12 @@ class Scan {
   /// geometry that is not positive and finite, or positions that are not finite.
   static Scan from_arrays(ScanArrays arrays);
 
+  /// Half of this scan: the frames of even (which = 0) or odd (which = 1)
+  /// index, on the same object grid (so that two reconstructions of the
+  /// halves can be compared pixel by pixel, as the FRC does). Frame i of the
+  /// half is frame 2 i + which of the scan.
+  Scan half(int which) const;
+
   bool in_memory() const { return m_arrays != nullptr; }
   /// The file, or the arrays' name.
   const std::string& name() const { return m_name; }
@@ -69,6 +75,8 @@ class Scan {
  private:
   std::string m_name;
   std::shared_ptr<const ScanArrays> m_arrays;
+  int m_half = -1;  ///< -1: every frame; 0 or 1: the frames of even or odd index
+  ScanInfo full_info() const;
 };
 
 /// How run() is steered. Each callback is called on every rank.

@@ -89,6 +89,9 @@ struct ReconstructJob {
   int checkpoint_every = 0;            ///< iterations between checkpoints; 0: only when stopped by a signal
   std::string resume;                  ///< checkpoint to resume from; empty: the checkpoint file, if it exists
   std::string max_memory;              ///< per-rank memory limit ("8G"); empty: the node's available memory
+  /// Reconstruct the two halves of the scan (frames of even and of odd
+  /// index) into OUTPUT-stem.half1.h5 and .half2.h5, and their FRC.
+  bool halves = false;
   /// Engine parameters shared by the chain (name and iterations come from `engines`;
   /// likelihood, position_method and refine_probe from the fields above).
   EngineOptions base = job_engine_defaults();
@@ -97,6 +100,8 @@ struct ReconstructJob {
   /// chain runs twice, positions fixed and refined, and the result with the
   /// lower final cost is kept (not a key: a consequence of the preset).
   bool position_trial = false;
+  /// Set on the branches of a `halves` job: 1 or 2, the half this run reconstructs (0: the whole scan).
+  int half = 0;
 
   /// The job file this job was read from, as given; empty if none.
   std::string job_file;

@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""`ptycho analyze` and `ptycho reconstruct --halves` end to end (run by ctest,
+see tests/jobs/CMakeLists.txt):
+
+    test_analyze_cli.py PTYCHO_EXE MPIEXEC [unittest options]
+
+With result files made here (numpy, h5py) whose truth is known, it checks that
+  * --remove-ramp, --unwrap and --filter add /entry_1/analysis_1/object and
+    /entry_1/analysis_1/phase_unwrapped, leave the object as it was, and give
+    the same numbers at 1 and 4 ranks (to 1e-4); the unwrapped phase is the
+    truth up to a constant;
+  * --frc of two noisy copies of an object band-limited at a known frequency
+    finds that frequency within 10 %, stores the curve in process_1/frc, writes
+    frc.png and analysis.json, and agrees at 1 and 4 ranks to 1e-4;
+  * bad requests exit 2 with one line naming the option or file;
+  * reconstruct --halves writes both halves, their FRC and the plot.
+Works in a temporary folder, removed at the end. Needs h5py and numpy.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+ARGS = None
+OBJECT = "/entry_1/image_1/data"
+
+
+def run(args, cwd, ranks=1):
+    cmd = [ARGS.mpiexec, "-q", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root", ARGS.ptycho] + list(args)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def write_result(path, obj, positions, pixel_size=10e-9):
+    with h5py.File(path, "w") as f:
+        f[OBJECT] = obj.astype(np.complex64)
+        f["/entry_1/image_1/positions_px"] = np.asarray(positions, dtype=np.float64)
+        f["/entry_1/image_1/pixel_size"] = pixel_size
+        f["/entry_1/image_2/data"] = np.ones((1, 32, 32), np.complex64)
+
+
+def grid_positions(rows, cols, step=8, margin=20):
+    return [(r, c) for r in range(margin, rows - margin + 1, step) for c in range(margin, cols - margin + 1, step)]
+
+
+def band_limited(rows, cols, cutoff, seed):
+    rng = np.random.default_rng(seed)
+    fr = np.fft.fftfreq(rows)[:, None]
+    fc = np.fft.fftfreq(cols)[None, :]
+    spec = (rng.normal(size=(rows, cols)) + 1j * rng.normal(size=(rows, cols))) * (np.hypot(fr, fc) < cutoff)
+    field = np.fft.ifft2(spec)
+    return field / np.sqrt(np.mean(np.abs(field) ** 2))
+
+
+class Analyze(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ptycho_analyze_")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def test_processing_at_one_and_four_ranks(self):
+        rows, cols = 120, 136
+        r, c = np.mgrid[0:rows, 0:cols].astype(np.float64)
+        phase = 0.002 * ((c - 60) ** 2 + (r - 50) ** 2) + 2.0 * np.sin(0.08 * c) + 0.15 * r - 0.1 * c
+        amp = 1 + 0.3 * np.cos(0.2 * r) * np.sin(0.15 * c)
+        obj = amp * np.exp(1j * phase)
+        out = {}
+        for ranks in (1, 4):
+            res = self.path(f"r{ranks}.h5")
+            write_result(res, obj, grid_positions(rows, cols))
+            with open(res, "rb") as f:
+                before = f.read()
+            p = run(["analyze", res, "--remove-ramp", "--unwrap", "--filter", "lowpass:0.45:0.05",
+                     "--previews", self.path(f"prev{ranks}")], self.dir, ranks)
+            self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+            self.assertIn("peak memory per rank", p.stdout)
+            with h5py.File(res, "r") as f:
+                np.testing.assert_array_equal(f[OBJECT][()], obj.astype(np.complex64))
+                out[ranks] = (f["/entry_1/analysis_1/object"][()], f["/entry_1/analysis_1/phase_unwrapped"][()])
+                self.assertIn("remove-ramp", f["/entry_1/analysis_1/object"].attrs["operations"])
+            self.assertNotEqual(len(before), 0)
+            for png in ("processed_amplitude.png", "processed_phase.png", "phase_unwrapped.png", "analysis.json"):
+                self.assertTrue(os.path.isfile(os.path.join(self.path(f"prev{ranks}"), png)), png)
+        np.testing.assert_allclose(out[1][0], out[4][0], atol=1e-4)
+        np.testing.assert_allclose(out[1][1], out[4][1], atol=1e-4)
+        # The unwrapped phase: the truth less the fitted ramp, up to a constant (the filter barely
+        # touches this smooth object inside the scanned region).
+        unwrapped = out[1][1].astype(np.float64)
+        inner = (slice(25, rows - 25), slice(25, cols - 25))
+        ramp_free = phase - 0.15 * r + 0.1 * c
+        d = unwrapped[inner] - ramp_free[inner]
+        # The fitted ramp differs a little from the one put in (the quadratic has a mean slope too): fit a plane.
+        A = np.stack([np.ones(d.size), r[inner].ravel(), c[inner].ravel()], 1)
+        coef, *_ = np.linalg.lstsq(A, d.ravel(), rcond=None)
+        self.assertLess(np.abs(d.ravel() - A @ coef).max(), 0.05)
+
+    def test_frc_finds_a_known_band_limit(self):
+        rows, cols, cutoff = 192, 176, 0.18
+        truth = band_limited(rows, cols, cutoff, 1)
+        rng = np.random.default_rng(2)
+        noise = lambda: 0.35 * (rng.normal(size=(rows, cols)) + 1j * rng.normal(size=(rows, cols)))
+        a = truth + noise()
+        b = np.roll(truth, (2, -3), axis=(0, 1)) * np.exp(0.7j) + noise()
+        pos = grid_positions(rows, cols, margin=16)
+        found = {}
+        for ranks in (1, 4):
+            ra, rb = self.path(f"a{ranks}.h5"), self.path(f"b{ranks}.h5")
+            write_result(ra, a, pos)
+            write_result(rb, b, pos)
+            with open(rb, "rb") as f:
+                b_bytes = f.read()
+            p = run(["analyze", ra, "--frc", rb, "--previews", self.path(f"frc{ranks}")], self.dir, ranks)
+            self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+            self.assertIn("at 1/2 bit", p.stdout)
+            with open(rb, "rb") as f:
+                self.assertEqual(f.read(), b_bytes, "--frc changed the second result")
+            with h5py.File(ra, "r") as f:
+                g = f["/entry_1/process_1/frc"]
+                found[ranks] = (g["cutoff_half_bit_per_px"][()], g["cutoff_one_seventh_per_px"][()],
+                                g["frc_complex"][()], g["shift_row_px"][()], g["shift_col_px"][()],
+                                g["resolution_half_bit_m"][()])
+            self.assertTrue(os.path.isfile(os.path.join(self.path(f"frc{ranks}"), "frc.png")))
+            with open(os.path.join(self.path(f"frc{ranks}"), "analysis.json")) as f:
+                j = json.load(f)
+            self.assertAlmostEqual(j["frc"]["resolution_half_bit_nm"], found[ranks][5] * 1e9, places=6)
+        cut = found[1][0]
+        self.assertLess(abs(cut - cutoff), 0.1 * cutoff, f"1/2-bit cutoff {cut} for a band limit {cutoff}")
+        self.assertAlmostEqual(found[1][3], -2, delta=0.2)
+        self.assertAlmostEqual(found[1][4], 3, delta=0.2)
+        self.assertAlmostEqual(found[1][5], 10e-9 / (2 * cut), delta=1e-12)
+        for k in (0, 1, 3, 4):
+            self.assertAlmostEqual(found[1][k], found[4][k], delta=1e-4)
+        np.testing.assert_allclose(found[1][2], found[4][2], atol=1e-4)
+
+    def test_bad_requests(self):
+        rows, cols = 64, 64
+        res = self.path("r.h5")
+        write_result(res, np.ones((rows, cols)), grid_positions(rows, cols, margin=10))
+        other = self.path("other.h5")
+        write_result(other, np.ones((rows, cols + 8)), grid_positions(rows, cols, margin=10))
+        cases = [
+            ([res], "nothing to do"),
+            ([res, "--filter", "lowpass:0.9"], "--filter"),
+            ([res, "--filter", "notch:0.1"], "--filter"),
+            ([res, "--frc", other], "--frc"),
+            ([res, "--frc", res], "--frc"),
+        ]
+        with open(res, "rb") as f:
+            before = f.read()
+        for args, needle in cases:
+            p = run(["analyze"] + args, self.dir, 2)
+            self.assertEqual(p.returncode, 2, f"{args}: {p.stdout}{p.stderr}")
+            lines = [l for l in p.stderr.splitlines() if l.strip()]
+            self.assertEqual(len(lines), 1, f"{args}: {p.stderr}")
+            self.assertIn(needle, lines[0], args)
+        with open(res, "rb") as f:
+            self.assertEqual(f.read(), before, "a refused analysis changed the result")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["other.h5", "r.h5"], "a refused analysis left files")
+
+    def test_reconstruct_halves(self):
+        scan = self.path("scan.cxi")
+        p = run(["simulate", "-o", scan, "--object-size", "96", "--probe-size", "32", "--step", "4"], self.dir, 1)
+        self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+        p = run(["reconstruct", scan, "-o", self.path("out.h5"), "--halves", "--engines", "dm:20"], self.dir, 2)
+        self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+        self.assertIn("FRC of the two halves", p.stdout)
+        for half, other in (("half1", "half2"), ("half2", "half1")):
+            with h5py.File(self.path(f"out.{half}.h5"), "r") as f:
+                g = f["/entry_1/process_1/frc"]
+                self.assertTrue(0 < g["cutoff_half_bit_per_px"][()] <= 0.5)
+                self.assertTrue(g["compared_with"][()].decode().endswith(f"out.{other}.h5"))
+                n = f["/entry_1/image_1/positions_px"].shape[0]
+            self.assertGreater(n, 10)
+        self.assertTrue(os.path.isfile(self.path("out.frc.png")))
+        with open(self.path("out.frc.json")) as f:
+            self.assertGreater(json.load(f)["resolution_half_bit_nm"], 0)
+        self.assertFalse(os.path.exists(self.path("out.h5")))
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("ptycho")
+    parser.add_argument("mpiexec")
+    ARGS, rest = parser.parse_known_args()
+    ARGS.ptycho = os.path.abspath(ARGS.ptycho)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
