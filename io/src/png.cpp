@@ -104,7 +104,11 @@ HostRView2 read_png(const std::string& path) {
     png_image_free(&image);
     PTYCHO_INPUT_ERROR_IF(true, path << ": not a readable PNG file: " << message);
   }
-  image.format = PNG_FORMAT_GRAY;  // libpng converts colour to luminance and drops alpha
+  // libpng converts colour to luminance and drops alpha. A 16-bit file is
+  // linear: it is read as 16-bit linear luminance (asking for 8-bit gray
+  // would encode it with the sRGB curve); an 8-bit file is read as stored.
+  const bool sixteen = (image.format & PNG_FORMAT_FLAG_LINEAR) != 0;
+  image.format = sixteen ? PNG_FORMAT_LINEAR_Y : PNG_FORMAT_GRAY;
   std::vector<unsigned char> pixels(PNG_IMAGE_SIZE(image));
   if (!png_image_finish_read(&image, nullptr, pixels.data(), 0, nullptr)) {
     const std::string message = image.message;
@@ -113,8 +117,10 @@ HostRView2 read_png(const std::string& path) {
   }
   const size_t rows = image.height, cols = image.width;
   HostRView2 out(Kokkos::view_alloc(std::string("ptycho::png"), Kokkos::WithoutInitializing), rows, cols);
+  const auto* wide = reinterpret_cast<const png_uint_16*>(pixels.data());
   for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) out(r, c) = float(pixels[r * cols + c]) / 255.0f;
+    for (size_t c = 0; c < cols; ++c)
+      out(r, c) = sixteen ? float(wide[r * cols + c]) / 65535.0f : float(pixels[r * cols + c]) / 255.0f;
   return out;
 }
 

@@ -209,7 +209,12 @@ void write_frc_plot(const std::string& path, const FrcReport& r) {
   series.push_back({"amplitude", r.amplitude_curve.frequency, r.amplitude_curve.frc, false});
   series.push_back({"phase", r.phase_curve.frequency, r.phase_curve.frc, false});
   series.push_back({"1/2 bit", r.complex_curve.frequency, r.complex_curve.half_bit, true});
-  series.push_back({"1/7", {0.0, 0.5}, {1.0 / 7.0, 1.0 / 7.0}, true});
+  std::vector<double> flat_x, flat_y;
+  for (int i = 0; i <= 100; ++i) {
+    flat_x.push_back(0.005 * i);
+    flat_y.push_back(1.0 / 7.0);
+  }
+  series.push_back({"1/7", flat_x, flat_y, true});
   io::LinePlotOptions o;
   o.x_lo = 0;
   o.x_hi = 0.5;

@@ -40,11 +40,12 @@ ObjectTransforms::ObjectTransforms(MPI_Comm comm, long rows, long cols) : m_comm
   PTYCHO_THROW_IF(rows < 2 || cols < 2, "ObjectTransforms: a " << rows << "x" << cols << " grid is too small");
   m_slab = fftw_slab(m_comm.get(), rows, cols);
   m_complex = reinterpret_cast<cfloat*>(fftwf_alloc_complex(size_t(m_slab.alloc)));
-  m_real = fftwf_alloc_real(size_t(2 * m_slab.alloc));
+  // FFTW-MPI's local size counts elements: the same count of reals serves the r2r plans.
+  m_real = fftwf_alloc_real(size_t(m_slab.alloc));
   PTYCHO_THROW_IF(!m_complex || !m_real, "ObjectTransforms: cannot allocate the " << rows << "x" << cols
                                                                                    << " slab buffers");
   std::fill(m_complex, m_complex + m_slab.alloc, cfloat(0, 0));
-  std::fill(m_real, m_real + 2 * m_slab.alloc, 0.0f);
+  std::fill(m_real, m_real + m_slab.alloc, 0.0f);
   const MPI_Comm c = m_comm.get();
   m_forward = fftwf_mpi_plan_dft_2d(rows, cols, as_fftw(m_complex), as_fftw(m_complex), c, FFTW_FORWARD,
                                     FFTW_ESTIMATE);
@@ -63,7 +64,7 @@ ObjectTransforms::~ObjectTransforms() {
   if (m_real) fftwf_free(m_real);
 }
 
-long ObjectTransforms::buffer_bytes() const { return m_slab.alloc * long(sizeof(cfloat) + 2 * sizeof(float)); }
+long ObjectTransforms::buffer_bytes() const { return m_slab.alloc * long(sizeof(cfloat) + sizeof(float)); }
 
 void ObjectTransforms::forward() { fftwf_execute(static_cast<fftwf_plan>(m_forward)); }
 

@@ -4,9 +4,11 @@
 #include "ptycho/io/png.hpp"
 
 #include <gtest/gtest.h>
+#include <png.h>
 
 #include <cmath>
 #include <fstream>
+#include <vector>
 
 namespace ptycho {
 namespace {
@@ -30,6 +32,23 @@ TEST(Png, GrayRoundTripWithAGivenRange) {
       EXPECT_NEAR(back(r, c), std::round(255.0 * img(r, c) / 34.0) / 255.0, 1e-6) << r << " " << c;
   EXPECT_EQ(back(0, 0), 0.0f);  // row 0 is the top row
   EXPECT_EQ(back(4, 6), 1.0f);
+}
+
+TEST(Png, SixteenBitFilesReadLinearly) {
+  // A 16-bit gray PNG (what numpy users write for precise images) is linear:
+  // its values come back as stored / 65535, not through the sRGB curve of 8 bits.
+  const std::string path = scratch("sixteen.png");
+  std::vector<png_uint_16> values = {0, 1000, 20000, 32768, 50000, 65535};
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  image.width = 3;
+  image.height = 2;
+  image.format = PNG_FORMAT_LINEAR_Y;
+  ASSERT_TRUE(png_image_write_to_file(&image, path.c_str(), 0, values.data(), 0, nullptr)) << image.message;
+  const HostRView2 back = io::read_png(path);
+  ASSERT_EQ(back.extent(0), 2u);
+  ASSERT_EQ(back.extent(1), 3u);
+  for (int k = 0; k < 6; ++k) EXPECT_NEAR(back(k / 3, k % 3), values[k] / 65535.0, 1e-6) << k;
 }
 
 TEST(Png, AutomaticRangeClipsOutliers) {

@@ -143,6 +143,7 @@ checkpoint = "ck.h5"
 checkpoint_every = 50
 resume = "old.ckpt.h5"
 max_memory = "2.5G"
+halves = true
 )");
   const ReconstructJob job = read_job_file(path);
   const fs::path dir = fs::path(path).parent_path();
@@ -186,6 +187,7 @@ max_memory = "2.5G"
   EXPECT_EQ(job.checkpoint_every, 50);
   EXPECT_EQ(job.resume, (dir / "old.ckpt.h5").string());
   EXPECT_EQ(job.max_memory, "2.5G");
+  EXPECT_TRUE(job.halves);
   // Every key has its line as origin, and the JSON has every key.
   EXPECT_EQ(job.origin.size(), job_file_keys().size());
   EXPECT_EQ(job.origin.at("input"), path + ":1");
@@ -392,6 +394,16 @@ TEST(CheckSettings, RefinementsTheEnginesCannotDoFailUpFront) {
       << message;
   job.engines = "raar:10,ml:5";
   EXPECT_NO_THROW(check_settings(job));
+}
+
+TEST(CheckSettings, HalvesAndTheBlindPresetsTrialDoNotMix) {
+  ReconstructJob job;
+  job.halves = true;
+  job.origin["halves"] = "--halves";
+  EXPECT_NO_THROW(check_settings(job));
+  job.position_trial = true;  // what the blind preset sets when refine_positions is unset
+  const std::string message = input_error([&] { check_settings(job); });
+  EXPECT_EQ(message.rfind("--halves: the blind preset's position trial", 0), 0u) << message;
 }
 
 TEST(CheckSettings, DefaultsAreNotChecked) {
