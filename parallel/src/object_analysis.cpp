@@ -443,11 +443,15 @@ FrcCurve fourier_ring_correlation(ObjectTransforms& t, const cfloat* a, const cf
   }
   sum_all(t.comm(), sums);
   FrcCurve c;
+  // A ring with (almost) no power in either image, as the zero frequency of
+  // mean-free images, correlates rounding errors only: its FRC is taken as 0.
+  double largest = 0;
+  for (long r = 0; r < rings; ++r) largest = std::max(largest, std::sqrt(sums[4 * r + 1] * sums[4 * r + 2]));
   for (long r = 0; r < rings; ++r) {
     const double den = std::sqrt(sums[4 * r + 1] * sums[4 * r + 2]);
     const double npix = sums[4 * r + 3];
     c.frequency.push_back(double(r) / double(big));
-    c.frc.push_back(den > 0 ? sums[4 * r] / den : 0.0);
+    c.frc.push_back(den > 1e-9 * largest ? sums[4 * r] / den : 0.0);
     c.pixels.push_back(long(npix));
     const double root = std::sqrt(std::max(1.0, npix));
     c.half_bit.push_back((0.2071 + 1.9102 / root) / (1.2071 + 0.9102 / root));

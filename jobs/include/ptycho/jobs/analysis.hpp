@@ -7,8 +7,8 @@
 ///
 /// Resolution by FRC: the two objects (two independent reconstructions,
 /// e.g. of the two halves of a scan) are compared over the region both
-/// scanned (the box of both scans' probe centres), apodised by a Tukey
-/// window. Each loses its phase ramp and offset; the second is registered
+/// scanned (the box of both scans' probe centres), apodised by a window
+/// whose cosine-squared edges are half the region's shorter side wide. Each loses its phase ramp and offset; the second is registered
 /// onto the first (sub-pixel shift, then the phase offset between them).
 /// The FRC is computed for the complex object, its amplitude and its phase.
 /// The resolution is the half period at the 1/2-bit threshold (van Heel

@@ -108,7 +108,8 @@ void remove_phase_ramp(const ObjectTransforms& t, cfloat* object, const PhaseRam
 /// through the DCT plans; then made congruent to the input (the input plus
 /// the multiple of 2 pi nearest the least-squares solution), so a phase
 /// whose true differences stay within (-pi, pi) comes back exactly, up to a
-/// constant. Writes `unwrapped` (slab); uses real_data() as scratch.
+/// constant. Writes `unwrapped` (slab; it may be `wrapped` itself); uses
+/// real_data() as scratch.
 void unwrap_phase(ObjectTransforms& t, const float* wrapped, float* unwrapped);
 
 // ---- Fourier filters ---------------------------------------------------------------------------
