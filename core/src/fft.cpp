@@ -6,6 +6,7 @@
 
 #include <fftw3.h>
 
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <vector>
@@ -16,6 +17,12 @@
 #endif
 
 namespace ptycho {
+
+namespace {
+std::atomic<long> g_frames_transformed{0};
+}  // namespace
+
+long FramePlan::frames_transformed() { return g_frames_transformed.load(std::memory_order_relaxed); }
 
 namespace {
 // FFTW's planner is not thread-safe; execution of a plan on new arrays is.
@@ -80,6 +87,7 @@ void FramePlan::execute(const CView3& frames, FftDirection dir, Centring c) cons
   const bool centred = c == Centring::centred_unitary;
   const float scale = 1.0f / static_cast<float>(m);
   const long batch = static_cast<long>(frames.extent(0));
+  g_frames_transformed.fetch_add(batch, std::memory_order_relaxed);
   cfloat* base = frames.data();
   // Frames are independent: each is signed, transformed and signed+scaled
   // while it sits in cache. new-array execution is thread-safe in FFTW.
@@ -112,6 +120,7 @@ void FramePlan::execute(const CView3& frames, FftDirection dir, Centring c) cons
                   "FramePlan(" << m << "): got frames of " << frames.extent(1) << "x" << frames.extent(2));
   const int batch = static_cast<int>(frames.extent(0));
   if (batch == 0) return;
+  g_frames_transformed.fetch_add(batch, std::memory_order_relaxed);
   auto it = m_impl->cuda_plans.find(batch);
   if (it == m_impl->cuda_plans.end()) {
     cufftHandle h;

@@ -41,6 +41,27 @@
 // table gives the means over the K of them and their ratio, and the fastest
 // iteration and floor pass with their ratio (less sensitive to other load).
 //
+// The roofline. Besides its transforms, an engine must move some bytes
+// through memory every iteration; the table counts those it cannot avoid
+// (per rank, the largest share):
+//   data      the measured counts, n M^2 x 4 bytes, once per pass over the
+//             frames (passes = the engine's transforms per frame and mode / 2,
+//             rounded up: ML's line search makes a second pass)
+//   waves     the per-frame waves the engine keeps (core/memory.hpp: DM, RAAR
+//             and sDR one set, ML two, the PIE family none), n K M^2 x 8 bytes
+//             per set, read and written
+//   probes    the per-frame shifted probes, n K M^2 x 8 bytes, read
+//   object    the tile with its halo, read and written, and the sums over it
+//             (numerator and denominator) written and read: 40 bytes per
+//             pixel for DM, RAAR, sDR, ML and LSQ-ML, 16 for ePIE and rPIE
+//             (in place), 32 for mPIE (its momentum)
+// The stream bandwidth is a triad a = b + s c over 64 MB arrays, run by all
+// ranks at once before the engines (so they share the memory bus as the
+// engines do), best of 5, the slowest rank's. The engine's own transforms
+// are counted (FramePlan::frames_transformed, the floor passes' excluded),
+// and the roofline time is transforms x (floor per transform) + bytes /
+// bandwidth; the ratio is the engine's time over it.
+//
 // --kernels additionally times every Kokkos kernel (parallel_for, _reduce and
 // deep_copy, by label) during the timed iterations through Kokkos' tool
 // callbacks and prints, per engine, where rank 0's time goes. The FFTs run
@@ -339,7 +360,43 @@ struct EngineResult {
   double fft_floor = 0;                       ///< max over ranks
   double best_iteration = 0, best_floor = 0;  ///< the fastest timed iteration and floor pass
   double cost_first = 0, cost_last = 0;       ///< of the timed iterations
+  double transforms_per_frame = 0;            ///< the engine's own frame transforms per local frame and iteration
+  double bytes = 0;                           ///< per iteration, the unavoidable traffic (see the file comment)
+  double roofline = 0;                        ///< [s] transforms x floor per transform + bytes / bandwidth
 };
+
+/// The stream bandwidth [bytes/s] of this rank while every rank runs the
+/// triad at once: best of 5, then the slowest rank's.
+double stream_bandwidth() {
+  using namespace ptycho;
+  const long n = 16L << 20;  // 64 MB per array
+  View1<float> a("ptycho::bench::stream_a", n), b("ptycho::bench::stream_b", n), c("ptycho::bench::stream_c", n);
+  Kokkos::deep_copy(b, 1.0f);
+  Kokkos::deep_copy(c, 2.0f);
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto t0 = Clock::now();
+    Kokkos::parallel_for(
+        "ptycho::bench::triad", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(long i) { a(i) = b(i) + 0.5f * c(i); });
+    ExecSpace().fence();
+    best = std::min(best, seconds_between(t0, Clock::now()));
+  }
+  double bandwidth = 3.0 * sizeof(float) * double(n) / best;
+  MPI_Allreduce(MPI_IN_PLACE, &bandwidth, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+  return bandwidth;
+}
+
+/// The bytes an engine must move per iteration (see the file comment).
+double unavoidable_bytes(const std::string& engine, double transforms_per_frame, long frames, int m, int modes,
+                         double tile_pixels) {
+  const double frame = double(m) * m;
+  const double passes = std::max(1.0, std::ceil(transforms_per_frame / (2.0 * modes) - 1e-9));
+  const double sets = (engine == "dm" || engine == "raar" || engine == "sdr") ? 1 : engine == "ml" ? 2 : 0;
+  const double object_bytes = (engine == "epie" || engine == "rpie") ? 16 : engine == "mpie" ? 32 : 40;
+  return passes * frames * frame * 4 + sets * frames * modes * frame * 8 * 2 + frames * modes * frame * 8 +
+         tile_pixels * object_bytes;
+}
 
 double max_over_ranks(double v) {
   MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -438,6 +495,11 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
   }
 
+  const double bandwidth = stream_bandwidth();
+  if (rank == 0) {
+    std::printf("stream bandwidth (triad, every rank at once): %.2f GB/s per rank\n", bandwidth / 1e9);
+    std::fflush(stdout);
+  }
   const ptycho::FramePlan plan(o.size);
   const FftFloor floor(plan, local, o.batch);
   std::vector<EngineResult> results;
@@ -447,7 +509,9 @@ int run(int argc, char** argv) {
     ro.chain = ptycho::parse_chain(engine + ":" + std::to_string(o.warmup + o.iterations), base);
     ptycho::DistributedReconstruction recon(MPI_COMM_WORLD, info, ro);
     recon.set_data(data);
+    const double tile_pixels = double(recon.layout().extent.area());
     floor.pass();  // warm-up
+    long transforms = 0, mark = 0;  // the engine's own frame transforms in the timed iterations
     g_kernels.reset();
     // Timed iteration i is the time from the end of the floor pass after
     // iteration W + i - 1 to the end of iteration W + i; floor pass i follows it.
@@ -459,6 +523,7 @@ int run(int argc, char** argv) {
       const auto now = Clock::now();
       const int i = p.iteration - o.warmup;  // timed iterations are 1..K
       if (i >= 1) {
+        transforms += ptycho::FramePlan::frames_transformed() - mark;
         iteration_s[i - 1] = seconds_between(last, now);
         my_engine_s += iteration_s[i - 1];
         r.cost_last = p.cost;
@@ -471,6 +536,7 @@ int run(int argc, char** argv) {
       } else {
         g_kernels.active = false;
       }
+      mark = ptycho::FramePlan::frames_transformed();
       last = Clock::now();
     });
     // Per timed iteration, the slowest rank; then the mean and the best.
@@ -482,6 +548,12 @@ int run(int argc, char** argv) {
     }
     r.best_iteration = *std::min_element(iteration_s.begin(), iteration_s.end());
     r.best_floor = *std::min_element(floor_s.begin(), floor_s.end());
+    // The rank with the most frames sets the pace: its transforms, bytes and floor.
+    r.transforms_per_frame = local > 0 ? double(transforms) / (double(local) * o.iterations) : 0.0;
+    MPI_Allreduce(MPI_IN_PLACE, &r.transforms_per_frame, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    r.bytes = max_over_ranks(unavoidable_bytes(engine, r.transforms_per_frame, local, o.size, 1, tile_pixels));
+    const double floor_per_transform = most > 0 ? r.fft_floor / (2.0 * double(most)) : 0.0;
+    r.roofline = r.transforms_per_frame * double(most) * floor_per_transform + r.bytes / bandwidth;
     if (rank == 0) {
       std::printf("  %-5s done: %.4f s/iteration, FFT floor %.4f s, ratio %.2f (best %.4f / %.4f s)\n", engine.c_str(),
                   r.seconds_per_iteration, r.fft_floor, r.seconds_per_iteration / r.fft_floor, r.best_iteration,
@@ -499,6 +571,17 @@ int run(int argc, char** argv) {
       std::printf("%-7s %12.4f %14.4f %7.2f   %10.4f %10.4f %7.2f   %.4g -> %.4g\n", r.engine.c_str(),
                   r.seconds_per_iteration, r.fft_floor, r.seconds_per_iteration / r.fft_floor, r.best_iteration,
                   r.best_floor, r.best_iteration / r.best_floor, r.cost_first, r.cost_last);
+    std::printf("\nroofline (per rank, the largest share; bandwidth %.2f GB/s):\n", bandwidth / 1e9);
+    std::printf("%-7s %12s %12s %12s %12s %12s %12s %7s\n", "engine", "s/iteration", "transforms", "FFT time [s]",
+                "bytes [MB]", "memory [s]", "roofline [s]", "ratio");
+    for (const auto& r : results) {
+      const double fft_s = r.transforms_per_frame * r.fft_floor / 2.0;
+      std::printf("%-7s %12.4f %12.2f %12.4f %12.1f %12.4f %12.4f %7.2f\n", r.engine.c_str(), r.seconds_per_iteration,
+                  r.transforms_per_frame, fft_s, r.bytes / 1e6, r.bytes / bandwidth, r.roofline,
+                  r.seconds_per_iteration / r.roofline);
+    }
+    std::printf("(transforms: the engine's frame transforms per frame and iteration; FFT time: that many at the "
+                "floor's rate)\n");
     std::fflush(stdout);
   }
   return 0;

@@ -340,3 +340,13 @@ TEST(FftWisdom, EstimateWritesNothing) {
   EXPECT_EQ(plan.plan_source(), PlanSource::estimate);
   EXPECT_FALSE(std::filesystem::exists(fft_wisdom_path(32)));
 }
+
+TEST(FramePlanCount, CountsEveryFrameTransformedInEitherDirection) {
+  FramePlan plan(16, false);
+  CView3 frames("frames", 5, 16, 16);
+  Kokkos::deep_copy(frames, cfloat(1, 0));
+  const long before = FramePlan::frames_transformed();
+  plan.forward(frames);
+  plan.backward(Kokkos::subview(frames, Kokkos::make_pair(0, 3), Kokkos::ALL, Kokkos::ALL));
+  EXPECT_EQ(FramePlan::frames_transformed() - before, 8);
+}

@@ -60,6 +60,10 @@ class FramePlan {
   FramePlan& operator=(FramePlan&&) noexcept;
 
   int frame_size() const { return m_frame_size; }
+  /// Frames transformed by every FramePlan of this process so far, either
+  /// direction (a relaxed atomic count): benchmarks count an engine's own
+  /// transforms with it.
+  static long frames_transformed();
   /// How the FFTW plans were made.
   PlanSource plan_source() const;
 
