@@ -181,6 +181,8 @@ std::vector<char> pack_header(const CxiHeader& h) {
   p.put_array(s.positions.data(), s.positions.size());
   p.put(s.object_rows);
   p.put(s.object_cols);
+  p.put(s.grid_offset_row);
+  p.put(s.grid_offset_col);
   p.put(s.probe_source);
   p.put(h.layout.frames);
   p.put(h.layout.frames_type);
@@ -208,6 +210,8 @@ CxiHeader unpack_header(const std::vector<char>& bytes) {
   u.get_array(s.positions.data(), s.positions.size());
   s.object_rows = u.get<long>();
   s.object_cols = u.get<long>();
+  s.grid_offset_row = u.get<long>();
+  s.grid_offset_col = u.get<long>();
   s.probe_source = u.get_string();
   h.layout.frames = u.get_string();
   h.layout.frames_type = u.get_string();
@@ -561,6 +565,8 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
   info.positions = grid.positions;
   info.object_rows = grid.rows;
   info.object_cols = grid.cols;
+  info.grid_offset_row = grid.shift_row;
+  info.grid_offset_col = grid.shift_col;
 
   // Mask and probe.
   h.mask = read_mask(f, m);

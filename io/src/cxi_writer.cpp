@@ -51,12 +51,15 @@ void write_cxi(const std::string& path, const CxiScan& scan) {
   f.write_attribute("/entry_1", "NX_class", std::string("NXentry"));
   f.write_string("/entry_1/program_name", scan.program_name);
 
+  f.write_string("/entry_1/instrument_1/name", "ptycho simulate");  // PyNX's CXI loader needs a name
   f.write_scalar("/entry_1/instrument_1/source_1/energy", g.energy_j);
   f.write_attribute("/entry_1/instrument_1/source_1/energy", "units", std::string("J"));
   if (scan.probe.size() > 0) {
     HostCView2 probe(Kokkos::view_alloc(std::string("ptycho::probe_out"), Kokkos::WithoutInitializing), m, m);
     Kokkos::deep_copy(probe, scan.probe);
     write_complex(f, "/entry_1/instrument_1/source_1/probe", probe.data(), {hsize_t(m), hsize_t(m)});
+    // Where ptychodus looks for the probe.
+    f.soft_link("/entry_1/instrument_1/source_1/probe", "/entry_1/instrument_1/source_1/illumination");
   }
 
   // Frames: float32, one gzip-compressed chunk per frame (gzip only if this HDF5 has it).

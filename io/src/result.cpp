@@ -105,6 +105,49 @@ void check_result(const ResultData& r, bool root) {
 }
 
 /// Rank 0's part: everything but the object, into the already written file.
+/// The scan's geometry and the ptychodus product at the root (see result.hpp).
+void write_ptychodus_product(H5File& f, const ResultData& r) {
+  const std::string context = f.where("cannot write the ptychodus product");
+  f.write_scalar("/entry_1/instrument_1/source_1/energy", r.energy_j);
+  f.write_attribute("/entry_1/instrument_1/source_1/energy", "units", "J");
+  f.write_scalar("/entry_1/instrument_1/detector_1/distance", r.distance_m);
+  f.write_attribute("/entry_1/instrument_1/detector_1/distance", "units", "m");
+  const double offset[2] = {r.grid_offset_row, r.grid_offset_col};
+  f.write("/entry_1/image_1/grid_offset_px", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {2}, offset);
+  f.write_attribute("/entry_1/image_1/grid_offset_px", "units",
+                    "object pixels (row, col) of the scan's origin: pixel = metres / pixel_size + offset");
+  constexpr double kElectronVolt = 1.602176634e-19;
+  f.write_attribute("/", "name", r.name.empty() ? std::string("ptycho") : r.name);
+  f.write_attribute("/", "comments", "ptycho " + r.process.version + ": " + r.process.command_line);
+  f.write_attribute("/", "detector_object_distance_m", r.distance_m);
+  f.write_attribute("/", "probe_energy_eV", r.energy_j / kElectronVolt);
+  f.write_attribute("/", "exposure_time_s", 0.0);
+  const double px = r.pixel_size_m;
+  const size_t n = r.positions.size();
+  std::vector<long long> index(n);
+  std::vector<double> x(n), y(n);
+  for (size_t j = 0; j < n; ++j) {
+    index[j] = static_cast<long long>(j);
+    x[j] = (r.positions[j].col - r.grid_offset_col) * px;
+    y[j] = (r.positions[j].row - r.grid_offset_row) * px;
+  }
+  f.write("/probe_position_indexes", H5T_NATIVE_LLONG, H5T_STD_I64LE, {hsize_t(n)}, index.data());
+  f.write("/probe_position_x_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(n)}, x.data());
+  f.write("/probe_position_y_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(n)}, y.data());
+  f.write("/object_layer_spacing_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {0}, nullptr);
+  for (const auto& [link, target] : {std::pair<const char*, const char*>{"/object", kObjectPath},
+                                     {"/probe", kProbePath},
+                                     {"/loss_values", "/entry_1/process_1/cost_history"}})
+    check_h5(H5Lcreate_hard(f.id(), target, f.id(), link, H5P_DEFAULT, H5P_DEFAULT), context + " " + link);
+  const double rows = double(r.layout.object_rows), cols = double(r.layout.object_cols);
+  f.write_attribute("/object", "pixel_width_m", px);
+  f.write_attribute("/object", "pixel_height_m", px);
+  f.write_attribute("/object", "center_x_m", ((cols - 1) / 2 - r.grid_offset_col) * px);
+  f.write_attribute("/object", "center_y_m", ((rows - 1) / 2 - r.grid_offset_row) * px);
+  f.write_attribute("/probe", "pixel_width_m", px);
+  f.write_attribute("/probe", "pixel_height_m", px);
+}
+
 void write_small_datasets(const std::string& temp, const std::string& path, const ResultData& r) {
   H5File f = H5File::open_write(temp, path);
   const std::string context = f.where("cannot write");
@@ -145,6 +188,7 @@ void write_small_datasets(const std::string& temp, const std::string& path, cons
             bg.data());
     f.write_attribute(proc + "/background", "units", "counts per pixel and frame");
   }
+  if (r.energy_j > 0 && r.distance_m > 0) write_ptychodus_product(f, r);
   f.close();
 }
 
@@ -282,6 +326,19 @@ ResultData read_result(const std::string& path) {
   r.layout = RankLayout::whole(r.layout.object_rows, r.layout.object_cols, long(r.positions.size()),
                                int(r.probe_modes.extent(1)));
   if (f.exists(kPixelSizePath)) r.pixel_size_m = f.read_scalar(kPixelSizePath);
+  // The geometry and the grid's offset (results written since they were added).
+  if (f.exists("/entry_1/instrument_1/source_1/energy"))
+    r.energy_j = f.read_scalar("/entry_1/instrument_1/source_1/energy");
+  if (f.exists("/entry_1/instrument_1/detector_1/distance"))
+    r.distance_m = f.read_scalar("/entry_1/instrument_1/detector_1/distance");
+  if (f.exists("/entry_1/image_1/grid_offset_px")) {
+    const std::vector<double> o = f.read_doubles("/entry_1/image_1/grid_offset_px");
+    if (o.size() == 2) {
+      r.grid_offset_row = o[0];
+      r.grid_offset_col = o[1];
+    }
+  }
+  if (const auto name = f.string_attribute("/", "name")) r.name = *name;
   if (f.exists(kProcessPath)) {
     ProcessInfo& pi = r.process;
     const std::string proc = kProcessPath;

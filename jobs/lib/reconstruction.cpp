@@ -125,6 +125,8 @@ ScanInfo Scan::full_info() const {
   info.positions = grid.positions;
   info.object_rows = grid.rows;
   info.object_cols = grid.cols;
+  info.grid_offset_row = grid.shift_row;
+  info.grid_offset_col = grid.shift_col;
   info.probe_source = a.probe.size() ? "the probe array" : io::kEstimatedProbeSource;
   return info;
 }
@@ -322,6 +324,11 @@ io::ResultData Reconstruction::result(const std::string& command_line) const {
   result.probe_modes = probe();
   orthogonalize_modes(result.probe_modes);
   result.pixel_size_m = m_info.geometry.object_pixel_m();
+  result.energy_j = m_info.geometry.energy_j;
+  result.distance_m = m_info.geometry.distance_m;
+  result.grid_offset_row = double(m_info.grid_offset_row);
+  result.grid_offset_col = double(m_info.grid_offset_col);
+  result.name = std::filesystem::path(m_scan_name).stem().string();
   const bool with_background = m_settings.background != "none";
   if (with_background) result.background = background();
   auto& proc = result.process;

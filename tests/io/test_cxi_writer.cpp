@@ -89,7 +89,9 @@ TEST(CxiWriter, LayoutIsPtybenchs) {
   EXPECT_EQ(f.read_string("/entry_1/program_name"), "ptycho");
   EXPECT_EQ(f.string_attribute("/entry_1", "NX_class").value_or(""), "NXentry");
   EXPECT_EQ(f.string_attribute("/entry_1/instrument_1/source_1/energy", "units").value_or(""), "J");
-  for (const char* link : {"/entry_1/data_1/data", "/entry_1/data_1/translation"}) {
+  EXPECT_EQ(f.read_string("/entry_1/instrument_1/name"), "ptycho simulate");
+  for (const char* link :
+       {"/entry_1/data_1/data", "/entry_1/data_1/translation", "/entry_1/instrument_1/source_1/illumination"}) {
     H5L_info_t info;
     ASSERT_GE(H5Lget_info(f.id(), link, &info, H5P_DEFAULT), 0) << link;
     EXPECT_EQ(info.type, H5L_TYPE_SOFT) << link;

@@ -13,7 +13,10 @@ With result files made here (numpy, h5py) whose truth is known, it checks that
     finds that frequency within 10 %, stores the curve in process_1/frc, writes
     frc.png and analysis.json, and agrees at 1 and 4 ranks to 1e-4;
   * bad requests exit 2 with one line naming the option or file;
-  * reconstruct --halves writes both halves, their FRC and the plot.
+  * reconstruct --halves writes both halves, their FRC and the plot;
+  * a result is also a ptychodus product: everything its h5_product_file
+    reader requires, with the positions back in the scan's metres and the
+    object's centre consistent with them.
 Works in a temporary folder, removed at the end. Needs h5py and numpy.
 """
 import argparse
@@ -185,6 +188,56 @@ class Analyze(unittest.TestCase):
         with open(self.path("out.frc.json")) as f:
             self.assertGreater(json.load(f)["resolution_half_bit_nm"], 0)
         self.assertFalse(os.path.exists(self.path("out.h5")))
+
+
+class PtychodusProduct(unittest.TestCase):
+    def test_result_is_a_ptychodus_product(self):
+        d = tempfile.mkdtemp(prefix="ptycho_product_")
+        try:
+            scan, res = os.path.join(d, "scan.cxi"), os.path.join(d, "r.h5")
+            p = run(["simulate", "-o", scan, "--object-size", "96", "--probe-size", "32", "--step", "4"], d, 1)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            p = run(["reconstruct", scan, "-o", res, "--engines", "dm:4", "--probe-modes", "2"], d, 2)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with h5py.File(scan, "r") as s, h5py.File(res, "r") as f:
+                # Root attributes ptychodus reads without a default (str() of a str, floats).
+                for a in ("name", "comments"):
+                    self.assertIsInstance(f.attrs[a], str)
+                self.assertEqual(f.attrs["name"], "scan")
+                energy_ev = s["/entry_1/instrument_1/source_1/energy"][()] / 1.602176634e-19
+                self.assertAlmostEqual(f.attrs["probe_energy_eV"], energy_ev, delta=1e-6 * energy_ev)
+                self.assertAlmostEqual(f.attrs["detector_object_distance_m"],
+                                       s["/entry_1/instrument_1/detector_1/distance"][()], places=12)
+                self.assertIn("exposure_time_s", f.attrs)
+                # Positions: indexes and metres, as in the scan (dm does not move them).
+                t = s["/entry_1/sample_1/geometry_1/translation"][()]
+                n = t.shape[0]
+                np.testing.assert_array_equal(f["probe_position_indexes"][()], np.arange(n))
+                np.testing.assert_allclose(f["probe_position_x_m"][()], t[:, 0], atol=1e-15)
+                np.testing.assert_allclose(f["probe_position_y_m"][()], t[:, 1], atol=1e-15)
+                # Probe and object: complex, the same data as the contract's paths, with pixel geometry.
+                probe, obj = f["probe"], f["object"]
+                self.assertEqual(probe.dtype, np.complex64)
+                self.assertEqual(probe.shape, (2, 32, 32))
+                np.testing.assert_array_equal(probe[()], f["/entry_1/image_2/data"][()])
+                np.testing.assert_array_equal(obj[()], f["/entry_1/image_1/data"][()])
+                px = f["/entry_1/image_1/pixel_size"][()]
+                for a in ("pixel_width_m", "pixel_height_m"):
+                    self.assertAlmostEqual(probe.attrs[a], px)
+                    self.assertAlmostEqual(obj.attrs[a], px)
+                # Pixel j is centred at x = min_x + (j + 0.5) px with min_x = center - W px / 2: the
+                # position in metres lands on the contract's pixel coordinate.
+                h, w = obj.shape
+                col = (f["probe_position_x_m"][()] - (obj.attrs["center_x_m"] - w * px / 2)) / px - 0.5
+                row = (f["probe_position_y_m"][()] - (obj.attrs["center_y_m"] - h * px / 2)) / px - 0.5
+                pos = f["/entry_1/image_1/positions_px"][()]
+                np.testing.assert_allclose(col, pos[:, 1], atol=1e-6)
+                np.testing.assert_allclose(row, pos[:, 0], atol=1e-6)
+                self.assertEqual(f["object_layer_spacing_m"].shape, (0,))
+                np.testing.assert_array_equal(f["loss_values"][()], f["/entry_1/process_1/cost_history"][()])
+                self.assertNotIn("/entry_1/data_1", f)  # still a result, not a scan
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def main():

@@ -21,6 +21,10 @@ struct ScanInfo {
   std::vector<Position> positions;
   long object_rows = 0;             ///< H of the object grid holding all patches plus a margin
   long object_cols = 0;             ///< W
+  /// Where the grid lies: a position (x, y) [m] of the scan is at object pixel
+  /// (y / pixel + grid_offset_row, x / pixel + grid_offset_col).
+  long grid_offset_row = 0;
+  long grid_offset_col = 0;
   std::string probe_source;         ///< dataset path of the probe guess, or "estimated from data"
 };
 

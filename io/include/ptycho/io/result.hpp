@@ -5,6 +5,8 @@
 ///   /entry_1/image_1/positions_px  float64 (N, 2): final probe centres (row, col), input order
 ///   /entry_1/image_1/pixel_size    float64 [m]
 ///   /entry_1/image_2/data          complex64 (K, M, M): probe modes, scaled to counts
+///   /entry_1/image_1/grid_offset_px float64 (2): (row, col) pixel of the scan's origin
+///   /entry_1/instrument_1/source_1/energy [J], /entry_1/instrument_1/detector_1/distance [m]
 ///   /entry_1/process_1/...         program, version, command_line, configuration (JSON),
 ///                                  cost_history float64 (n_iter), engine_history (strings),
 ///                                  and one scalar dataset per metric and note;
@@ -13,6 +15,16 @@
 ///
 /// complex64 is the HDF5 compound {r: float32, i: float32}, which h5py reads as
 /// numpy complex64.
+///
+/// The same file is a ptychodus product (its h5_product_file reader): at the
+/// root, the attributes name, comments, detector_object_distance_m,
+/// probe_energy_eV and exposure_time_s (0: unknown); the datasets
+/// probe_position_indexes, probe_position_x_m and probe_position_y_m (the
+/// final positions, in the scan's metres); hard links object (to
+/// image_1/data, with pixel_width_m, pixel_height_m, center_x_m, center_y_m),
+/// probe (to image_2/data, with its pixel sizes) and loss_values (to
+/// process_1/cost_history); and object_layer_spacing_m, empty (one layer).
+/// Pixel j of the object is centred at x = (j - grid_offset_col) pixel_size_m.
 ///
 /// Writing is collective and atomic: the object is written collectively from
 /// each rank's tile into `PATH.tmp.<pid>.<n>` beside PATH; rank 0 then adds the
@@ -64,6 +76,16 @@ struct ResultData {
   std::vector<Position> positions;  ///< final probe centres [object pixels], input order
   HostCView3 probe_modes;           ///< (K, M, M), scaled to counts
   double pixel_size_m = 0;          ///< object pixel size [m]
+  /// The scan's photon energy [J] and detector distance [m], and where the
+  /// grid lies: a scan position (x, y) [m] is at object pixel
+  /// (y / pixel_size_m + grid_offset_row, x / pixel_size_m + grid_offset_col).
+  /// With energy and distance known (> 0), the result is also a ptychodus
+  /// product (see write_result).
+  double energy_j = 0;
+  double distance_m = 0;
+  double grid_offset_row = 0;
+  double grid_offset_col = 0;
+  std::string name;  ///< the product's name (ptychodus): the scan's file stem
   /// The refined detector background (M, M) [counts], written to
   /// /entry_1/process_1/background; empty: none (not written).
   HostRView2 background;
