@@ -236,6 +236,12 @@ std::string frc_path(const ReconstructJob& job, const std::string& suffix) {
   return (out.parent_path() / (out.stem().string() + suffix)).string();
 }
 
+/// Where a `halves` job's half b (0 or 1) writes its previews: PREVIEWS/half1 and /half2; "" without previews.
+std::string halves_previews(const ReconstructJob& job, int b) {
+  if (job.previews.empty()) return "";
+  return (fs::path(job.previews) / (b == 0 ? "half1" : "half2")).string();
+}
+
 /// A `halves` job: the chain on each half of the scan, then the FRC of the
 /// two results, computed on the distributed tiles (analysis.hpp) and added
 /// to both results, with a plot and JSON beside the output.
@@ -248,6 +254,7 @@ int run_halves(MPI_Comm world, const ReconstructJob& job, const JobHooks& hooks,
   for (int b = 0; b < 2; ++b) {
     branch[b].half = b + 1;
     branch[b].halves = false;
+    branch[b].previews = halves_previews(job, b);
     outcome[b] = finished_branch(branch[b], world);
     if (std::isfinite(outcome[b].final_cost)) {
       if (rank == 0) std::printf("ptycho reconstruct: --halves: %s is done already\n", branch[b].output.c_str());
@@ -266,6 +273,7 @@ int run_halves(MPI_Comm world, const ReconstructJob& job, const JobHooks& hooks,
   io::detail::collectively(world, [&] {
     if (rank != 0) return;
     write_frc_plot(frc_path(job, ".frc.png"), frc);
+    if (!job.previews.empty()) write_frc_plot((fs::path(job.previews) / "frc.png").string(), frc);
     const std::string json = frc_path(job, ".frc.json"), temp = io::temporary_path_for(json);
     {
       std::ofstream f(temp);
@@ -298,7 +306,13 @@ PathPlan plan_paths(const ReconstructJob& job) {
   plan.output(job.checkpoint, option("checkpoint"), true);
   plan.output(job.log_json, option("log_json"));
   if (!job.position_trial && !job.halves) plan.output(job.trace, option("trace"));
-  plan.output_folder(job.previews, option("previews"), {"amplitude.png", "phase.png", "probe.png", "cost.png"});
+  if (job.halves) {
+    plan.output_folder(job.previews, option("previews"), {"frc.png"});
+    for (int b = 0; b < 2; ++b)
+      plan.output_folder(halves_previews(job, b), option("previews"), {"amplitude.png", "phase.png", "probe.png", "cost.png"});
+  } else {
+    plan.output_folder(job.previews, option("previews"), {"amplitude.png", "phase.png", "probe.png", "cost.png"});
+  }
   if (job.halves) {
     for (const char* tag : {"half1", "half2"}) {
       const ReconstructJob b = trial_branch(job, tag);

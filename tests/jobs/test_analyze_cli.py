@@ -174,7 +174,8 @@ class Analyze(unittest.TestCase):
         scan = self.path("scan.cxi")
         p = run(["simulate", "-o", scan, "--object-size", "96", "--probe-size", "32", "--step", "4"], self.dir, 1)
         self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
-        p = run(["reconstruct", scan, "-o", self.path("out.h5"), "--halves", "--engines", "dm:20"], self.dir, 2)
+        p = run(["reconstruct", scan, "-o", self.path("out.h5"), "--halves", "--engines", "dm:20",
+                 "--previews", self.path("prev")], self.dir, 2)
         self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
         self.assertIn("FRC of the two halves", p.stdout)
         for half, other in (("half1", "half2"), ("half2", "half1")):
@@ -185,6 +186,8 @@ class Analyze(unittest.TestCase):
                 n = f["/entry_1/image_1/positions_px"].shape[0]
             self.assertGreater(n, 10)
         self.assertTrue(os.path.isfile(self.path("out.frc.png")))
+        for png in ("frc.png", "half1/phase.png", "half2/amplitude.png", "half2/cost.png"):
+            self.assertTrue(os.path.isfile(os.path.join(self.path("prev"), png)), png)
         with open(self.path("out.frc.json")) as f:
             self.assertGreater(json.load(f)["resolution_half_bit_nm"], 0)
         self.assertFalse(os.path.exists(self.path("out.h5")))
