@@ -4,7 +4,9 @@
 #include "ptycho/io/analysis_file.hpp"
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/io/png.hpp"
+#include "ptycho/jobs/memory_check.hpp"
 #include "ptycho/jobs/output_paths.hpp"
+#include "ptycho/core/memory.hpp"
 #include "ptycho/parallel/gather.hpp"
 #include "ptycho/parallel/slab_plan.hpp"
 
@@ -279,6 +281,21 @@ int run_analyze(MPI_Comm comm, const AnalyzeOptions& options) {
     PTYCHO_INPUT_ERROR_IF(head.rows < 16 || head.cols < 16,
                           o.result << ": the object is " << head.rows << "x" << head.cols
                                    << " pixels: too small to analyse (at least 16x16)");
+  });
+  // Memory, before anything large is allocated or any folder made: per pixel
+  // of this rank's slab, the object (8 bytes), the FFT-MPI buffers (12) and a
+  // float slab (4); the FRC holds a second object, a spectrum and two centred
+  // copies (32 more).
+  {
+    const Slab slab = fftw_slab(comm, head.rows, head.cols);
+    MemoryNeed need;
+    need.bytes = double(slab.alloc) * (o.frc_with.empty() ? 24.0 : 56.0) + kProcessOverheadBytes;
+    std::ostringstream what;
+    what << "ptycho analyze of a " << head.rows << "x" << head.cols << " object";
+    need.what = what.str();
+    check_memory(comm, need);
+  }
+  collectively(comm, [&] {
     if (rank == 0) {
       PathPlan plan;
       plan.output(o.result, "the result", true);
@@ -292,7 +309,6 @@ int run_analyze(MPI_Comm comm, const AnalyzeOptions& options) {
       plan.create_folders();
     }
   });
-  // Memory: what this rank will hold, checked against nothing larger than the machine by the caller's limits.
   ObjectTransforms t(comm, head.rows, head.cols);
   const long n = t.slab_size();
   const double slab_mb = double(n) * sizeof(cfloat) / 1048576.0;

@@ -158,6 +158,11 @@ class Analyze(unittest.TestCase):
             ([res, "--frc", other], "--frc"),
             ([res, "--frc", res], "--frc"),
         ]
+        # An object declared larger than any machine: refused before anything is allocated.
+        huge = self.path("huge.h5")
+        with h5py.File(huge, "w") as f:
+            f.create_dataset(OBJECT, (2_000_000, 2_000_000), dtype=np.complex64)  # never written: no space used
+        cases.append(([huge, "--unwrap"], "memory"))
         with open(res, "rb") as f:
             before = f.read()
         for args, needle in cases:
@@ -168,7 +173,7 @@ class Analyze(unittest.TestCase):
             self.assertIn(needle, lines[0], args)
         with open(res, "rb") as f:
             self.assertEqual(f.read(), before, "a refused analysis changed the result")
-        self.assertEqual(sorted(os.listdir(self.dir)), ["other.h5", "r.h5"], "a refused analysis left files")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["huge.h5", "other.h5", "r.h5"], "a refused analysis left files")
 
     def test_reconstruct_halves(self):
         scan = self.path("scan.cxi")
