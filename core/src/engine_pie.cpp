@@ -255,13 +255,13 @@ class PieEngine final : public Engine {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const long plane = long(m) * m;
     const auto probes = m_ws.probes();
-    const auto row = m_ws.patch_row(), col = m_ws.patch_col();
+    const auto row = m_ws.patch_row(), col = m_ws.patch_col(), slot = m_ws.probe_slot();
     const auto weight = m_weight;
     const auto exit = m_exit;
     Kokkos::parallel_for(
         "ptycho::pie::object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
           const int rr = row(j) + r, c0 = col(j);
-          pie_object_row<K, Sdr>(&obj(rr, c0), &weight(rr, c0), &probes(j * kmodes, r, 0), &w(0, r, 0),
+          pie_object_row<K, Sdr>(&obj(rr, c0), &weight(rr, c0), &probes(slot(j) * kmodes, r, 0), &w(0, r, 0),
                                  Sdr ? &exit(j * kmodes, r, 0) : nullptr, m, kmodes, plane, sigma, step, c_max_pm,
                                  c_local);
         });

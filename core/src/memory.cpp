@@ -1,6 +1,7 @@
 #include "ptycho/core/memory.hpp"
 
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/local_scan.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -9,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <type_traits>
 
 namespace ptycho {
 
@@ -63,8 +65,8 @@ double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>&
     const double work = 6.0 * batch * k * mm * 8.0;
     engine = std::max(engine, sets * frame_set + work);
   }
-  const double frames = 2.0 * n * mm * 4.0;
-  const double probes = frame_set;
+  const double frames = (std::is_same_v<MemSpace, HostSpace> ? 1.0 : 2.0) * n * mm * 4.0;
+  const double probes = double(Workspace::probe_slots_for(long(n), s.shift_quantum)) * k * mm * 8.0;
   const double object = double(s.tile_rows) * double(s.tile_cols) * 80.0;
   return kProcessOverheadBytes + frames + probes + engine + object;
 }

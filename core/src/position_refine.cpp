@@ -358,7 +358,7 @@ void PositionRefiner::accumulate_annealing(const ReconState& state, long first, 
 void PositionRefiner::accumulate_gradient(const CView2& object, long first, long count) {
   const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
   const auto probes = m_ws.probes();
-  const auto row = m_ws.patch_row(), col = m_ws.patch_col();
+  const auto row = m_ws.patch_row(), col = m_ws.patch_col(), slot = m_ws.probe_slot();
   const auto frames = m_ws.scan().frames;
   const auto valid = m_ws.scan().valid;
   const auto sums = m_sums;
@@ -376,7 +376,7 @@ void PositionRefiner::accumulate_gradient(const CView2& object, long first, long
         "ptycho::positions::waves", Kokkos::RangePolicy<ExecSpace>(0, nk * m), KOKKOS_LAMBDA(long i) {
           const long bk = i / m;
           const int r = static_cast<int>(i % m);
-          const long j = f0 + bk / kmodes, jk = f0 * kmodes + bk;
+          const long j = f0 + bk / kmodes, jk = slot(j) * kmodes + bk % kmodes;
           shift_waves_row(&wk(bk, r, 0), &wk(nk + bk, r, 0), &wk(2 * nk + bk, r, 0), &probes(jk, r, 0),
                           r > 0 ? &probes(jk, r - 1, 0) : nullptr, r + 1 < m ? &probes(jk, r + 1, 0) : nullptr,
                           &object(row(j) + r, col(j)), m);

@@ -112,6 +112,12 @@ PTYCHO_ROW_FUNCTION void norm_add_row(double* den_p, const cfloat* o_c, int n) {
   for (int c = 0; c < n; ++c) den[c] += double(o[2 * c]) * o[2 * c] + double(o[2 * c + 1]) * o[2 * c + 1];
 }
 
+/// Frame first + b of a batch: the frames of shifted_copies() for a run of frames.
+struct FirstPlus {
+  long first;
+  KOKKOS_INLINE_FUNCTION long operator()(long b) const { return first + b; }
+};
+
 #if !defined(KOKKOS_ENABLE_CUDA)
 /// On the host: f(b, j, r, r0, c0) for every row r of the patch of every
 /// frame j = first + b (patch origin r0, c0 in the tile), frames one after
@@ -132,22 +138,26 @@ void for_each_patch_row(const char* label, const View1<int>& row, const View1<in
 #endif
 }  // namespace
 
-Workspace::Workspace(const LocalScan& scan, int num_modes, int batch)
+Workspace::Workspace(const LocalScan& scan, int num_modes, int batch, int shift_quantum)
     : m_scan(scan),
       m_modes(num_modes),
       m_batch(batch),
+      m_quantum(shift_quantum),
       m_plan(scan.frame_size),
-      m_probes("ptycho::Workspace::probes", std::size_t(scan.num_local()) * num_modes, scan.frame_size,
-               scan.frame_size),
+      m_probes("ptycho::Workspace::probes", std::size_t(probe_slots_for(scan.num_local(), shift_quantum)) * num_modes,
+               scan.frame_size, scan.frame_size),
       m_probe_spectrum("ptycho::Workspace::probe_spectrum", num_modes, scan.frame_size, scan.frame_size),
       m_row("ptycho::Workspace::row", scan.num_local()),
       m_col("ptycho::Workspace::col", scan.num_local()),
+      m_slot("ptycho::Workspace::slot", scan.num_local()),
       m_frac_row("ptycho::Workspace::frac_row", scan.num_local()),
       m_frac_col("ptycho::Workspace::frac_col", scan.num_local()),
       m_ramp_row("ptycho::Workspace::ramp_row", scan.num_local(), scan.frame_size),
       m_ramp_col("ptycho::Workspace::ramp_col", scan.num_local(), scan.frame_size),
       m_freq("ptycho::Workspace::freq", scan.frame_size) {
   PTYCHO_THROW_IF(num_modes < 1 || batch < 1, "Workspace: need at least one mode and a batch of one");
+  PTYCHO_THROW_IF(shift_quantum < 0 || shift_quantum > kMaxShiftQuantum,
+                  "Workspace: shift quantum " << shift_quantum << " outside 0.." << kMaxShiftQuantum);
   const int m = scan.frame_size;
   auto f = Kokkos::create_mirror_view(m_freq);
   for (int i = 0; i < m; ++i) f(i) = (i < (m + 1) / 2 ? i : i - m) / double(m);
@@ -166,12 +176,40 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
   auto col = Kokkos::create_mirror_view(m_col);
   auto fr = Kokkos::create_mirror_view(m_frac_row);
   auto fc = Kokkos::create_mirror_view(m_frac_col);
+  auto slot = Kokkos::create_mirror_view(m_slot);
   ++m_probe_version;
+  // With a shift quantum q, the sub-pixel shift is rounded to 1/q px (a
+  // fraction that rounds to 1 moves the patch one pixel on), and frames
+  // with the same rounded shift share one cached probe: q^2 slots at most.
+  const int q = m_quantum;
+  std::vector<int> slot_of_shift(q > 0 ? size_t(q) * q : 0, -1);
+  m_slot_frame_h.clear();
   m_frac_row_h.resize(n);
   m_frac_col_h.resize(n);
   const Rect& e = m_scan.extent;
   for (long j = 0; j < n; ++j) {
-    const PatchOrigin o = patch_origin(positions[j].row, positions[j].col, m);
+    PatchOrigin o = patch_origin(positions[j].row, positions[j].col, m);
+    long s = j;
+    if (q > 0) {
+      long qr = std::lround(o.frac_row * q), qc = std::lround(o.frac_col * q);
+      if (qr == q) {
+        qr = 0;
+        ++o.row;
+      }
+      if (qc == q) {
+        qc = 0;
+        ++o.col;
+      }
+      o.frac_row = double(qr) / q;
+      o.frac_col = double(qc) / q;
+      int& found = slot_of_shift[size_t(qr) * q + size_t(qc)];
+      if (found < 0) {
+        found = int(m_slot_frame_h.size());
+        m_slot_frame_h.push_back(j);
+      }
+      s = found;
+    }
+    slot(j) = int(s);
     const Rect patch{o.row, o.col, m, m};
     PTYCHO_THROW_IF(!e.contains(patch), "frame " << m_scan.index[j] << " at (" << positions[j].row << ", "
                                                  << positions[j].col << ") reads outside this rank's tile");
@@ -180,8 +218,13 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
     fr(j) = m_frac_row_h[j] = o.frac_row;
     fc(j) = m_frac_col_h[j] = o.frac_col;
   }
+  if (q == 0) {
+    m_slot_frame_h.resize(n);
+    for (long j = 0; j < n; ++j) m_slot_frame_h[j] = j;
+  }
   Kokkos::deep_copy(m_row, row);
   Kokkos::deep_copy(m_col, col);
+  Kokkos::deep_copy(m_slot, slot);
   Kokkos::deep_copy(m_frac_row, fr);
   Kokkos::deep_copy(m_frac_col, fc);
   // The ramps, in double, once per position change (2 M phasors per frame).
@@ -211,10 +254,29 @@ void Workspace::set_probe(const CView3& probe) {
   // per frame and mode.
   Kokkos::deep_copy(m_probe_spectrum, probe);
   m_plan.execute(m_probe_spectrum, FftDirection::forward, Centring::none);
-  shifted_modes(m_probe_spectrum, 0, n, m_probes);
+  if (m_quantum == 0) {
+    shifted_modes(m_probe_spectrum, 0, n, m_probes);
+    return;
+  }
+  // One copy per slot, made from the shift ramp of the first frame in it.
+  const long slots = long(m_slot_frame_h.size());
+  View1<long> frame_of(Kokkos::view_alloc(Kokkos::WithoutInitializing, "ptycho::Workspace::slot_frame"), slots);
+  auto frame_of_h = Kokkos::create_mirror_view(frame_of);
+  for (long s = 0; s < slots; ++s) frame_of_h(s) = m_slot_frame_h[s];
+  Kokkos::deep_copy(frame_of, frame_of_h);
+  shifted_copies(m_probe_spectrum, slots, frame_of, m_probes);
+}
+
+long Workspace::probe_slots_for(long frames, int shift_quantum) {
+  return shift_quantum > 0 ? std::min<long>(frames, long(shift_quantum) * shift_quantum) : frames;
 }
 
 void Workspace::shifted_modes(const CView3& spectrum, long first, long count, const CView3& out) const {
+  shifted_copies(spectrum, count, FirstPlus{first}, out);
+}
+
+template <class FrameOf>
+void Workspace::shifted_copies(const CView3& spectrum, long count, const FrameOf& frame_of, const CView3& out) const {
   const int m = m_scan.frame_size, kmodes = m_modes;
   PTYCHO_THROW_IF(spectrum.extent(0) != size_t(kmodes) || out.extent(0) < size_t(count * kmodes),
                   "Workspace::shifted_modes: " << spectrum.extent(0) << " modes and room for " << out.extent(0)
@@ -231,7 +293,7 @@ void Workspace::shifted_modes(const CView3& spectrum, long first, long count, co
       "ptycho::Workspace::probe_ramp", Kokkos::RangePolicy<ExecSpace>(0, count * kmodes * m), KOKKOS_LAMBDA(long i) {
         const long bk = i / m;
         const int r = static_cast<int>(i % m), k = static_cast<int>(bk % kmodes);
-        const long j = first + bk / kmodes;
+        const long j = frame_of(bk / kmodes);
         const int rs = r < h ? r + h : r - h;
         const cfloat a = ramp_r(j, rs) * norm;
         ramp_product_row(&dst(bk, r, 0), &spectrum(k, rs, h), &ramp_c(j, h), a, h);
@@ -258,7 +320,7 @@ void Workspace::product_waves(const CView2& object, const CView3& modes, long fi
 void Workspace::exit_waves(const CView2& object, long first, long count, const CView3& waves) const {
   const int m = m_scan.frame_size, kmodes = m_modes;
   const auto probes = m_probes;
-  const auto row = m_row, col = m_col;
+  const auto row = m_row, col = m_col, slot = m_slot;
   // One team per frame and mode, its rows shared; a row is a contiguous,
   // vectorisable complex product.
   Kokkos::parallel_for(
@@ -266,7 +328,8 @@ void Workspace::exit_waves(const CView2& object, long first, long count, const C
         const long bk = team.league_rank();
         const long j = first + bk / kmodes;
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](int r) {
-          complex_product_row(&waves(bk, r, 0), &probes(first * kmodes + bk, r, 0), &object(row(j) + r, col(j)), m);
+          complex_product_row(&waves(bk, r, 0), &probes(slot(j) * kmodes + bk % kmodes, r, 0),
+                              &object(row(j) + r, col(j)), m);
         });
       });
 }
@@ -275,7 +338,7 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
                                   long count, bool with_den) const {
   const int m = m_scan.frame_size, kmodes = m_modes;
   const auto probes = m_probes;
-  const auto row = m_row, col = m_col;
+  const auto row = m_row, col = m_col, slot = m_slot;
 #if defined(KOKKOS_ENABLE_CUDA)
   // Patches overlap: frames in parallel, sums with atomics.
   Kokkos::parallel_for(
@@ -285,7 +348,7 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
         cfloat s(0, 0);
         float d = 0;
         for (int k = 0; k < kmodes; ++k) {
-          const cfloat p = probes(j * kmodes + k, r, c);
+          const cfloat p = probes(slot(j) * kmodes + k, r, c);
           s += Kokkos::conj(p) * waves(b * kmodes + k, r, c);
           d += p.real() * p.real() + p.imag() * p.imag();
         }
@@ -299,7 +362,7 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
                      [=](long b, long j, int r, int r0, int c0) {
                        for (int k = 0; k < kmodes; ++k)
                          accumulate_row(&num(r0 + r, c0), with_den ? &den(r0 + r, c0) : nullptr,
-                                        &probes(j * kmodes + k, r, 0), &waves(b * kmodes + k, r, 0), m);
+                                        &probes(slot(j) * kmodes + k, r, 0), &waves(b * kmodes + k, r, 0), m);
                      });
 #endif
 }
@@ -307,7 +370,7 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
 void Workspace::accumulate_illumination(const View2<double>& den, long first, long count) const {
   const int m = m_scan.frame_size, kmodes = m_modes;
   const auto probes = m_probes;
-  const auto row = m_row, col = m_col;
+  const auto row = m_row, col = m_col, slot = m_slot;
 #if defined(KOKKOS_ENABLE_CUDA)
   Kokkos::parallel_for(
       "ptycho::Workspace::accumulate_illumination", Policy3({0, 0, 0}, {count, m, m}),
@@ -315,7 +378,7 @@ void Workspace::accumulate_illumination(const View2<double>& den, long first, lo
         const long j = first + b;
         float d = 0;
         for (int k = 0; k < kmodes; ++k) {
-          const cfloat p = probes(j * kmodes + k, r, c);
+          const cfloat p = probes(slot(j) * kmodes + k, r, c);
           d += p.real() * p.real() + p.imag() * p.imag();
         }
         Kokkos::atomic_add(&den(row(j) + r, col(j) + c), double(d));
@@ -324,7 +387,7 @@ void Workspace::accumulate_illumination(const View2<double>& den, long first, lo
   for_each_patch_row("ptycho::Workspace::accumulate_illumination", row, col, first, count, m,
                      [=](long, long j, int r, int r0, int c0) {
                        for (int k = 0; k < kmodes; ++k)
-                         norm_add_row(&den(r0 + r, c0), &probes(j * kmodes + k, r, 0), m);
+                         norm_add_row(&den(r0 + r, c0), &probes(slot(j) * kmodes + k, r, 0), m);
                      });
 #endif
 }

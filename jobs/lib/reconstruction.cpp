@@ -202,6 +202,7 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   opt.chain = parse_chain(m_settings.engines, jobs::engine_base(m_settings));
   opt.probe_modes = m_settings.probe_modes;
   opt.batch = m_settings.batch;
+  opt.shift_quantum = m_settings.low_memory ? jobs::kLowMemoryShiftQuantum : 0;
 
   m_info = scan.info();
   // A network in the chain: its plugin and model, checked before the data are read.
@@ -213,7 +214,7 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
     const Decomposition dec = decompose_for(m_info, opt, size);
     const Rect tile = dec.extent[me];
     const RankShare share{long(dec.positions_of[me].size()), m_info.geometry.frame_size, opt.probe_modes, opt.batch,
-                          tile.rows, tile.cols};
+                          tile.rows, tile.cols, opt.shift_quantum};
     jobs::MemoryNeed need;
     need.bytes = estimate_rank_bytes(share, opt.chain);
     need.max_memory =

@@ -373,6 +373,9 @@ const std::vector<KeySpec>& specs() {
       make_key<unsigned>("seed", [](J& j) -> unsigned& { return j.base.seed; }, "random seed (PIE order)"),
       make_key<int>(
           "batch", [](J& j) -> int& { return j.batch; }, "frames per batched FFT", int_range(1, kMaxBatch)),
+      make_key<bool>("low_memory", [](J& j) -> bool& { return j.low_memory; },
+                     "low-memory mode: round sub-pixel shifts to 1/8 px so that each rank keeps at most 64 shifted "
+                     "probes per mode instead of one per frame (a shift error of 1/16 px at most)"),
       make_key<int>(
           "progress_every", [](J& j) -> int& { return j.progress_every; }, "print progress every N iterations",
           at_least(1)),

@@ -76,10 +76,11 @@ std::string chain_text(const std::vector<EngineOptions>& chain) {
 }
 
 ChainRunner::ChainRunner(std::vector<EngineOptions> chain, Decomposition dec, std::shared_ptr<const MpiCollective> coll,
-                         LocalScan scan, ReconState state, int batch)
+                         LocalScan scan, ReconState state, int batch, int shift_quantum)
     : m_chain(std::move(chain)), m_dec(std::move(dec)), m_state(std::move(state)) {
   m_problem =
-      std::make_unique<LocalProblem>(std::move(scan), std::move(coll), int(m_state.probe.extent(0)), batch, m_state);
+      std::make_unique<LocalProblem>(std::move(scan), std::move(coll), int(m_state.probe.extent(0)), batch, m_state,
+                                     shift_quantum);
 }
 
 bool ChainRunner::uses_background() const {

@@ -126,8 +126,10 @@ void DistributedReconstruction::set_data(const Dataset& data) {
   const long n = scan.num_local();
   PTYCHO_THROW_IF(long(data.frame_index.size()) != n,
                   "set_data: got " << data.frame_index.size() << " frames for " << n << " positions");
-  scan.frames = RView3("ptycho::frames", n, m, m);
-  Kokkos::deep_copy(scan.frames, data.frames);
+  // On a host memory space the scan shares the caller's frames (read-only
+  // for the engines) rather than copying them: a rank holds its frames once,
+  // also while it loads them. A device space gets its own copy.
+  scan.frames = Kokkos::create_mirror_view_and_copy(MemSpace(), data.frames);
   scan.valid = RView2("ptycho::valid", m, m);
   auto valid = Kokkos::create_mirror_view(scan.valid);
   for (int r = 0; r < m; ++r)
@@ -145,7 +147,8 @@ void DistributedReconstruction::set_data(const Dataset& data) {
   for (long g : scan.index) state.positions.push_back(m_info.positions[g]);
   m_runner.reset();  // a second set_data starts afresh
   m_runner =
-      std::make_unique<ChainRunner>(m_options.chain, m_dec, m_coll, std::move(scan), std::move(state), m_options.batch);
+      std::make_unique<ChainRunner>(m_options.chain, m_dec, m_coll, std::move(scan), std::move(state), m_options.batch,
+                                           m_options.shift_quantum);
 }
 
 ChainRunner& DistributedReconstruction::runner(const char* what) const {

@@ -8,8 +8,8 @@
 namespace ptycho {
 
 LocalProblem::LocalProblem(LocalScan scan, std::shared_ptr<const MpiCollective> coll, int num_modes, int batch,
-                           const ReconState& state)
-    : m_scan(std::move(scan)), m_coll(std::move(coll)), m_batch(batch), m_ws(m_scan, num_modes, batch) {
+                           const ReconState& state, int shift_quantum)
+    : m_scan(std::move(scan)), m_coll(std::move(coll)), m_batch(batch), m_ws(m_scan, num_modes, batch, shift_quantum) {
   PTYCHO_THROW_IF(!m_coll, "LocalProblem: no collective");
   set_state(state);
 }
@@ -42,7 +42,8 @@ std::unique_ptr<LocalProblem> LocalProblem::migrated(const Decomposition& dec, R
   state.positions = std::move(now.positions);
   scan.frames = RView3(Kokkos::view_alloc(Kokkos::WithoutInitializing, "ptycho::frames"), scan.num_local(), m, m);
   Kokkos::deep_copy(scan.frames, now.counts);
-  return std::make_unique<LocalProblem>(std::move(scan), m_coll, m_ws.num_modes(), m_batch, state);
+  return std::make_unique<LocalProblem>(std::move(scan), m_coll, m_ws.num_modes(), m_batch, state,
+                                        m_ws.shift_quantum());
 }
 
 }  // namespace ptycho

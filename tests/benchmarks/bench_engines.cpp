@@ -6,12 +6,18 @@
 //                             [--warmup W] [--engines dm,raar,ml,epie,rpie,mpie]
 //                             [--refine-probe] [--photons P] [--kernels]
 //                             [--background none|constant|pixel]
+//                             [--shift-quantum Q] [--object-size S]
 //
 // Defaults: 1000 frames of 256 x 256, 10 timed iterations after 10 warm-up
 // ones: the steady state of a long run (ML checks its line search against
 // the exact slope in each of its first 10 iterations, then every 10th).
 // --background makes every engine refine a detector background (the
-// simulated scan has none): what the refinement costs.
+// simulated scan has none): what the refinement costs. --shift-quantum
+// Q > 0 runs the low-memory mode's bounded probe cache (sub-pixel shifts
+// rounded to 1/Q px, at most Q^2 cached probes per mode; `reconstruct
+// --low-memory` uses Q = 8). --object-size S sets the object to S x S px
+// and spreads the N positions over it (a large-scan benchmark: the step
+// then follows from S and N, whatever the overlap).
 //
 // The scan is simulated in memory (ptycho::sim::simulate, Fermat spiral, one
 // probe mode). The object is sized so that the scan step is about 0.11 M
@@ -50,7 +56,8 @@
 //   waves     the per-frame waves the engine keeps (core/memory.hpp: DM, RAAR
 //             and sDR one set, ML two, the PIE family none), n K M^2 x 8 bytes
 //             per set, read and written
-//   probes    the per-frame shifted probes, n K M^2 x 8 bytes, read
+//   probes    the cached shifted probes, n K M^2 x 8 bytes (min(n, Q^2) K M^2
+//             x 8 with --shift-quantum Q), read
 //   object    the tile with its halo, read and written, and the sums over it
 //             (numerator and denominator) written and read: 40 bytes per
 //             pixel for DM, RAAR, sDR, ML and LSQ-ML, 16 for ePIE and rPIE
@@ -69,6 +76,7 @@
 // (MPI reductions and halo exchanges, host loops) shows as "outside kernels".
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/fft.hpp"
+#include "ptycho/core/local_scan.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/core/types.hpp"
 #include "ptycho/parallel/driver.hpp"
@@ -82,7 +90,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -106,13 +116,16 @@ struct BenchOptions {
   bool refine_probe = false;
   std::string background = "none";  ///< the engines' detector background (the simulation has none)
   bool kernels = false;  ///< time every Kokkos kernel
+  int shift_quantum = 0;  ///< the workspace's shift quantum (0: exact, a cached probe per frame)
+  long object_size = 0;   ///< S x S object px; 0: from a step of 0.11 M
   std::vector<std::string> engines{"dm", "raar", "ml", "epie", "rpie", "mpie"};
 };
 
 const char* kUsage =
     "usage: bench_engines [--frames N] [--size M (even)] [--iterations K] [--warmup W (>= 1)]\n"
     "                     [--engines dm,raar,ml,epie,rpie,mpie] [--batch B] [--photons P]\n"
-    "                     [--refine-probe] [--kernels] [--background none|constant|pixel]\n";
+    "                     [--refine-probe] [--kernels] [--background none|constant|pixel]\n"
+    "                     [--shift-quantum Q (0..64)] [--object-size S]\n";
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -184,6 +197,12 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
         error = "--background: must be none, constant or pixel, got '" + o.background + "'";
         return false;
       }
+    } else if (a == "--object-size") {
+      if (!whole(n, "an object size")) return false;
+      o.object_size = n;
+    } else if (a == "--shift-quantum") {
+      if (!whole(n, "a shift quantum")) return false;
+      o.shift_quantum = static_cast<int>(n);
     } else if (a == "--kernels") {
       o.kernels = true;
     } else if (a == "-h" || a == "--help") {
@@ -204,6 +223,10 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
     error = "--warmup must be at least 1 (the first iteration's time includes the engine's setup)";
   else if (o.batch < 1)
     error = "--batch must be at least 1";
+  else if (o.object_size != 0 && (o.object_size < o.size + 8 || o.object_size > 65536))
+    error = "--object-size must be 0 (automatic) or from M + 8 to 65536";
+  else if (o.shift_quantum < 0 || o.shift_quantum > 64)
+    error = "--shift-quantum must be in 0..64";
   else if (o.photons < 0)
     error = "--photons must be >= 0";
   else if (o.engines.empty())
@@ -224,11 +247,11 @@ struct ScanLayout {
   double step = 0;
 };
 
-ScanLayout scan_layout(long frames, int m) {
+ScanLayout scan_layout(long frames, int m, long object_size) {
   const double target_step = 0.11 * m;
   const double target_radius = target_step * std::sqrt((frames - 0.5) / M_PI);
   ScanLayout s;
-  s.object_size = 2 * static_cast<int>(std::ceil(target_radius + m / 2.0 + 3));
+  s.object_size = object_size > 0 ? int(object_size) : 2 * static_cast<int>(std::ceil(target_radius + m / 2.0 + 3));
   const double radius = s.object_size / 2.0 - (m / 2.0 + 3);
   s.step = radius * std::sqrt(M_PI / (frames - 0.5));
   return s;
@@ -353,6 +376,133 @@ void install_kernel_timer() {
   T::set_end_deep_copy_callback(on_end_deep_copy);
 }
 
+/// A field of /proc/self/status in bytes ("VmHWM", "VmRSS"), or -1.
+double proc_status_bytes(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::string key = std::string(field) + ":";
+  while (std::getline(in, line))
+    if (line.compare(0, key.size(), key) == 0) return 1024.0 * std::strtod(line.c_str() + key.size(), nullptr);
+  return -1;
+}
+
+/// Resets the peak resident size (VmHWM) to the current one (Linux 4.0+:
+/// writing 5 to /proc/self/clear_refs). Returns false where it cannot.
+bool reset_peak_rss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return bool(out);
+}
+
+/// Bytes this rank sends through MPI while `active`, counted by the MPI
+/// profiling interface (the library calls MPI_Isend and friends; these
+/// definitions count the bytes and call the PMPI_ entry points). Point to
+/// point is the halo exchange (and frame migration, which the benchmark's
+/// fixed positions never trigger); collectives are the reductions.
+struct MpiBytes {
+  bool active = false;
+  double p2p = 0, collective = 0;
+  long p2p_messages = 0, collective_calls = 0;
+  std::set<int> destinations;  ///< ranks of the communicator the messages went to
+  void reset() { *this = MpiBytes{}; }
+};
+MpiBytes g_mpi;
+
+double type_bytes(MPI_Datatype t, long count) {
+  int size = 0;
+  PMPI_Type_size(t, &size);
+  return double(size) * double(count);
+}
+
+void count_p2p(MPI_Datatype t, long count, int dest) {
+  if (!g_mpi.active) return;
+  g_mpi.destinations.insert(dest);
+  g_mpi.p2p += type_bytes(t, count);
+  ++g_mpi.p2p_messages;
+}
+
+void count_collective(double bytes) {
+  if (!g_mpi.active) return;
+  g_mpi.collective += bytes;
+  ++g_mpi.collective_calls;
+}
+
+/// Live Kokkos allocations, by the tools interface: the peak of all of them
+/// and the peak of the tile-sized ones since reset(): the object, the sums
+/// and steps over it, and stacks of tile-sized planes (LSQ-ML's illumination
+/// per mini-batch), whose size is a whole multiple (up to 256) of tile pixels
+/// x 4 bytes.
+struct AllocationTracker {
+  std::map<const void*, uint64_t> live;
+  double now = 0, peak = 0, tile_now = 0, tile_peak = 0;
+  double tile_pixels = -1;
+  bool tile_sized(uint64_t size) const {
+    if (tile_pixels <= 0) return false;
+    const double planes = double(size) / (4.0 * tile_pixels);
+    return planes >= 1 && planes <= 256 && planes == std::floor(planes);
+  }
+  void reset(double pixels) {
+    tile_pixels = pixels;
+    peak = now;
+    tile_now = 0;
+    for (const auto& [p, size] : live)
+      if (tile_sized(size)) tile_now += double(size);
+    tile_peak = tile_now;
+  }
+};
+AllocationTracker g_alloc;
+
+void on_allocate(Kokkos::Tools::SpaceHandle, const char*, const void* ptr, uint64_t size) {
+  g_alloc.live[ptr] = size;
+  g_alloc.now += double(size);
+  g_alloc.peak = std::max(g_alloc.peak, g_alloc.now);
+  if (g_alloc.tile_sized(size)) {
+    g_alloc.tile_now += double(size);
+    g_alloc.tile_peak = std::max(g_alloc.tile_peak, g_alloc.tile_now);
+  }
+}
+
+void on_deallocate(Kokkos::Tools::SpaceHandle, const char*, const void* ptr, uint64_t) {
+  const auto it = g_alloc.live.find(ptr);
+  if (it == g_alloc.live.end()) return;  // made before the tracker was installed
+  g_alloc.now -= double(it->second);
+  if (g_alloc.tile_sized(it->second)) g_alloc.tile_now -= double(it->second);
+  g_alloc.live.erase(it);
+}
+
+}  // namespace
+
+extern "C" {
+int MPI_Isend(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm comm, MPI_Request* req) {
+  count_p2p(t, count, dest);
+  return PMPI_Isend(buf, count, t, dest, tag, comm, req);
+}
+int MPI_Send(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm comm) {
+  count_p2p(t, count, dest);
+  return PMPI_Send(buf, count, t, dest, tag, comm);
+}
+int MPI_Allreduce(const void* in, void* out, int count, MPI_Datatype t, MPI_Op op, MPI_Comm comm) {
+  count_collective(type_bytes(t, count));
+  return PMPI_Allreduce(in, out, count, t, op, comm);
+}
+int MPI_Allgather(const void* in, int count, MPI_Datatype t, void* out, int rcount, MPI_Datatype rt, MPI_Comm comm) {
+  count_collective(type_bytes(t, count));
+  return PMPI_Allgather(in, count, t, out, rcount, rt, comm);
+}
+int MPI_Alltoallv(const void* in, const int* counts, const int* displs, MPI_Datatype t, void* out, const int* rcounts,
+                  const int* rdispls, MPI_Datatype rt, MPI_Comm comm) {
+  int ranks = 1;
+  PMPI_Comm_size(comm, &ranks);
+  long total = 0;
+  for (int i = 0; i < ranks; ++i) total += counts[i];
+  count_collective(type_bytes(t, total));
+  return PMPI_Alltoallv(in, counts, displs, t, out, rcounts, rdispls, rt, comm);
+}
+}
+
+namespace {
+
 /// One row of the table.
 struct EngineResult {
   std::string engine;
@@ -363,6 +513,14 @@ struct EngineResult {
   double transforms_per_frame = 0;            ///< the engine's own frame transforms per local frame and iteration
   double bytes = 0;                           ///< per iteration, the unavoidable traffic (see the file comment)
   double roofline = 0;                        ///< [s] transforms x floor per transform + bytes / bandwidth
+  double peak_rss = 0;                        ///< [bytes] the largest rank's peak resident size during the engine
+  double raw_frames = 0;                      ///< [bytes] that rank's frames x M^2 x 4
+  double tile = 0;                            ///< [bytes] that rank's tile with its halo, complex64
+  double kokkos_peak = 0;                     ///< [bytes] the largest rank's peak of live Kokkos allocations
+  double tile_arrays = 0;                     ///< [bytes] that rank's peak of live tile-sized allocations
+  double halo_bytes = 0, reduce_bytes = 0;    ///< [bytes] sent per timed iteration, the largest rank's
+  double halo_messages = 0, reduce_calls = 0; ///< per timed iteration, the largest rank's
+  double neighbours = 0;                      ///< the most ranks one rank sends halo messages to
 };
 
 /// The stream bandwidth [bytes/s] of this rank while every rank runs the
@@ -389,12 +547,12 @@ double stream_bandwidth() {
 
 /// The bytes an engine must move per iteration (see the file comment).
 double unavoidable_bytes(const std::string& engine, double transforms_per_frame, long frames, int m, int modes,
-                         double tile_pixels) {
+                         double tile_pixels, long probe_slots) {
   const double frame = double(m) * m;
   const double passes = std::max(1.0, std::ceil(transforms_per_frame / (2.0 * modes) - 1e-9));
   const double sets = (engine == "dm" || engine == "raar" || engine == "sdr") ? 1 : engine == "ml" ? 2 : 0;
   const double object_bytes = (engine == "epie" || engine == "rpie") ? 16 : engine == "mpie" ? 32 : 40;
-  return passes * frames * frame * 4 + sets * frames * modes * frame * 8 * 2 + frames * modes * frame * 8 +
+  return passes * frames * frame * 4 + sets * frames * modes * frame * 8 * 2 + double(probe_slots) * modes * frame * 8 +
          tile_pixels * object_bytes;
 }
 
@@ -423,6 +581,48 @@ void print_kernel_breakdown(const EngineResult& r, int iterations, double my_sec
               100 * outside / my_seconds);
 }
 
+/// The network the weak-scaling model assumes (one rank per node): 100 Gb/s
+/// (EDR or HDR100 InfiniBand) at 12.5 GB/s per node and direction, and 5 us
+/// per message, MPI software included.
+constexpr double kNetworkBytesPerSecond = 12.5e9;
+constexpr double kNetworkLatency = 5e-6;
+
+/// Weak scaling to P nodes, each with this run's per-rank share (frames and
+/// owned pixels), from what this run measured per rank and iteration: the
+/// iteration time t, the halo bytes and messages, and the reduction bytes
+/// and calls. Not overlapped with computing (a conservative model):
+///   halo(P)       an interior tile has 8 neighbours: this run's halo scaled
+///                 by 8 / (its neighbours), messages x latency + bytes / BW
+///   reduce(P)     each call an all-reduce, 2 log2(P) latencies + 2 x bytes / BW
+///   efficiency    t / (t + halo + reduce(P))
+/// against an object-replicating design, which all-reduces the whole object
+/// every iteration as well (P x owned pixels x 12 bytes: complex64 numerator
+/// and float32 denominator, what PtyPy sums), 2 log2(P) latencies + 2 x bytes / BW.
+void print_weak_scaling(const std::vector<EngineResult>& results, double owned_pixels) {
+  const int nodes[] = {1, 16, 64, 256, 1000, 4096};
+  std::printf("\nweak scaling model (this run's per-rank share per node; %.1f GB/s and %.0f us per message "
+              "assumed; halo x 8/neighbours; see the source):\n",
+              kNetworkBytesPerSecond / 1e9, kNetworkLatency * 1e6);
+  std::printf("%-7s %-10s", "engine", "design");
+  for (int p : nodes) std::printf(" %9d", p);
+  std::printf("   nodes: efficiency\n");
+  for (const auto& r : results) {
+    const double t = r.seconds_per_iteration;
+    const double scale = 8.0 / std::max(1.0, r.neighbours);
+    const double halo = scale * (r.halo_messages * kNetworkLatency + r.halo_bytes / kNetworkBytesPerSecond);
+    auto reduce = [&](int p, double calls, double bytes) {
+      const double hops = p > 1 ? 2.0 * std::ceil(std::log2(double(p))) : 0.0;
+      return p > 1 ? calls * hops * kNetworkLatency + 2.0 * bytes / kNetworkBytesPerSecond : 0.0;
+    };
+    std::printf("%-7s %-10s", r.engine.c_str(), "tiled");
+    for (int p : nodes) std::printf(" %9.3f", p > 1 ? t / (t + halo + reduce(p, r.reduce_calls, r.reduce_bytes)) : 1.0);
+    std::printf("\n%-7s %-10s", "", "replicated");
+    for (int p : nodes)
+      std::printf(" %9.3f", t / (t + reduce(p, r.reduce_calls + 1, r.reduce_bytes + p * owned_pixels * 12.0)));
+    std::printf("\n");
+  }
+}
+
 int run(int argc, char** argv) {
   int rank = 0, ranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -437,9 +637,11 @@ int run(int argc, char** argv) {
     return error == "help" ? 0 : 2;
   }
   if (o.kernels) install_kernel_timer();
+  Kokkos::Tools::Experimental::set_allocate_data_callback(on_allocate);
+  Kokkos::Tools::Experimental::set_deallocate_data_callback(on_deallocate);
 
   // The scan, simulated identically on every rank.
-  const ScanLayout layout = scan_layout(o.frames, o.size);
+  const ScanLayout layout = scan_layout(o.frames, o.size, o.object_size);
   ptycho::sim::SimulationOptions so;
   so.object_size = layout.object_size;
   so.probe_size = o.size;
@@ -458,6 +660,7 @@ int run(int argc, char** argv) {
 
   ptycho::ReconstructOptions ro;
   ro.batch = o.batch;
+  ro.shift_quantum = o.shift_quantum;
   ptycho::EngineOptions base;
   base.refine_probe = o.refine_probe;
   base.probe_hold = 0;  // with --refine-probe, every timed iteration refines the probe
@@ -485,9 +688,9 @@ int run(int argc, char** argv) {
         info.num_frames, o.size, o.size, layout.step, so.object_size, so.object_size, o.photons, simulate_s);
     std::printf(
         "%d rank%s, frames per rank %ld..%ld; Kokkos %s, concurrency %d per rank; batch %d; 1 probe mode, "
-        "probe %s; background %s\n",
+        "probe %s; background %s; shift quantum %d\n",
         ranks, ranks > 1 ? "s" : "", fewest, most, ptycho::ExecSpace::name(), ptycho::ExecSpace().concurrency(),
-        o.batch, o.refine_probe ? "refined every iteration" : "fixed", o.background.c_str());
+        o.batch, o.refine_probe ? "refined every iteration" : "fixed", o.background.c_str(), o.shift_quantum);
     std::printf(
         "per engine: %d warm-up + %d timed iterations, each followed by one FFT floor pass = 2 x (frames "
         "per rank) FramePlan transforms (Centring::none); per iteration the slowest rank\n",
@@ -502,14 +705,21 @@ int run(int argc, char** argv) {
   }
   const ptycho::FramePlan plan(o.size);
   const FftFloor floor(plan, local, o.batch);
+  const double owned_pixels = max_over_ranks(double(ptycho::decompose_for(info, ro, ranks).owned[rank].area()));
   std::vector<EngineResult> results;
   for (const auto& engine : o.engines) {
     EngineResult r;
     r.engine = engine;
     ro.chain = ptycho::parse_chain(engine + ":" + std::to_string(o.warmup + o.iterations), base);
+    // The peak resident size from here to the end of the run: the engine's
+    // setup, its buffers and its iterations (the frames are shared with
+    // `data`, not copied, on a host memory space).
+    const bool peak_reset = reset_peak_rss();
+    const double tile_pixels = double(ptycho::decompose_for(info, ro, ranks).extent[rank].area());
+    g_alloc.reset(tile_pixels);
+    g_mpi.reset();
     ptycho::DistributedReconstruction recon(MPI_COMM_WORLD, info, ro);
     recon.set_data(data);
-    const double tile_pixels = double(recon.layout().extent.area());
     floor.pass();  // warm-up
     long transforms = 0, mark = 0;  // the engine's own frame transforms in the timed iterations
     g_kernels.reset();
@@ -533,12 +743,34 @@ int run(int argc, char** argv) {
         g_kernels.active = false;
         floor_s[i] = floor.pass();
         g_kernels.active = o.kernels;
+        g_mpi.active = true;
       } else {
         g_kernels.active = false;
+        g_mpi.active = false;
       }
       mark = ptycho::FramePlan::frames_transformed();
       last = Clock::now();
     });
+    {
+      // The rank with the largest peak, with its frames and tile.
+      struct {
+        double value;
+        int rank;
+      } mine{peak_reset ? proc_status_bytes("VmHWM") : -1.0, rank}, top{};
+      MPI_Allreduce(&mine, &top, 1, MPI_DOUBLE_INT, MPI_MAXLOC, MPI_COMM_WORLD);
+      double share[3] = {double(local) * o.size * o.size * 4.0, tile_pixels * 8.0, g_alloc.tile_peak};
+      MPI_Bcast(share, 3, MPI_DOUBLE, top.rank, MPI_COMM_WORLD);
+      r.peak_rss = top.value;
+      r.raw_frames = share[0];
+      r.tile = share[1];
+      r.kokkos_peak = max_over_ranks(g_alloc.peak);
+      r.tile_arrays = share[2];
+      r.halo_bytes = max_over_ranks(g_mpi.p2p / o.iterations);
+      r.halo_messages = max_over_ranks(double(g_mpi.p2p_messages) / o.iterations);
+      r.reduce_bytes = max_over_ranks(g_mpi.collective / o.iterations);
+      r.reduce_calls = max_over_ranks(double(g_mpi.collective_calls) / o.iterations);
+      r.neighbours = max_over_ranks(double(g_mpi.destinations.size()));
+    }
     // Per timed iteration, the slowest rank; then the mean and the best.
     MPI_Allreduce(MPI_IN_PLACE, iteration_s.data(), o.iterations, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, floor_s.data(), o.iterations, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -551,7 +783,8 @@ int run(int argc, char** argv) {
     // The rank with the most frames sets the pace: its transforms, bytes and floor.
     r.transforms_per_frame = local > 0 ? double(transforms) / (double(local) * o.iterations) : 0.0;
     MPI_Allreduce(MPI_IN_PLACE, &r.transforms_per_frame, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    r.bytes = max_over_ranks(unavoidable_bytes(engine, r.transforms_per_frame, local, o.size, 1, tile_pixels));
+    r.bytes = max_over_ranks(unavoidable_bytes(engine, r.transforms_per_frame, local, o.size, 1, tile_pixels,
+                                                     ptycho::Workspace::probe_slots_for(local, o.shift_quantum)));
     const double floor_per_transform = most > 0 ? r.fft_floor / (2.0 * double(most)) : 0.0;
     r.roofline = r.transforms_per_frame * double(most) * floor_per_transform + r.bytes / bandwidth;
     if (rank == 0) {
@@ -582,6 +815,32 @@ int run(int argc, char** argv) {
     }
     std::printf("(transforms: the engine's frame transforms per frame and iteration; FFT time: that many at the "
                 "floor's rate)\n");
+    std::printf("\nmemory (the rank with the largest peak resident size during the engine's setup and run):\n");
+    std::printf("%-7s %14s %16s %10s %18s\n", "engine", "peak RSS [MB]", "raw frames [MB]", "tile [MB]",
+                "(peak - tile)/raw");
+    // The tile's memory: the largest of the object (complex64) and the
+    // tile-sized arrays measured (the object with the engine's state over it).
+    for (const auto& r : results) {
+      if (r.peak_rss < 0) {
+        std::printf("%-7s %14s (VmHWM could not be reset or read here)\n", r.engine.c_str(), "-");
+        continue;
+      }
+      std::printf("%-7s %14.1f %16.1f %10.1f %18.2f\n", r.engine.c_str(), r.peak_rss / 1e6, r.raw_frames / 1e6,
+                  std::max(r.tile, r.tile_arrays) / 1e6,
+                  r.raw_frames > 0 ? (r.peak_rss - std::max(r.tile, r.tile_arrays)) / r.raw_frames : 0.0);
+    }
+    std::printf("(raw frames: the rank's frames x M^2 x 4 bytes, float32 counts; tile: the tile-sized arrays, the "
+                "object over the tile with its halo and the engine's sums and steps over it; peak RSS includes the process, MPI, Kokkos and FFTW, and the benchmark's scan)\n");
+    std::printf("\nKokkos arrays and MPI traffic per rank (the largest rank's; traffic per timed iteration):\n");
+    std::printf("%-7s %16s %18s %12s %10s %14s %10s\n", "engine", "arrays peak [MB]", "tile arrays [MB]",
+                "halo [MB]", "messages", "reduce [MB]", "calls");
+    for (const auto& r : results)
+      std::printf("%-7s %16.1f %18.1f %12.3f %10.0f %14.3f %10.0f\n", r.engine.c_str(), r.kokkos_peak / 1e6,
+                  r.tile_arrays / 1e6, r.halo_bytes / 1e6, r.halo_messages, r.reduce_bytes / 1e6, r.reduce_calls);
+    std::printf("(arrays: all live Kokkos allocations; tile arrays: those of the tile's size, the object and the "
+                "engine's sums and steps over it; halo: point-to-point bytes sent; reduce: bytes sent into "
+                "collectives)\n");
+    print_weak_scaling(results, owned_pixels);
     std::fflush(stdout);
   }
   return 0;

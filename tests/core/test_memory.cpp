@@ -52,7 +52,7 @@ TEST(Memory, EstimateFollowsTheBuffersEachEngineKeeps) {
   const double epie = estimate_rank_bytes(s, chain_of("epie"));
   EXPECT_NEAR(ml - dm, frame_set, 1.0);        // ML keeps a search direction besides the waves
   EXPECT_NEAR(dm - epie, frame_set, 1.0);      // DM keeps the waves, the PIE family none
-  EXPECT_GT(epie, 3.0 * 1000 * 256 * 256 * 4);  // the counts twice and the shifted probes at least
+  EXPECT_GT(epie, 3.0 * 1000 * 256 * 256 * 4);  // the counts and the shifted probes at least
   // A chain needs what its largest engine needs.
   auto both = chain_of("epie");
   both.push_back(chain_of("ml")[0]);
@@ -66,6 +66,14 @@ TEST(Memory, EstimateFollowsTheBuffersEachEngineKeeps) {
   EXPECT_NEAR(estimate_rank_bytes(big_tile, chain_of("dm")) - dm, 1000.0 * 1000 * 80, 1.0);
   // LSQ-ML keeps one batch's corrections only when it refines the probe.
   EXPECT_LT(estimate_rank_bytes(s, chain_of("lsqml")), estimate_rank_bytes(s, chain_of("lsqml", true)));
+  // A shift quantum q keeps min(n, q^2) shifted probes instead of n.
+  RankShare low = s;
+  low.shift_quantum = 8;
+  EXPECT_NEAR(epie - estimate_rank_bytes(low, chain_of("epie")), (1000.0 - 64) * 256 * 256 * 8, 1.0);
+  low.frames = 50;
+  RankShare few = low;
+  few.shift_quantum = 0;
+  EXPECT_DOUBLE_EQ(estimate_rank_bytes(low, chain_of("epie")), estimate_rank_bytes(few, chain_of("epie")));
 }
 
 TEST(Memory, SimulationOptionsAreRangeChecked) {

@@ -172,5 +172,81 @@ TEST(Workspace, IlluminationIsTheDenominatorOfTheObjectSums) {
   EXPECT_LT(worst, 1e-6 * top);
 }
 
+/// A workspace with a shift quantum q caches min(n, q^2) probes, and each
+/// frame's cached probe is the probe shifted by its remainder rounded to 1/q.
+TEST(Workspace, ShiftQuantumBoundsTheCacheAndRoundsTheShift) {
+  Case c(false);
+  const auto& scan = c.s.scan;
+  const int m = scan.frame_size, q = 2;
+  const long n = scan.num_local();
+  ASSERT_GT(n, q * q);  // the bound must bite
+  Workspace ws(scan, 1, 8, q);
+  ws.set_positions(c.st.positions);
+  ws.set_probe(c.st.probe);
+  EXPECT_EQ(long(ws.probes().extent(0)), long(q) * q);
+  EXPECT_EQ(Workspace::probe_slots_for(n, q), long(q) * q);
+  EXPECT_EQ(Workspace::probe_slots_for(3, q), 3L);
+  auto cached = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.probes());
+  auto slot = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.probe_slot());
+  auto row = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_row());
+  std::vector<int> used(size_t(q) * q, 0);
+  long rounded_up = 0;
+  for (long j = 0; j < n; ++j) {
+    ASSERT_GE(slot(j), 0);
+    ASSERT_LT(slot(j), q * q);
+    ++used[size_t(slot(j))];
+    const PatchOrigin o = patch_origin(c.st.positions[j].row, c.st.positions[j].col, m);
+    const double qr = std::round(o.frac_row * q) / q, qc = std::round(o.frac_col * q) / q;
+    // A remainder that rounds to a whole pixel moves the patch on by one.
+    EXPECT_EQ(row(j) + scan.extent.row0, o.row + (qr == 1.0 ? 1 : 0)) << "frame " << j;
+    rounded_up += (qr == 1.0);
+    auto ref = shifted(c.st.probe, qr == 1.0 ? 0.0 : qr, qc == 1.0 ? 0.0 : qc);
+    std::vector<cd> got(ref.size());
+    for (int r = 0; r < m; ++r)
+      for (int k = 0; k < m; ++k) {
+        const cfloat v = cached(slot(j), r, k) * centring_sign(r, k);
+        got[size_t(r) * m + k] = cd(v.real(), v.imag());
+      }
+    EXPECT_LT(relative_difference(got, ref), 1e-5) << "frame " << j;
+  }
+  EXPECT_GT(rounded_up, 0);  // the case tests the carry
+  for (int u : used) EXPECT_GT(u, 0);  // every slot serves frames
+}
+
+/// On positions already on the 1/q grid, a quantised workspace gives the
+/// exit waves and object sums of the exact one.
+TEST(Workspace, ShiftQuantumOnItsGridIsExact) {
+  Case c(false);
+  const auto& scan = c.s.scan;
+  const int m = scan.frame_size, q = 4;
+  const long n = scan.num_local();
+  for (auto& p : c.st.positions) p = Position{std::round(p.row * q) / q, std::round(p.col * q) / q};
+  Workspace exact(scan, 1, 8), coarse(scan, 1, 8, q);
+  for (Workspace* ws : {&exact, &coarse}) {
+    ws->set_positions(c.st.positions);
+    ws->set_probe(c.st.probe);
+  }
+  EXPECT_LT(long(coarse.probes().extent(0)), n);
+  CView3 a("a", n, m, m), b("b", n, m, m);
+  exact.exit_waves(c.st.object, 0, n, a);
+  coarse.exit_waves(c.st.object, 0, n, b);
+  auto ha = Kokkos::create_mirror_view_and_copy(HostSpace(), a);
+  auto hb = Kokkos::create_mirror_view_and_copy(HostSpace(), b);
+  std::vector<cd> va(ha.size()), vb(hb.size());
+  for (size_t i = 0; i < va.size(); ++i) {
+    va[i] = cd(ha.data()[i].real(), ha.data()[i].imag());
+    vb[i] = cd(hb.data()[i].real(), hb.data()[i].imag());
+  }
+  EXPECT_LT(relative_difference(vb, va), 1e-6);
+  View2<cdouble> na("na", scan.extent.rows, scan.extent.cols), nb("nb", scan.extent.rows, scan.extent.cols);
+  View2<double> da("da", scan.extent.rows, scan.extent.cols), db("db", scan.extent.rows, scan.extent.cols);
+  exact.accumulate_object(na, da, c.waves, 0, n, true);
+  coarse.accumulate_object(nb, db, c.waves, 0, n, true);
+  auto hna = Kokkos::create_mirror_view_and_copy(HostSpace(), na);
+  auto hnb = Kokkos::create_mirror_view_and_copy(HostSpace(), nb);
+  std::vector<cd> sa(hna.data(), hna.data() + hna.size()), sb(hnb.data(), hnb.data() + hnb.size());
+  EXPECT_LT(relative_difference(sb, sa), 1e-6);
+}
+
 }  // namespace
 }  // namespace ptycho

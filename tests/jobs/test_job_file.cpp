@@ -144,6 +144,7 @@ checkpoint_every = 50
 resume = "old.ckpt.h5"
 max_memory = "2.5G"
 halves = true
+low_memory = true
 )");
   const ReconstructJob job = read_job_file(path);
   const fs::path dir = fs::path(path).parent_path();
@@ -188,6 +189,7 @@ halves = true
   EXPECT_EQ(job.resume, (dir / "old.ckpt.h5").string());
   EXPECT_EQ(job.max_memory, "2.5G");
   EXPECT_TRUE(job.halves);
+  EXPECT_TRUE(job.low_memory);
   // Every key has its line as origin, and the JSON has every key.
   EXPECT_EQ(job.origin.size(), job_file_keys().size());
   EXPECT_EQ(job.origin.at("input"), path + ":1");

@@ -71,7 +71,14 @@ struct ProbeSums {
 /// 1/M^2 into their Fourier-space kernels.
 class Workspace {
  public:
-  Workspace(const LocalScan& scan, int num_modes, int batch);
+  /// The largest shift quantum (probe_slots_for: 4096 slots).
+  static constexpr int kMaxShiftQuantum = 64;
+
+  /// `shift_quantum` q > 0 bounds the shifted-probe cache (low-memory mode):
+  /// sub-pixel shifts are rounded to 1/q px, and the frames with the same
+  /// rounded shift share one cached probe, min(n, q^2) slots instead of n.
+  /// q = 0 keeps one exact copy per frame.
+  Workspace(const LocalScan& scan, int num_modes, int batch, int shift_quantum = 0);
 
   const LocalScan& scan() const { return m_scan; }
   int frame_size() const { return m_scan.frame_size; }
@@ -92,8 +99,15 @@ class Workspace {
   /// illumination of the object) against it.
   long probe_version() const { return m_probe_version; }
 
-  /// Shifted signed probes, (n * K, M, M): frame j, mode k at j * K + k.
+  /// Shifted signed probes, (slots * K, M, M): frame j, mode k at
+  /// probe_slot()(j) * K + k (the slot is j itself without a shift quantum).
   const CView3& probes() const { return m_probes; }
+  /// The probe slot of each local frame.
+  View1<int> probe_slot() const { return m_slot; }
+  /// The shift quantum (0: exact shifts, a slot per frame).
+  int shift_quantum() const { return m_quantum; }
+  /// The probe slots a workspace of `frames` frames holds with `shift_quantum`.
+  static long probe_slots_for(long frames, int shift_quantum);
   View1<int> patch_row() const { return m_row; }
   View1<int> patch_col() const { return m_col; }
   const std::vector<double>& frac_row() const { return m_frac_row_h; }
@@ -101,7 +115,8 @@ class Workspace {
 
   /// waves(b*K + k) = P~_{j,k} * O[patch_j] for j = first + b, b < count.
   void exit_waves(const CView2& object, long first, long count, const CView3& waves) const;
-  /// out(b*K + k) = the shifted, signed copy for frame first + b of mode k of
+  /// out(b*K + k) = the shifted, signed copy for frame first + b (with its
+  /// shift as set_positions made it: rounded, with a quantum) of mode k of
   /// any modes, given by their raw DFT `spectrum` (K, M, M): what set_probe
   /// caches for the probe, here for a probe change (one IDFT per frame and mode).
   void shifted_modes(const CView3& spectrum, long first, long count, const CView3& out) const;
@@ -121,12 +136,18 @@ class Workspace {
                         const CView3& scratch) const;
 
  private:
+  /// out(b*K + k) = the shifted copy of mode k for frame frame_of(b), b < count.
+  template <class FrameOf>
+  void shifted_copies(const CView3& spectrum, long count, const FrameOf& frame_of, const CView3& out) const;
+
   const LocalScan& m_scan;
-  int m_modes, m_batch;
+  int m_modes, m_batch, m_quantum;
   FramePlan m_plan;
   CView3 m_probes;
   CView3 m_probe_spectrum;  ///< (K, M, M): set_probe's transform of the probe
   View1<int> m_row, m_col;
+  View1<int> m_slot;                 ///< the probe slot of each local frame
+  std::vector<long> m_slot_frame_h;  ///< a frame of each slot (whose shift it has)
   View1<double> m_frac_row, m_frac_col;
   /// The shift ramp is separable: exp(-2 pi i f_r d_r) per row and per column of
   /// every frame, (n, M) each, made when the positions change.

@@ -5,8 +5,11 @@
 ///
 /// The model counts the large arrays and nothing else (a few MB of plans,
 /// libraries and small buffers come on top, see kProcessOverheadBytes):
-///   frames       the counts as read and as kept, 2 x n M^2 x 4 bytes
-///   probes       the shifted probe modes of each frame, n K M^2 x 8
+///   frames       the counts, n M^2 x 4 bytes (the reconstruction shares the
+///                frames as read on a host memory space; a device copy adds
+///                another n M^2 x 4)
+///   probes       the shifted probe modes of each frame, n K M^2 x 8, or of
+///                each of min(n, q^2) slots with a shift quantum q
 ///   engine       per-frame waves the engine keeps: DM, RAAR and sDR one set
 ///                (n K M^2 x 8), ML two (waves and their search direction),
 ///                LSQ-ML one batch's corrections when it refines the probe,
@@ -30,6 +33,7 @@ struct RankShare {
   int batch = 16;       ///< frames per batched FFT
   long tile_rows = 0;   ///< the rank's tile with its halo
   long tile_cols = 0;
+  int shift_quantum = 0;  ///< the workspace's (low-memory mode): min(n, q^2) cached probes per mode
 };
 
 /// Bytes of libraries, plans and small buffers every rank holds besides the model's arrays.

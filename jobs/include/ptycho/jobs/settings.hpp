@@ -43,6 +43,8 @@ namespace ptycho::jobs {
 inline constexpr int kMaxProbeModes = 32;
 /// The largest batch of frames per FFT.
 inline constexpr int kMaxBatch = 4096;
+/// The low-memory mode's shift quantum: shifts rounded to 1/8 px, 64 cached probes per mode at most.
+inline constexpr int kLowMemoryShiftQuantum = 8;
 /// The largest position shift limit [object px].
 inline constexpr double kMaxPositionShift = 256;
 
@@ -92,6 +94,10 @@ struct ReconstructJob {
   /// Reconstruct the two halves of the scan (frames of even and of odd
   /// index) into OUTPUT-stem.half1.h5 and .half2.h5, and their FRC.
   bool halves = false;
+  /// Low-memory mode: sub-pixel shifts rounded to 1/kLowMemoryShiftQuantum
+  /// px, so that each rank caches at most kLowMemoryShiftQuantum^2 shifted
+  /// probes per mode instead of one per frame (Workspace).
+  bool low_memory = false;
   /// Engine parameters shared by the chain (name and iterations come from `engines`;
   /// likelihood, position_method and refine_probe from the fields above).
   EngineOptions base = job_engine_defaults();

@@ -64,9 +64,10 @@ class ChainRunner {
   /// background): builds the LocalProblem of `scan` (K = state.probe's modes,
   /// FFT batches of `batch` frames). `dec` is the decomposition the scan's
   /// tile belongs to (frames migrate to its owners); `coll` this rank's
-  /// collective over it.
+  /// collective over it. `shift_quantum`: the workspace's (Workspace; 0:
+  /// exact shifts).
   ChainRunner(std::vector<EngineOptions> chain, Decomposition dec, std::shared_ptr<const MpiCollective> coll,
-              LocalScan scan, ReconState state, int batch);
+              LocalScan scan, ReconState state, int batch, int shift_quantum = 0);
   ChainRunner(const ChainRunner&) = delete;
   ChainRunner& operator=(const ChainRunner&) = delete;
 

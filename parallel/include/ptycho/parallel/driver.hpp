@@ -31,6 +31,10 @@ struct ReconstructOptions {
   std::vector<EngineOptions> chain;  ///< engines, run in order; state carries over
   int probe_modes = 1;               ///< K incoherent probe modes
   int batch = 16;                    ///< frames per batched FFT
+  /// The low-memory mode's bound on the shifted-probe cache: sub-pixel
+  /// shifts rounded to 1/shift_quantum px, min(n, q^2) cached probes per
+  /// mode (Workspace). 0: exact shifts, one cached probe per frame and mode.
+  int shift_quantum = 0;
   /// The decomposition; DistributedReconstruction raises its refine_margin
   /// to position_margin(chain) when that is larger.
   DecompositionOptions decomposition;
@@ -90,7 +94,9 @@ class DistributedReconstruction {
 
   /// Takes this rank's frames (in my_frames() order), the mask and the probe
   /// guess, and sets up the local state: flat object, K probe modes
-  /// (probe_modes_from_guess, core/first_guess.hpp).
+  /// (probe_modes_from_guess, core/first_guess.hpp). On a host memory space
+  /// the frames are shared with `data`, not copied: the caller must not
+  /// change them while the reconstruction lives.
   void set_data(const Dataset& data);
 
   /// Runs the chain (or what is left of it after restore()); `progress` is

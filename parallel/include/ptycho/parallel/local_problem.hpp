@@ -30,8 +30,9 @@ class LocalProblem {
   /// for `num_modes` probe modes and FFT batches of `batch` frames, then sets
   /// the workspace's positions and probe from `state` (set_state). The
   /// collective is this rank's over the decomposition the scan belongs to.
+  /// `shift_quantum`: the workspace's (Workspace; 0: exact shifts).
   LocalProblem(LocalScan scan, std::shared_ptr<const MpiCollective> coll, int num_modes, int batch,
-               const ReconState& state);
+               const ReconState& state, int shift_quantum = 0);
   LocalProblem(const LocalProblem&) = delete;
   LocalProblem& operator=(const LocalProblem&) = delete;
 
