@@ -47,14 +47,27 @@ ptycho_run() {
   if [[ -z $launcher ]]; then
     if [[ -n ${SLURM_JOB_ID:-} ]] && command -v srun >/dev/null; then launcher=srun; else launcher=mpirun; fi
   fi
+  # Threads within a rank (a ptycho built with an OpenMP Kokkos): one
+  # thread per CPU of the task (sbatch --cpus-per-task=T), each pinned to a
+  # core of the task's own; ranks x threads should fill the nodes.
+  local threads=${SLURM_CPUS_PER_TASK:-1}
+  if [[ $threads -gt 1 ]]; then
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} OMP_PROC_BIND=${OMP_PROC_BIND:-spread}
+    export OMP_PLACES=${OMP_PLACES:-cores}
+  fi
   case $launcher in
     # pmix: Debian's Open MPI has no SLURM PMI, so --mpi=pmi2 does not work here.
-    srun) cmd=(srun --mpi="${PTYCHO_SRUN_MPI:-pmix}" "$PTYCHO_BIN" "$@") ;;
+    # srun does not inherit --cpus-per-task from sbatch (SLURM 22.05 on): pass it.
+    srun)
+      cmd=(srun --mpi="${PTYCHO_SRUN_MPI:-pmix}")
+      [[ $threads -gt 1 ]] && cmd+=(--cpus-per-task="$threads")
+      cmd+=("$PTYCHO_BIN" "$@") ;;
     mpirun)
       command -v mpirun >/dev/null || ptycho_die "neither srun (in a SLURM job) nor mpirun is available"
       cmd=(mpirun --oversubscribe)
       [[ $(id -u) == 0 ]] && cmd+=(--allow-run-as-root)
       [[ -n ${SLURM_NTASKS:-} ]] && cmd+=(-n "$SLURM_NTASKS")
+      [[ $threads -gt 1 ]] && cmd+=(--map-by "slot:PE=$threads" --bind-to core -x OMP_NUM_THREADS -x OMP_PROC_BIND -x OMP_PLACES)
       cmd+=("$PTYCHO_BIN" "$@") ;;
     *) ptycho_die "PTYCHO_LAUNCHER must be 'srun' or 'mpirun', got '$launcher'" ;;
   esac

@@ -677,6 +677,7 @@ int run(int argc, char** argv) {
     local = static_cast<long>(assignment.my_frames().size());
   }
   sim.frames = ptycho::HostRView3();
+  sim.object = ptycho::HostCView2();  // the truth, not needed here (0.5 GB for an 8192^2 object)
   long most = local, fewest = local;
   MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
   MPI_Allreduce(MPI_IN_PLACE, &fewest, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
