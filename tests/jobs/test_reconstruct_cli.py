@@ -447,6 +447,24 @@ progress_every = 3
         self.fails(["reconstruct", "../data/bg.cxi", "--background", "flat"],
                    "--background: must be 'none', 'constant' or 'pixel', got 'flat'")
 
+    def test_low_memory_is_rank_invariant_and_close_to_exact_shifts(self):
+        # --low-memory rounds the sub-pixel shifts to 1/8 px: a different
+        # result from the exact one, but a close one, the same at 1 and 2
+        # ranks, and recorded in the result's configuration.
+        chain = ["--engines", "dm:5,ml:10", "--refine-probe", "--probe-hold", "2"]
+        self.ok(["reconstruct", "../data/scan.cxi", "-o", "../out/lm_exact.h5"] + chain)
+        self.ok(["reconstruct", "../data/scan.cxi", "-o", "../out/lm_1.h5", "--low-memory"] + chain)
+        self.ok(["reconstruct", "../data/scan.cxi", "-o", "../out/lm_2.h5", "--low-memory"] + chain, ranks=2)
+        with h5py.File(self.path("out", "lm_exact.h5"), "r") as fe, \
+                h5py.File(self.path("out", "lm_1.h5"), "r") as f1, h5py.File(self.path("out", "lm_2.h5"), "r") as f2:
+            exact, one, two = fe[OBJECT][()], f1[OBJECT][()], f2[OBJECT][()]
+        rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
+        self.assertLess(rel(two, one), 1e-4)
+        self.assertGreater(rel(one, exact), 1e-6)  # the shifts were rounded
+        self.assertLess(rel(one, exact), 0.05)
+        self.assertTrue(self.config(self.path("out", "lm_1.h5"))["low_memory"])
+        self.assertFalse(self.config(self.path("out", "lm_exact.h5"))["low_memory"])
+
     def test_log_json_from_a_job_file_at_two_ranks(self):
         job = self.job("log.toml", 'input = "../data/scan.cxi"\noutput = "../out/log2.h5"\nengines = "dm:5"\n'
                                    'progress_every = 2\nlog_json = "../out/log2.jsonl"\n')
