@@ -192,13 +192,24 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
     long s = j;
     if (q > 0) {
       long qr = std::lround(o.frac_row * q), qc = std::lround(o.frac_col * q);
+      // Where the next pixel's patch would leave the tile (a frame at the
+      // edge of the reach), the remainder rounds down instead (an error of
+      // less than 1/q px).
       if (qr == q) {
-        qr = 0;
-        ++o.row;
+        if (e.contains(Rect{o.row + 1, o.col, m, m})) {
+          qr = 0;
+          ++o.row;
+        } else {
+          qr = q - 1;
+        }
       }
       if (qc == q) {
-        qc = 0;
-        ++o.col;
+        if (e.contains(Rect{o.row, o.col + 1, m, m})) {
+          qc = 0;
+          ++o.col;
+        } else {
+          qc = q - 1;
+        }
       }
       o.frac_row = double(qr) / q;
       o.frac_col = double(qc) / q;

@@ -213,6 +213,32 @@ TEST(Workspace, ShiftQuantumBoundsTheCacheAndRoundsTheShift) {
   for (int u : used) EXPECT_GT(u, 0);  // every slot serves frames
 }
 
+/// A remainder that rounds up at the edge of the tile rounds down instead:
+/// the patch stays inside, and the probe is shifted by (q - 1) / q.
+TEST(Workspace, ShiftQuantumAtTheTileEdgeRoundsDown) {
+  Case c(false);
+  const auto& scan = c.s.scan;
+  const int m = scan.frame_size, q = 8;
+  const Rect& e = scan.extent;
+  // Frame 0 touches the last row and column of the tile, 0.97 px on.
+  c.st.positions[0] = Position{double(e.row1() - m) + 0.5 * m + 0.97, double(e.col1() - m) + 0.5 * m + 0.97};
+  Workspace ws(scan, 1, 8, q);
+  ws.set_positions(c.st.positions);
+  ws.set_probe(c.st.probe);
+  auto row = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_row());
+  auto col = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_col());
+  EXPECT_EQ(row(0) + e.row0, e.row1() - m);
+  EXPECT_EQ(col(0) + e.col0, e.col1() - m);
+  EXPECT_DOUBLE_EQ(ws.frac_row()[0], double(q - 1) / q);
+  EXPECT_DOUBLE_EQ(ws.frac_col()[0], double(q - 1) / q);
+  // One pixel in from the edge, the same remainder carries to the next pixel.
+  c.st.positions[0] = Position{double(e.row1() - m - 1) + 0.5 * m + 0.97, double(e.col1() - m - 1) + 0.5 * m + 0.97};
+  ws.set_positions(c.st.positions);
+  row = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_row());
+  EXPECT_EQ(row(0) + e.row0, e.row1() - m);
+  EXPECT_DOUBLE_EQ(ws.frac_row()[0], 0.0);
+}
+
 /// On positions already on the 1/q grid, a quantised workspace gives the
 /// exit waves and object sums of the exact one.
 TEST(Workspace, ShiftQuantumOnItsGridIsExact) {
