@@ -183,7 +183,7 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
   // with the same rounded shift share one cached probe: q^2 slots at most.
   const int q = m_quantum;
   std::vector<int> slot_of_shift(q > 0 ? size_t(q) * q : 0, -1);
-  m_slot_frame_h.clear();
+  std::vector<long> slot_frame;  // a frame of each slot (whose rounded shift it has)
   m_frac_row_h.resize(n);
   m_frac_col_h.resize(n);
   const Rect& e = m_scan.extent;
@@ -215,8 +215,8 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
       o.frac_col = double(qc) / q;
       int& found = slot_of_shift[size_t(qr) * q + size_t(qc)];
       if (found < 0) {
-        found = int(m_slot_frame_h.size());
-        m_slot_frame_h.push_back(j);
+        found = int(slot_frame.size());
+        slot_frame.push_back(j);
       }
       s = found;
     }
@@ -229,9 +229,13 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
     fr(j) = m_frac_row_h[j] = o.frac_row;
     fc(j) = m_frac_col_h[j] = o.frac_col;
   }
-  if (q == 0) {
-    m_slot_frame_h.resize(n);
-    for (long j = 0; j < n; ++j) m_slot_frame_h[j] = j;
+  if (q > 0) {
+    // Made here, once per position change, for every set_probe after.
+    m_slot_frame = View1<long>(Kokkos::view_alloc(Kokkos::WithoutInitializing, "ptycho::Workspace::slot_frame"),
+                               slot_frame.size());
+    auto sf = Kokkos::create_mirror_view(m_slot_frame);
+    for (size_t s = 0; s < slot_frame.size(); ++s) sf(s) = slot_frame[s];
+    Kokkos::deep_copy(m_slot_frame, sf);
   }
   Kokkos::deep_copy(m_row, row);
   Kokkos::deep_copy(m_col, col);
@@ -270,12 +274,7 @@ void Workspace::set_probe(const CView3& probe) {
     return;
   }
   // One copy per slot, made from the shift ramp of the first frame in it.
-  const long slots = long(m_slot_frame_h.size());
-  View1<long> frame_of(Kokkos::view_alloc(Kokkos::WithoutInitializing, "ptycho::Workspace::slot_frame"), slots);
-  auto frame_of_h = Kokkos::create_mirror_view(frame_of);
-  for (long s = 0; s < slots; ++s) frame_of_h(s) = m_slot_frame_h[s];
-  Kokkos::deep_copy(frame_of, frame_of_h);
-  shifted_copies(m_probe_spectrum, slots, frame_of, m_probes);
+  shifted_copies(m_probe_spectrum, long(m_slot_frame.extent(0)), m_slot_frame, m_probes);
 }
 
 long Workspace::probe_slots_for(long frames, int shift_quantum) {

@@ -147,7 +147,7 @@ class Workspace {
   CView3 m_probe_spectrum;  ///< (K, M, M): set_probe's transform of the probe
   View1<int> m_row, m_col;
   View1<int> m_slot;                 ///< the probe slot of each local frame
-  std::vector<long> m_slot_frame_h;  ///< a frame of each slot (whose shift it has)
+  View1<long> m_slot_frame;          ///< with a shift quantum: a frame of each slot (whose shift it has)
   View1<double> m_frac_row, m_frac_col;
   /// The shift ramp is separable: exp(-2 pi i f_r d_r) per row and per column of
   /// every frame, (n, M) each, made when the positions change.
