@@ -240,8 +240,14 @@ class MlEngine final : public Engine {
     if (m_iter > 0 && m_opt.resync_every > 0 && m_iter % m_opt.resync_every == 0) resync(state);
     // Positions move every few iterations, from this iteration's gradient
     // waves; the far fields are then recomputed and the CG direction restarts.
-    const bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold &&
-                               (m_iter - m_opt.position_hold) % kPositionEvery == 0;
+    bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold &&
+                         (m_iter - m_opt.position_hold) % kPositionEvery == 0 && state.position_verdict >= 0;
+    if (positions_now && m_opt.position_gate > 0 && state.position_verdict == 0) {
+      // The position gate: if it moved the positions, the far fields follow them.
+      positions_now = gate_positions(m_positions, m_ws, state, m_opt);
+      resync(state);
+      m_restart = true;
+    }
     if (positions_now) {
       m_positions.reset();
       m_positions.accumulate(state, 0, m_ws.scan().num_local());

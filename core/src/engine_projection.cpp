@@ -114,12 +114,14 @@ class ProjectionEngine final : public Engine {
     const auto& scan = m_ws.scan();
     const int kmodes = m_ws.num_modes();
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
+    // The position gate, before anything reads the workspace's probes (it may move the positions).
+    bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold && state.position_verdict >= 0;
+    if (positions_now && m_opt.position_gate > 0) positions_now = gate_positions(m_positions, m_ws, state, m_opt);
     Kokkos::deep_copy(m_num, cdouble(0, 0));
     // The illumination sum_j |P~_j|^2 changes only with the probe or the positions.
     const bool den_now = m_den_version != m_ws.probe_version();
     if (den_now) Kokkos::deep_copy(m_den, 0.0);
     if (probe_now) m_probe_update.reset();
-    const bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold;
     if (positions_now) m_positions.reset();
     m_background.reset();  // (the background's calls do nothing without one)
     const double cost = m_pass.run(

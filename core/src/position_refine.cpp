@@ -221,6 +221,7 @@ void PositionRefiner::reset() {
   std::fill(m_move_row.begin(), m_move_row.end(), 0.0);
   std::fill(m_move_col.begin(), m_move_col.end(), 0.0);
   std::fill(m_moved.begin(), m_moved.end(), 0);
+  m_misfit = 0;
   m_spectrum_ready = false;  // the probe may have changed since the last step
 }
 
@@ -337,6 +338,7 @@ void PositionRefiner::accumulate_annealing(const ReconState& state, long first, 
     for (long b = 0; b < cnt; ++b) {
       const long j = f0 + b;
       double best = cost_h(ntrial + b);
+      m_misfit += best;
       int pick = -1;
       bool any = false;
       for (int t = 0; t < T; ++t) {
@@ -353,6 +355,40 @@ void PositionRefiner::accumulate_annealing(const ReconState& state, long first, 
       m_move_col[j] = pick < 0 ? 0.0 : trial[b * T + pick].col - state.positions[j].col;
     }
   }
+}
+
+double PositionRefiner::search(ReconState& state, int steps) {
+  PTYCHO_THROW_IF(m_method != PositionMethod::annealing || m_work.size() == 0,
+                  "PositionRefiner::search: needs a refiner built for annealing");
+  const long n = m_ws.scan().num_local();
+  double misfit[2] = {0, 0};  // before, after
+  for (int s = 0;; ++s) {
+    reset();
+    accumulate(state, 0, n);
+    if (s == 0) misfit[0] = m_misfit;
+    if (s == steps) {
+      misfit[1] = m_misfit;
+      break;
+    }
+    apply(state);
+    m_ws.set_probe(state.probe);
+  }
+  reset();
+  m_coll.sum(misfit, 2);
+  return misfit[0] > 0 ? 1.0 - misfit[1] / misfit[0] : 0.0;
+}
+
+bool gate_positions(PositionRefiner& refiner, Workspace& ws, ReconState& state, const EngineOptions& opt) {
+  if (state.position_verdict != 0) return state.position_verdict > 0;
+  const std::vector<Position> before = state.positions;
+  state.position_gain = refiner.search(state, kGateSteps);
+  state.position_verdict = state.position_gain > opt.position_gate ? 1 : -1;
+  if (state.position_verdict < 0) {
+    state.positions = before;
+    ws.set_positions(before);
+    ws.set_probe(state.probe);
+  }
+  return state.position_verdict > 0;
 }
 
 void PositionRefiner::accumulate_gradient(const CView2& object, long first, long count) {

@@ -84,6 +84,12 @@ class PositionRefiner {
   /// The annealing trial radius of the next step [px].
   double anneal_radius() const;
 
+  /// Annealing steps on the frozen object and probe of `state` (accumulate
+  /// then apply, `steps` times, the shifted probes refreshed after each):
+  /// the positions move. Returns the relative drop of the misfit summed over
+  /// all frames of all ranks, 1 - after / before (collective). Annealing only.
+  double search(ReconState& state, int steps);
+
  private:
   void accumulate_gradient(const CView2& object, long first, long count);
   void accumulate_annealing(const ReconState& state, long first, long count);
@@ -116,7 +122,22 @@ class PositionRefiner {
   View1<double> m_trial_cost;  ///< (batch * (trials + 1)): misfit of each trial, then of each current position
   std::vector<double> m_move_row, m_move_col;  ///< per frame, the chosen move [px]
   std::vector<char> m_moved;                   ///< per frame: trials were evaluated (informed)
+  double m_misfit = 0;  ///< annealing: the misfits at the current positions since reset(), this rank's frames
   RView2 m_background;  ///< (M, M) detector background, or empty
 };
+
+/// Annealing steps of the position gate's test.
+inline constexpr int kGateSteps = 8;
+
+/// The position gate (EngineOptions::position_gate), called by an engine
+/// where it would first move the positions. If state.position_verdict is
+/// already set (an earlier engine of the chain, or a checkpoint), returns
+/// whether it says refine. Otherwise tests the positions with
+/// refiner.search(state, kGateSteps): if the misfit drops by more than
+/// opt.position_gate, the verdict is +1 and the moved positions stay;
+/// otherwise it is -1 and the positions, and the workspace's patches and
+/// shifted probes, go back to where they were. Collective; the verdict is
+/// the same on every rank. Returns whether the engine refines positions.
+bool gate_positions(PositionRefiner& refiner, Workspace& ws, ReconState& state, const EngineOptions& opt);
 
 }  // namespace ptycho

@@ -1,6 +1,7 @@
 #include "ptycho/core/probe_modes.hpp"
 
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/fft.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -61,7 +62,83 @@ double power_of(const HostCView3& modes, int k) {
   return s;
 }
 
+/// The raw forward DFT of a probe, in double: conj(IDFT(conj(x))).
+std::vector<zd> spectrum_of(const HostInverseDft& idft, const HostCView2& probe) {
+  const int m = static_cast<int>(probe.extent(0));
+  View3<cdouble, HostSpace> plane("ptycho::probe_spectrum", 1, m, m);
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < m; ++c) plane(0, r, c) = cdouble(probe(r, c).real(), -probe(r, c).imag());
+  idft.execute(plane);
+  std::vector<zd> out(size_t(m) * m);
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < m; ++c) out[size_t(r) * m + c] = zd(plane(0, r, c).real(), -plane(0, r, c).imag());
+  return out;
+}
+
 }  // namespace
+
+DefocusFit fit_defocus(const HostCView2& nominal_probe, const HostCView2& probe) {
+  const int m = static_cast<int>(probe.extent(0));
+  PTYCHO_THROW_IF(m < 2 || nominal_probe.extent(0) != size_t(m) || nominal_probe.extent(1) != size_t(m) ||
+                      probe.extent(1) != size_t(m),
+                  "fit_defocus: the probes are " << nominal_probe.extent(0) << "x" << nominal_probe.extent(1) << " and "
+                                                 << probe.extent(0) << "x" << probe.extent(1));
+  const HostInverseDft idft(m, m);
+  const std::vector<zd> s_nom = spectrum_of(idft, nominal_probe), s_ref = spectrum_of(idft, probe);
+  // q^2 M of every bin (q in cycles/px, the bin's true frequency): the
+  // propagator's phase is pi dz q^2 M (simulate.hpp, propagate()).
+  std::vector<double> q2m(s_nom.size());
+  double nom2 = 0, ref2 = 0, q2_mean = 0;
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < m; ++c) {
+      const double fr = double(r < m / 2 ? r : r - m) / m, fc = double(c < m / 2 ? c : c - m) / m;
+      const size_t i = size_t(r) * m + c;
+      q2m[i] = (fr * fr + fc * fc) * m;
+      nom2 += std::norm(s_nom[i]);
+      ref2 += std::norm(s_ref[i]);
+      q2_mean += std::norm(s_nom[i]) * q2m[i];
+    }
+  DefocusFit fit;
+  if (nom2 <= 0 || ref2 <= 0) return fit;
+  q2_mean /= nom2;
+  // |<s_nom e^{i pi dz q^2 M}, s_ref>|^2: the fit's explained power (the best
+  // complex scale taken), to be maximised over dz.
+  const auto overlap = [&](double dz) {
+    zd s = 0;
+    for (size_t i = 0; i < q2m.size(); ++i) s += std::conj(s_nom[i] * std::polar(1.0, M_PI * dz * q2m[i])) * s_ref[i];
+    return std::norm(s);
+  };
+  // A grid fine enough that the phase at the spectrum's mean q^2 moves by
+  // 1/4 rad per step, out to 50 rad (far beyond any calibration error), then
+  // golden-section search in the best step's neighbourhood.
+  const double step = q2_mean > 0 ? 0.25 / (M_PI * q2_mean) : 0.0;
+  if (step <= 0) return fit;
+  constexpr int kSteps = 200;
+  int best = 0;
+  double best_value = -1;
+  for (int i = -kSteps; i <= kSteps; ++i) {
+    const double v = overlap(i * step);
+    if (v > best_value) best_value = v, best = i;
+  }
+  double lo = (best - 1) * step, hi = (best + 1) * step;
+  const double g = 0.5 * (std::sqrt(5.0) - 1);
+  double a = hi - g * (hi - lo), b = lo + g * (hi - lo), fa = overlap(a), fb = overlap(b);
+  for (int it = 0; it < 60; ++it) {
+    if (fa > fb) {
+      hi = b, b = a, fb = fa, a = hi - g * (hi - lo), fa = overlap(a);
+    } else {
+      lo = a, a = b, fa = fb, b = lo + g * (hi - lo), fb = overlap(b);
+    }
+  }
+  fit.defocus = 0.5 * (lo + hi);
+  const double explained = overlap(fit.defocus) / nom2;
+  double change = 0;
+  for (size_t i = 0; i < q2m.size(); ++i)
+    change += std::norm(s_nom[i]) * std::norm(std::polar(1.0, M_PI * fit.defocus * q2m[i]) - 1.0);
+  fit.change = std::sqrt(change / nom2);
+  fit.residual = std::sqrt(std::max(0.0, ref2 - explained) / ref2);
+  return fit;
+}
 
 std::vector<double> mode_occupancy(const HostCView3& modes) {
   const int k = static_cast<int>(modes.extent(0));
@@ -115,30 +192,14 @@ Mismatch estimate_mismatch(const HostCView2& nominal_probe, const HostCView3& mo
   Mismatch out;
   const int m = static_cast<int>(modes.extent(1));
   PTYCHO_THROW_IF(nominal_probe.extent(0) != size_t(m), "estimate_mismatch: probe sizes differ");
-  // Probe change, first mode, after a global scale: the power ratio, and the
-  // phase of the mean (the zero frequency, which a defocus leaves alone).
-  zd sum_p = 0, sum_q = 0;
-  double pp = 0, nn = 0;
-  for (int r = 0; r < m; ++r)
-    for (int c = 0; c < m; ++c) {
-      const zd p(modes(0, r, c).real(), modes(0, r, c).imag());
-      const zd q(nominal_probe(r, c).real(), nominal_probe(r, c).imag());
-      sum_p += p;
-      sum_q += q;
-      pp += std::norm(p);
-      nn += std::norm(q);
-    }
-  const double phase = (std::abs(sum_p) > 0 && std::abs(sum_q) > 0) ? std::arg(sum_p) - std::arg(sum_q) : 0.0;
-  const zd scale = nn > 0 ? std::polar(std::sqrt(pp / nn), phase) : zd(0);
-  double diff = 0, ref = 0;
-  for (int r = 0; r < m; ++r)
-    for (int c = 0; c < m; ++c) {
-      const zd p(modes(0, r, c).real(), modes(0, r, c).imag());
-      const zd q = scale * zd(nominal_probe(r, c).real(), nominal_probe(r, c).imag());
-      diff += std::norm(p - q);
-      ref += std::norm(q);
-    }
-  out.probe_error_pct = ref > 0 ? 100 * std::sqrt(diff / ref) : 0;
+  // Probe change: the defocus that best maps the nominal probe onto the
+  // first mode (fit_defocus), as the change that defocus makes; what no
+  // defocus explains is reported beside it.
+  HostCView2 first(Kokkos::subview(modes, 0, Kokkos::ALL, Kokkos::ALL));
+  const DefocusFit fit = fit_defocus(nominal_probe, first);
+  out.probe_error_pct = 100 * fit.change;
+  out.probe_residual_pct = 100 * fit.residual;
+  out.probe_defocus = fit.defocus;
   // Positions: RMS per axis of the refinement, mean offset removed.
   const size_t n = std::min(nominal_positions.size(), positions.size());
   if (n > 0) {

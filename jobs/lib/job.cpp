@@ -103,7 +103,17 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
     });
   };
   RunCallbacks callbacks;
+  int verdict_seen = recon.position_verdict();
   callbacks.progress = [&](const Progress& p) {
+    if (recon.position_verdict() != verdict_seen) {
+      verdict_seen = recon.position_verdict();
+      if (rank == 0)
+        std::printf("ptycho reconstruct: position test (%s iteration %d): moving the frames lowers their misfit by "
+                    "%.1f %%: %s\n",
+                    p.engine.c_str(), p.iteration, 100 * recon.position_gain(),
+                    verdict_seen > 0 ? "the positions are wrong and are refined"
+                                     : "the positions stay as given (the test's bar is --position-gate)");
+    }
     progress.update(p);
     if (!job.trace.empty() &&
         (p.iteration == 1 || p.iteration == p.iterations || p.iteration % std::max(1, job.progress_every) == 0)) {
@@ -149,9 +159,10 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
   out.result = recon.result(hooks.command_line);
   io::write_result(world, job.output, out.result);
   if (rank == 0) {
-    std::printf("ptycho reconstruct: estimated mismatch: probe %.2f %%, positions %.2f nm RMS, partial coherence "
-                "%.2f nm; mode occupancy",
-                out.result.process.metrics["probe_error_pct"], out.result.process.metrics["position_error_nm"],
+    std::printf("ptycho reconstruct: estimated mismatch: probe %.2f %% as a defocus (%.2f %% of it no defocus "
+                "explains), positions %.2f nm RMS, partial coherence %.2f nm; mode occupancy",
+                out.result.process.metrics["probe_error_pct"], out.result.process.metrics["probe_residual_pct"],
+                out.result.process.metrics["position_error_nm"],
                 out.result.process.metrics["partial_coherence_nm"]);
     for (size_t k = 0; out.result.process.metrics.count("mode_occupancy_" + std::to_string(k)); ++k)
       std::printf(" %.3f", out.result.process.metrics["mode_occupancy_" + std::to_string(k)]);
@@ -173,8 +184,8 @@ double background_mean_of(const io::ResultData& r) {
   return it == r.process.metrics.end() ? std::nan("") : it->second;
 }
 
-/// Where the blind preset's position trial keeps a branch: OUTPUT-stem.TAG.h5
-/// and its checkpoint beside the output.
+/// Where a `halves` job keeps a branch: OUTPUT-stem.TAG.h5 and its
+/// checkpoint beside the output.
 ReconstructJob trial_branch(const ReconstructJob& job, const std::string& tag) {
   ReconstructJob b = job;
   const fs::path out(job.output);
@@ -185,7 +196,7 @@ ReconstructJob trial_branch(const ReconstructJob& job, const std::string& tag) {
     const fs::path tr(job.trace);
     b.trace = (tr.parent_path() / (tr.stem().string() + "." + tag + tr.extension().string())).string();
   }
-  b.previews.clear();  // the job's previews show the result the trial keeps
+  b.previews.clear();  // (a halves job writes each branch's previews itself)
   b.origin.erase("previews");
   return b;
 }
@@ -222,7 +233,7 @@ RunOutcome finished_branch(const ReconstructJob& branch, MPI_Comm world) {
   if (rank != 0 && std::isfinite(cost)) {
     // The small parts, for write_result's checks; rank 0 holds the whole
     // object as its tile, so this rank's tile is empty (a rare path: a
-    // trial stopped after its first branch).
+    // halves job stopped after its first branch).
     out.result = io::read_result(branch.output);
     out.result.object_tile = HostCView2("ptycho::empty_tile", 0, 0);
     out.result.layout.owned = Rect{};
@@ -305,7 +316,7 @@ PathPlan plan_paths(const ReconstructJob& job) {
   plan.output(job.output, option("output"));
   plan.output(job.checkpoint, option("checkpoint"), true);
   plan.output(job.log_json, option("log_json"));
-  if (!job.position_trial && !job.halves) plan.output(job.trace, option("trace"));
+  if (!job.halves) plan.output(job.trace, option("trace"));
   if (job.halves) {
     plan.output_folder(job.previews, option("previews"), {"frc.png"});
     for (int b = 0; b < 2; ++b)
@@ -322,14 +333,6 @@ PathPlan plan_paths(const ReconstructJob& job) {
     }
     plan.output(frc_path(job, ".frc.png"), "--halves: the FRC plot");
     plan.output(frc_path(job, ".frc.json"), "--halves: the FRC numbers");
-  }
-  if (job.position_trial) {
-    for (const char* tag : {"fixed-positions", "refined-positions"}) {
-      const ReconstructJob b = trial_branch(job, tag);
-      plan.output(b.output, std::string("the position trial's ") + tag + " result", true);
-      plan.output(b.checkpoint, std::string("the position trial's ") + tag + " checkpoint", true);
-      plan.output(b.trace, std::string("the position trial's ") + tag + " trace");
-    }
   }
   return plan;
 }
@@ -360,65 +363,10 @@ int run_job(MPI_Comm world, const ReconstructJob& job, const JobHooks& hooks) {
   ProgressReporter progress(world, progress_options);  // opens the log now: a bad path fails before the work
 
   if (job.halves) return run_halves(world, job, hooks, progress);
-  if (!job.position_trial) {
-    const RunOutcome out = run_once(world, job, hooks, progress);
-    if (out.exit_code != 0) return out.exit_code;
-    RunSummary summary{out.seconds, job.output, job.previews};
-    summary.background_mean = background_mean_of(out.result);
-    progress.finish(summary);
-    return 0;
-  }
-  // The blind preset's position trial: the same chain with the positions
-  // fixed and with them refined; the result that explains the data clearly
-  // better (a final cost lower by kPositionTrialMargin, the same cost
-  // function) becomes the output. Refining positions that are already right
-  // lets them drift with the errors of the probe model and fit the noise:
-  // that lowers the cost a little (0.03 to 0.5 % on the public blind tier)
-  // and the score more; wrong positions, once refined, lower it by 27 to
-  // 75 % (dev tier). The margin tells the two apart. Each
-  // branch has its own result and checkpoint, so a stopped trial resumes
-  // where it was; the results stay in memory for the choice.
-  ReconstructJob fixed = trial_branch(job, "fixed-positions");
-  ReconstructJob refined = trial_branch(job, "refined-positions");
-  refined.base.refine_positions = true;
-  RunOutcome outcome[2];
-  double seconds = 0;
-  const ReconstructJob* branches[2] = {&fixed, &refined};
-  for (int b = 0; b < 2; ++b) {
-    const ReconstructJob& branch = *branches[b];
-    outcome[b] = finished_branch(branch, world);
-    if (std::isfinite(outcome[b].final_cost)) {
-      if (rank == 0) std::printf("ptycho reconstruct: position trial: %s is done already\n", branch.output.c_str());
-      continue;
-    }
-    if (rank == 0)
-      std::printf("ptycho reconstruct: position trial: positions %s -> %s\n", b == 0 ? "fixed" : "refined",
-                  branch.output.c_str());
-    outcome[b] = run_once(world, branch, hooks, progress);
-    if (outcome[b].exit_code != 0) return outcome[b].exit_code;
-    seconds += outcome[b].seconds;
-  }
-  const double cost_fixed = outcome[0].final_cost, cost_refined = outcome[1].final_cost;
-  const bool keep_refined = cost_refined < (1 - kPositionTrialMargin) * cost_fixed;
-  const RunOutcome& winner = outcome[keep_refined ? 1 : 0];
-  if (rank == 0)
-    std::printf("ptycho reconstruct: position trial: final cost %.6g with positions fixed, %.6g refined: keeping "
-                "the %s positions (refined must be %.0f %% lower; the other result stays in %s)\n",
-                cost_fixed, cost_refined, keep_refined ? "refined" : "fixed", 100 * kPositionTrialMargin,
-                (keep_refined ? fixed : refined).output.c_str());
-  io::write_result(world, job.output, winner.result);
-  if (!job.previews.empty()) {
-    const io::ResultData& r = winner.result;
-    long rows = r.layout.object_rows, cols = r.layout.object_cols;
-    MPI_Bcast(&rows, 1, MPI_LONG, 0, world);
-    MPI_Bcast(&cols, 1, MPI_LONG, 0, world);
-    const HostCView2 whole = gather_tiles(world, r.object_tile, r.layout.owned, rows, cols, 0);
-    io::detail::collectively(world, [&] {
-      if (rank == 0) write_previews(job.previews, whole, r.probe_modes, r.process.cost_history, r.process.engine_history);
-    });
-  }
-  RunSummary summary{seconds, job.output, job.previews, keep_refined ? cost_refined : cost_fixed};
-  summary.background_mean = background_mean_of(winner.result);
+  const RunOutcome out = run_once(world, job, hooks, progress);
+  if (out.exit_code != 0) return out.exit_code;
+  RunSummary summary{out.seconds, job.output, job.previews};
+  summary.background_mean = background_mean_of(out.result);
   progress.finish(summary);
   return 0;
 }

@@ -311,6 +311,8 @@ const std::vector<double>& Reconstruction::cost_history() const { return m_recon
 const std::vector<std::string>& Reconstruction::engine_history() const { return m_recon->state().engine_history; }
 HostRView2 Reconstruction::background() const { return copy_of(m_recon->background(), "ptycho::background"); }
 Mismatch Reconstruction::mismatch() const { return m_recon->mismatch(); }
+int Reconstruction::position_verdict() const { return m_recon->state().position_verdict; }
+double Reconstruction::position_gain() const { return m_recon->state().position_gain; }
 long Reconstruction::iterations_done() const { return m_recon->iterations_done(); }
 double Reconstruction::seconds() const { return m_recon->seconds(); }
 long Reconstruction::frames_migrated() const { return m_recon->frames_migrated(); }
@@ -350,8 +352,13 @@ io::ResultData Reconstruction::result(const std::string& command_line) const {
   // probe and the positions, and the partial coherence.
   const Mismatch mm = mismatch();
   proc.metrics["probe_error_pct"] = mm.probe_error_pct;
+  proc.metrics["probe_residual_pct"] = mm.probe_residual_pct;
   proc.metrics["position_error_nm"] = mm.position_error_nm;
   proc.metrics["partial_coherence_nm"] = mm.partial_coherence_nm;
+  if (position_verdict() != 0) {
+    proc.metrics["position_test_gain"] = position_gain();
+    proc.metrics["position_verdict"] = position_verdict();
+  }
   for (size_t k = 0; k < mm.occupancy.size(); ++k)
     proc.metrics["mode_occupancy_" + std::to_string(k)] = mm.occupancy[k];
   if (with_background) proc.metrics["background_mean"] = m_recon->background_mean();

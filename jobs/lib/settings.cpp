@@ -306,6 +306,12 @@ const std::vector<KeySpec>& specs() {
       make_key<double>(
           "max_position_shift", [](J& j) -> double& { return j.base.max_position_shift; },
           "largest distance a position may move from its start [object px]", in_range(1e-3, kMaxPositionShift)),
+      make_key<double>(
+          "position_gate", [](J& j) -> double& { return j.base.position_gate; },
+          "test the positions before refining them: a few annealing steps on the frozen object; they are refined "
+          "only if those lower the misfit by more than this fraction, else they stay as given (0: no test; needs "
+          "position_method annealing)",
+          in_range(0.0, 1.0)),
       make_key<bool>("fix_affine", [](J& j) -> bool& { return j.base.fix_affine; },
                      "position refinement keeps the scan's global scale, rotation and shear"),
       make_key<std::string>(
@@ -393,8 +399,8 @@ const std::vector<KeySpec>& specs() {
       make_key<std::string>(
           "preset", [](J& j) -> std::string& { return j.preset; },
           "standard, blind or learned: defaults for what is not set (blind: raar:150,ml:200, probe refined, 3 "
-          "modes, run with positions fixed and refined by annealing, keeping refined if its final cost is 3 % "
-          "lower; learned: nn,ml:100 with smoothness 0.05)",
+          "modes, positions tested after 20 iterations and refined by annealing only if the test finds them "
+          "wrong; learned: nn,ml:100 with smoothness 0.05)",
           one_of({"standard", "blind", "learned"})),
       path_key("checkpoint", [](J& j) -> std::string& { return j.checkpoint; },
                "checkpoint file (default OUTPUT-stem.checkpoint.h5); a run that finds it resumes from it"),
@@ -705,21 +711,18 @@ void check_settings(const ReconstructJob& job) {
     PTYCHO_INPUT_ERROR_IF(!problem.empty(), job.where(spec.key) << ": " << problem);
   }
   // Refinements the chain's engines cannot do fail now, before any work
-  // (check_chain) -- the blind preset's position trial included, whose
-  // second run refines positions.
-  PTYCHO_INPUT_ERROR_IF(job.halves && job.position_trial,
-                        job.where("halves") << ": the blind preset's position trial runs the chain twice already; "
-                                               "set refine_positions (true or false) to use halves with it");
-  EngineOptions base = engine_base(job);
-  base.refine_positions = job.base.refine_positions || job.position_trial;
+  // (check_chain).
+  PTYCHO_INPUT_ERROR_IF(job.base.position_gate > 0 && job.base.refine_positions && job.position_method != "annealing",
+                        job.where("position_gate") << ": the position test searches by annealing; set position_method "
+                                                      "to annealing, or position_gate to 0");
   try {
-    parse_chain(job.engines, base);
+    parse_chain(job.engines, engine_base(job));
   } catch (const InputError& e) {
     const std::string message = e.what();
-    PTYCHO_INPUT_ERROR_IF(job.position_trial && !job.base.refine_positions &&
+    PTYCHO_INPUT_ERROR_IF(job.preset == "blind" && !job.origin.count("refine_positions") &&
                               message.rfind("--refine-positions", 0) == 0,
-                          "preset blind: its position trial refines positions in a second run, and "
-                              << message << "; set refine_positions (true or false) to skip the trial, or use such engines");
+                          "preset blind: it refines positions where its test finds them wrong, and "
+                              << message << "; set refine_positions to false, or use such engines");
     throw;
   }
 }
@@ -791,10 +794,11 @@ void apply_preset(ReconstructJob& job) {
     if (unset("probe_modes")) job.probe_modes = 3;
     if (unset("probe_hold")) job.base.probe_hold = 5;
     if (unset("refine_positions")) {
-      job.position_trial = true;
+      job.base.refine_positions = true;
       if (unset("position_hold")) job.base.position_hold = 20;
       if (unset("max_position_shift")) job.base.max_position_shift = 3.0;
       if (unset("position_method")) job.position_method = "annealing";
+      if (unset("position_gate") && job.position_method == "annealing") job.base.position_gate = kPositionGate;
     }
   }
   if (job.preset == "learned") {

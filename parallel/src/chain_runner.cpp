@@ -104,6 +104,8 @@ void ChainRunner::save(StateArchive& ar) const {
   ar.frame_values("run/positions", flat, 2);
   std::vector<double> costs = m_state.cost_history;
   ar.values("run/cost_history", costs);
+  std::vector<double> verdict = {double(m_state.position_verdict), m_state.position_gain};
+  ar.values("run/position_test", verdict);
   std::string engines = join(m_state.engine_history);
   ar.text("run/engine_history", engines);
   if (Engine* engine = m_problem->engine()) {
@@ -143,6 +145,14 @@ void ChainRunner::restore(StateArchive& ar) {
   ar.frame_values("run/positions", flat, 2);
   for (size_t j = 0; j < m_state.positions.size(); ++j) m_state.positions[j] = {flat[2 * j], flat[2 * j + 1]};
   ar.values("run/cost_history", m_state.cost_history);
+  if (ar.contains("run/position_test")) {  // (checkpoints from before the position gate have none)
+    std::vector<double> verdict;
+    ar.values("run/position_test", verdict);
+    PTYCHO_INPUT_ERROR_IF(verdict.size() != 2 || std::abs(verdict[0]) > 1,
+                          "the checkpoint's run/position_test is not a verdict and a gain");
+    m_state.position_verdict = int(verdict[0]);
+    m_state.position_gain = verdict[1];
+  }
   std::string engines;
   ar.text("run/engine_history", engines);
   m_state.engine_history = split(engines);

@@ -68,6 +68,10 @@ void check_chain(const std::vector<EngineOptions>& chain) {
       {"--background", "a background", nullptr, &EngineSupport::background},
   };
   for (const EngineOptions& e : chain) {
+    PTYCHO_INPUT_ERROR_IF(e.refine_positions && e.position_gate > 0 && e.position_method != PositionMethod::annealing,
+                          "--position-gate: the position test searches by annealing; it needs --position-method "
+                          "annealing (engine '"
+                              << e.name << "')");
     // nn makes the first guess; the refinements asked of the chain are done
     // by the engines after it (a chain of nn alone must not ask for any).
     if (e.name == kLearnedEngine && chain.size() > 1) continue;

@@ -227,10 +227,6 @@ std::shared_ptr<PyReconstruction> make_reconstruction(const PyScan& scan, long l
   require_runtime();
   ptycho::Settings s = settings_from(kwargs);
   ptycho::jobs::apply_preset(s);
-  PTYCHO_INPUT_ERROR_IF(s.position_trial,
-                        "keyword argument: preset: 'blind' runs a position trial of two chains, which "
-                        "ptycho.Reconstruction (one chain) does not; use ptycho.run_job(...), or set "
-                        "refine_positions=True or False");
   auto out = std::make_shared<PyReconstruction>();
   const ptycho::Scan& sc = scan.get();
   py::gil_scoped_release release;
@@ -461,6 +457,7 @@ PYBIND11_MODULE(_ptycho, m) {
              const ptycho::Mismatch mm = s.get().mismatch();
              py::dict d;
              d["probe_error_pct"] = mm.probe_error_pct;
+             d["probe_residual_pct"] = mm.probe_residual_pct;
              d["position_error_nm"] = mm.position_error_nm;
              d["partial_coherence_nm"] = mm.partial_coherence_nm;
              d["mode_occupancy"] = mm.occupancy;

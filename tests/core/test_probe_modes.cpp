@@ -76,3 +76,45 @@ TEST(Mismatch, RecoversPartialCoherenceAndPositionError) {
   EXPECT_NEAR(mm.partial_coherence_nm, 8.0, 0.3 * 8.0);
   EXPECT_NEAR(mm.position_error_nm, 10.0, 0.3 * 10.0);
 }
+
+// The probe change is fitted as a defocus: a refined probe that is the true
+// (defocused) probe times a complex scale, plus noise and a blur the size of
+// partial coherence, gives the true change; a plain difference counts the
+// noise and the blur as change as well.
+TEST(Mismatch, DefocusFitIgnoresNoiseAndScale) {
+  const int m = 64;
+  const HostCView2 nominal = sim::zone_plate_probe(m, 0.2, -1, 5);
+  for (const double truth : {0.02, 0.09}) {
+    const double dz = sim::defocus_for_error(nominal, truth);
+    const HostCView2 moved = sim::propagate(nominal, dz);
+    HostCView2 refined("refined", m, m);
+    std::mt19937 rng(11);
+    double power = 0;
+    for (size_t i = 0; i < moved.size(); ++i) power += std::norm(std::complex<double>(moved.data()[i].real(), moved.data()[i].imag()));
+    // noise of 4 % of the scaled probe's norm, spread evenly over the pixels
+    const std::complex<double> scale = std::polar(1.7, 0.6);
+    std::normal_distribution<double> n(0, 0.04 * std::abs(scale) * std::sqrt(power / moved.size() / 2));
+    double noisy_diff = 0, nominal_power = 0;
+    for (size_t i = 0; i < moved.size(); ++i) {
+      const std::complex<double> v = scale * std::complex<double>(moved.data()[i].real(), moved.data()[i].imag()) +
+                                     std::complex<double>(n(rng), n(rng));
+      refined.data()[i] = cfloat(float(v.real()), float(v.imag()));
+      const std::complex<double> q(nominal.data()[i].real(), nominal.data()[i].imag());
+      noisy_diff += std::norm(v / scale - q);
+      nominal_power += std::norm(q);
+    }
+    const DefocusFit fit = fit_defocus(nominal, refined);
+    std::printf("true change %.4f: fitted %.4f (dz %.5f, true %.5f), residual %.4f, plain difference %.4f\n", truth,
+                fit.change, fit.defocus, dz, fit.residual, std::sqrt(noisy_diff / nominal_power));
+    EXPECT_NEAR(fit.change, truth, 0.05 * truth);
+    EXPECT_NEAR(fit.defocus, dz, 0.05 * std::abs(dz));
+    EXPECT_NEAR(fit.residual, 0.04, 0.005);
+    // The plain difference (the old estimate) is off by more than 30 % at
+    // 2 % (it is about 4.5 %): what the fit is for.
+    if (truth < 0.05) EXPECT_GT(std::sqrt(noisy_diff / nominal_power), 1.3 * truth);
+  }
+  // A probe that is not a defocus of the nominal one: a large residual.
+  HostCView2 other = sim::zone_plate_probe(m, 0.1, 6, 9);
+  EXPECT_GT(fit_defocus(nominal, other).residual, 0.3);
+  EXPECT_THROW(fit_defocus(nominal, HostCView2("small", 32, 32)), std::exception);
+}

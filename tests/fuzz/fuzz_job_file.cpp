@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ptycho::jobs::check_settings(job);
     (void)ptycho::jobs::to_json(job).dump();
     // An accepted engine chain runs each engine a whole number >= 0 of times.
-    for (const auto& e : ptycho::parse_chain(job.engines, job.base))
+    for (const auto& e : ptycho::parse_chain(job.engines, ptycho::jobs::engine_base(job)))
       if (e.iterations < 0) {
         std::fprintf(stderr, "fuzz_job_file: accepted engines = \"%s\": %s runs %d iterations\n",
                      job.engines.c_str(), e.name.c_str(), e.iterations);

@@ -85,7 +85,7 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
                         "regularisation", "seed",        "batch",      "progress_every",
                         "previews",       "preset",      "checkpoint", "checkpoint_every",
                         "log_json",       "refine_positions", "position_hold", "max_position_shift",
-                        "fix_affine",     "position_method", "resume",      "background", "nn_tune", "trace",
+                        "fix_affine",     "position_gate",  "position_method", "resume",      "background", "nn_tune", "trace",
                         "nn_tune_rate"})
     EXPECT_TRUE(unique.count(k)) << k;
   EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
@@ -114,6 +114,7 @@ refine_positions = true
 position_hold = 12
 max_position_shift = 2.5
 fix_affine = true
+position_gate = 0.07
 position_method = "annealing"
 likelihood = "gaussian"
 background = "pixel"
@@ -159,6 +160,7 @@ low_memory = true
   EXPECT_EQ(job.base.position_hold, 12);
   EXPECT_DOUBLE_EQ(job.base.max_position_shift, 2.5);
   EXPECT_TRUE(job.base.fix_affine);
+  EXPECT_DOUBLE_EQ(job.base.position_gate, 0.07);
   EXPECT_EQ(job.position_method, "annealing");
   EXPECT_EQ(job.likelihood, "gaussian");
   EXPECT_EQ(job.background, "pixel");
@@ -290,6 +292,7 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
       {"engines = \"dm:2147483648\"",
        "engines: 'dm:2147483648': the iteration count must be a whole number from 0 to 10000000"},
       {"max_position_shift = 1e9", "max_position_shift: must be between 0.001 and 256, got 1e+09"},
+      {"position_gate = 1.5", "position_gate: must be between 0 and 1, got 1.5"},
       {"max_memory = \"lots\"", "max_memory: expected a memory size such as 4G, 512M or 2.5GiB, got 'lots'"},
       {"progress_every = 0", "progress_every: must be at least 1, got 0"},
       {"preset = \"fast\"", "preset: must be 'standard', 'blind' or 'learned', got 'fast'"},
@@ -384,28 +387,56 @@ TEST(CheckSettings, RefinementsTheEnginesCannotDoFailUpFront) {
   job.origin["refine_positions"] = "--refine-positions";
   EXPECT_EQ(input_error([&] { check_settings(job); }),
             "--refine-positions: engine 'epie' does not refine positions (engines that do: dm, raar, ml)");
-  // The blind preset's position trial refines positions in its second run:
-  // the error comes before the first.
+  // The blind preset refines positions where its test finds them wrong: an
+  // engine that cannot fails before any work, naming the preset.
   job.base.refine_positions = false;
   job.origin.erase("refine_positions");
-  job.position_trial = true;
+  job.preset = "blind";
   job.engines = "raar:10,lsqml:5";
+  apply_preset(job);
   const std::string message = input_error([&] { check_settings(job); });
-  EXPECT_EQ(message.rfind("preset blind: its position trial refines positions", 0), 0u) << message;
+  EXPECT_EQ(message.rfind("preset blind: it refines positions where its test finds them wrong", 0), 0u) << message;
   EXPECT_NE(message.find("--refine-positions: engine 'lsqml' does not refine positions"), std::string::npos)
       << message;
   job.engines = "raar:10,ml:5";
   EXPECT_NO_THROW(check_settings(job));
 }
 
-TEST(CheckSettings, HalvesAndTheBlindPresetsTrialDoNotMix) {
+TEST(Preset, BlindTestsThePositionsInOneChain) {
   ReconstructJob job;
+  job.preset = "blind";
+  apply_preset(job);
+  EXPECT_EQ(job.engines, "raar:150,ml:200");
+  EXPECT_TRUE(job.base.refine_positions);
+  EXPECT_EQ(job.base.position_gate, kPositionGate);
+  EXPECT_EQ(job.base.position_hold, 20);
+  EXPECT_EQ(job.position_method, "annealing");
+  EXPECT_NO_THROW(check_settings(job));
+  // Halves now mix with it: one chain per half.
   job.halves = true;
   job.origin["halves"] = "--halves";
   EXPECT_NO_THROW(check_settings(job));
-  job.position_trial = true;  // what the blind preset sets when refine_positions is unset
-  const std::string message = input_error([&] { check_settings(job); });
-  EXPECT_EQ(message.rfind("--halves: the blind preset's position trial", 0), 0u) << message;
+  // A position method the test cannot use: no gate from the preset...
+  ReconstructJob gradient;
+  gradient.preset = "blind";
+  gradient.position_method = "gradient";
+  gradient.origin["position_method"] = "--position-method";
+  apply_preset(gradient);
+  EXPECT_EQ(gradient.base.position_gate, 0.0);
+  EXPECT_NO_THROW(check_settings(gradient));
+  // ... and asked for explicitly, one clear line.
+  gradient.base.position_gate = 0.1;
+  gradient.origin["position_gate"] = "--position-gate";
+  EXPECT_EQ(input_error([&] { check_settings(gradient); }),
+            "--position-gate: the position test searches by annealing; set position_method to annealing, or "
+            "position_gate to 0");
+  // Set by the user, refine_positions turns the gate off with the refinement.
+  ReconstructJob fixed;
+  fixed.preset = "blind";
+  fixed.origin["refine_positions"] = "--refine-positions";
+  apply_preset(fixed);
+  EXPECT_FALSE(fixed.base.refine_positions);
+  EXPECT_EQ(fixed.base.position_gate, 0.0);
 }
 
 TEST(CheckSettings, DefaultsAreNotChecked) {

@@ -272,12 +272,11 @@ progress_every = 3
         out = self.path("out", "unsupported.h5")
         self.fails(["reconstruct", "../data/scan.cxi", "-o", out, "--engines", "epie:4", "--refine-positions"],
                    "--refine-positions: engine 'epie' does not refine positions (engines that do: dm, raar, ml)")
-        # The blind preset's position trial would refine positions in its second run.
+        # The blind preset refines positions where its test finds them wrong.
         r = self.fails(["reconstruct", "../data/scan.cxi", "-o", out, "--preset", "blind", "--engines",
-                        "raar:4,lsqml:2"], "preset blind: its position trial", "engine 'lsqml' does not refine positions")
-        self.assertNotIn("position trial: positions", r.stdout)
-        for path in (out, self.path("out", "unsupported.fixed-positions.h5")):
-            self.assertFalse(os.path.exists(path), path)
+                        "raar:4,lsqml:2"], "preset blind: it refines positions where its test finds them wrong",
+                       "engine 'lsqml' does not refine positions")
+        self.assertFalse(os.path.exists(out), out)
 
     def test_blind_preset_sets_what_is_unset_and_options_still_win(self):
         import json
@@ -292,23 +291,27 @@ progress_every = 3
         self.assertEqual(cfg["position_method"], "annealing")
         self.assertEqual(cfg["max_position_shift"], 3.0)
         self.assertIn("estimated mismatch", r.stdout)
-        # The position trial: both branches ran; the output is the refined one
-        # only if its final cost is 3 % lower (kPositionTrialMargin).
-        self.assertIn("position trial: final cost", r.stdout)
-        self.assertIn("refined must be 3 % lower", r.stdout)
-        finals = []
-        for tag in ("fixed-positions", "refined-positions"):
-            with h5py.File(self.path("out", f"preset.{tag}.h5"), "r") as f:
-                finals.append(f[COST][()][-1])
-        expected = finals[1] if finals[1] < 0.97 * finals[0] else finals[0]
-        self.assertIn("keeping the %s positions" % ("refined" if finals[1] < 0.97 * finals[0] else "fixed"), r.stdout)
-        with h5py.File(out, "r") as f:
-            self.assertEqual(f[COST][()][-1], expected)
-        # A job that says whether to refine positions gets no trial.
-        r = self.ok(["reconstruct", "../data/scan.cxi", "-o", self.path("out", "preset2.h5"), "--preset", "blind",
-                     "--engines", "raar:4,ml:2", "--refine-positions"])
-        self.assertNotIn("position trial", r.stdout)
-        self.assertFalse(os.path.exists(self.path("out", "preset2.fixed-positions.h5")))
+        self.assertIn("as a defocus", r.stdout)
+        # One chain: positions refined behind the position gate, no second run.
+        self.assertTrue(cfg["refine_positions"])
+        self.assertEqual(cfg["position_gate"], 0.05)
+        self.assertEqual(cfg["position_hold"], 20)
+        self.assertEqual(sorted(os.listdir(os.path.dirname(out))).count("preset.fixed-positions.h5"), 0)
+        self.assertNotIn("position test", r.stdout)  # 4 iterations: the test (at 20) never came
+        # Tested early: this scan's positions are right, so they stay as given.
+        out2 = self.path("out", "preset2.h5")
+        r = self.ok(["reconstruct", "../data/scan.cxi", "-o", out2, "--preset", "blind", "--engines", "raar:8,ml:2",
+                     "--position-hold", "4"])
+        self.assertIn("position test (raar iteration 5): moving the frames lowers their misfit by", r.stdout)
+        self.assertIn("the positions stay as given", r.stdout)
+        with h5py.File(out2, "r") as f:
+            self.assertEqual(f["entry_1/process_1/position_verdict"][()], -1)
+            self.assertLess(f["entry_1/process_1/position_test_gain"][()], 0.05)
+            self.assertEqual(f["entry_1/process_1/position_error_nm"][()], 0.0)  # exactly the given positions
+        # A job that turns refinement off gets no test.
+        r = self.ok(["reconstruct", "../data/scan.cxi", "-o", self.path("out", "preset3.h5"), "--preset", "blind",
+                     "--engines", "raar:8,ml:2", "--position-hold", "4", "--refine-positions=false"])
+        self.assertNotIn("position test", r.stdout)
 
     # ---- progress, log, summary, previews
 

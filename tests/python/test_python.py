@@ -70,6 +70,7 @@ def test_settings_are_checked_by_the_table():
         ptycho.check_settings(engines="epie:3", refine_positions=True)
     s = json.loads(ptycho.check_settings(preset="blind"))
     assert s["engines"] == "raar:150,ml:200" and s["probe_modes"] == 3 and s["refine_probe"] is True
+    assert s["refine_positions"] is True and s["position_gate"] == 0.05
     table = ptycho.settings()
     assert table["engines"][0] == '"ml:200"' and "engine chain" in table["engines"][1]
     assert set(table) >= {"probe_modes", "refine_positions", "max_position_shift", "background", "max_memory"}
@@ -124,8 +125,10 @@ def test_progress_callback_and_errors(scan):
     with pytest.raises(RuntimeError, match="stop here"):
         r.run(progress=fail)
     assert r.iterations_done == 1
-    with pytest.raises(ValueError, match=r"position trial"):
-        ptycho.Reconstruction(scan, preset="blind")
+    # The blind preset is one chain (its positions behind the position gate), so the API runs it too.
+    blind = ptycho.Reconstruction(scan, preset="blind", engines="raar:2")
+    blind.run()
+    assert blind.iterations_done == 2
     with pytest.raises(ValueError, match=r"no-such.cxi"):
         ptycho.reconstruct("no-such.cxi")
     before = open(scan, "rb").read()

@@ -47,6 +47,15 @@ struct EngineOptions {
   double position_momentum = 0.0;    ///< weight of the previous position step in the next
   bool fix_affine = false;     ///< position refinement keeps the scan's global affine geometry (scale, rotation, shear)
   PositionMethod position_method = PositionMethod::gradient;  ///< annealing: trial radius starts at max_position_step
+  /// The position gate (0: off). When this engine would first move the
+  /// positions and no engine before it has tested them, it first tests them
+  /// (position_refine.hpp, gate_positions): kGateSteps annealing steps on the
+  /// frozen object and probe. If they lower the frames' misfit by more than
+  /// this fraction, the positions are wrong: they keep the moves and are
+  /// refined from then on; otherwise they go back to where they were and no
+  /// engine of the chain refines them (ReconState::position_verdict).
+  /// Needs position_method annealing.
+  double position_gate = 0.0;
   double beta = 0.75;          ///< RAAR / sDR relaxation
   double sigma = 0.5;          ///< sDR: relaxed Fourier reflection (0: alternating projections, 1: difference map;
                                ///< on noisy data the sequential update diverges above about 0.8)

@@ -36,6 +36,11 @@ struct ReconState {
   std::vector<double> cost_history; ///< one entry per iteration, over all engines
   std::vector<std::string> engine_history;  ///< engine name of each iteration
   long iteration = 0;               ///< iterations done over the whole chain
+  /// The position test's verdict (EngineOptions::position_gate), the same on
+  /// every rank: 0 not tested yet, +1 the positions are refined, -1 they stay
+  /// as given and no engine refines them.
+  int position_verdict = 0;
+  double position_gain = 0;  ///< the test's relative drop of the misfit (0: not tested)
 };
 
 /// The sums of a probe update over frames (Workspace::accumulate_probe):

@@ -141,6 +141,11 @@ class Reconstruction {
   /// The estimated model mismatch: the refined probe against its guess, the
   /// refined positions against the nominal ones, the partial coherence.
   Mismatch mismatch() const;
+  /// The position gate's verdict so far (EngineOptions::position_gate; the
+  /// same on every rank): 0 not tested, +1 the positions are refined, -1
+  /// they stay as given; and the test's relative drop of the misfit.
+  int position_verdict() const;
+  double position_gain() const;
   /// Iterations done over the chain; seconds spent iterating in this process (serial).
   long iterations_done() const;
   double seconds() const;
