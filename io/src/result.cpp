@@ -24,6 +24,7 @@ constexpr const char* kPositionsPath = "/entry_1/image_1/positions_px";
 constexpr const char* kPixelSizePath = "/entry_1/image_1/pixel_size";
 constexpr const char* kProbePath = "/entry_1/image_2/data";
 constexpr const char* kProcessPath = "/entry_1/process_1";
+constexpr const char* kPynxObjectPath = "/entry_1/result_1/data";
 const std::set<std::string> kProcessEntries = {"program",      "version",        "command_line", "configuration",
                                                "cost_history", "engine_history", "background"};
 
@@ -148,6 +149,74 @@ void write_ptychodus_product(H5File& f, const ResultData& r) {
   f.write_attribute("/probe", "pixel_height_m", px);
 }
 
+/// PyNX's object (collective): /entry_1/result_1/data, (1, rows, cols), the
+/// rows upside down (PyNX stores the top row, largest y, first, and flips
+/// on reading: pynx/ptycho/ptycho.py, save_obj_probe_cxi and
+/// load_obj_probe_cxi). Each rank writes its tile, flipped, into the mirrored
+/// rows: a copy of the tile for the time of the write.
+void write_pynx_object(H5File& f, const RankLayout& layout, const TileRect& mine, const HostCView2& tile) {
+  const std::string context = f.where(std::string("cannot write ") + kPynxObjectPath);
+  H5Id cplx_mem = make_complex_type();
+  H5Id cplx_file = make_complex64_file_type();
+  const hsize_t dims[3] = {1, hsize_t(layout.object_rows), hsize_t(layout.object_cols)};
+  H5Id file_space = checked_id(H5Screate_simple(3, dims, nullptr), context);
+  H5Id lcpl = checked_id(H5Pcreate(H5P_LINK_CREATE), context);
+  check_h5(H5Pset_create_intermediate_group(lcpl.get(), 1), context);
+  H5Id dset = checked_id(
+      H5Dcreate2(f.id(), kPynxObjectPath, cplx_file.get(), file_space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+      f.where(std::string("cannot create ") + kPynxObjectPath));
+  std::vector<cfloat> flipped;
+  H5Id mem_space;
+  if (mine.rows > 0 && mine.cols > 0) {
+    flipped.resize(size_t(mine.rows) * mine.cols);
+    for (long r = 0; r < mine.rows; ++r)
+      for (long c = 0; c < mine.cols; ++c) flipped[size_t(mine.rows - 1 - r) * mine.cols + c] = tile(r, c);
+    const hsize_t start[3] = {0, hsize_t(layout.object_rows - mine.row0 - mine.rows), hsize_t(mine.col0)};
+    const hsize_t count[3] = {1, hsize_t(mine.rows), hsize_t(mine.cols)};
+    check_h5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), context);
+    mem_space = checked_id(H5Screate_simple(3, count, nullptr), context);
+  } else {
+    flipped.resize(1);
+    check_h5(H5Sselect_none(file_space.get()), context);
+    const hsize_t one[3] = {1, 1, 1};
+    mem_space = checked_id(H5Screate_simple(3, one, nullptr), context);
+    check_h5(H5Sselect_none(mem_space.get()), context);
+  }
+  H5Id dxpl = checked_id(H5Pcreate(H5P_DATASET_XFER), context);
+  check_h5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE), context);
+  check_h5(H5Dwrite(dset.get(), cplx_mem.get(), mem_space.get(), file_space.get(), dxpl.get(), flipped.data()),
+           context);
+  check_h5(dset.close(), context);
+}
+
+/// The rest of PyNX's result layout (rank 0; see write_pynx_object): the
+/// probe modes upside down in result_2/data, the pixel sizes PyNX reads,
+/// and the links /entry_1/object and /entry_1/probe to result_1 and result_2.
+void write_pynx_layout(H5File& f, const ResultData& r, const HostCView3& modes) {
+  const std::string context = f.where("cannot write PyNX's layout");
+  const long k = long(modes.extent(0)), m = long(modes.extent(1));
+  std::vector<cfloat> flipped(size_t(k) * m * m);
+  for (long a = 0; a < k; ++a)
+    for (long row = 0; row < m; ++row)
+      for (long c = 0; c < m; ++c) flipped[(size_t(a) * m + (m - 1 - row)) * m + c] = modes(a, row, c);
+  H5Id cplx_mem = make_complex_type();
+  H5Id cplx_file = make_complex64_file_type();
+  f.write("/entry_1/result_2/data", cplx_mem.get(), cplx_file.get(), {hsize_t(k), hsize_t(m), hsize_t(m)},
+          flipped.data());
+  for (const char* group : {"/entry_1/result_1", "/entry_1/result_2"}) {
+    f.write_scalar(std::string(group) + "/x_pixel_size", r.pixel_size_m);
+    f.write_scalar(std::string(group) + "/y_pixel_size", r.pixel_size_m);
+    f.write_string(std::string(group) + "/data_space", "real");
+  }
+  f.write_string("/entry_1/result_1/data_type", "electron density");
+  f.write_attribute("/entry_1/result_1/data", "rows", "upside down (PyNX): /entry_1/image_1/data is the object");
+  f.write_attribute("/entry_1/result_2/data", "rows", "upside down (PyNX): /entry_1/image_2/data are the modes");
+  check_h5(H5Lcreate_soft("/entry_1/result_1", f.id(), "/entry_1/object", H5P_DEFAULT, H5P_DEFAULT),
+           context + " /entry_1/object");
+  check_h5(H5Lcreate_soft("/entry_1/result_2", f.id(), "/entry_1/probe", H5P_DEFAULT, H5P_DEFAULT),
+           context + " /entry_1/probe");
+}
+
 void write_small_datasets(const std::string& temp, const std::string& path, const ResultData& r) {
   H5File f = H5File::open_write(temp, path);
   const std::string context = f.where("cannot write");
@@ -168,6 +237,7 @@ void write_small_datasets(const std::string& temp, const std::string& path, cons
   Kokkos::deep_copy(modes, p);
   f.write(kProbePath, cplx_mem.get(), cplx_file.get(),
           {hsize_t(p.extent(0)), hsize_t(p.extent(1)), hsize_t(p.extent(2))}, modes.data());
+  write_pynx_layout(f, r, modes);
 
   const ProcessInfo& pi = r.process;
   const std::string proc = kProcessPath;
@@ -266,6 +336,7 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
       check_h5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE), context);
       check_h5(H5Dwrite(dset.get(), cplx_mem.get(), mem_space.get(), file_space.get(), dxpl.get(), buffer), context);
       check_h5(dset.close(), context);
+      write_pynx_object(f, layout, mine, tile);
       f.close();
     });
     // The small datasets, then the rename, by rank 0.

@@ -16,7 +16,9 @@ With result files made here (numpy, h5py) whose truth is known, it checks that
   * reconstruct --halves writes both halves, their FRC and the plot;
   * a result is also a ptychodus product: everything its h5_product_file
     reader requires, with the positions back in the scan's metres and the
-    object's centre consistent with them.
+    object's centre consistent with them;
+  * PyNX's object and probe loader (load_obj_probe_cxi, replayed) reads the
+    same object and modes, the same way up, from a result written by 3 ranks.
 Works in a temporary folder, removed at the end. Needs h5py and numpy.
 """
 import argparse
@@ -244,6 +246,53 @@ class PtychodusProduct(unittest.TestCase):
                 self.assertEqual(f["object_layer_spacing_m"].shape, (0,))
                 np.testing.assert_array_equal(f["loss_values"][()], f["/entry_1/process_1/cost_history"][()])
                 self.assertNotIn("/entry_1/data_1", f)  # still a result, not a scan
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def pynx_load_obj_probe(path):
+    """PyNX 2022.1's Ptycho.load_obj_probe_cxi (pynx/ptycho/ptycho.py; the runner's
+    `load=` does the same), replayed with h5py: the last of entry_1, entry_2, ...
+    (numbered without gaps), its object/data and probe/data flipped up/down
+    (PyNX stores the top row first), the probe's pixel size as the mean of
+    probe/x_pixel_size and y_pixel_size, and a look for a mask in result_1 and
+    result_2, which must exist (a KeyError in PyNX otherwise)."""
+    with h5py.File(path, "r") as h:
+        i = 1
+        while "entry_%d" % i in h:
+            i += 1
+        entry = h["entry_%d" % (i - 1)]
+        obj = np.flip(entry["object/data"][()], axis=-2)
+        probe = np.flip(entry["probe/data"][()], axis=-2)
+        pixel = (entry["probe/x_pixel_size"][()] + entry["probe/y_pixel_size"][()]) / 2
+        masks = ("mask" in entry["result_1"], "mask" in entry["result_2"])
+    return obj, probe, pixel, masks
+
+
+class PynxLayout(unittest.TestCase):
+    def test_pynx_loads_the_object_and_probe(self):
+        d = tempfile.mkdtemp(prefix="ptycho_pynx_")
+        try:
+            scan, res = os.path.join(d, "scan.cxi"), os.path.join(d, "r.h5")
+            p = run(["simulate", "-o", scan, "--object-size", "96", "--probe-size", "32", "--step", "4"], d, 1)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            # 3 ranks: tiles of several sizes, each written upside down into its mirrored rows.
+            p = run(["reconstruct", scan, "-o", res, "--engines", "dm:4", "--probe-modes", "2"], d, 3)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            obj, probe, pixel, masks = pynx_load_obj_probe(res)
+            with h5py.File(res, "r") as f:
+                ours, modes = f["/entry_1/image_1/data"][()], f["/entry_1/image_2/data"][()]
+                px = f["/entry_1/image_1/pixel_size"][()]
+                self.assertEqual(f["/entry_1/result_1/data_type"][()].decode(), "electron density")
+                self.assertNotIn("/entry_1/data_1", f)  # still a result, not a scan
+            self.assertEqual(obj.shape, (1,) + ours.shape)  # PyNX's (modes, ny, nx)
+            self.assertGreater(ours.shape[0], 1)
+            np.testing.assert_array_equal(obj[0], ours)  # the same object, the same way up
+            self.assertFalse(np.array_equal(ours, ours[::-1]))  # (a flip would show)
+            np.testing.assert_array_equal(probe, modes)
+            self.assertEqual(probe.shape, (2, 32, 32))
+            self.assertAlmostEqual(pixel, px)
+            self.assertEqual(masks, (False, False))
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
