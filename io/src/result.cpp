@@ -149,6 +149,29 @@ void write_ptychodus_product(H5File& f, const ResultData& r) {
   f.write_attribute("/probe", "pixel_height_m", px);
 }
 
+/// Creates the complex64 dataset `path` of shape `dims`, with the groups on
+/// its path; `space` receives its file space (to select in).
+H5Id create_complex_dataset(H5File& f, const char* path, const std::vector<hsize_t>& dims, H5Id& space) {
+  const std::string context = f.where(std::string("cannot create ") + path);
+  H5Id cplx_file = make_complex64_file_type();
+  space = checked_id(H5Screate_simple(int(dims.size()), dims.data(), nullptr), context);
+  H5Id lcpl = checked_id(H5Pcreate(H5P_LINK_CREATE), context);
+  check_h5(H5Pset_create_intermediate_group(lcpl.get(), 1), context);
+  return checked_id(H5Dcreate2(f.id(), path, cplx_file.get(), space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+                    context);
+}
+
+/// Writes complex `buffer` (mem_space's selection) into file_space's
+/// selection of `dset`, collectively (MPI-IO), and closes the dataset.
+void write_complex_collectively(H5Id& dset, hid_t mem_space, hid_t file_space, const void* buffer,
+                                const std::string& context) {
+  H5Id cplx_mem = make_complex_type();
+  H5Id dxpl = checked_id(H5Pcreate(H5P_DATASET_XFER), context);
+  check_h5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE), context);
+  check_h5(H5Dwrite(dset.get(), cplx_mem.get(), mem_space, file_space, dxpl.get(), buffer), context);
+  check_h5(dset.close(), context);
+}
+
 /// PyNX's object (collective): /entry_1/result_1/data, (1, rows, cols), the
 /// rows upside down (PyNX stores the top row, largest y, first, and flips
 /// on reading: pynx/ptycho/ptycho.py, save_obj_probe_cxi and
@@ -156,15 +179,9 @@ void write_ptychodus_product(H5File& f, const ResultData& r) {
 /// rows: a copy of the tile for the time of the write.
 void write_pynx_object(H5File& f, const RankLayout& layout, const TileRect& mine, const HostCView2& tile) {
   const std::string context = f.where(std::string("cannot write ") + kPynxObjectPath);
-  H5Id cplx_mem = make_complex_type();
-  H5Id cplx_file = make_complex64_file_type();
-  const hsize_t dims[3] = {1, hsize_t(layout.object_rows), hsize_t(layout.object_cols)};
-  H5Id file_space = checked_id(H5Screate_simple(3, dims, nullptr), context);
-  H5Id lcpl = checked_id(H5Pcreate(H5P_LINK_CREATE), context);
-  check_h5(H5Pset_create_intermediate_group(lcpl.get(), 1), context);
-  H5Id dset = checked_id(
-      H5Dcreate2(f.id(), kPynxObjectPath, cplx_file.get(), file_space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
-      f.where(std::string("cannot create ") + kPynxObjectPath));
+  H5Id file_space;
+  H5Id dset = create_complex_dataset(f, kPynxObjectPath, {1, hsize_t(layout.object_rows), hsize_t(layout.object_cols)},
+                                     file_space);
   std::vector<cfloat> flipped;
   H5Id mem_space;
   if (mine.rows > 0 && mine.cols > 0) {
@@ -182,11 +199,7 @@ void write_pynx_object(H5File& f, const RankLayout& layout, const TileRect& mine
     mem_space = checked_id(H5Screate_simple(3, one, nullptr), context);
     check_h5(H5Sselect_none(mem_space.get()), context);
   }
-  H5Id dxpl = checked_id(H5Pcreate(H5P_DATASET_XFER), context);
-  check_h5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE), context);
-  check_h5(H5Dwrite(dset.get(), cplx_mem.get(), mem_space.get(), file_space.get(), dxpl.get(), flipped.data()),
-           context);
-  check_h5(dset.close(), context);
+  write_complex_collectively(dset, mem_space.get(), file_space.get(), flipped.data(), context);
 }
 
 /// The rest of PyNX's result layout (rank 0; see write_pynx_object): the
@@ -303,15 +316,9 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
     collectively(comm, [&] {
       H5File f = H5File::create_parallel(comm, temp, path);
       const std::string context = f.where(std::string("cannot write ") + kObjectPath);
-      H5Id cplx_mem = make_complex_type();
-      H5Id cplx_file = make_complex64_file_type();
-      const hsize_t dims[2] = {hsize_t(layout.object_rows), hsize_t(layout.object_cols)};
-      H5Id file_space = checked_id(H5Screate_simple(2, dims, nullptr), context);
-      H5Id lcpl = checked_id(H5Pcreate(H5P_LINK_CREATE), context);
-      check_h5(H5Pset_create_intermediate_group(lcpl.get(), 1), context);
-      H5Id dset = checked_id(
-          H5Dcreate2(f.id(), kObjectPath, cplx_file.get(), file_space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
-          f.where(std::string("cannot create ") + kObjectPath));
+      H5Id file_space;
+      H5Id dset = create_complex_dataset(f, kObjectPath, {hsize_t(layout.object_rows), hsize_t(layout.object_cols)},
+                                         file_space);
       H5Id mem_space;
       const cfloat* buffer = nullptr;
       static const cfloat dummy{};
@@ -332,10 +339,7 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
         check_h5(H5Sselect_none(mem_space.get()), context);
         buffer = &dummy;
       }
-      H5Id dxpl = checked_id(H5Pcreate(H5P_DATASET_XFER), context);
-      check_h5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE), context);
-      check_h5(H5Dwrite(dset.get(), cplx_mem.get(), mem_space.get(), file_space.get(), dxpl.get(), buffer), context);
-      check_h5(dset.close(), context);
+      write_complex_collectively(dset, mem_space.get(), file_space.get(), buffer, context);
       write_pynx_object(f, layout, mine, tile);
       f.close();
     });

@@ -200,15 +200,22 @@ class Analyze(unittest.TestCase):
         self.assertFalse(os.path.exists(self.path("out.h5")))
 
 
+def small_result(test, folder, ranks):
+    """Simulates a small scan in `folder` and reconstructs it (dm:4, 2 modes) on
+    `ranks` ranks; returns (scan, result) paths."""
+    scan, res = os.path.join(folder, "scan.cxi"), os.path.join(folder, "r.h5")
+    p = run(["simulate", "-o", scan, "--object-size", "96", "--probe-size", "32", "--step", "4"], folder, 1)
+    test.assertEqual(p.returncode, 0, p.stderr)
+    p = run(["reconstruct", scan, "-o", res, "--engines", "dm:4", "--probe-modes", "2"], folder, ranks)
+    test.assertEqual(p.returncode, 0, p.stderr)
+    return scan, res
+
+
 class PtychodusProduct(unittest.TestCase):
     def test_result_is_a_ptychodus_product(self):
         d = tempfile.mkdtemp(prefix="ptycho_product_")
         try:
-            scan, res = os.path.join(d, "scan.cxi"), os.path.join(d, "r.h5")
-            p = run(["simulate", "-o", scan, "--object-size", "96", "--probe-size", "32", "--step", "4"], d, 1)
-            self.assertEqual(p.returncode, 0, p.stderr)
-            p = run(["reconstruct", scan, "-o", res, "--engines", "dm:4", "--probe-modes", "2"], d, 2)
-            self.assertEqual(p.returncode, 0, p.stderr)
+            scan, res = small_result(self, d, 2)
             with h5py.File(scan, "r") as s, h5py.File(res, "r") as f:
                 # Root attributes ptychodus reads without a default (str() of a str, floats).
                 for a in ("name", "comments"):
@@ -273,12 +280,8 @@ class PynxLayout(unittest.TestCase):
     def test_pynx_loads_the_object_and_probe(self):
         d = tempfile.mkdtemp(prefix="ptycho_pynx_")
         try:
-            scan, res = os.path.join(d, "scan.cxi"), os.path.join(d, "r.h5")
-            p = run(["simulate", "-o", scan, "--object-size", "96", "--probe-size", "32", "--step", "4"], d, 1)
-            self.assertEqual(p.returncode, 0, p.stderr)
             # 3 ranks: tiles of several sizes, each written upside down into its mirrored rows.
-            p = run(["reconstruct", scan, "-o", res, "--engines", "dm:4", "--probe-modes", "2"], d, 3)
-            self.assertEqual(p.returncode, 0, p.stderr)
+            _, res = small_result(self, d, 3)
             obj, probe, pixel, masks = pynx_load_obj_probe(res)
             with h5py.File(res, "r") as f:
                 ours, modes = f["/entry_1/image_1/data"][()], f["/entry_1/image_2/data"][()]
