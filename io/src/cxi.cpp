@@ -32,6 +32,9 @@ constexpr const char* kDistancePath = "/entry_1/instrument_1/detector_1/distance
 constexpr const char* kPixelXPath = "/entry_1/instrument_1/detector_1/x_pixel_size";
 constexpr const char* kPixelYPath = "/entry_1/instrument_1/detector_1/y_pixel_size";
 constexpr const char* kMaskPath = "/entry_1/instrument_1/detector_1/mask";
+/// CXI's PIXEL_IS_IN_MASK: invalid, saturated, hot, dead, shadowed, in the
+/// peak mask, to be ignored, bad, missing (bits 0-7 and 9).
+constexpr std::uint64_t kCxiMaskedBits = 0x2ff;
 
 /// Largest extent of the object grid along an axis [pixels].
 constexpr long kMaxGridExtent = 1L << 20;
@@ -125,6 +128,16 @@ MaskView read_mask(const H5File& f, int m) {
       for (size_t b = 0; b < size; ++b) nonzero |= raw[p * size + b] != 0;
       mask.data()[p] = nonzero ? 1 : 0;
     }
+  } else if (H5Tget_class(ftype.get()) == H5T_INTEGER) {
+    // CXI's pixel mask bit flags (Maia 2012, cxidb.org): a pixel is masked
+    // if any of kCxiMaskedBits is set; the other flags (noisy, out of the
+    // resolution limits, artifact corrected, failed artifact correction,
+    // peak for the hit finder, background corrected) only describe it.
+    // A mask of 0 and 1 reads as before.
+    dset.reset();
+    const std::vector<double> v = f.read_doubles(kMaskPath);
+    for (size_t p = 0; p < n; ++p)
+      mask.data()[p] = (v[p] < 0 || (static_cast<std::uint64_t>(v[p]) & kCxiMaskedBits) != 0) ? 1 : 0;
   } else {
     dset.reset();
     const std::vector<double> v = f.read_doubles(kMaskPath);
@@ -133,7 +146,9 @@ MaskView read_mask(const H5File& f, int m) {
   long invalid = 0;
   for (size_t p = 0; p < n; ++p) invalid += mask.data()[p];
   PTYCHO_INPUT_ERROR_IF(invalid == long(n),
-                        f.name() << ": " << kMaskPath << " marks every pixel invalid (nonzero = invalid in CXI)");
+                        f.name() << ": " << kMaskPath
+                                 << " marks every pixel invalid (CXI: nonzero masks a pixel; in an integer mask, "
+                                    "any of the bits 0x2ff)");
   return mask;
 }
 

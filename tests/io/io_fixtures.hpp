@@ -50,6 +50,10 @@ struct FixtureSpec {
   int probe_size = -1;                 ///< probe extent (-1: m)
   bool with_mask = false;
   int mask_size = -1;  ///< mask extent (-1: m)
+  /// CXI bit flags in the mask: masked pixels dead (0x8) and missing (0x200),
+  /// the others with only flags that mask nothing (noisy 0x400, failed
+  /// artifact correction 0x1000, background corrected 0x4000) or none.
+  bool mask_flags = false;
   bool with_frames = true;
   bool frames_in_detector_only = false;  ///< no /entry_1/data_1 links
   bool with_energy = true;
@@ -162,7 +166,10 @@ inline void write_fixture(const std::string& path, const FixtureSpec& s) {
     const int mm = s.mask_size > 0 ? s.mask_size : m;
     std::vector<std::uint32_t> mask(size_t(mm) * mm, 0);
     for (int r = 0; r < mm; ++r)
-      for (int c = 0; c < mm; ++c) mask[size_t(r) * mm + c] = fixture_masked(r, c) ? 1 : 0;
+      for (int c = 0; c < mm; ++c)
+        mask[size_t(r) * mm + c] = !s.mask_flags   ? (fixture_masked(r, c) ? 1 : 0)
+                                   : fixture_masked(r, c) ? (r == 0 ? 0x8u : 0x200u | 0x1000u)
+                                   : std::uint32_t((r + c) % 4 == 0 ? 0x1000 : (r + c) % 4 == 1 ? 0x400 | 0x4000 : 0);
     f.write("/entry_1/instrument_1/detector_1/mask", H5T_NATIVE_UINT32, H5T_STD_U32LE, {hsize_t(mm), hsize_t(mm)},
             mask.data());
   }

@@ -305,6 +305,22 @@ TEST(CxiVariants, ProbeEstimatedFromTheMeanPattern) {
   }
 }
 
+// A mask of CXI bit flags: pixels with a masking flag (dead, missing) are
+// masked; flags that only describe a pixel (noisy, failed artifact
+// correction 0x1000, background corrected) leave it valid. The same pixels
+// as the 0/1 mask of the plain fixture.
+TEST(CxiVariants, BitFlagMasksMaskOnlyTheMaskingFlags) {
+  FixtureSpec plain;
+  plain.with_mask = true;
+  FixtureSpec flags = plain;
+  flags.mask_flags = true;
+  const Dataset a = read_serial(make_fixture("mask_plain", plain));
+  const Dataset b = read_serial(make_fixture("mask_flags", flags));
+  EXPECT_EQ(masked_count(b), 2);
+  ASSERT_EQ(a.mask.size(), b.mask.size());
+  EXPECT_EQ(std::memcmp(a.mask.data(), b.mask.data(), a.mask.size()), 0);
+}
+
 TEST(CxiVariants, ProbeFromTheFileScaledOrAsIs) {
   FixtureSpec spec;
   spec.probe_as_illumination = true;
