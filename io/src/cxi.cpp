@@ -105,6 +105,23 @@ double read_energy_j(const H5File& f) {
   return v;
 }
 
+template <class T>
+void orient_in_place(T* frames, size_t count, int m, const Orientation& o) {
+  if (o.identity()) return;
+  const size_t mm = size_t(m) * m;
+  std::vector<T> tmp(mm);
+  for (size_t j = 0; j < count; ++j) {
+    T* f = frames + j * mm;
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < m; ++c) {
+        // Output pixel (r, c) comes from input (r', c'): undo the flips, then the transpose.
+        const int rr = o.flip_y ? m - 1 - r : r, cc = o.flip_x ? m - 1 - c : c;
+        tmp[size_t(r) * m + c] = o.transpose ? f[size_t(cc) * m + rr] : f[size_t(rr) * m + cc];
+      }
+    std::copy(tmp.begin(), tmp.end(), f);
+  }
+}
+
 MaskView read_mask(const H5File& f, int m) {
   MaskView mask(Kokkos::view_alloc(std::string("ptycho::mask")), m, m);
   if (!f.exists(kMaskPath)) return mask;
@@ -502,6 +519,21 @@ ObjectGrid place_on_object_grid(const std::vector<double>& x_m, const std::vecto
   return g;
 }
 
+std::string Orientation::text() const {
+  if (identity()) return "as stored";
+  std::string s;
+  const auto add = [&](const char* what) { s += (s.empty() ? "" : ", then ") + std::string(what); };
+  if (transpose) add("transposed");
+  if (flip_y) add("flipped up-down");
+  if (flip_x) add("flipped left-right");
+  return s;
+}
+
+void orient_frames(float* frames, size_t count, int m, const Orientation& o) { orient_in_place(frames, count, m, o); }
+void orient_frames(std::uint8_t* frames, size_t count, int m, const Orientation& o) {
+  orient_in_place(frames, count, m, o);
+}
+
 CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
   silence_hdf5_errors();
   H5File f = H5File::open_read(path);
@@ -585,6 +617,7 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
 
   // Mask and probe.
   h.mask = read_mask(f, m);
+  orient_frames(h.mask.data(), 1, m, options.orientation);
   if (f.exists(kMaskPath)) h.layout.mask = kMaskPath;
   std::string probe_source;
   h.probe = read_probe(f, m, h.layout.probe, probe_source);
@@ -730,6 +763,7 @@ FrameStatistics read_frame_statistics(MPI_Comm comm, const std::string& path, co
       const size_t hi = std::min(my_frames.size(), lo + chunk);
       const std::vector<long> index(my_frames.begin() + long(lo), my_frames.begin() + long(hi));
       collectively(comm, [&] { read_frames(comm, header, index, buffer, options.transfer, options.max_read_bytes); });
+      orient_frames(buffer.data(), hi - lo, m, options.orientation);
       visit(buffer.data(), hi - lo);
     }
   };
@@ -770,6 +804,7 @@ Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>
   // This rank's frames, converted to float by HDF5.
   collectively(comm,
                [&] { read_frames(comm, header, my_frames, ds.frames, options.transfer, options.max_read_bytes); });
+  orient_frames(ds.frames.data(), my_frames.size(), m, options.orientation);
 
   // Non-finite counts in valid pixels are an error; in masked pixels they are ignored.
   collectively(comm, [&] {

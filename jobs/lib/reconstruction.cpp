@@ -31,9 +31,10 @@ std::string absolute_path(const std::string& path) {
 
 /// How the reader scales the probe guess: sum |P|^2 = the mean counts per
 /// frame, so that a flat object of 1 matches the counts.
-io::ReadOptions read_options() {
+io::ReadOptions read_options(const io::Orientation& orientation) {
   io::ReadOptions read;
   read.probe_scaling = io::ProbeScaling::to_mean_counts;
+  read.orientation = orientation;
   return read;
 }
 
@@ -100,6 +101,12 @@ Scan Scan::half(int which) const {
   return s;
 }
 
+Scan Scan::oriented(const io::Orientation& o) const {
+  Scan s = *this;
+  s.m_orientation = o;
+  return s;
+}
+
 namespace {
 /// `info` reduced to the frames of index 2 i + half.
 ScanInfo half_of(ScanInfo info, int half) {
@@ -115,7 +122,7 @@ ScanInfo half_of(ScanInfo info, int half) {
 ScanInfo Scan::info() const { return half_of(full_info(), m_half); }
 
 ScanInfo Scan::full_info() const {
-  if (!m_arrays) return io::read_scan_info(m_name, read_options());
+  if (!m_arrays) return io::read_scan_info(m_name, read_options(m_orientation));
   const ScanArrays& a = *m_arrays;
   const io::ObjectGrid grid = io::place_on_object_grid(a.x_m, a.y_m, a.geometry, io::kDefaultMarginPx, a.name);
   ScanInfo info;
@@ -143,7 +150,7 @@ Dataset Scan::read(MPI_Comm comm, const std::vector<long>& my_frames) const {
     ds.info = half_of(ds.info, m_half);
     return ds;
   }
-  if (!m_arrays) return io::read_cxi(comm, m_name, my_frames, read_options());
+  if (!m_arrays) return io::read_cxi(comm, m_name, my_frames, read_options(m_orientation));
   const ScanArrays& a = *m_arrays;
   const int m = a.geometry.frame_size;
   const size_t mm = size_t(m) * m;
@@ -151,6 +158,10 @@ Dataset Scan::read(MPI_Comm comm, const std::vector<long>& my_frames) const {
   ds.info = info();
   ds.frame_index = my_frames;
   ds.mask = a.mask;
+  if (!m_orientation.identity() && a.mask.size() > 0) {  // the caller's mask stays as it is
+    ds.mask = copy_of(a.mask, "ptycho::mask");
+    io::orient_frames(ds.mask.data(), 1, m, m_orientation);
+  }
   ds.frames = HostRView3(Kokkos::view_alloc(std::string("ptycho::frames"), Kokkos::WithoutInitializing),
                          my_frames.size(), m, m);
   io::detail::collectively(comm, [&] {
@@ -166,6 +177,7 @@ Dataset Scan::read(MPI_Comm comm, const std::vector<long>& my_frames) const {
       }
     }
   });
+  io::orient_frames(ds.frames.data(), my_frames.size(), m, m_orientation);
   const io::FrameStatistics stats = io::frame_statistics(comm, ds.frames, ds.mask);
   io::detail::collectively(comm, [&] {
     PTYCHO_INPUT_ERROR_IF(stats.max_count > io::kMaxCount,
@@ -204,7 +216,13 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   opt.batch = m_settings.batch;
   opt.shift_quantum = m_settings.low_memory ? jobs::kLowMemoryShiftQuantum : 0;
 
-  m_info = scan.info();
+  // The detector's orientation, if the settings turn the frames.
+  io::Orientation turn;
+  turn.transpose = m_settings.transpose;
+  turn.flip_y = m_settings.flip_y;
+  turn.flip_x = m_settings.flip_x;
+  const Scan source = turn.identity() ? scan : scan.oriented(turn);
+  m_info = source.info();
   // A network in the chain: its plugin and model, checked before the data are read.
   jobs::prepare_learned(m_comm, opt.chain, m_info.geometry.frame_size);
   {
@@ -227,7 +245,7 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
     jobs::check_memory(m_comm, need);
   }
   m_recon = std::make_unique<DistributedReconstruction>(m_comm, m_info, opt);
-  const Dataset data = scan.read(m_comm, m_recon->my_frames());
+  const Dataset data = source.read(m_comm, m_recon->my_frames());
   m_info = data.info;
   m_recon->set_data(data);
   if (!m_settings.resume.empty()) resume_from(m_settings.resume);

@@ -306,6 +306,13 @@ const std::vector<KeySpec>& specs() {
       make_key<double>(
           "max_position_shift", [](J& j) -> double& { return j.base.max_position_shift; },
           "largest distance a position may move from its start [object px]", in_range(1e-3, kMaxPositionShift)),
+      make_key<bool>("transpose", [](J& j) -> bool& { return j.transpose; },
+                     "swap the frames' rows and columns as they are read (before any flip): for a detector "
+                     "whose axes are the scan's swapped; check with the previews"),
+      make_key<bool>("flip_y", [](J& j) -> bool& { return j.flip_y; },
+                     "flip the frames and the mask up-down as they are read (after transpose)"),
+      make_key<bool>("flip_x", [](J& j) -> bool& { return j.flip_x; },
+                     "flip the frames and the mask left-right as they are read (after transpose and flip_y)"),
       make_key<double>(
           "position_gate", [](J& j) -> double& { return j.base.position_gate; },
           "test the positions before refining them: a few annealing steps on the frozen object; they are refined "

@@ -28,6 +28,7 @@ namespace {
 struct InfoOptions {
   std::string file;
   bool json = false;
+  io::Orientation orientation;  ///< --transpose, --flip-y, --flip-x: as reconstruct turns the frames
 };
 
 /// Mean distance from each position to its nearest neighbour [object pixels]
@@ -191,6 +192,7 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
   // read_frame_statistics below raises the same error on every rank.
   io::ReadOptions read_options;
   read_options.probe_scaling = io::ProbeScaling::as_in_file;
+  read_options.orientation = opt.orientation;
   long n = -1;
   if (rank == 0) {
     try {
@@ -257,6 +259,7 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
     j["object_grid_px"] = {info.object_rows, info.object_cols};
     j["translation_dataset"] = header.layout.translation;
     j["translation_transposed"] = header.layout.translation_transposed;
+    j["frame_orientation"] = opt.orientation.text();
     j["mean_nearest_step_px"] = step_px;
     j["probe_diameter_90_px"] = diameter_px;
     j["overlap"] = overlap;
@@ -288,7 +291,12 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
                           fmt(" = %.1f", extent_cols_px) + fmt(" x %.1f object pixels (x, y)", extent_rows_px));
   line("object grid", std::to_string(info.object_rows) + " x " + std::to_string(info.object_cols) +
                           " pixels (rows x cols, " + std::to_string(io::kDefaultMarginPx) + " px margin)");
-  line("positions", header.layout.translation + (header.layout.translation_transposed ? " (3, N)" : " (N, 3)"));
+  line("positions", header.layout.translation + (header.layout.translation_transposed ? " (3, N)" : " (N, 3)") +
+                        ": x = column, y = row, both increasing, in metres");
+  line("frames' axes", opt.orientation.text() + (opt.orientation.identity()
+                                                     ? " (rows = detector y, columns = x; --transpose, --flip-y, "
+                                                       "--flip-x turn them)"
+                                                     : " (from the options)"));
   line("mean step", fmt("%.4g nm", step_px * dx_m * 1e9) + fmt(" = %.2f px (to the nearest neighbour)", step_px));
   line("probe diameter",
        fmt("%.4g nm", diameter_px * dx_m * 1e9) +
@@ -332,6 +340,9 @@ Command add_info_command(CLI::App& app) {
                              "result, checkpoint or model file");
   c.app->add_option("file", opt->file, "the CXI, result, checkpoint or model file")->required();
   c.app->add_flag("--json", opt->json, "print JSON instead of text");
+  c.app->add_flag("--transpose", opt->orientation.transpose, "describe the frames transposed, as reconstruct --transpose reads them");
+  c.app->add_flag("--flip-y", opt->orientation.flip_y, "describe the frames flipped up-down (after --transpose)");
+  c.app->add_flag("--flip-x", opt->orientation.flip_x, "describe the frames flipped left-right (after --flip-y)");
   c.run = [opt](MPI_Comm world) -> int { return run_info(world, *opt); };
   return c;
 }

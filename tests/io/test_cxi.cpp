@@ -305,6 +305,31 @@ TEST(CxiVariants, ProbeEstimatedFromTheMeanPattern) {
   }
 }
 
+// The frames' orientation: transpose, then flip up-down, then left-right,
+// on a 3 x 3 frame whose pixels are numbered row by row.
+TEST(CxiVariants, OrientationTurnsFramesInItsOrder) {
+  const auto turned = [](io::Orientation o) {
+    std::vector<float> f = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+    io::orient_frames(f.data(), 1, 3, o);
+    return f;
+  };
+  io::Orientation t;
+  EXPECT_EQ(turned(t), (std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(t.text(), "as stored");
+  t.transpose = true;
+  EXPECT_EQ(turned(t), (std::vector<float>{0, 3, 6, 1, 4, 7, 2, 5, 8}));
+  t.flip_y = true;  // the transposed frame, upside down
+  EXPECT_EQ(turned(t), (std::vector<float>{2, 5, 8, 1, 4, 7, 0, 3, 6}));
+  io::Orientation x;
+  x.flip_x = true;
+  EXPECT_EQ(turned(x), (std::vector<float>{2, 1, 0, 5, 4, 3, 8, 7, 6}));
+  EXPECT_EQ(t.text(), "transposed, then flipped up-down");
+  std::vector<std::uint8_t> mask = {1, 0, 0, 0};  // two frames of 2 x 2 turn alike
+  mask.insert(mask.end(), {1, 0, 0, 0});
+  io::orient_frames(mask.data(), 2, 2, x);
+  EXPECT_EQ(mask, (std::vector<std::uint8_t>{0, 1, 0, 0, 0, 1, 0, 0}));
+}
+
 // A mask of CXI bit flags: pixels with a masking flag (dead, missing) are
 // masked; flags that only describe a pixel (noisy, failed artifact
 // correction 0x1000, background corrected) leave it valid. The same pixels

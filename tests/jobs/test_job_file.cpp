@@ -86,7 +86,7 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
                         "previews",       "preset",      "checkpoint", "checkpoint_every",
                         "log_json",       "refine_positions", "position_hold", "max_position_shift",
                         "fix_affine",     "position_gate",  "position_method", "resume",      "background", "nn_tune", "trace",
-                        "nn_tune_rate"})
+                        "nn_tune_rate", "transpose", "flip_y", "flip_x"})
     EXPECT_TRUE(unique.count(k)) << k;
   EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
   EXPECT_EQ(option_name("checkpoint_every"), "--checkpoint-every");
@@ -115,6 +115,9 @@ position_hold = 12
 max_position_shift = 2.5
 fix_affine = true
 position_gate = 0.07
+transpose = true
+flip_y = true
+flip_x = true
 position_method = "annealing"
 likelihood = "gaussian"
 background = "pixel"
@@ -161,6 +164,7 @@ low_memory = true
   EXPECT_DOUBLE_EQ(job.base.max_position_shift, 2.5);
   EXPECT_TRUE(job.base.fix_affine);
   EXPECT_DOUBLE_EQ(job.base.position_gate, 0.07);
+  EXPECT_TRUE(job.transpose && job.flip_y && job.flip_x);
   EXPECT_EQ(job.position_method, "annealing");
   EXPECT_EQ(job.likelihood, "gaussian");
   EXPECT_EQ(job.background, "pixel");

@@ -313,6 +313,45 @@ progress_every = 3
                      "--engines", "raar:8,ml:2", "--position-hold", "4", "--refine-positions=false"])
         self.assertNotIn("position test", r.stdout)
 
+    # ---- the detector's orientation
+
+    def test_turned_frames_read_back_with_the_orientation_options(self):
+        # A scan with an asymmetric mask (beam stop and dead pixels), and two
+        # copies of it whose frames and mask are stored turned: read with the
+        # options that undo the turn (transpose, then flip up-down, then
+        # left-right), each reconstructs to exactly the original's result.
+        base = self.path("data", "oriented.cxi")
+        self.ok(["simulate", "-o", base, "--object-size", "96", "--probe-size", "32", "--step", "8",
+                 "--photons", "1e5", "--seed", "4", "--mask", "beamstop"])
+        turns = {
+            # stored S; the reader makes fliplr(S) = F
+            "flipx": (lambda a: a[..., ::-1], ["--flip-x"]),
+            # the reader makes flipud(S^T) = F, so S = flipud(F)^T
+            "transpose_flipy": (lambda a: np.swapaxes(a[..., ::-1, :], -1, -2), ["--transpose", "--flip-y"]),
+        }
+        ref = self.path("out", "oriented.h5")
+        self.ok(["reconstruct", base, "-o", ref, "--engines", "dm:5"])
+        for tag, (turn, options) in turns.items():
+            copy = self.path("data", f"oriented_{tag}.cxi")
+            shutil.copy(base, copy)
+            with h5py.File(copy, "r+") as f:
+                det = f["/entry_1/instrument_1/detector_1"]
+                frames, mask = det["data"][()], det["mask"][()]
+                self.assertFalse(np.array_equal(mask, turn(mask)))  # the turn shows in the mask
+                det["data"][...] = turn(frames)
+                det["mask"][...] = turn(mask)
+            out = self.path("out", f"oriented_{tag}.h5")
+            self.ok(["reconstruct", copy, "-o", out, "--engines", "dm:5"] + options)
+            self.assert_same_result(ref, out)
+            with h5py.File(out, "r") as f:
+                for key in ("transpose", "flip_y", "flip_x"):
+                    self.assertEqual(self.config(out)[key], "--" + key.replace("_", "-") in options)
+            r = self.ok(["info", copy] + options)
+            self.assertIn("frames' axes", r.stdout)
+            self.assertIn("(from the options)", r.stdout)
+        r = self.ok(["info", base])
+        self.assertIn("as stored", r.stdout)
+
     # ---- progress, log, summary, previews
 
     def check_log(self, log, result, chain, every, ranks):

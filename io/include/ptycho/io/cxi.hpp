@@ -70,6 +70,24 @@ enum class FrameTransfer {
 };
 
 /// Options of the CXI reader.
+/// How a detector's frames are turned on reading, when the detector's axes
+/// are not the scan's (PyNX's detector_orientation): transposed first
+/// (rows and columns swapped), then flipped up-down (flip_y: rows reversed),
+/// then left-right (flip_x: columns reversed). The mask turns with them; the
+/// positions and the probe guess, in the sample plane, do not.
+struct Orientation {
+  bool transpose = false;
+  bool flip_y = false;
+  bool flip_x = false;
+  bool identity() const { return !transpose && !flip_y && !flip_x; }
+  /// "as stored", or e.g. "transposed, then flipped left-right".
+  std::string text() const;
+};
+
+/// Turns `count` frames of M x M, stored one after another, in place as `o` says.
+void orient_frames(float* frames, size_t count, int m, const Orientation& o);
+void orient_frames(std::uint8_t* frames, size_t count, int m, const Orientation& o);
+
 struct ReadOptions {
   int margin_px = kDefaultMarginPx;  ///< object-grid margin around all patches [object pixels]
   ProbeScaling probe_scaling = ProbeScaling::to_mean_counts;
@@ -77,6 +95,7 @@ struct ReadOptions {
   /// Most bytes (as float) that one H5Dread moves; larger shares are read in
   /// several calls (MPI-IO counts are ints, and the conversion buffer is this big).
   size_t max_read_bytes = size_t(1) << 28;
+  Orientation orientation;  ///< applied to the frames and the mask as they are read
 };
 
 /// Where the pieces of a scan were found in a CXI file (dataset paths as they

@@ -20,6 +20,7 @@
 #include "ptycho/core/dataset.hpp"
 #include "ptycho/core/geometry.hpp"
 #include "ptycho/io/checkpoint.hpp"
+#include "ptycho/io/cxi.hpp"
 #include "ptycho/io/result.hpp"
 #include "ptycho/jobs/settings.hpp"
 #include "ptycho/parallel/driver.hpp"
@@ -60,6 +61,10 @@ class Scan {
   /// halves can be compared pixel by pixel, as the FRC does). Frame i of the
   /// half is frame 2 i + which of the scan.
   Scan half(int which) const;
+  /// This scan with its frames and mask turned as `o` says when they are
+  /// read (io::Orientation: the detector's axes against the scan's).
+  Scan oriented(const io::Orientation& o) const;
+  const io::Orientation& orientation() const { return m_orientation; }
 
   bool in_memory() const { return m_arrays != nullptr; }
   /// The file, or the arrays' name.
@@ -76,6 +81,7 @@ class Scan {
   std::string m_name;
   std::shared_ptr<const ScanArrays> m_arrays;
   int m_half = -1;  ///< -1: every frame; 0 or 1: the frames of even or odd index
+  io::Orientation m_orientation;
   ScanInfo full_info() const;
 };
 

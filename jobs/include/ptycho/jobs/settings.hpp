@@ -100,6 +100,11 @@ struct ReconstructJob {
   /// px, so that each rank caches at most kLowMemoryShiftQuantum^2 shifted
   /// probes per mode instead of one per frame (Workspace).
   bool low_memory = false;
+  /// The detector's frames turned on reading (io::Orientation): transposed,
+  /// then flipped up-down, then left-right.
+  bool transpose = false;
+  bool flip_y = false;
+  bool flip_x = false;
   /// Engine parameters shared by the chain (name and iterations come from `engines`;
   /// likelihood, position_method and refine_probe from the fields above).
   EngineOptions base = job_engine_defaults();
