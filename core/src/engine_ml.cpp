@@ -243,10 +243,13 @@ class MlEngine final : public Engine {
     bool positions_now = m_opt.refine_positions && m_iter >= m_opt.position_hold &&
                          (m_iter - m_opt.position_hold) % kPositionEvery == 0 && state.position_verdict >= 0;
     if (positions_now && m_opt.position_gate > 0 && state.position_verdict == 0) {
-      // The position gate: if it moved the positions, the far fields follow them.
+      // The position gate: if it moved the positions, the far fields follow
+      // them (if not, they are back where Psi was made, and Psi stands).
       positions_now = gate_positions(m_positions, m_ws, state, m_opt);
-      resync(state);
-      m_restart = true;
+      if (positions_now) {
+        resync(state);
+        m_restart = true;
+      }
     }
     if (positions_now) {
       m_positions.reset();

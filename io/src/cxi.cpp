@@ -145,20 +145,18 @@ MaskView read_mask(const H5File& f, int m) {
       for (size_t b = 0; b < size; ++b) nonzero |= raw[p * size + b] != 0;
       mask.data()[p] = nonzero ? 1 : 0;
     }
-  } else if (H5Tget_class(ftype.get()) == H5T_INTEGER) {
-    // CXI's pixel mask bit flags (Maia 2012, cxidb.org): a pixel is masked
-    // if any of kCxiMaskedBits is set; the other flags (noisy, out of the
-    // resolution limits, artifact corrected, failed artifact correction,
-    // peak for the hit finder, background corrected) only describe it.
-    // A mask of 0 and 1 reads as before.
+  } else {
+    // An integer mask holds CXI's pixel mask bit flags (Maia 2012,
+    // cxidb.org): a pixel is masked if any of kCxiMaskedBits is set; the
+    // other flags (noisy, out of the resolution limits, artifact corrected,
+    // failed artifact correction, peak for the hit finder, background
+    // corrected) only describe it, and a mask of 0 and 1 reads as before.
+    // Any other type: nonzero (NaN included) masks the pixel.
+    const bool flags = H5Tget_class(ftype.get()) == H5T_INTEGER;
     dset.reset();
     const std::vector<double> v = f.read_doubles(kMaskPath);
     for (size_t p = 0; p < n; ++p)
-      mask.data()[p] = (v[p] < 0 || (static_cast<std::uint64_t>(v[p]) & kCxiMaskedBits) != 0) ? 1 : 0;
-  } else {
-    dset.reset();
-    const std::vector<double> v = f.read_doubles(kMaskPath);
-    for (size_t p = 0; p < n; ++p) mask.data()[p] = v[p] != 0 ? 1 : 0;  // NaN counts as invalid too
+      mask.data()[p] = flags ? (v[p] < 0 || (static_cast<std::uint64_t>(v[p]) & kCxiMaskedBits) != 0) : v[p] != 0;
   }
   long invalid = 0;
   for (size_t p = 0; p < n; ++p) invalid += mask.data()[p];

@@ -176,30 +176,34 @@ void write_complex_collectively(H5Id& dset, hid_t mem_space, hid_t file_space, c
 /// rows upside down (PyNX stores the top row, largest y, first, and flips
 /// on reading: pynx/ptycho/ptycho.py, save_obj_probe_cxi and
 /// load_obj_probe_cxi). Each rank writes its tile, flipped, into the mirrored
-/// rows: a copy of the tile for the time of the write.
+/// rows.
 void write_pynx_object(H5File& f, const RankLayout& layout, const TileRect& mine, const HostCView2& tile) {
   const std::string context = f.where(std::string("cannot write ") + kPynxObjectPath);
   H5Id file_space;
   H5Id dset = create_complex_dataset(f, kPynxObjectPath, {1, hsize_t(layout.object_rows), hsize_t(layout.object_cols)},
                                      file_space);
-  std::vector<cfloat> flipped;
-  H5Id mem_space;
+  // Blocks of rows, each flipped through a buffer of at most kBlockBytes
+  // (not a copy of the whole tile), written independently: ranks need not
+  // write as many blocks as each other.
+  constexpr size_t kBlockBytes = size_t(8) << 20;
   if (mine.rows > 0 && mine.cols > 0) {
-    flipped.resize(size_t(mine.rows) * mine.cols);
-    for (long r = 0; r < mine.rows; ++r)
-      for (long c = 0; c < mine.cols; ++c) flipped[size_t(mine.rows - 1 - r) * mine.cols + c] = tile(r, c);
-    const hsize_t start[3] = {0, hsize_t(layout.object_rows - mine.row0 - mine.rows), hsize_t(mine.col0)};
-    const hsize_t count[3] = {1, hsize_t(mine.rows), hsize_t(mine.cols)};
-    check_h5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), context);
-    mem_space = checked_id(H5Screate_simple(3, count, nullptr), context);
-  } else {
-    flipped.resize(1);
-    check_h5(H5Sselect_none(file_space.get()), context);
-    const hsize_t one[3] = {1, 1, 1};
-    mem_space = checked_id(H5Screate_simple(3, one, nullptr), context);
-    check_h5(H5Sselect_none(mem_space.get()), context);
+    H5Id cplx_mem = make_complex_type();
+    const long block = std::max<long>(1, long(kBlockBytes / (sizeof(cfloat) * size_t(mine.cols))));
+    std::vector<cfloat> flipped(size_t(std::min(block, mine.rows)) * mine.cols);
+    for (long b0 = 0; b0 < mine.rows; b0 += block) {
+      const long nb = std::min(block, mine.rows - b0);
+      for (long r = 0; r < nb; ++r)
+        for (long c = 0; c < mine.cols; ++c) flipped[size_t(nb - 1 - r) * mine.cols + c] = tile(b0 + r, c);
+      // Tile rows b0..b0+nb-1 land, reversed, on the mirrored file rows.
+      const hsize_t start[3] = {0, hsize_t(layout.object_rows - mine.row0 - b0 - nb), hsize_t(mine.col0)};
+      const hsize_t count[3] = {1, hsize_t(nb), hsize_t(mine.cols)};
+      check_h5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), context);
+      H5Id mem_space = checked_id(H5Screate_simple(3, count, nullptr), context);
+      check_h5(H5Dwrite(dset.get(), cplx_mem.get(), mem_space.get(), file_space.get(), H5P_DEFAULT, flipped.data()),
+               context);
+    }
   }
-  write_complex_collectively(dset, mem_space.get(), file_space.get(), flipped.data(), context);
+  check_h5(dset.close(), context);
 }
 
 /// The rest of PyNX's result layout (rank 0; see write_pynx_object): the
