@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libopenmpi-dev openmpi-bin
   libfftw3-dev libfftw3-mpi-dev
-  libhdf5-openmpi-dev hdf5-tools
+  libhdf5-openmpi-dev hdf5-tools hdf5-filter-plugin bitshuffle
   libtrilinos-kokkos-dev
   libgtest-dev libgmock-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libpng-dev

@@ -4,8 +4,10 @@
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/first_guess.hpp"
 #include "ptycho/io/hdf5_util.hpp"
+#include "scan_reader_detail.hpp"
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <cctype>
 #include <cmath>
@@ -20,6 +22,7 @@ namespace {
 
 using detail::check_mpi;
 using detail::collectively;
+using detail::shape_string;
 using MaskView = View2<std::uint8_t, HostSpace>;
 
 constexpr const char* kFramesPaths[] = {"/entry_1/data_1/data", "/entry_1/instrument_1/detector_1/data"};
@@ -27,26 +30,19 @@ constexpr const char* kTranslationPaths[] = {"/entry_1/sample_1/geometry_1/trans
 constexpr const char* kProbePaths[] = {"/entry_1/instrument_1/source_1/probe",
                                        "/entry_1/instrument_1/source_1/illumination",
                                        "/entry_1/instrument_1/detector_1/probe"};
+constexpr const char* kResultProbePath = "/entry_1/image_2/data";  // a result's probe modes
 constexpr const char* kEnergyPath = "/entry_1/instrument_1/source_1/energy";
 constexpr const char* kDistancePath = "/entry_1/instrument_1/detector_1/distance";
 constexpr const char* kPixelXPath = "/entry_1/instrument_1/detector_1/x_pixel_size";
 constexpr const char* kPixelYPath = "/entry_1/instrument_1/detector_1/y_pixel_size";
 constexpr const char* kMaskPath = "/entry_1/instrument_1/detector_1/mask";
+constexpr const char* kBasisPath = "/entry_1/instrument_1/detector_1/basis_vectors";
 /// CXI's PIXEL_IS_IN_MASK: invalid, saturated, hot, dead, shadowed, in the
 /// peak mask, to be ignored, bad, missing (bits 0-7 and 9).
 constexpr std::uint64_t kCxiMaskedBits = 0x2ff;
 
 /// Largest extent of the object grid along an axis [pixels].
 constexpr long kMaxGridExtent = 1L << 20;
-
-std::string shape_string(const std::vector<hsize_t>& dims) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < dims.size(); ++i) os << (i ? ", " : "") << dims[i];
-  if (dims.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -122,54 +118,29 @@ void orient_in_place(T* frames, size_t count, int m, const Orientation& o) {
   }
 }
 
-MaskView read_mask(const H5File& f, int m) {
-  MaskView mask(Kokkos::view_alloc(std::string("ptycho::mask")), m, m);
-  if (!f.exists(kMaskPath)) return mask;
-  H5Id dset = f.open_dataset(kMaskPath);
-  const std::vector<hsize_t> dims = f.extents(dset.get(), kMaskPath);
-  PTYCHO_INPUT_ERROR_IF(dims.size() != 2 || dims[0] != hsize_t(m) || dims[1] != hsize_t(m),
-                        f.name() << ": " << kMaskPath << " has shape " << shape_string(dims) << " but the frames are "
-                                 << m << " x " << m);
-  H5Id ftype = checked_id(H5Dget_type(dset.get()), f.where("cannot read " + std::string(kMaskPath)));
-  const size_t n = size_t(m) * m;
-  if (H5Tget_class(ftype.get()) == H5T_ENUM) {
-    // h5py writes bool arrays as an enum over an integer: read the integers.
-    H5Id native =
-        checked_id(H5Tget_native_type(ftype.get(), H5T_DIR_ASCEND), f.where("cannot read " + std::string(kMaskPath)));
-    const size_t size = H5Tget_size(native.get());
-    std::vector<unsigned char> raw(n * size);
-    check_h5(H5Dread(dset.get(), native.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()),
-             f.where("cannot read " + std::string(kMaskPath)));
-    for (size_t p = 0; p < n; ++p) {
-      bool nonzero = false;
-      for (size_t b = 0; b < size; ++b) nonzero |= raw[p * size + b] != 0;
-      mask.data()[p] = nonzero ? 1 : 0;
-    }
-  } else {
-    // An integer mask holds CXI's pixel mask bit flags (Maia 2012,
-    // cxidb.org): a pixel is masked if any of kCxiMaskedBits is set; the
-    // other flags (noisy, out of the resolution limits, artifact corrected,
-    // failed artifact correction, peak for the hit finder, background
-    // corrected) only describe it, and a mask of 0 and 1 reads as before.
-    // Any other type: nonzero (NaN included) masks the pixel.
-    const bool flags = H5Tget_class(ftype.get()) == H5T_INTEGER;
-    dset.reset();
-    const std::vector<double> v = f.read_doubles(kMaskPath);
-    for (size_t p = 0; p < n; ++p)
-      mask.data()[p] = flags ? (v[p] < 0 || (static_cast<std::uint64_t>(v[p]) & kCxiMaskedBits) != 0) : v[p] != 0;
-  }
-  long invalid = 0;
-  for (size_t p = 0; p < n; ++p) invalid += mask.data()[p];
-  PTYCHO_INPUT_ERROR_IF(invalid == long(n),
-                        f.name() << ": " << kMaskPath
-                                 << " marks every pixel invalid (CXI: nonzero masks a pixel; in an integer mask, "
-                                    "any of the bits 0x2ff)");
-  return mask;
+/// The eight orientations; each turns a 2 x 2 frame differently.
+std::vector<Orientation> all_orientations() {
+  std::vector<Orientation> all;
+  for (int k = 0; k < 8; ++k) all.push_back(Orientation{(k & 4) != 0, (k & 2) != 0, (k & 1) != 0});
+  return all;
 }
 
+/// The orientation that turns the 2 x 2 frame {0, 1, 2, 3} into `corners`.
+Orientation orientation_of(const std::array<int, 4>& corners) {
+  for (const Orientation& o : all_orientations()) {
+    std::array<int, 4> f = {0, 1, 2, 3};
+    orient_in_place(f.data(), 1, 2, o);
+    if (f == corners) return o;
+  }
+  PTYCHO_THROW_IF(true, "orientation_of: not a turn of a square");
+  return {};
+}
+
+
 /// The file's probe as (M, M), or an empty view; `source` receives its description.
-HostCView2 read_probe(const H5File& f, int m, std::string& path_out, std::string& source) {
+HostCView2 read_probe(const H5File& f, int m, std::string& path_out, std::string& source, bool results_too = false) {
   const char* path = first_existing(f, kProbePaths, std::size(kProbePaths));
+  if (!path && results_too && f.exists(kResultProbePath)) path = kResultProbePath;
   if (!path) return HostCView2();
   std::vector<hsize_t> dims;
   const std::vector<cfloat> v = f.read_complex(path, dims);
@@ -196,6 +167,59 @@ HostCView2 read_probe(const H5File& f, int m, std::string& path_out, std::string
   return probe;
 }
 
+/// CXI's basis_vectors: the lab (x, y, z) step [m] along the frames' rows
+/// (slow axis) and columns (fast axis); the default, [[0, -py, 0], [-px, 0, 0]],
+/// is the scan's own frame. A basis that turns the default by quarter turns
+/// and flips sets h.layout.stored to the turn that undoes it, and the pixel
+/// sizes to the steps along x and y. Read as (2, 3), rows the vectors (the
+/// CXI specification), or (3, 2), columns the vectors (as cdtools writes it).
+void read_basis_vectors(const H5File& f, CxiHeader& h) {
+  if (!f.exists(kBasisPath)) return;
+  std::vector<hsize_t> dims;
+  const std::vector<double> v = f.read_doubles(kBasisPath, &dims);
+  const bool rows = dims == std::vector<hsize_t>{2, 3}, cols = dims == std::vector<hsize_t>{3, 2};
+  PTYCHO_INPUT_ERROR_IF(!rows && !cols, f.name() << ": " << kBasisPath << " has shape " << shape_string(dims)
+                                                 << ", expected (2, 3): the steps along the rows and columns in (x, y, z)");
+  double step[2][3];  // [row/column axis][x, y, z]
+  for (int a = 0; a < 2; ++a)
+    for (int k = 0; k < 3; ++k) step[a][k] = rows ? v[size_t(a) * 3 + k] : v[size_t(k) * 2 + a];
+  // Each axis must run along x or along y: the frames are turned, never resampled.
+  int along[2], sign[2];  // along: 0 = x, 1 = y
+  double size[2];
+  for (int a = 0; a < 2; ++a) {
+    const double len = std::sqrt(step[a][0] * step[a][0] + step[a][1] * step[a][1] + step[a][2] * step[a][2]);
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(len) || len <= 0,
+                          f.name() << ": " << kBasisPath << " has a zero or non-finite step along the frames' "
+                                   << (a == 0 ? "rows" : "columns"));
+    const int k = std::abs(step[a][0]) >= std::abs(step[a][1]) ? 0 : 1;
+    const bool aligned = std::abs(step[a][1 - k]) <= 1e-6 * len && std::abs(step[a][2]) <= 1e-6 * len;
+    PTYCHO_INPUT_ERROR_IF(!aligned, f.name() << ": " << kBasisPath << " is not a quarter turn or flip of the default "
+                                             << "[[0, -y_pixel_size, 0], [-x_pixel_size, 0, 0]] (a tilted or rotated "
+                                                "detector); ptycho turns frames but does not resample them");
+    along[a] = k;
+    sign[a] = step[a][k] < 0 ? -1 : 1;
+    size[a] = len;
+  }
+  PTYCHO_INPUT_ERROR_IF(along[0] == along[1], f.name() << ": " << kBasisPath << " has both frame axes along "
+                                                       << (along[0] == 0 ? "x" : "y"));
+  // Where the corners of a 2 x 2 stored frame land in the scan's frame, whose
+  // rows run along -y and columns along -x (the default): a stored index that
+  // steps along -y or -x keeps its order, one along +y or +x is reversed. Each
+  // scan-frame corner holds the stored index i * 2 + j it came from.
+  std::array<int, 4> canonical{};
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) {
+      int u = 0, w = 0;  // scan-frame row and column
+      (along[0] == 1 ? u : w) = sign[0] < 0 ? i : 1 - i;
+      (along[1] == 1 ? u : w) = sign[1] < 0 ? j : 1 - j;
+      canonical[size_t(u * 2 + w)] = i * 2 + j;
+    }
+  h.layout.stored = orientation_of(canonical);
+  h.layout.stored_source = kBasisPath;
+  h.info.geometry.pixel_x_m = size[along[0] == 0 ? 0 : 1];
+  h.info.geometry.pixel_y_m = size[along[0] == 1 ? 0 : 1];
+}
+
 // ---------------------------------------------------------------- header broadcast
 
 std::vector<char> pack_header(const CxiHeader& h) {
@@ -214,6 +238,19 @@ std::vector<char> pack_header(const CxiHeader& h) {
   p.put(s.grid_offset_row);
   p.put(s.grid_offset_col);
   p.put(s.probe_source);
+  p.put(h.layout.format);
+  p.put(long(h.layout.blocks.size()));
+  for (const FrameBlock& b : h.layout.blocks) {
+    p.put(b.file);
+    p.put(b.dataset);
+    p.put(b.first);
+    p.put(b.count);
+    p.put(b.raster_cols);
+  }
+  p.put(h.layout.stored.transpose);
+  p.put(h.layout.stored.flip_y);
+  p.put(h.layout.stored.flip_x);
+  p.put(h.layout.stored_source);
   p.put(h.layout.frames);
   p.put(h.layout.frames_type);
   p.put(h.layout.translation);
@@ -243,6 +280,19 @@ CxiHeader unpack_header(const std::vector<char>& bytes) {
   s.grid_offset_row = u.get<long>();
   s.grid_offset_col = u.get<long>();
   s.probe_source = u.get_string();
+  h.layout.format = u.get_string();
+  h.layout.blocks.resize(size_t(u.get<long>()));
+  for (FrameBlock& b : h.layout.blocks) {
+    b.file = u.get_string();
+    b.dataset = u.get_string();
+    b.first = u.get<long>();
+    b.count = u.get<long>();
+    b.raster_cols = u.get<long>();
+  }
+  h.layout.stored.transpose = u.get<bool>();
+  h.layout.stored.flip_y = u.get<bool>();
+  h.layout.stored.flip_x = u.get<bool>();
+  h.layout.stored_source = u.get_string();
   h.layout.frames = u.get_string();
   h.layout.frames_type = u.get_string();
   h.layout.translation = u.get_string();
@@ -323,21 +373,24 @@ constexpr size_t kMaxGroupsPerRead = 256;
 /// consecutive frames; runs of equal length at equal spacing merged into
 /// strided hyperslabs (a round-robin share is one hyperslab); cut into reads
 /// of at most `max_frames` frames and kMaxGroupsPerRead hyperslabs.
-std::vector<ReadBatch> plan_reads(const std::vector<long>& index, size_t max_frames) {
-  // Maximal runs, cut to at most max_frames frames.
+std::vector<ReadBatch> plan_reads(const std::vector<long>& index, size_t max_frames, long row_length) {
+  // Maximal runs, cut to at most max_frames frames (and at the ends of raster rows).
   std::vector<std::pair<long, long>> runs;  // (start, length)
   for (size_t i = 0; i < index.size();) {
     size_t j = i + 1;
-    while (j < index.size() && index[j] == index[j - 1] + 1 && j - i < max_frames) ++j;
+    while (j < index.size() && index[j] == index[j - 1] + 1 && j - i < max_frames &&
+           (row_length == 0 || index[j] % row_length != 0))
+      ++j;
     runs.emplace_back(index[i], long(j - i));
     i = j;
   }
-  // Runs of one length at one spacing become one group.
+  // Runs of one length at one spacing become one group (not in a raster:
+  // there each run is one hyperslab within a row).
   std::vector<SlabGroup> groups;
   for (size_t g = 0; g < runs.size();) {
     SlabGroup s{runs[g].first, 1, 1, runs[g].second};
     size_t h = g + 1;
-    if (h < runs.size() && runs[h].second == s.block) {
+    if (row_length == 0 && h < runs.size() && runs[h].second == s.block) {
       s.stride = runs[h].first - s.start;
       while (h < runs.size() && runs[h].second == s.block && runs[h].first - runs[h - 1].first == s.stride) ++h;
       s.count = long(h - g);
@@ -376,28 +429,42 @@ std::vector<ReadBatch> plan_reads(const std::vector<long>& index, size_t max_fra
   return batches;
 }
 
-/// Selects the union of `groups` in `space` (N, M, M).
-void select_groups(hid_t space, const std::vector<SlabGroup>& groups, int m, const std::string& context) {
+/// Selects the union of `groups` in `space`: (N, M, M), or with row_length >
+/// 0 a raster (N / row_length, row_length, M, M) whose groups lie within rows.
+void select_groups(hid_t space, const std::vector<SlabGroup>& groups, int m, long row_length,
+                   const std::string& context) {
   for (size_t g = 0; g < groups.size(); ++g) {
+    const H5S_seloper_t op = g == 0 ? H5S_SELECT_SET : H5S_SELECT_OR;
+    if (row_length > 0) {
+      const hsize_t start[4] = {hsize_t(groups[g].start / row_length), hsize_t(groups[g].start % row_length), 0, 0};
+      const hsize_t count[4] = {1, 1, 1, 1};
+      const hsize_t block[4] = {1, hsize_t(groups[g].block), hsize_t(m), hsize_t(m)};
+      check_h5(H5Sselect_hyperslab(space, op, start, nullptr, count, block), context);
+      continue;
+    }
     const hsize_t start[3] = {hsize_t(groups[g].start), 0, 0};
     const hsize_t stride[3] = {hsize_t(std::max(groups[g].stride, 1L)), 1, 1};
     const hsize_t count[3] = {hsize_t(groups[g].count), 1, 1};
     const hsize_t block[3] = {hsize_t(groups[g].block), hsize_t(m), hsize_t(m)};
-    check_h5(H5Sselect_hyperslab(space, g == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, start, stride, count, block), context);
+    check_h5(H5Sselect_hyperslab(space, op, start, stride, count, block), context);
   }
 }
 
-void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>& index, const HostRView3& frames,
-                 FrameTransfer transfer, size_t max_read_bytes) {
-  const std::string& frames_path = header.layout.frames;
-  const int m = header.info.geometry.frame_size;
-  H5File file = H5File::open_read_parallel(comm, header.info.source);
+/// The shape a frame block's dataset must have.
+std::vector<hsize_t> block_shape(const FrameBlock& b, int m) {
+  if (b.raster_cols > 0) return {hsize_t(b.count / b.raster_cols), hsize_t(b.raster_cols), hsize_t(m), hsize_t(m)};
+  return {hsize_t(b.count), hsize_t(m), hsize_t(m)};
+}
+
+/// Reads the frames index[lo, hi) (global indices) of one block into frames[lo, hi).
+void read_block(MPI_Comm comm, const FrameBlock& block, int m, const std::vector<long>& index, size_t lo, size_t hi,
+                const HostRView3& frames, FrameTransfer transfer, size_t max_read_bytes) {
+  const std::string& frames_path = block.dataset;
+  H5File file = H5File::open_read_parallel(comm, block.file);
   const std::string context = file.where("cannot read " + frames_path);
   H5Id dset = file.open_dataset(frames_path);
   const std::vector<hsize_t> dims = file.extents(dset.get(), frames_path);
-  PTYCHO_INPUT_ERROR_IF(
-      dims.size() != 3 || dims[0] != hsize_t(header.info.num_frames) || dims[1] != hsize_t(m) || dims[2] != hsize_t(m),
-      file.name() << ": " << frames_path << " changed shape while being read");
+  PTYCHO_INPUT_ERROR_IF(dims != block_shape(block, m), file.name() << ": " << frames_path << " changed shape while being read");
   H5Id dxpl = checked_id(H5Pcreate(H5P_DATASET_XFER), context);
   check_h5(H5Pset_dxpl_mpio(dxpl.get(),
                             transfer == FrameTransfer::collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT),
@@ -416,27 +483,29 @@ void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>
   // makes the same number of H5Dread calls (empty selections where done).
   const size_t mm = size_t(m) * m;
   const size_t max_frames = std::max<size_t>(1, max_read_bytes / (mm * element_bytes));
-  const std::vector<ReadBatch> batches = plan_reads(index, max_frames);
+  std::vector<long> local(index.begin() + long(lo), index.begin() + long(hi));
+  for (long& i : local) i -= block.first;
+  const std::vector<ReadBatch> batches = plan_reads(local, max_frames, block.raster_cols);
   long n_batches = long(batches.size());
   if (transfer == FrameTransfer::collective) {
     const long mine = n_batches;
     check_mpi(MPI_Allreduce(&mine, &n_batches, 1, MPI_LONG, MPI_MAX, comm), "MPI_Allreduce");
   }
   std::vector<unsigned char> raw;
-  if (is_float == 0 && !index.empty()) raw.resize(std::min(max_frames, index.size()) * mm * element_bytes);
+  if (is_float == 0 && !local.empty()) raw.resize(std::min(max_frames, local.size()) * mm * element_bytes);
   double dummy = 0;
   for (long b = 0; b < n_batches; ++b) {
     const bool have = size_t(b) < batches.size();
-    const size_t lo = have ? batches[b].lo : 0;
-    const size_t hi = have ? batches[b].hi : 0;
+    const size_t blo = have ? lo + batches[b].lo : 0;
+    const size_t bhi = have ? lo + batches[b].hi : 0;
     H5Id file_space = checked_id(H5Dget_space(dset.get()), context);
     H5Id mem_space;
     void* buffer = &dummy;
     if (have) {
-      select_groups(file_space.get(), batches[b].groups, m, context);
-      const hsize_t mdims[3] = {hsize_t(hi - lo), hsize_t(m), hsize_t(m)};
+      select_groups(file_space.get(), batches[b].groups, m, block.raster_cols, context);
+      const hsize_t mdims[3] = {hsize_t(bhi - blo), hsize_t(m), hsize_t(m)};
       mem_space = checked_id(H5Screate_simple(3, mdims, nullptr), context);
-      buffer = is_float > 0 ? static_cast<void*>(frames.data() + lo * mm) : static_cast<void*>(raw.data());
+      buffer = is_float > 0 ? static_cast<void*>(frames.data() + blo * mm) : static_cast<void*>(raw.data());
     } else {
       check_h5(H5Sselect_none(file_space.get()), context);
       const hsize_t mdims[3] = {1, hsize_t(m), hsize_t(m)};
@@ -446,16 +515,170 @@ void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>
     check_h5(H5Dread(dset.get(), native.get(), mem_space.get(), file_space.get(), dxpl.get(), buffer), context);
     if (is_float == 0 && have) {
       // In place: the buffer holds max(native, float) bytes per element.
-      const size_t count = (hi - lo) * mm;
+      const size_t count = (bhi - blo) * mm;
       check_h5(H5Tconvert(native.get(), H5T_NATIVE_FLOAT, count, raw.data(), nullptr, H5P_DEFAULT), context);
-      std::memcpy(static_cast<void*>(frames.data() + lo * mm), raw.data(), count * sizeof(float));
+      std::memcpy(static_cast<void*>(frames.data() + blo * mm), raw.data(), count * sizeof(float));
     }
   }
   dset.reset();
   file.close();
 }
 
+/// Reads the frames `index` (global, ascending) of every block into `frames`
+/// (collective: every rank visits every block).
+void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>& index, const HostRView3& frames,
+                 FrameTransfer transfer, size_t max_read_bytes) {
+  const int m = header.info.geometry.frame_size;
+  for (const FrameBlock& block : header.layout.blocks) {
+    const auto lo = size_t(std::lower_bound(index.begin(), index.end(), block.first) - index.begin());
+    const auto hi = size_t(std::lower_bound(index.begin(), index.end(), block.first + block.count) - index.begin());
+    read_block(comm, block, m, index, lo, hi, frames, transfer, max_read_bytes);
+  }
+}
+
 }  // namespace
+
+namespace detail {
+
+std::string shape_string(const std::vector<hsize_t>& dims) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < dims.size(); ++i) os << (i ? ", " : "") << dims[i];
+  if (dims.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+/// Checks the shape of a frames dataset: (N, M, M) or a raster (R, C, M, M),
+/// M even and at most kMaxFrameSize.
+void check_frames_shape(const std::string& path, const std::string& frames, const std::vector<hsize_t>& dims) {
+  PTYCHO_INPUT_ERROR_IF(dims.size() != 3 && dims.size() != 4, path << ": " << frames << " has shape " << shape_string(dims)
+                                                                    << ", expected (N, M, M) frames or a raster (rows, columns, M, M)");
+  PTYCHO_INPUT_ERROR_IF(dims[0] == 0 || (dims.size() == 4 && dims[1] == 0), path << ": " << frames << " holds no frames");
+  const hsize_t a = dims[dims.size() - 2], b = dims.back();
+  PTYCHO_INPUT_ERROR_IF(a != b, path << ": " << frames << " has frames of " << a << " x " << b
+                                     << " pixels; frames must be square");
+  PTYCHO_INPUT_ERROR_IF(a < 2 || a % 2 != 0 || a > hsize_t(kMaxFrameSize),
+                        path << ": " << frames << " has frames of " << a << " x " << b
+                             << " pixels; the frame size must be even and at most " << kMaxFrameSize
+                             << " (crop the frames about the beam centre)");
+}
+
+
+FrameBlock frames_block(const H5File& f, const std::string& frames, std::string& type_out) {
+  const std::string& path = f.name();
+  H5Id dset = f.open_dataset(frames);
+  const std::vector<hsize_t> dims = f.extents(dset.get(), frames);
+  H5Id type = checked_id(H5Dget_type(dset.get()), f.where("cannot read the type of " + frames));
+  type_out = type_name(type.get());
+  const H5T_class_t cls = H5Tget_class(type.get());
+  PTYCHO_INPUT_ERROR_IF(cls != H5T_INTEGER && cls != H5T_FLOAT,
+                        path << ": " << frames << " holds " << type_out << " values, expected counts (integers or floats)");
+  check_frames_shape(path, frames, dims);
+  check_filters(f, dset.get(), frames);
+  FrameBlock block{path, frames, 0, long(dims[0]), 0};
+  if (dims.size() == 4) {  // a raster (rows, columns, M, M), as NXcxi_ptycho allows
+    block.count = long(dims[0] * dims[1]);
+    block.raster_cols = long(dims[1]);
+  }
+  return block;
+}
+
+int frame_side(const H5File& f, const std::string& frames) {
+  H5Id dset = f.open_dataset(frames);
+  return int(f.extents(dset.get(), frames).back());
+}
+
+void check_filters(const H5File& f, hid_t dset, const std::string& frames) {
+  H5Id dcpl = checked_id(H5Dget_create_plist(dset), f.where("cannot read the storage of " + frames));
+  const int n = H5Pget_nfilters(dcpl.get());
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t n_values = 0;
+    char name[256] = {0};
+    const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), unsigned(i), &flags, &n_values, nullptr, sizeof(name), name, &config);
+    if (id < 0 || H5Zfilter_avail(id) > 0) continue;
+    PTYCHO_INPUT_ERROR_IF(true, f.name() << ": " << frames << " is compressed with HDF5 filter " << id
+                                         << (name[0] ? std::string(" (") + name + ")" : std::string())
+                                         << ", which this HDF5 cannot load: install its plugin (Debian: bitshuffle, "
+                                            "hdf5-filter-plugin) or point HDF5_PLUGIN_PATH at it");
+  }
+}
+
+void finish_header(CxiHeader& h, const std::vector<double>& x_m, const std::vector<double>& y_m,
+                   const ReadOptions& options) {
+  ScanInfo& info = h.info;
+  const ObjectGrid grid = place_on_object_grid(x_m, y_m, info.geometry, options.margin_px, info.source);
+  info.positions = grid.positions;
+  info.object_rows = grid.rows;
+  info.object_cols = grid.cols;
+  info.grid_offset_row = grid.shift_row;
+  info.grid_offset_col = grid.shift_col;
+  const int m = info.geometry.frame_size;
+  if (h.mask.size() == 0) h.mask = MaskView(Kokkos::view_alloc(std::string("ptycho::mask")), m, m);
+  orient_frames(h.mask.data(), 1, m, then(h.layout.stored, options.orientation));
+  info.probe_source = h.probe.size() > 0 ? info.probe_source : std::string(kEstimatedProbeSource);
+}
+
+}  // namespace detail
+
+MaskView detail::read_mask(const H5File& f, const std::string& mask_path, int m) {
+  MaskView mask(Kokkos::view_alloc(std::string("ptycho::mask")), m, m);
+  if (!f.exists(mask_path)) return mask;
+  H5Id dset = f.open_dataset(mask_path);
+  const std::vector<hsize_t> dims = f.extents(dset.get(), mask_path);
+  PTYCHO_INPUT_ERROR_IF(dims.size() != 2 || dims[0] != hsize_t(m) || dims[1] != hsize_t(m),
+                        f.name() << ": " << mask_path << " has shape " << shape_string(dims) << " but the frames are "
+                                 << m << " x " << m);
+  H5Id ftype = checked_id(H5Dget_type(dset.get()), f.where("cannot read " + mask_path));
+  const size_t n = size_t(m) * m;
+  if (H5Tget_class(ftype.get()) == H5T_ENUM) {
+    // h5py writes bool arrays as an enum over an integer: read the integers.
+    H5Id native =
+        checked_id(H5Tget_native_type(ftype.get(), H5T_DIR_ASCEND), f.where("cannot read " + mask_path));
+    const size_t size = H5Tget_size(native.get());
+    std::vector<unsigned char> raw(n * size);
+    check_h5(H5Dread(dset.get(), native.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()),
+             f.where("cannot read " + mask_path));
+    for (size_t p = 0; p < n; ++p) {
+      bool nonzero = false;
+      for (size_t b = 0; b < size; ++b) nonzero |= raw[p * size + b] != 0;
+      mask.data()[p] = nonzero ? 1 : 0;
+    }
+  } else {
+    // An integer mask holds CXI's pixel mask bit flags (Maia 2012,
+    // cxidb.org): a pixel is masked if any of kCxiMaskedBits is set; the
+    // other flags (noisy, out of the resolution limits, artifact corrected,
+    // failed artifact correction, peak for the hit finder, background
+    // corrected) only describe it, and a mask of 0 and 1 reads as before.
+    // Any other type: nonzero (NaN included) masks the pixel.
+    const bool flags = H5Tget_class(ftype.get()) == H5T_INTEGER;
+    dset.reset();
+    const std::vector<double> v = f.read_doubles(mask_path);
+    for (size_t p = 0; p < n; ++p)
+      mask.data()[p] = flags ? (v[p] < 0 || (static_cast<std::uint64_t>(v[p]) & kCxiMaskedBits) != 0) : v[p] != 0;
+  }
+  long invalid = 0;
+  for (size_t p = 0; p < n; ++p) invalid += mask.data()[p];
+  PTYCHO_INPUT_ERROR_IF(invalid == long(n),
+                        f.name() << ": " << mask_path
+                                 << " marks every pixel invalid (CXI: nonzero masks a pixel; in an integer mask, "
+                                    "any of the bits 0x2ff)");
+  return mask;
+}
+
+void detail::read_probe_file(CxiHeader& h, const std::string& file) {
+  const int m = h.info.geometry.frame_size;
+  H5File f = H5File::open_read(file);
+  std::string path, source;
+  HostCView2 probe = read_probe(f, m, path, source, true);
+  PTYCHO_INPUT_ERROR_IF(probe.size() == 0, file << ": no probe: none of " << kProbePaths[0] << ", " << kProbePaths[1]
+                                                << ", " << kProbePaths[2] << " or " << kResultProbePath << " exists");
+  f.close();
+  h.probe = probe;
+  h.layout.probe = file + ":" + path;
+  h.info.probe_source = file + ":" + source;
+}
 
 // ---------------------------------------------------------------- public
 
@@ -527,13 +750,26 @@ std::string Orientation::text() const {
   return s;
 }
 
+Orientation then(const Orientation& first, const Orientation& second) {
+  std::array<int, 4> f = {0, 1, 2, 3};
+  orient_in_place(f.data(), 1, 2, first);
+  orient_in_place(f.data(), 1, 2, second);
+  return orientation_of(f);
+}
+
+Orientation inverse(const Orientation& o) {
+  for (const Orientation& candidate : all_orientations())
+    if (then(o, candidate).identity()) return candidate;
+  PTYCHO_THROW_IF(true, "inverse: no orientation undoes " << o.text());
+  return {};
+}
+
 void orient_frames(float* frames, size_t count, int m, const Orientation& o) { orient_in_place(frames, count, m, o); }
 void orient_frames(std::uint8_t* frames, size_t count, int m, const Orientation& o) {
   orient_in_place(frames, count, m, o);
 }
 
-CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
-  silence_hdf5_errors();
+CxiHeader detail::read_cxi_format_header(const std::string& path, const ReadOptions& options) {
   H5File f = H5File::open_read(path);
   CxiHeader h;
   ScanInfo& info = h.info;
@@ -544,27 +780,9 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
   PTYCHO_INPUT_ERROR_IF(!frames,
                         path << ": no frames: neither " << kFramesPaths[0] << " nor " << kFramesPaths[1] << " exists");
   h.layout.frames = frames;
-  {
-    H5Id dset = f.open_dataset(frames);
-    const std::vector<hsize_t> dims = f.extents(dset.get(), frames);
-    H5Id type = checked_id(H5Dget_type(dset.get()), f.where(std::string("cannot read the type of ") + frames));
-    h.layout.frames_type = type_name(type.get());
-    const H5T_class_t cls = H5Tget_class(type.get());
-    PTYCHO_INPUT_ERROR_IF(
-        cls != H5T_INTEGER && cls != H5T_FLOAT,
-        path << ": " << frames << " holds " << h.layout.frames_type << " values, expected counts (integers or floats)");
-    PTYCHO_INPUT_ERROR_IF(dims.size() != 3, path << ": " << frames << " has shape " << shape_string(dims)
-                                                 << ", expected (N, M, M) frames");
-    PTYCHO_INPUT_ERROR_IF(dims[0] == 0, path << ": " << frames << " holds no frames");
-    PTYCHO_INPUT_ERROR_IF(dims[1] != dims[2], path << ": " << frames << " has frames of " << dims[1] << " x " << dims[2]
-                                                   << " pixels; frames must be square");
-    PTYCHO_INPUT_ERROR_IF(dims[1] < 2 || dims[1] % 2 != 0 || dims[1] > kMaxFrameSize,
-                          path << ": " << frames << " has frames of " << dims[1] << " x " << dims[2]
-                               << " pixels; the frame size must be even and at most " << kMaxFrameSize
-                               << " (crop the frames about the beam centre)");
-    info.num_frames = long(dims[0]);
-    info.geometry.frame_size = int(dims[1]);
-  }
+  h.layout.blocks.push_back(detail::frames_block(f, frames, h.layout.frames_type));
+  info.num_frames = h.layout.blocks.back().count;
+  info.geometry.frame_size = detail::frame_side(f, frames);
   const long n = info.num_frames;
   const int m = info.geometry.frame_size;
 
@@ -577,6 +795,8 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
   {
     std::vector<hsize_t> dims;
     const std::vector<double> t = f.read_doubles(translation, &dims);
+    if (dims.size() == 3 && (dims[2] == 2 || dims[2] == 3) && long(dims[0] * dims[1]) == n)
+      dims = {dims[0] * dims[1], dims[2]};  // a raster's (rows, columns, 3)
     PTYCHO_INPUT_ERROR_IF(dims.size() != 2, path << ": " << translation << " has shape " << shape_string(dims)
                                                  << ", expected (N, 3) or (3, N)");
     const auto a = long(dims[0]), b = long(dims[1]);
@@ -605,22 +825,14 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
   info.geometry.pixel_x_m = read_si_scalar(f, kPixelXPath, "detector pixel size", false);
   info.geometry.pixel_y_m = read_si_scalar(f, kPixelYPath, "detector pixel size", false);
 
-  // Object grid.
-  const ObjectGrid grid = place_on_object_grid(x, y, info.geometry, options.margin_px, path);
-  info.positions = grid.positions;
-  info.object_rows = grid.rows;
-  info.object_cols = grid.cols;
-  info.grid_offset_row = grid.shift_row;
-  info.grid_offset_col = grid.shift_col;
+  read_basis_vectors(f, h);
 
-  // Mask and probe.
-  h.mask = read_mask(f, m);
-  orient_frames(h.mask.data(), 1, m, options.orientation);
+  // Mask, probe, object grid.
+  h.mask = detail::read_mask(f, kMaskPath, m);
   if (f.exists(kMaskPath)) h.layout.mask = kMaskPath;
-  std::string probe_source;
-  h.probe = read_probe(f, m, h.layout.probe, probe_source);
-  info.probe_source = h.probe.size() > 0 ? probe_source : std::string(kEstimatedProbeSource);
+  h.probe = read_probe(f, m, h.layout.probe, info.probe_source);
   f.close();
+  detail::finish_header(h, x, y, options);
   return h;
 }
 
@@ -748,6 +960,7 @@ FrameStatistics read_frame_statistics(MPI_Comm comm, const std::string& path, co
       PTYCHO_THROW_IF(my_frames[i] < 0 || my_frames[i] >= n || (i > 0 && my_frames[i] <= my_frames[i - 1]),
                       "read_frame_statistics: frame indices must be ascending in [0, " << n << ")");
   });
+  const Orientation turn = then(header.layout.stored, options.orientation);
   const size_t chunk = std::max<size_t>(1, chunk_bytes / (mm * sizeof(float)));
   long chunks = long((my_frames.size() + chunk - 1) / chunk);
   const long mine = chunks;
@@ -761,7 +974,7 @@ FrameStatistics read_frame_statistics(MPI_Comm comm, const std::string& path, co
       const size_t hi = std::min(my_frames.size(), lo + chunk);
       const std::vector<long> index(my_frames.begin() + long(lo), my_frames.begin() + long(hi));
       collectively(comm, [&] { read_frames(comm, header, index, buffer, options.transfer, options.max_read_bytes); });
-      orient_frames(buffer.data(), hi - lo, m, options.orientation);
+      orient_frames(buffer.data(), hi - lo, m, turn);
       visit(buffer.data(), hi - lo);
     }
   };
@@ -772,6 +985,23 @@ FrameStatistics read_frame_statistics(MPI_Comm comm, const std::string& path, co
 
 HostCView2 estimate_probe(const FrameStatistics& stats) {
   return probe_from_mean_pattern(stats.mean_frame, stats.frame_size, stats.filled_total_counts);
+}
+
+HostRView3 read_scan_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>& index,
+                            const ReadOptions& options) {
+  silence_hdf5_errors();
+  const int m = header.info.geometry.frame_size;
+  HostRView3 frames;
+  collectively(comm, [&] {
+    for (size_t i = 0; i < index.size(); ++i)
+      PTYCHO_THROW_IF(index[i] < 0 || index[i] >= header.info.num_frames || (i > 0 && index[i] <= index[i - 1]),
+                      "read_scan_frames: frame indices must be ascending in [0, " << header.info.num_frames << ")");
+    frames = HostRView3(Kokkos::view_alloc(std::string("ptycho::frames"), Kokkos::WithoutInitializing), index.size(),
+                        m, m);
+  });
+  collectively(comm, [&] { read_frames(comm, header, index, frames, options.transfer, options.max_read_bytes); });
+  orient_frames(frames.data(), index.size(), m, then(header.layout.stored, options.orientation));
+  return frames;
 }
 
 Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>& my_frames,
@@ -802,7 +1032,7 @@ Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>
   // This rank's frames, converted to float by HDF5.
   collectively(comm,
                [&] { read_frames(comm, header, my_frames, ds.frames, options.transfer, options.max_read_bytes); });
-  orient_frames(ds.frames.data(), my_frames.size(), m, options.orientation);
+  orient_frames(ds.frames.data(), my_frames.size(), m, then(header.layout.stored, options.orientation));
 
   // Non-finite counts in valid pixels are an error; in masked pixels they are ignored.
   collectively(comm, [&] {

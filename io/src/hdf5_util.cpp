@@ -4,6 +4,7 @@
 #include "ptycho/core/memory.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
@@ -174,7 +175,23 @@ herr_t H5Id::close() {
   return status;
 }
 
-void silence_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+namespace {
+/// Debian's hdf5-filter-plugin (LZ4, BZip2) installs its filters for the
+/// serial HDF5 only; bitshuffle installs for both. The serial folder is
+/// searched after the default one unless HDF5_PLUGIN_PATH says otherwise.
+constexpr const char* kSerialPluginFolder = "/usr/lib/x86_64-linux-gnu/hdf5/serial/plugins";
+}  // namespace
+
+void silence_hdf5_errors() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  static const bool plugins = [] {
+    std::error_code ec;
+    if (std::getenv("HDF5_PLUGIN_PATH") == nullptr && std::filesystem::is_directory(kSerialPluginFolder, ec))
+      H5PLappend(kSerialPluginFolder);
+    return true;
+  }();
+  (void)plugins;
+}
 
 bool path_exists(hid_t file, const std::string& path) {
   // Walk the path one component at a time: H5Lexists fails on a missing parent.
@@ -310,6 +327,28 @@ void H5File::close() {
 H5Id H5File::open_object(const std::string& path) const {
   PTYCHO_INPUT_ERROR_IF(!exists(path), m_name << ": " << path << " does not exist");
   return checked_id(H5Oopen(id(), path.c_str(), H5P_DEFAULT), where("cannot open " + path));
+}
+
+namespace {
+herr_t collect_member_name(hid_t, const char* name, const H5L_info_t*, void* data) {
+  static_cast<std::vector<std::string>*>(data)->push_back(name);
+  return 0;
+}
+}  // namespace
+
+std::vector<std::string> H5File::members(const std::string& path) const {
+  H5Id obj = open_object(path);
+  PTYCHO_INPUT_ERROR_IF(H5Iget_type(obj.get()) != H5I_GROUP, m_name << ": " << path << " is not a group");
+  std::vector<std::string> names;
+  check_h5(H5Literate(obj.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_member_name, &names),
+           where("cannot list " + path));
+  return names;
+}
+
+bool H5File::is_group(const std::string& path) const {
+  if (!exists(path)) return false;
+  H5Id obj(H5Oopen(id(), path.c_str(), H5P_DEFAULT));
+  return obj && H5Iget_type(obj.get()) == H5I_GROUP;
 }
 
 H5Id H5File::open_dataset(const std::string& path) const {

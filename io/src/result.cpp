@@ -279,11 +279,6 @@ void write_small_datasets(const std::string& temp, const std::string& path, cons
   f.close();
 }
 
-herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* data) {
-  static_cast<std::vector<std::string>*>(data)->push_back(name);
-  return 0;
-}
-
 }  // namespace
 
 void write_result(MPI_Comm comm, const std::string& path, const ResultData& result) {
@@ -437,12 +432,7 @@ ResultData read_result(const std::string& path) {
       r.background = HostRView2("ptycho::background", dims[0], dims[1]);
       for (size_t i = 0; i < v.size(); ++i) r.background.data()[i] = float(v[i]);
     }
-    std::vector<std::string> names;
-    {
-      H5Id group = checked_id(H5Gopen2(f.id(), kProcessPath, H5P_DEFAULT), f.where("cannot open " + proc));
-      check_h5(H5Literate(group.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name, &names),
-               f.where("cannot list " + proc));
-    }
+    const std::vector<std::string> names = f.members(kProcessPath);
     for (const std::string& name : names) {
       if (kProcessEntries.count(name)) continue;
       const std::string p = proc + "/" + name;

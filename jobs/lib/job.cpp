@@ -4,6 +4,7 @@
 #include "ptycho/io/atomic_file.hpp"
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/io/result.hpp"
+#include "ptycho/io/scan_formats.hpp"
 #include "ptycho/io/trace.hpp"
 #include "ptycho/jobs/analysis.hpp"
 #include "ptycho/jobs/output_paths.hpp"
@@ -309,8 +310,9 @@ PathPlan plan_paths(const ReconstructJob& job) {
     return job.origin.count(key) ? job.where(key) : option_name(key) + " (default)";
   };
   PathPlan plan;
-  plan.input(job.input, "the scan");
+  for (const std::string& file : io::scan_files(job.input)) plan.input(file, "the scan");
   plan.input(job.job_file, "the job file");
+  plan.input(job.probe_from, option("probe_from"));
   // Resuming from the job's own checkpoint (a requeued job) reads and then replaces it.
   if (!job.resume.empty() && !same_file(job.resume, job.checkpoint)) plan.input(job.resume, option("resume"));
   plan.output(job.output, option("output"));

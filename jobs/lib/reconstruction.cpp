@@ -7,6 +7,7 @@
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/mpi_detail.hpp"
 #include "ptycho/io/png.hpp"
+#include "ptycho/io/scan_formats.hpp"
 #include "ptycho/jobs/learned.hpp"
 #include "ptycho/jobs/memory_check.hpp"
 #include "ptycho/jobs/output_paths.hpp"
@@ -31,10 +32,11 @@ std::string absolute_path(const std::string& path) {
 
 /// How the reader scales the probe guess: sum |P|^2 = the mean counts per
 /// frame, so that a flat object of 1 matches the counts.
-io::ReadOptions read_options(const io::Orientation& orientation) {
+io::ReadOptions read_options(const io::Orientation& orientation, const std::string& probe_from) {
   io::ReadOptions read;
   read.probe_scaling = io::ProbeScaling::to_mean_counts;
   read.orientation = orientation;
+  read.probe_file = probe_from;
   return read;
 }
 
@@ -107,6 +109,13 @@ Scan Scan::oriented(const io::Orientation& o) const {
   return s;
 }
 
+Scan Scan::with_probe_from(const std::string& file) const {
+  PTYCHO_INPUT_ERROR_IF(m_arrays, "probe_from: " << file << ": a scan of arrays takes its probe as an array (probe=)");
+  Scan s = *this;
+  s.m_probe_from = file;
+  return s;
+}
+
 namespace {
 /// `info` reduced to the frames of index 2 i + half.
 ScanInfo half_of(ScanInfo info, int half) {
@@ -122,7 +131,7 @@ ScanInfo half_of(ScanInfo info, int half) {
 ScanInfo Scan::info() const { return half_of(full_info(), m_half); }
 
 ScanInfo Scan::full_info() const {
-  if (!m_arrays) return io::read_scan_info(m_name, read_options(m_orientation));
+  if (!m_arrays) return io::read_scan_info(m_name, read_options(m_orientation, m_probe_from));
   const ScanArrays& a = *m_arrays;
   const io::ObjectGrid grid = io::place_on_object_grid(a.x_m, a.y_m, a.geometry, io::kDefaultMarginPx, a.name);
   ScanInfo info;
@@ -150,7 +159,7 @@ Dataset Scan::read(MPI_Comm comm, const std::vector<long>& my_frames) const {
     ds.info = half_of(ds.info, m_half);
     return ds;
   }
-  if (!m_arrays) return io::read_cxi(comm, m_name, my_frames, read_options(m_orientation));
+  if (!m_arrays) return io::read_cxi(comm, m_name, my_frames, read_options(m_orientation, m_probe_from));
   const ScanArrays& a = *m_arrays;
   const int m = a.geometry.frame_size;
   const size_t mm = size_t(m) * m;
@@ -221,7 +230,8 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   turn.transpose = m_settings.transpose;
   turn.flip_y = m_settings.flip_y;
   turn.flip_x = m_settings.flip_x;
-  const Scan source = turn.identity() ? scan : scan.oriented(turn);
+  Scan source = turn.identity() ? scan : scan.oriented(turn);
+  if (!m_settings.probe_from.empty()) source = source.with_probe_from(m_settings.probe_from);
   m_info = source.info();
   // A network in the chain: its plugin and model, checked before the data are read.
   jobs::prepare_learned(m_comm, opt.chain, m_info.geometry.frame_size);
@@ -388,7 +398,8 @@ void Reconstruction::check_output(const std::string& path, const std::string& wh
   io::detail::collectively(m_comm, [&] {
     if (rank() != 0) return;
     jobs::PathPlan plan;
-    if (!m_scan_in_memory) plan.input(m_scan_name, "the scan");
+    if (!m_scan_in_memory)
+      for (const std::string& file : io::scan_files(m_scan_name)) plan.input(file, "the scan");
     plan.output(path, what, also_input);
     plan.check();
     plan.create_folders();

@@ -218,6 +218,7 @@ Check<std::string> existing_scan() {
   };
 }
 
+/// An existing regular file (a checkpoint, a probe).
 Check<std::string> existing_checkpoint() {
   return [](const std::string& v) -> std::string {
     if (v.empty()) return "must not be empty";
@@ -419,6 +420,10 @@ const std::vector<KeySpec>& specs() {
       path_key(
           "resume", [](J& j) -> std::string& { return j.resume; }, "resume from this checkpoint (any rank count)",
           existing_checkpoint()),
+      path_key("probe_from", [](J& j) -> std::string& { return j.probe_from; },
+               "start from the probe in this file: a scan with a probe (CXI source_1/probe or illumination) or a "
+               "result (its modes' power folded into the first); default: the scan's probe, else an estimate",
+               existing_checkpoint()),
       make_key<std::string>(
           "max_memory", [](J& j) -> std::string& { return j.max_memory; },
           "memory limit per rank, e.g. 4G; the run stops before reading the frames if its estimate is larger "

@@ -259,7 +259,10 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
     j["object_grid_px"] = {info.object_rows, info.object_cols};
     j["translation_dataset"] = header.layout.translation;
     j["translation_transposed"] = header.layout.translation_transposed;
+    j["format"] = header.layout.format;
     j["frame_orientation"] = opt.orientation.text();
+    j["stored_orientation"] = header.layout.stored.text();
+    j["stored_orientation_source"] = header.layout.stored_source;
     j["mean_nearest_step_px"] = step_px;
     j["probe_diameter_90_px"] = diameter_px;
     j["overlap"] = overlap;
@@ -291,12 +294,19 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
                           fmt(" = %.1f", extent_cols_px) + fmt(" x %.1f object pixels (x, y)", extent_rows_px));
   line("object grid", std::to_string(info.object_rows) + " x " + std::to_string(info.object_cols) +
                           " pixels (rows x cols, " + std::to_string(io::kDefaultMarginPx) + " px margin)");
-  line("positions", header.layout.translation + (header.layout.translation_transposed ? " (3, N)" : " (N, 3)") +
+  const bool cxi = header.layout.format == "CXI";
+  line("format", header.layout.format);
+  line("positions", header.layout.translation +
+                        (cxi ? (header.layout.translation_transposed ? " (3, N)" : " (N, 3)") : std::string()) +
                         ": x = column, y = row, both increasing, in metres");
-  line("frames' axes", opt.orientation.text() + (opt.orientation.identity()
-                                                     ? " (rows = detector y, columns = x; --transpose, --flip-y, "
-                                                       "--flip-x turn them)"
-                                                     : " (from the options)"));
+  std::string axes;
+  if (!header.layout.stored.identity())
+    axes = header.layout.stored.text() + " by the file's " + header.layout.stored_source;
+  if (!opt.orientation.identity())
+    axes += (axes.empty() ? "" : "; then ") + opt.orientation.text() + " by the options";
+  line("frames' axes", axes.empty() ? "as stored (rows = detector y, columns = x; --transpose, --flip-y, --flip-x "
+                                      "turn them)"
+                                    : axes);
   line("mean step", fmt("%.4g nm", step_px * dx_m * 1e9) + fmt(" = %.2f px (to the nearest neighbour)", step_px));
   line("probe diameter",
        fmt("%.4g nm", diameter_px * dx_m * 1e9) +
@@ -336,9 +346,9 @@ Command add_info_command(CLI::App& app) {
   auto opt = std::make_shared<InfoOptions>();
   Command c;
   c.app = app.add_subcommand("info",
-                             "Describe a CXI scan (geometry, scan, counts, mask, probe), or check and summarise a "
-                             "result, checkpoint or model file");
-  c.app->add_option("file", opt->file, "the CXI, result, checkpoint or model file")->required();
+                             "Describe a scan (CXI, PtyPy .ptyd or fold_slice: geometry, scan, counts, mask, "
+                             "probe), or check and summarise a result, checkpoint or model file");
+  c.app->add_option("file", opt->file, "the scan (CXI, .ptyd, fold_slice _dp/_para), result, checkpoint or model file")->required();
   c.app->add_flag("--json", opt->json, "print JSON instead of text");
   c.app->add_flag("--transpose", opt->orientation.transpose, "describe the frames transposed, as reconstruct --transpose reads them");
   c.app->add_flag("--flip-y", opt->orientation.flip_y, "describe the frames flipped up-down (after --transpose)");

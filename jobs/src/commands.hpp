@@ -24,6 +24,7 @@ Command add_reconstruct_command(CLI::App& app);
 Command add_submit_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_analyze_command(CLI::App& app);
+Command add_convert_command(CLI::App& app);
 
 /// SIGTERM and SIGUSR1 ask `ptycho reconstruct` to finish its iteration,
 /// write a checkpoint and exit with code 75. main() installs the handlers

@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("ptycho ") + PTYCHO_VERSION);
     std::vector<Command> commands{add_simulate_command(app), add_info_command(app), add_evaluate_command(app),
                                   add_reconstruct_command(app), add_submit_command(app), add_train_command(app),
-                                  add_analyze_command(app)};
+                                  add_analyze_command(app), add_convert_command(app)};
     // A command line that cannot be parsed: one line, exit 2, like any bad input.
     app.failure_message([](const CLI::App*, const CLI::Error& e) {
       return std::string("ptycho: error: ") + e.what() + " (see --help)\n";

@@ -330,6 +330,24 @@ TEST(CxiVariants, OrientationTurnsFramesInItsOrder) {
   EXPECT_EQ(mask, (std::vector<std::uint8_t>{0, 1, 0, 0, 0, 1, 0, 0}));
 }
 
+// Orientations compose and invert: then(a, b) turns a 5 x 5 frame as a and
+// then b do, and inverse(a) undoes a, for all 8 x 8 pairs.
+TEST(CxiVariants, OrientationsComposeAndInvert) {
+  std::vector<io::Orientation> all;
+  for (int k = 0; k < 8; ++k) all.push_back(io::Orientation{(k & 4) != 0, (k & 2) != 0, (k & 1) != 0});
+  const auto turned = [](std::vector<float> f, const io::Orientation& o) {
+    io::orient_frames(f.data(), 1, 5, o);
+    return f;
+  };
+  std::vector<float> frame(25);
+  for (int p = 0; p < 25; ++p) frame[p] = float(p);
+  for (const io::Orientation& a : all) {
+    EXPECT_EQ(turned(turned(frame, a), io::inverse(a)), frame) << a.text();
+    for (const io::Orientation& b : all)
+      EXPECT_EQ(turned(frame, io::then(a, b)), turned(turned(frame, a), b)) << a.text() << " then " << b.text();
+  }
+}
+
 // A mask of CXI bit flags: pixels with a masking flag (dead, missing) are
 // masked; flags that only describe a pixel (noisy, failed artifact
 // correction 0x1000, background corrected) leave it valid. The same pixels

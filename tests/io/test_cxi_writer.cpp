@@ -90,8 +90,7 @@ TEST(CxiWriter, LayoutIsPtybenchs) {
   EXPECT_EQ(f.string_attribute("/entry_1", "NX_class").value_or(""), "NXentry");
   EXPECT_EQ(f.string_attribute("/entry_1/instrument_1/source_1/energy", "units").value_or(""), "J");
   EXPECT_EQ(f.read_string("/entry_1/instrument_1/name"), "ptycho simulate");
-  for (const char* link :
-       {"/entry_1/data_1/data", "/entry_1/data_1/translation", "/entry_1/instrument_1/source_1/illumination"}) {
+  for (const char* link : {"/entry_1/data_1/data", "/entry_1/instrument_1/source_1/illumination"}) {
     H5L_info_t info;
     ASSERT_GE(H5Lget_info(f.id(), link, &info, H5P_DEFAULT), 0) << link;
     EXPECT_EQ(info.type, H5L_TYPE_SOFT) << link;
@@ -106,17 +105,27 @@ TEST(CxiWriter, LayoutIsPtybenchs) {
   EXPECT_EQ(chunk[0], 1u);
   EXPECT_EQ(chunk[1], 16u);
   EXPECT_EQ(H5Pget_nfilters(dcpl.get()), 1);
-  // Mask uint32, translation (N, 3) metres with x along columns.
+  // Mask uint32; the translation in metres with x along columns, (3, N) rows
+  // x, y, z where PyNX reads it and (N, 3) where ptychodus and cdtools do.
   io::H5Id mask = f.open_dataset("/entry_1/instrument_1/detector_1/mask");
   io::H5Id mask_type(H5Dget_type(mask.get()));
   EXPECT_EQ(io::type_name(mask_type.get()), "uint32");
-  std::vector<hsize_t> dims;
-  const std::vector<double> t = f.read_doubles("/entry_1/sample_1/geometry_1/translation", &dims);
-  EXPECT_EQ(dims, (std::vector<hsize_t>{7, 3}));
   DetectorGeometry g = make_scan(false, false).geometry;
+  std::vector<hsize_t> dims;
+  const std::vector<double> rows = f.read_doubles("/entry_1/sample_1/geometry_1/translation", &dims);
+  EXPECT_EQ(dims, (std::vector<hsize_t>{3, 7}));
+  EXPECT_NEAR(rows[0 * 7 + 2], (40.0 - 3.5) * g.object_pixel_x_m(), 1e-20);
+  EXPECT_NEAR(rows[1 * 7 + 2], 35.0 * g.object_pixel_y_m(), 1e-20);
+  EXPECT_EQ(rows[2 * 7 + 2], 0.0);
+  const std::vector<double> t = f.read_doubles("/entry_1/data_1/translation", &dims);
+  EXPECT_EQ(dims, (std::vector<hsize_t>{7, 3}));
   EXPECT_NEAR(t[3 * 2 + 0], (40.0 - 3.5) * g.object_pixel_x_m(), 1e-20);
   EXPECT_NEAR(t[3 * 2 + 1], 35.0 * g.object_pixel_y_m(), 1e-20);
   EXPECT_EQ(t[3 * 2 + 2], 0.0);
+  // The CXI default basis, written out: rows along -y, columns along -x.
+  const std::vector<double> basis = f.read_doubles("/entry_1/instrument_1/detector_1/basis_vectors", &dims);
+  EXPECT_EQ(dims, (std::vector<hsize_t>{2, 3}));
+  EXPECT_EQ(basis, (std::vector<double>{0, -g.pixel_y_m, 0, -g.pixel_x_m, 0, 0}));
 }
 
 TEST(CxiWriter, TruthFile) {

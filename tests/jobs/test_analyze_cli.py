@@ -227,7 +227,7 @@ class PtychodusProduct(unittest.TestCase):
                                        s["/entry_1/instrument_1/detector_1/distance"][()], places=12)
                 self.assertIn("exposure_time_s", f.attrs)
                 # Positions: indexes and metres, as in the scan (dm does not move them).
-                t = s["/entry_1/sample_1/geometry_1/translation"][()]
+                t = s["/entry_1/data_1/translation"][()]  # (N, 3); geometry_1 holds (3, N) for PyNX
                 n = t.shape[0]
                 np.testing.assert_array_equal(f["probe_position_indexes"][()], np.arange(n))
                 np.testing.assert_allclose(f["probe_position_x_m"][()], t[:, 0], atol=1e-15)

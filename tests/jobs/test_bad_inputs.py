@@ -254,7 +254,7 @@ class BadInputs(unittest.TestCase):
     def test_positions_spanning_millimetres(self):
         def spread(f):
             t = f[TRANSLATION][...]
-            t[:, :2] *= 2e4  # micrometres -> centimetres apart
+            t *= 2e4  # micrometres -> centimetres apart (z is 0; either layout)
             f[TRANSLATION][...] = t
         self.edit_scan("wide.cxi", spread)
         self.refuse(["reconstruct", "wide.cxi", "--engines", "dm:1"], "wide.cxi")

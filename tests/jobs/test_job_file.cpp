@@ -105,6 +105,7 @@ TEST(IsJobFile, TomlExtensionOrNoHdf5Signature) {
 
 TEST(ReadJobFile, SetsEveryKeyAndResolvesPathsAgainstTheFilesFolder) {
   write_file("jobs/old.ckpt.h5", "a checkpoint to resume from (only its existence is checked here)");
+  write_file("jobs/probe.h5", "a file with a probe (only its existence is checked here)");
   const std::string path = job_with("all.toml", R"(output = "out/result.h5"
 engines = "dm:3,ml:4"
 probe_modes = 3
@@ -147,6 +148,7 @@ checkpoint = "ck.h5"
 checkpoint_every = 50
 resume = "old.ckpt.h5"
 max_memory = "2.5G"
+probe_from = "probe.h5"
 halves = true
 low_memory = true
 )");
@@ -194,6 +196,7 @@ low_memory = true
   EXPECT_EQ(job.checkpoint_every, 50);
   EXPECT_EQ(job.resume, (dir / "old.ckpt.h5").string());
   EXPECT_EQ(job.max_memory, "2.5G");
+  EXPECT_EQ(job.probe_from, (dir / "probe.h5").string());
   EXPECT_TRUE(job.halves);
   EXPECT_TRUE(job.low_memory);
   // Every key has its line as origin, and the JSON has every key.

@@ -348,7 +348,7 @@ progress_every = 3
                     self.assertEqual(self.config(out)[key], "--" + key.replace("_", "-") in options)
             r = self.ok(["info", copy] + options)
             self.assertIn("frames' axes", r.stdout)
-            self.assertIn("(from the options)", r.stdout)
+            self.assertIn("by the options", r.stdout)
         r = self.ok(["info", base])
         self.assertIn("as stored", r.stdout)
 

@@ -95,7 +95,7 @@ def test_python_and_cli_give_identical_objects(scan, tmp_path):
 def test_arrays_give_the_file_result(scan, tmp_path):
     with h5py.File(scan, "r") as f:
         frames = f["/entry_1/data_1/data"][()]
-        t = f["/entry_1/sample_1/geometry_1/translation"][()]
+        t = f["/entry_1/data_1/translation"][()]  # (N, 3); geometry_1 holds (3, N) for PyNX
         energy_j = float(f["/entry_1/instrument_1/source_1/energy"][()])
         distance = float(f["/entry_1/instrument_1/detector_1/distance"][()])
         px = float(f["/entry_1/instrument_1/detector_1/x_pixel_size"][()])

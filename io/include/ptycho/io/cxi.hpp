@@ -84,6 +84,12 @@ struct Orientation {
   std::string text() const;
 };
 
+/// The orientation that turns frames as `first` does and then as `then` does.
+Orientation then(const Orientation& first, const Orientation& then);
+
+/// The orientation whose turn undoes `o`'s.
+Orientation inverse(const Orientation& o);
+
 /// Turns `count` frames of M x M, stored one after another, in place as `o` says.
 void orient_frames(float* frames, size_t count, int m, const Orientation& o);
 void orient_frames(std::uint8_t* frames, size_t count, int m, const Orientation& o);
@@ -96,12 +102,34 @@ struct ReadOptions {
   /// several calls (MPI-IO counts are ints, and the conversion buffer is this big).
   size_t max_read_bytes = size_t(1) << 28;
   Orientation orientation;  ///< applied to the frames and the mask as they are read
+  /// Take the probe guess from this file instead of the scan's: a scan with a
+  /// probe (CXI: source_1/probe, source_1/illumination or detector_1/probe)
+  /// or a result (/entry_1/image_2/data, the modes' power folded into the
+  /// first). Empty: the scan's own, or estimated.
+  std::string probe_file;
 };
 
-/// Where the pieces of a scan were found in a CXI file (dataset paths as they
+/// One dataset of frames: global frames [first, first + count) of the scan.
+struct FrameBlock {
+  std::string file;      ///< the HDF5 file that holds it
+  std::string dataset;   ///< (count, M, M), or (count / raster_cols, raster_cols, M, M)
+  long first = 0;        ///< global index of its first frame
+  long count = 0;        ///< frames in it
+  long raster_cols = 0;  ///< > 0: a 4-D raster of rows of this many frames, read row-major
+};
+
+/// Where the pieces of a scan were found in its file(s) (dataset paths as they
 /// were opened, soft links not resolved).
 struct CxiLayout {
-  std::string frames;                   ///< e.g. /entry_1/data_1/data
+  std::string format = "CXI";           ///< the input format (see scan_formats.hpp)
+  std::vector<FrameBlock> blocks;       ///< the frames' datasets, in global frame order
+  /// The turn that brings the stored frames onto the scan's axes (x along
+  /// columns, y along rows), by the file's own convention: CXI's
+  /// basis_vectors, MATLAB's column-major order. Applied on reading, before
+  /// ReadOptions::orientation.
+  Orientation stored;
+  std::string stored_source;            ///< what says so, e.g. "/entry_1/.../basis_vectors"; "" if as stored
+  std::string frames;                   ///< e.g. /entry_1/data_1/data (the first block's dataset)
   std::string frames_type;              ///< type stored in the file: float32, int32, uint16, ...
   std::string translation;              ///< e.g. /entry_1/sample_1/geometry_1/translation
   bool translation_transposed = false;  ///< stored as (3, N) rather than (N, 3)
@@ -139,8 +167,9 @@ struct ObjectGrid {
 ObjectGrid place_on_object_grid(const std::vector<double>& x_m, const std::vector<double>& y_m,
                                 const DetectorGeometry& geometry, int margin_px, const std::string& source = "");
 
-/// Reads and validates the metadata, positions, mask and probe guess of a CXI
-/// file (serial; call on one rank). Reads no frames.
+/// Reads and validates the metadata, positions, mask and probe guess of a scan
+/// file, CXI or another format of scan_formats.hpp (serial; call on one
+/// rank). Reads no frames.
 CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options = {});
 
 /// The scan's metadata and positions on the object grid (serial; any rank).
@@ -196,6 +225,12 @@ HostCView2 estimate_probe(const FrameStatistics& stats);
 /// mask and probe. Errors are raised on every rank with the same message.
 Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>& my_frames,
                  const ReadOptions& options = {});
+
+/// Reads the frames `index` (global indices, strictly ascending) of the scan
+/// `header` describes, as float, turned by the file's convention and then by
+/// `options.orientation` (collective over `comm`; no checks of the values).
+HostRView3 read_scan_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>& index,
+                            const ReadOptions& options = {});
 
 /// A contiguous block split of N frames over `size` ranks: the indices of
 /// rank `rank`'s block (the first N % size ranks get one more).

@@ -46,6 +46,8 @@ class H5Id {
 };
 
 /// Turns off HDF5's automatic error stack printing (we report our own errors).
+/// The first call also adds Debian's serial filter-plugin folder to HDF5's
+/// plugin search path, unless HDF5_PLUGIN_PATH is set.
 void silence_hdf5_errors();
 
 /// True if `path` (absolute, soft links followed) names an existing object.
@@ -113,6 +115,11 @@ class H5File {
   // ---- reading
   /// True if the absolute `path` names an existing object (soft links followed).
   bool exists(const std::string& path) const { return path_exists(id(), path); }
+  /// The names of the members of the group at `path`, in name order; throws
+  /// `FILE: PATH does not exist` or `... is not a group`.
+  std::vector<std::string> members(const std::string& path) const;
+  /// True if `path` names an existing group.
+  bool is_group(const std::string& path) const;
   /// Opens the dataset at `path`; throws `FILE: PATH does not exist` or `... is not a dataset`.
   H5Id open_dataset(const std::string& path) const;
   /// The extents of dataset `dset` (opened from `path`, for messages); {} for a scalar.

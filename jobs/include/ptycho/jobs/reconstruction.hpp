@@ -65,6 +65,9 @@ class Scan {
   /// read (io::Orientation: the detector's axes against the scan's).
   Scan oriented(const io::Orientation& o) const;
   const io::Orientation& orientation() const { return m_orientation; }
+  /// This scan with its probe guess taken from `file` (io::ReadOptions::probe_file).
+  /// Scans of arrays bring their own probe: for them this throws InputError.
+  Scan with_probe_from(const std::string& file) const;
 
   bool in_memory() const { return m_arrays != nullptr; }
   /// The file, or the arrays' name.
@@ -82,6 +85,7 @@ class Scan {
   std::shared_ptr<const ScanArrays> m_arrays;
   int m_half = -1;  ///< -1: every frame; 0 or 1: the frames of even or odd index
   io::Orientation m_orientation;
+  std::string m_probe_from;
   ScanInfo full_info() const;
 };
 

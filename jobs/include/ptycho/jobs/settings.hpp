@@ -93,6 +93,9 @@ struct ReconstructJob {
   int checkpoint_every = 0;            ///< iterations between checkpoints; 0: only when stopped by a signal
   std::string resume;                  ///< checkpoint to resume from; empty: the checkpoint file, if it exists
   std::string max_memory;              ///< per-rank memory limit ("8G"); empty: the node's available memory
+  /// Start from the probe in this file (a scan with a probe, or a result)
+  /// instead of the scan's own or an estimate; empty: none.
+  std::string probe_from;
   /// Reconstruct the two halves of the scan (frames of even and of odd
   /// index) into OUTPUT-stem.half1.h5 and .half2.h5, and their FRC.
   bool halves = false;
