@@ -11,6 +11,7 @@
 #include <functional>
 #include <cctype>
 #include <cmath>
+#include <complex>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -36,7 +37,11 @@ constexpr const char* kDistancePath = "/entry_1/instrument_1/detector_1/distance
 constexpr const char* kPixelXPath = "/entry_1/instrument_1/detector_1/x_pixel_size";
 constexpr const char* kPixelYPath = "/entry_1/instrument_1/detector_1/y_pixel_size";
 constexpr const char* kMaskPath = "/entry_1/instrument_1/detector_1/mask";
+constexpr const char* kMonitorPath = "/entry_1/data_1/monitor";
 constexpr const char* kBasisPath = "/entry_1/instrument_1/detector_1/basis_vectors";
+/// The dark: CXI's name (cdtools reads it), then PyNX's.
+constexpr const char* kDarkPaths[] = {"/entry_1/instrument_1/detector_1/data_dark",
+                                      "/entry_1/instrument_1/detector_1/dark"};
 /// CXI's PIXEL_IS_IN_MASK: invalid, saturated, hot, dead, shadowed, in the
 /// peak mask, to be ignored, bad, missing (bits 0-7 and 9).
 constexpr std::uint64_t kCxiMaskedBits = 0x2ff;
@@ -220,6 +225,67 @@ void read_basis_vectors(const H5File& f, CxiHeader& h) {
   h.info.geometry.pixel_y_m = size[along[0] == 1 ? 0 : 1];
 }
 
+/// The file's dark as (M, M), averaged over any leading axes; an empty view if none.
+HostRView2 read_dark(const H5File& f, int m, std::string& path_out) {
+  const char* path = first_existing(f, kDarkPaths, std::size(kDarkPaths));
+  if (!path) return HostRView2();
+  std::vector<hsize_t> dims;
+  const std::vector<double> v = f.read_doubles(path, &dims);
+  const bool ok = dims.size() >= 2 && dims[dims.size() - 2] == hsize_t(m) && dims.back() == hsize_t(m) && !v.empty();
+  PTYCHO_INPUT_ERROR_IF(!ok, f.name() << ": " << path << " has shape " << shape_string(dims) << " but the frames are "
+                                      << m << " x " << m << "; a dark is (M, M) or (K, M, M)");
+  const size_t mm = size_t(m) * m, count = v.size() / mm;
+  HostRView2 dark(Kokkos::view_alloc(std::string("ptycho::dark")), m, m);
+  for (size_t k = 0; k < count; ++k)
+    for (size_t p = 0; p < mm; ++p) {
+      const double x = v[k * mm + p];
+      PTYCHO_INPUT_ERROR_IF(!std::isfinite(x), f.name() << ": " << path << " has a non-finite value at element "
+                                                        << k * mm + p);
+      dark.data()[p] += float(x / double(count));
+    }
+  path_out = path;
+  return dark;
+}
+
+/// The monitor (data_1/monitor, (N,) or a raster's (rows, columns), one
+/// value per frame): as PyNX does, frames whose monitor is at most 0.1 x its
+/// median (a closed shutter, a lost beam) are left out, with their positions.
+void read_monitor(const H5File& f, CxiHeader& h, std::vector<double>& x, std::vector<double>& y) {
+  if (!f.exists(kMonitorPath)) return;
+  const long n = h.info.num_frames;
+  std::vector<hsize_t> dims;
+  const std::vector<double> v = f.read_doubles(kMonitorPath, &dims);
+  PTYCHO_INPUT_ERROR_IF(long(v.size()) != n, f.name() << ": " << kMonitorPath << " has shape " << shape_string(dims)
+                                                      << " but there are " << n << " frames; expected one value each");
+  for (long j = 0; j < n; ++j)
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(v[j]), f.name() << ": " << kMonitorPath << " has a non-finite value at frame " << j);
+  std::vector<double> sorted = v;
+  std::nth_element(sorted.begin(), sorted.begin() + n / 2, sorted.end());
+  const double median = sorted[size_t(n / 2)];
+  PTYCHO_INPUT_ERROR_IF(!(median > 0), f.name() << ": " << kMonitorPath << " has the median " << median
+                                                << "; a monitor counts the incident beam, so it must be positive");
+  h.layout.monitor = kMonitorPath;
+  std::vector<long> kept;
+  std::vector<double> kx, ky;
+  for (long j = 0; j < n; ++j)
+    if (v[j] > 0.1 * median) {
+      kept.push_back(j);
+      kx.push_back(x[j]);
+      ky.push_back(y[j]);
+    }
+  if (long(kept.size()) == n) return;
+  PTYCHO_INPUT_ERROR_IF(kept.size() < 2, f.name() << ": " << kMonitorPath << " leaves fewer than 2 frames above 0.1 x "
+                                                  << "its median");
+  FrameBlock& b = h.layout.blocks.front();
+  b.stored = b.count;
+  b.count = long(kept.size());
+  b.kept = std::move(kept);
+  h.layout.dropped = n - b.count;
+  h.info.num_frames = b.count;
+  x = std::move(kx);
+  y = std::move(ky);
+}
+
 // ---------------------------------------------------------------- header broadcast
 
 std::vector<char> pack_header(const CxiHeader& h) {
@@ -246,6 +312,8 @@ std::vector<char> pack_header(const CxiHeader& h) {
     p.put(b.first);
     p.put(b.count);
     p.put(b.raster_cols);
+    p.put(b.stored);
+    p.put_array(b.kept.data(), b.kept.size());
   }
   p.put(h.layout.stored.transpose);
   p.put(h.layout.stored.flip_y);
@@ -256,9 +324,14 @@ std::vector<char> pack_header(const CxiHeader& h) {
   p.put(h.layout.translation);
   p.put(h.layout.translation_transposed);
   p.put(h.layout.mask);
+  p.put(h.layout.dark);
+  p.put(h.layout.monitor);
+  p.put(h.layout.dropped);
   p.put(h.layout.probe);
   p.put_array(h.mask.data(), h.mask.size());
   p.put_array(h.probe.data(), h.probe.size());
+  p.put_array(h.dark.data(), h.dark.size());
+  p.put(s.background_source);
   return std::move(p.bytes());
 }
 
@@ -288,6 +361,9 @@ CxiHeader unpack_header(const std::vector<char>& bytes) {
     b.first = u.get<long>();
     b.count = u.get<long>();
     b.raster_cols = u.get<long>();
+    b.stored = u.get<long>();
+    b.kept.resize(u.peek_count());
+    u.get_array(b.kept.data(), b.kept.size());
   }
   h.layout.stored.transpose = u.get<bool>();
   h.layout.stored.flip_y = u.get<bool>();
@@ -298,6 +374,9 @@ CxiHeader unpack_header(const std::vector<char>& bytes) {
   h.layout.translation = u.get_string();
   h.layout.translation_transposed = u.get<bool>();
   h.layout.mask = u.get_string();
+  h.layout.dark = u.get_string();
+  h.layout.monitor = u.get_string();
+  h.layout.dropped = u.get<long>();
   h.layout.probe = u.get_string();
   const int m = s.geometry.frame_size;
   h.mask = MaskView(Kokkos::view_alloc(std::string("ptycho::mask"), Kokkos::WithoutInitializing), m, m);
@@ -308,6 +387,13 @@ CxiHeader unpack_header(const std::vector<char>& bytes) {
   } else {
     (void)u.get<long long>();  // the empty probe's element count
   }
+  if (u.peek_count() > 0) {
+    h.dark = HostRView2(Kokkos::view_alloc(std::string("ptycho::dark"), Kokkos::WithoutInitializing), m, m);
+    u.get_array(h.dark.data(), h.dark.size());
+  } else {
+    (void)u.get<long long>();  // the empty dark's element count
+  }
+  s.background_source = u.get_string();
   return h;
 }
 
@@ -452,8 +538,9 @@ void select_groups(hid_t space, const std::vector<SlabGroup>& groups, int m, lon
 
 /// The shape a frame block's dataset must have.
 std::vector<hsize_t> block_shape(const FrameBlock& b, int m) {
-  if (b.raster_cols > 0) return {hsize_t(b.count / b.raster_cols), hsize_t(b.raster_cols), hsize_t(m), hsize_t(m)};
-  return {hsize_t(b.count), hsize_t(m), hsize_t(m)};
+  const long stored = b.kept.empty() ? b.count : b.stored;
+  if (b.raster_cols > 0) return {hsize_t(stored / b.raster_cols), hsize_t(b.raster_cols), hsize_t(m), hsize_t(m)};
+  return {hsize_t(stored), hsize_t(m), hsize_t(m)};
 }
 
 /// Reads the frames index[lo, hi) (global indices) of one block into frames[lo, hi).
@@ -484,7 +571,7 @@ void read_block(MPI_Comm comm, const FrameBlock& block, int m, const std::vector
   const size_t mm = size_t(m) * m;
   const size_t max_frames = std::max<size_t>(1, max_read_bytes / (mm * element_bytes));
   std::vector<long> local(index.begin() + long(lo), index.begin() + long(hi));
-  for (long& i : local) i -= block.first;
+  for (long& i : local) i = block.kept.empty() ? i - block.first : block.kept[size_t(i - block.first)];
   const std::vector<ReadBatch> batches = plan_reads(local, max_frames, block.raster_cols);
   long n_batches = long(batches.size());
   if (transfer == FrameTransfer::collective) {
@@ -617,6 +704,7 @@ void finish_header(CxiHeader& h, const std::vector<double>& x_m, const std::vect
   const int m = info.geometry.frame_size;
   if (h.mask.size() == 0) h.mask = MaskView(Kokkos::view_alloc(std::string("ptycho::mask")), m, m);
   orient_frames(h.mask.data(), 1, m, then(h.layout.stored, options.orientation));
+  if (h.dark.size() > 0) orient_frames(h.dark.data(), 1, m, then(h.layout.stored, options.orientation));
   info.probe_source = h.probe.size() > 0 ? info.probe_source : std::string(kEstimatedProbeSource);
 }
 
@@ -667,13 +755,54 @@ MaskView detail::read_mask(const H5File& f, const std::string& mask_path, int m)
   return mask;
 }
 
+/// PtyPy's .ptyr: the probe storage content/probe/<ID>/data (K, M, M), its
+/// pixel `_psize` (y, x) [m], which must be the scan's object pixel.
+HostCView2 read_ptyr_probe(const H5File& f, const CxiHeader& h, std::string& path, std::string& source) {
+  const std::vector<std::string> ids = f.members("/content/probe");
+  PTYCHO_INPUT_ERROR_IF(ids.empty(), f.name() << ": /content/probe holds no probe storage");
+  const std::string group = "/content/probe/" + ids.front();
+  const int m = h.info.geometry.frame_size;
+  if (f.exists(group + "/_psize")) {
+    const std::vector<double> ps = f.read_doubles(group + "/_psize");
+    const double dy = h.info.geometry.object_pixel_y_m(), dx = h.info.geometry.object_pixel_x_m();
+    const bool ok = !ps.empty() && std::abs(ps.front() - dy) <= 1e-3 * dy && std::abs(ps.back() - dx) <= 1e-3 * dx;
+    PTYCHO_INPUT_ERROR_IF(!ok, f.name() << ": " << group << "/_psize is " << ps.front() << " m but the scan's object "
+                                        << "pixel is " << dx << " m: the probe does not fit this scan");
+  }
+  path = group + "/data";
+  PTYCHO_INPUT_ERROR_IF(!f.exists(path), f.name() << ": " << path << " does not exist (PtyPy's probe storage)");
+  std::vector<hsize_t> dims;
+  const std::vector<cfloat> v = f.read_complex(path, dims);
+  const bool one = dims.size() == 2 && dims[0] == hsize_t(m) && dims[1] == hsize_t(m);
+  const bool modes = dims.size() == 3 && dims[0] >= 1 && dims[1] == hsize_t(m) && dims[2] == hsize_t(m);
+  PTYCHO_INPUT_ERROR_IF(!one && !modes, f.name() << ": " << path << " has shape " << shape_string(dims)
+                                                 << " but the frames are " << m << " x " << m);
+  const size_t n = size_t(m) * m;
+  double all = 0, first = 0;
+  for (size_t k = 0; k < v.size(); ++k) {
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(v[k].real()) || !std::isfinite(v[k].imag()),
+                          f.name() << ": " << path << " has a non-finite value at element " << k);
+    const double p = std::norm(std::complex<double>(v[k]));
+    all += p;
+    if (k < n) first += p;
+  }
+  PTYCHO_INPUT_ERROR_IF(!(first > 0), f.name() << ": " << path << " is zero everywhere");
+  HostCView2 probe(Kokkos::view_alloc(std::string("ptycho::probe"), Kokkos::WithoutInitializing), m, m);
+  const float scale = float(std::sqrt(all / first));
+  for (size_t p = 0; p < n; ++p) probe.data()[p] = v[p] * scale;
+  source = path + (modes && dims[0] > 1 ? " (mode 0 of " + std::to_string(dims[0]) + ", scaled to the power of all)" : "");
+  return probe;
+}
+
 void detail::read_probe_file(CxiHeader& h, const std::string& file) {
   const int m = h.info.geometry.frame_size;
   H5File f = H5File::open_read(file);
   std::string path, source;
-  HostCView2 probe = read_probe(f, m, path, source, true);
+  HostCView2 probe =
+      f.is_group("/content/probe") ? read_ptyr_probe(f, h, path, source) : read_probe(f, m, path, source, true);
   PTYCHO_INPUT_ERROR_IF(probe.size() == 0, file << ": no probe: none of " << kProbePaths[0] << ", " << kProbePaths[1]
-                                                << ", " << kProbePaths[2] << " or " << kResultProbePath << " exists");
+                                                << ", " << kProbePaths[2] << ", " << kResultProbePath
+                                                << " or PtyPy's /content/probe exists");
   f.close();
   h.probe = probe;
   h.layout.probe = file + ":" + path;
@@ -819,6 +948,8 @@ CxiHeader detail::read_cxi_format_header(const std::string& path, const ReadOpti
     }
   }
 
+  read_monitor(f, h, x, y);
+
   // Geometry [SI].
   info.geometry.energy_j = read_energy_j(f);
   info.geometry.distance_m = read_si_scalar(f, kDistancePath, "sample-detector distance", false);
@@ -831,6 +962,8 @@ CxiHeader detail::read_cxi_format_header(const std::string& path, const ReadOpti
   h.mask = detail::read_mask(f, kMaskPath, m);
   if (f.exists(kMaskPath)) h.layout.mask = kMaskPath;
   h.probe = read_probe(f, m, h.layout.probe, info.probe_source);
+  h.dark = read_dark(f, m, h.layout.dark);
+  info.background_source = h.layout.dark;
   f.close();
   detail::finish_header(h, x, y, options);
   return h;
@@ -1028,6 +1161,7 @@ Dataset read_cxi(MPI_Comm comm, const std::string& path, const std::vector<long>
   ds.info = header.info;
   ds.frame_index = my_frames;
   ds.mask = header.mask;
+  ds.background = header.dark;
 
   // This rank's frames, converted to float by HDF5.
   collectively(comm,

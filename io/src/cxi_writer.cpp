@@ -55,6 +55,12 @@ void write_cxi_metadata(H5File& f, const CxiMetadata& meta) {
   // The CXI default, written out: rows along -y, columns along -x.
   const double basis[6] = {0, -g.pixel_y_m, 0, -g.pixel_x_m, 0, 0};
   f.write("/entry_1/instrument_1/detector_1/basis_vectors", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {2, 3}, basis);
+  if (meta.dark.size() > 0) {
+    // CXI's name (cdtools reads it) and PyNX's.
+    f.write("/entry_1/instrument_1/detector_1/data_dark", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, {hsize_t(m), hsize_t(m)},
+            meta.dark.data());
+    f.soft_link("/entry_1/instrument_1/detector_1/data_dark", "/entry_1/instrument_1/detector_1/dark");
+  }
   if (meta.mask.size() > 0) {
     std::vector<std::uint32_t> mask(size_t(m) * m);
     for (int r = 0; r < m; ++r)

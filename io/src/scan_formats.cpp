@@ -356,6 +356,8 @@ struct ScanMeta {
   bool has_mask = false;
   HostCView2 probe;
   std::string probe_source;
+  HostRView2 dark;  ///< turned as the frames
+  std::string dark_source;
   long n = 0;
 };
 
@@ -372,6 +374,8 @@ ScanMeta scan_meta(const CxiHeader& h) {
   for (size_t p = 0; p < h.mask.size(); ++p) s.has_mask |= h.mask.data()[p] != 0;
   s.probe = h.probe;
   s.probe_source = h.info.probe_source;
+  s.dark = h.dark;
+  s.dark_source = h.layout.dark;
   return s;
 }
 
@@ -384,6 +388,7 @@ class CxiWriter : public ScanWriter {
     meta.x_m = s.x_m;
     meta.y_m = s.y_m;
     meta.probe = s.probe;
+    meta.dark = s.dark;
     if (s.has_mask) meta.mask = s.mask;
     meta.program_name = "ptycho convert";
     meta.instrument_name = "ptycho convert";
@@ -470,6 +475,7 @@ class PtydWriter : public ScanWriter {
     for (size_t p = 0; p < m_weight.size(); ++p) m_weight[p] = s.mask.size() > 0 && s.mask.data()[p] ? 0 : 1;
     files.push_back(path);
     if (s.probe.size() > 0) lost.push_back("the probe guess (" + s.probe_source + "): .ptyd holds no probe");
+    if (s.dark.size() > 0) lost.push_back("the dark (" + s.dark_source + "): .ptyd holds none");
   }
   void frames(long first, const float* data, long count) override {
     detail::write_frame_slab(m_file, kFrames, first, data, count, m);
@@ -521,6 +527,7 @@ class FoldSliceWriter : public ScanWriter {
     one("/ds", g.pixel_x_m);
     files = {pair.dp, pair.para};
     if (s.probe.size() > 0) lost.push_back("the probe guess (" + s.probe_source + "): fold_slice's pair holds no probe");
+    if (s.dark.size() > 0) lost.push_back("the dark (" + s.dark_source + "): fold_slice's pair holds none");
   }
   void frames(long first, const float* data, long count) override {
     detail::write_frame_slab(m_dp, "/dp", first, data, count, m);
@@ -582,6 +589,11 @@ ConvertReport convert_scan(const std::string& in, const std::string& out, ScanFo
   report.frames = n;
   report.files = writer->files;
   report.lost = writer->lost;
+  if (!header.layout.monitor.empty())
+    report.lost.push_back("the monitor (" + header.layout.monitor + ")" +
+                          (header.layout.dropped ? " and the " + std::to_string(header.layout.dropped) +
+                                                       " frames it leaves out"
+                                                 : std::string()));
   return report;
 }
 

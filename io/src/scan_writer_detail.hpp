@@ -17,6 +17,7 @@ struct CxiMetadata {
   std::vector<double> x_m, y_m;              ///< probe centres [m], x along columns, y along rows
   HostCView2 probe;                          ///< optional (M, M) probe guess
   View2<std::uint8_t, HostSpace> mask;       ///< optional (M, M), nonzero = invalid
+  HostRView2 dark;                           ///< optional (M, M) dark [counts per pixel and frame]
   std::string program_name = "ptycho";       ///< /entry_1/program_name
   std::string instrument_name = "ptycho";    ///< /entry_1/instrument_1/name
 };

@@ -78,6 +78,11 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
   Reconstruction recon(world, scan, settings);
   if (rank == 0) {
     std::printf("  probe: %s\n", recon.info().probe_source.c_str());
+    const std::string& dark = recon.info().background_source;
+    if (!dark.empty())
+      std::printf("  background: %s\n", recon.settings().background == "none"
+                                            ? ("the scan's dark " + dark + " is not used (background = none)").c_str()
+                                            : (recon.settings().background + ", starting from the scan's dark " + dark).c_str());
     if (!settings.resume.empty())
       std::printf("ptycho reconstruct: resuming from %s at iteration %ld of %s\n", settings.resume.c_str(),
                   recon.iterations_done(), job.engines.c_str());

@@ -233,6 +233,13 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   Scan source = turn.identity() ? scan : scan.oriented(turn);
   if (!m_settings.probe_from.empty()) source = source.with_probe_from(m_settings.probe_from);
   m_info = source.info();
+  // A file with a dark: unless the job says otherwise, every engine refines a
+  // per-pixel background starting from it (as PyNX and cdtools use a dark).
+  if (!m_info.background_source.empty() && !m_settings.origin.count("background") && m_settings.background == "none") {
+    m_settings.background = "pixel";
+    m_settings.origin["background"] = "the scan's dark (" + m_info.background_source + ")";
+    opt.chain = parse_chain(m_settings.engines, jobs::engine_base(m_settings));
+  }
   // A network in the chain: its plugin and model, checked before the data are read.
   jobs::prepare_learned(m_comm, opt.chain, m_info.geometry.frame_size);
   {

@@ -421,8 +421,9 @@ const std::vector<KeySpec>& specs() {
           "resume", [](J& j) -> std::string& { return j.resume; }, "resume from this checkpoint (any rank count)",
           existing_checkpoint()),
       path_key("probe_from", [](J& j) -> std::string& { return j.probe_from; },
-               "start from the probe in this file: a scan with a probe (CXI source_1/probe or illumination) or a "
-               "result (its modes' power folded into the first); default: the scan's probe, else an estimate",
+               "start from the probe in this file: a scan with a probe (CXI source_1/probe or illumination), a "
+               "result, or a PtyPy .ptyr (modes' power folded into the first); default: the scan's probe, else an "
+               "estimate",
                existing_checkpoint()),
       make_key<std::string>(
           "max_memory", [](J& j) -> std::string& { return j.max_memory; },

@@ -272,6 +272,9 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
     j["nonfinite_values"] = stats.nonfinite_values;
     j["masked_pixels"] = masked;
     j["mask_dataset"] = header.layout.mask;
+    j["dark_dataset"] = header.layout.dark;
+    j["monitor_dataset"] = header.layout.monitor;
+    j["frames_left_out"] = header.layout.dropped;
     j["probe_source"] = info.probe_source;
     j["probe_power"] = probe_power;
     std::cout << j.dump(2) << std::endl;
@@ -329,6 +332,17 @@ int run_info(MPI_Comm world, const InfoOptions& opt) {
                                    : ""));
   line("masked pixels", std::to_string(masked) + " of " + std::to_string(long(m) * m) +
                             (header.layout.mask.empty() ? " (no mask in the file)" : " (" + header.layout.mask + ")"));
+  if (!header.layout.monitor.empty())
+    line("monitor", header.layout.monitor + ": " + std::to_string(header.layout.dropped) + " frame" +
+                        (header.layout.dropped == 1 ? "" : "s") +
+                        " left out (monitor at most 0.1 x its median: no beam), as PyNX does");
+  if (header.dark.size() > 0) {
+    double sum = 0;
+    for (size_t p = 0; p < header.dark.size(); ++p) sum += header.dark.data()[p];
+    line("dark", header.layout.dark + fmt(" (mean %.4g counts per pixel): reconstruct refines a per-pixel background "
+                                          "from it unless --background says otherwise",
+                                          sum / double(header.dark.size())));
+  }
   if (estimated) {
     line("probe", info.probe_source + fmt(" (power %.4g counts)", probe_power));
   } else {

@@ -147,7 +147,17 @@ void DistributedReconstruction::set_data(const Dataset& data) {
   Kokkos::deep_copy(m_nominal_probe, data.probe);
   state.object = CView2("ptycho::object", scan.extent.rows, scan.extent.cols);
   Kokkos::deep_copy(state.object, cfloat(1, 0));
-  state.background = RView2("ptycho::background", m, m);  // zeros: no background until an engine refines one
+  // Zeros, or the data's background guess (a dark): used only by engines that refine a background.
+  state.background = RView2("ptycho::background", m, m);
+  if (data.background.size() > 0) {
+    PTYCHO_THROW_IF(data.background.extent(0) != size_t(m) || data.background.extent(1) != size_t(m),
+                    "set_data: a background of " << data.background.extent(0) << " x " << data.background.extent(1)
+                                                 << " for frames of " << m << " x " << m);
+    auto b = Kokkos::create_mirror_view(state.background);
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < m; ++c) b(r, c) = valid(r, c) > 0 ? std::max(data.background(r, c), 0.0f) : 0.0f;
+    Kokkos::deep_copy(state.background, b);
+  }
   for (long g : scan.index) state.positions.push_back(m_info.positions[g]);
   m_runner.reset();  // a second set_data starts afresh
   m_runner =

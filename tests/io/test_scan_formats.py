@@ -299,6 +299,123 @@ class ScanFormats(unittest.TestCase):
         self.assertIn("filter 32008", r.stderr)
         self.assertIn("/entry_1/data_1/data", r.stderr)  # the path the frames were opened by
 
+    def test_real_cdtools_file_reads_and_round_trips(self):
+        """The PETRA III near-field scan as cdtools wrote it (../shared/realdata,
+        CC BY 4.0): int32 frames, a uint32 mask, basis_vectors (3, 2) (the CXI
+        default in cdtools' layout), energy in joules. Read as stored, and
+        carried through .ptyd and fold_slice back to CXI unchanged."""
+        if not ARGS.shared:
+            self.skipTest("no ../shared")
+        src = os.path.join(ARGS.shared, "realdata", "PETRAIII_P25_Near_Field_Ptycho.cxi")
+        info = self.info(src)
+        self.assertEqual((info["frames"], info["frame_size"], info["frames_type"]), (200, 100, "int32"))
+        self.assertEqual(info["stored_orientation"], "as stored")  # the default basis, in cdtools' (3, 2)
+        self.assertEqual(info["masked_pixels"], 5)
+        with h5py.File(src, "r") as f:
+            self.assertEqual(f["/entry_1/instrument_1/detector_1/basis_vectors"].shape, (3, 2))
+            t = f["/entry_1/sample_1/geometry_1/translation"][()]
+            det = f["/entry_1/instrument_1/detector_1"]
+            ref = dict(frames=f["/entry_1/data_1/data"][()].astype(np.float32), x=t[:, 0].astype(float),
+                       y=t[:, 1].astype(float), energy=float(f["/entry_1/instrument_1/source_1/energy"][()]),
+                       distance=float(det["distance"][()]), px=float(det["x_pixel_size"][()]),
+                       py=float(det["y_pixel_size"][()]), mask=det["mask"][()] != 0, probe=None)
+        self.assert_same_scan(self.through_convert(src, "petra"), ref)
+        for out in ("petra.ptyd", "petra_dp.hdf5"):
+            self.convert_ok(src, self.path(out))
+            back = self.through_convert(self.path(out), "petra_back_" + out.replace(".", "_"))
+            self.assert_same_scan(back, ref)
+
+    def test_dark_starts_the_background(self):
+        p = self.path("dark.cxi")
+        m = self.ref["frames"].shape[1]
+        dark = np.stack([np.full((m, m), 2.0), np.full((m, m), 4.0)]).astype(np.float32)  # averaged: 3
+        dark[:, 0, 1] = [6.0, 8.0]
+        with h5py.File(self.scan, "r") as f, h5py.File(p, "w") as g:
+            f.copy("entry_1", g)
+            g["/entry_1/instrument_1/detector_1/data_dark"] = dark
+        info = self.info(p)
+        self.assertEqual(info["dark_dataset"], "/entry_1/instrument_1/detector_1/data_dark")
+        r = run(["reconstruct", p, "-o", self.path("dark_r.h5"), "--engines", "dm:2"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("background: pixel, starting from the scan's dark", r.stdout)
+        r = run(["reconstruct", p, "-o", self.path("dark_none.h5"), "--engines", "dm:2", "--background", "none"])
+        self.assertIn("is not used (background = none)", r.stdout)
+        # convert carries it to CXI (data_dark and PyNX's dark), not to .ptyd.
+        out = self.path("dark_out.cxi")
+        self.convert_ok(p, out, ["--flip-x"])
+        with h5py.File(out, "r") as f:
+            d = f["/entry_1/instrument_1/detector_1/data_dark"][()]
+            self.assertEqual(d[0, m - 2], 7.0)  # the mean of 6 and 8, turned with the frames
+            self.assertEqual(d[0, 1], 3.0)
+            np.testing.assert_array_equal(f["/entry_1/instrument_1/detector_1/dark"][()], d)
+        r = self.convert_ok(p, self.path("dark.ptyd"))
+        self.assertIn("not carried over: the dark", r.stdout)
+        bad = self.path("dark_bad.cxi")
+        with h5py.File(p, "r") as f, h5py.File(bad, "w") as g:
+            f.copy("entry_1", g)
+            del g["/entry_1/instrument_1/detector_1/data_dark"]
+            g["/entry_1/instrument_1/detector_1/dark"] = np.zeros((3, 5))
+        self.refuse(["info", bad], bad, "/entry_1/instrument_1/detector_1/dark")
+
+    def test_monitor_leaves_out_frames_without_beam(self):
+        n = len(self.ref["x"])
+        mon = np.full(n, 1000.0)
+        out = [3, 7, n - 1]
+        mon[out] = [50.0, 0.0, 100.0]  # at most 0.1 x the median: left out
+        mon[5] = 101.0  # just above: kept
+        p = self.path("monitor.cxi")
+        with h5py.File(self.scan, "r") as f, h5py.File(p, "w") as g:
+            f.copy("entry_1", g)
+            g["/entry_1/data_1/monitor"] = mon
+        info = self.info(p)
+        self.assertEqual((info["frames"], info["frames_left_out"]), (n - 3, 3))
+        for ranks in (1, 2):
+            r = run(["reconstruct", p, "-o", self.path(f"monitor_r{ranks}.h5"), "--engines", "dm:2"], ranks=ranks)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.convert_ok(p, self.path("monitor_out.cxi"))
+        self.assertIn("the monitor (/entry_1/data_1/monitor) and the 3 frames it leaves out", r.stdout)
+        keep = np.setdiff1d(np.arange(n), out)
+        got = read_cxi(self.path("monitor_out.cxi"))
+        ref = dict(self.ref, frames=self.ref["frames"][keep], x=self.ref["x"][keep], y=self.ref["y"][keep])
+        self.assert_same_scan(got, ref)
+        for name, value, text in (("short", mon[:-1], "one value each"), ("dark", np.zeros(n), "median")):
+            bad = self.path(f"monitor_{name}.cxi")
+            with h5py.File(self.scan, "r") as f, h5py.File(bad, "w") as g:
+                f.copy("entry_1", g)
+                g["/entry_1/data_1/monitor"] = value
+            self.refuse(["info", bad], bad, "/entry_1/data_1/monitor", text)
+
+    def test_probe_from_a_ptyr(self):
+        """A PtyPy reconstruction (.ptyr, h5rw layout, the storage ID not
+        S00G00, as in real files) gives the starting probe."""
+        src = read_cxi(self.scan)
+        m = src["frames"].shape[1]
+        lam = HC_EV_M / (src["energy"] / EV)
+        dx = lam * src["distance"] / (m * src["px"])
+        probe = src["probe"].astype(np.complex64)
+        ptyr = self.path("rec.ptyr")
+        with h5py.File(ptyr, "w") as f:
+            g = f.create_group("content/probe/SMFG00")
+            g["data"] = probe[None]
+            g["_psize"] = np.array([dx, dx])
+            g["_energy"] = np.array([src["energy"] / EV / 1e3])
+        stripped = self.path("noprobe.ptyd")
+        self.write_ptyd(stripped, self.ref)
+        a = self.reconstruct(self.scan, "ptyr_plain")
+        b = self.reconstruct(stripped, "ptyr_probe", ["--probe-from", ptyr])
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.abs(a).max())
+        # Two modes: the first carries the power of both.
+        with h5py.File(ptyr, "a") as f:
+            del f["content/probe/SMFG00/data"]
+            f["content/probe/SMFG00/data"] = np.stack([probe, 0.5 * probe[::-1]])
+        r = run(["reconstruct", stripped, "-o", self.path("two.h5"), "--engines", "dm:2", "--probe-from", ptyr])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("/content/probe/SMFG00/data (mode 0 of 2, scaled to the power of all)", r.stdout)
+        with h5py.File(ptyr, "a") as f:
+            f["content/probe/SMFG00/_psize"][...] = [2 * dx, 2 * dx]
+        self.refuse(["reconstruct", stripped, "-o", self.path("x.h5"), "--probe-from", ptyr],
+                    ptyr, "_psize")
+
     # ---------------------------------------------------------------- writers
     def test_round_trips_through_each_format(self):
         for out, lost in (("rt.ptyd", True), ("rt_dp.hdf5", True), ("rt.cxi", False)):

@@ -26,6 +26,7 @@ struct ScanInfo {
   long grid_offset_row = 0;
   long grid_offset_col = 0;
   std::string probe_source;         ///< dataset path of the probe guess, or "estimated from data"
+  std::string background_source;    ///< dataset path of the file's dark (Dataset::background); "" if none
 };
 
 /// One rank's share of the scan.
@@ -39,6 +40,9 @@ struct Dataset {
   View2<std::uint8_t, HostSpace> mask;
   /// The probe guess (M, M), scaled to counts, from the file or estimated.
   HostCView2 probe;
+  /// Optional (M, M) detector background to start from [counts per pixel and
+  /// frame], e.g. the file's dark; empty: none (the engines start from 0).
+  HostRView2 background;
 };
 
 }  // namespace ptycho

@@ -103,9 +103,10 @@ struct ReadOptions {
   size_t max_read_bytes = size_t(1) << 28;
   Orientation orientation;  ///< applied to the frames and the mask as they are read
   /// Take the probe guess from this file instead of the scan's: a scan with a
-  /// probe (CXI: source_1/probe, source_1/illumination or detector_1/probe)
-  /// or a result (/entry_1/image_2/data, the modes' power folded into the
-  /// first). Empty: the scan's own, or estimated.
+  /// probe (CXI: source_1/probe, source_1/illumination or detector_1/probe),
+  /// a result (/entry_1/image_2/data) or a PtyPy .ptyr (the first storage of
+  /// /content/probe, whose _psize must be the scan's object pixel); modes'
+  /// power folded into the first. Empty: the scan's own, or estimated.
   std::string probe_file;
 };
 
@@ -116,6 +117,11 @@ struct FrameBlock {
   long first = 0;        ///< global index of its first frame
   long count = 0;        ///< frames in it
   long raster_cols = 0;  ///< > 0: a 4-D raster of rows of this many frames, read row-major
+  /// The frames of the dataset the scan keeps (ascending, row-major in a
+  /// raster; the monitor leaves some out): frame first + i is stored frame
+  /// kept[i]. Empty: all, in order.
+  std::vector<long> kept;
+  long stored = 0;  ///< frames in the dataset (count, unless some are left out)
 };
 
 /// Where the pieces of a scan were found in its file(s) (dataset paths as they
@@ -134,6 +140,9 @@ struct CxiLayout {
   std::string translation;              ///< e.g. /entry_1/sample_1/geometry_1/translation
   bool translation_transposed = false;  ///< stored as (3, N) rather than (N, 3)
   std::string mask;                     ///< path of the mask, "" if the file has none
+  std::string dark;                     ///< path of the dark, "" if the file has none
+  std::string monitor;                  ///< path of the monitor, "" if the file has none
+  long dropped = 0;                     ///< frames left out for their monitor (at most 0.1 x its median)
   std::string probe;                    ///< path of the probe guess, "" if the file has none
 };
 
@@ -147,6 +156,10 @@ struct CxiHeader {
   /// (M, M) probe guess exactly as in the file (for (K, M, M) modes: mode 0,
   /// scaled to the power of all modes), or an empty view if the file has none.
   HostCView2 probe;
+  /// (M, M) dark [counts per pixel and frame]: detector_1/data_dark (CXI,
+  /// cdtools) or detector_1/dark (PyNX), averaged over any leading axes and
+  /// turned as the frames; an empty view if the file has none.
+  HostRView2 dark;
 };
 
 /// Positions of a scan on the object grid (see the file comment).
