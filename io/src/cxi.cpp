@@ -147,29 +147,8 @@ HostCView2 read_probe(const H5File& f, int m, std::string& path_out, std::string
   const char* path = first_existing(f, kProbePaths, std::size(kProbePaths));
   if (!path && results_too && f.exists(kResultProbePath)) path = kResultProbePath;
   if (!path) return HostCView2();
-  std::vector<hsize_t> dims;
-  const std::vector<cfloat> v = f.read_complex(path, dims);
-  const bool one = dims.size() == 2 && dims[0] == hsize_t(m) && dims[1] == hsize_t(m);
-  const bool modes = dims.size() == 3 && dims[0] >= 1 && dims[1] == hsize_t(m) && dims[2] == hsize_t(m);
-  PTYCHO_INPUT_ERROR_IF(!one && !modes, f.name() << ": " << path << " has shape " << shape_string(dims)
-                                                 << " but the frames are " << m << " x " << m);
-  const size_t n = size_t(m) * m;
-  double power_all = 0, power_0 = 0;
-  for (size_t k = 0; k < v.size(); ++k) {
-    PTYCHO_INPUT_ERROR_IF(!std::isfinite(v[k].real()) || !std::isfinite(v[k].imag()),
-                          f.name() << ": " << path << " has a non-finite value at element " << k);
-    const double p = double(v[k].real()) * v[k].real() + double(v[k].imag()) * v[k].imag();
-    power_all += p;
-    if (k < n) power_0 += p;
-  }
-  PTYCHO_INPUT_ERROR_IF(power_0 <= 0, f.name() << ": " << path << " is zero everywhere");
-  HostCView2 probe(Kokkos::view_alloc(std::string("ptycho::probe"), Kokkos::WithoutInitializing), m, m);
-  const float scale = modes && dims[0] > 1 ? float(std::sqrt(power_all / power_0)) : 1.0f;
-  for (size_t p = 0; p < n; ++p) probe.data()[p] = v[p] * scale;
   path_out = path;
-  source = path;
-  if (modes && dims[0] > 1) source += " (mode 0 of " + std::to_string(dims[0]) + ", scaled to the power of all)";
-  return probe;
+  return detail::probe_from_modes(f, path, m, source);
 }
 
 /// CXI's basis_vectors: the lab (x, y, z) step [m] along the frames' rows
@@ -771,26 +750,33 @@ HostCView2 read_ptyr_probe(const H5File& f, const CxiHeader& h, std::string& pat
   }
   path = group + "/data";
   PTYCHO_INPUT_ERROR_IF(!f.exists(path), f.name() << ": " << path << " does not exist (PtyPy's probe storage)");
+  return detail::probe_from_modes(f, path, m, source);
+}
+
+HostCView2 detail::probe_from_modes(const H5File& f, const std::string& path, int m, std::string& source) {
   std::vector<hsize_t> dims;
   const std::vector<cfloat> v = f.read_complex(path, dims);
-  const bool one = dims.size() == 2 && dims[0] == hsize_t(m) && dims[1] == hsize_t(m);
-  const bool modes = dims.size() == 3 && dims[0] >= 1 && dims[1] == hsize_t(m) && dims[2] == hsize_t(m);
-  PTYCHO_INPUT_ERROR_IF(!one && !modes, f.name() << ": " << path << " has shape " << shape_string(dims)
-                                                 << " but the frames are " << m << " x " << m);
+  const size_t nd = dims.size();
+  const bool square = nd >= 2 && dims[nd - 2] == hsize_t(m) && dims[nd - 1] == hsize_t(m);
+  PTYCHO_INPUT_ERROR_IF(!square || nd > 4 || v.empty(), f.name() << ": " << path << " has shape " << shape_string(dims)
+                                                               << " but the frames are " << m << " x " << m);
   const size_t n = size_t(m) * m;
-  double all = 0, first = 0;
-  for (size_t k = 0; k < v.size(); ++k) {
+  const size_t modes = nd >= 3 ? size_t(dims[nd - 3]) : 1;  // of the first OPR mode
+  double power_all = 0, power_0 = 0;
+  for (size_t k = 0; k < modes * n; ++k) {
     PTYCHO_INPUT_ERROR_IF(!std::isfinite(v[k].real()) || !std::isfinite(v[k].imag()),
                           f.name() << ": " << path << " has a non-finite value at element " << k);
-    const double p = std::norm(std::complex<double>(v[k]));
-    all += p;
-    if (k < n) first += p;
+    const double p = double(v[k].real()) * v[k].real() + double(v[k].imag()) * v[k].imag();
+    power_all += p;
+    if (k < n) power_0 += p;
   }
-  PTYCHO_INPUT_ERROR_IF(!(first > 0), f.name() << ": " << path << " is zero everywhere");
+  PTYCHO_INPUT_ERROR_IF(power_0 <= 0, f.name() << ": " << path << " is zero everywhere");
   HostCView2 probe(Kokkos::view_alloc(std::string("ptycho::probe"), Kokkos::WithoutInitializing), m, m);
-  const float scale = float(std::sqrt(all / first));
+  const float scale = modes > 1 ? float(std::sqrt(power_all / power_0)) : 1.0f;
   for (size_t p = 0; p < n; ++p) probe.data()[p] = v[p] * scale;
-  source = path + (modes && dims[0] > 1 ? " (mode 0 of " + std::to_string(dims[0]) + ", scaled to the power of all)" : "");
+  source = path;
+  if (modes > 1) source += " (mode 0 of " + std::to_string(modes) + ", scaled to the power of all)";
+  if (nd == 4 && dims[0] > 1) source += " (the first of " + std::to_string(dims[0]) + " OPR modes)";
   return probe;
 }
 

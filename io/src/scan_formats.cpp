@@ -10,7 +10,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <optional>
 
 namespace ptycho::io {
 
@@ -22,6 +24,15 @@ using detail::shape_string;
 /// fold_slice's default detector (eiger_APS) pixel [m], taken when a _para
 /// file does not say.
 constexpr double kFoldSliceDefaultPixel = 75e-6;
+
+/// ptychodus's batch layout (api/io.py StandardFileLayout).
+constexpr const char* kPtychodusPatterns = "diffraction.h5";
+constexpr const char* kPtychodusProduct = "product-in.h5";
+
+/// The product-in.h5 beside a ptychodus diffraction.h5.
+std::string ptychodus_product(const std::string& patterns) {
+  return (std::filesystem::path(patterns).parent_path() / kPtychodusProduct).string();
+}
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -123,6 +134,7 @@ const char* format_name(ScanFormat format) {
     case ScanFormat::cxi: return "CXI";
     case ScanFormat::ptyd: return "PtyPy .ptyd";
     case ScanFormat::fold_slice: return "fold_slice _dp/_para";
+    case ScanFormat::ptychodus: return "ptychodus diffraction.h5 + product-in.h5";
   }
   return "?";
 }
@@ -133,8 +145,10 @@ ScanFormat detect_scan_format(const std::string& path) {
   if (f.exists("/entry_1")) return ScanFormat::cxi;
   if (f.is_group("/meta") && f.is_group("/chunks")) return ScanFormat::ptyd;
   if (f.exists("/dp") || f.exists("/ppX")) return ScanFormat::fold_slice;
+  if (f.exists("/patterns") && f.exists("/indexes")) return ScanFormat::ptychodus;
   PTYCHO_INPUT_ERROR_IF(true, path << ": not a scan file ptycho reads: it has no /entry_1 (CXI), no /meta and /chunks "
-                                      "(PtyPy .ptyd) and no /dp or /ppX (fold_slice)");
+                                      "(PtyPy .ptyd), no /dp or /ppX (fold_slice) and no /patterns and /indexes "
+                                      "(ptychodus)");
   return ScanFormat::cxi;
 }
 
@@ -142,6 +156,7 @@ ScanFormat format_of_name(const std::string& path) {
   std::string stem, ext;
   if (ends_with(path, ".ptyd")) return ScanFormat::ptyd;
   if (split_pair_name(path, "dp", stem, ext) || split_pair_name(path, "para", stem, ext)) return ScanFormat::fold_slice;
+  if (std::filesystem::path(path).filename() == kPtychodusPatterns) return ScanFormat::ptychodus;
   return ScanFormat::cxi;
 }
 
@@ -155,6 +170,7 @@ FoldSlicePair fold_slice_pair(const std::string& path) {
 }
 
 std::vector<std::string> scan_files(const std::string& path) {
+  if (format_of_name(path) == ScanFormat::ptychodus) return {path, ptychodus_product(path)};
   if (format_of_name(path) != ScanFormat::fold_slice) return {path};
   const FoldSlicePair pair = fold_slice_pair(path);
   return {pair.dp, pair.para};
@@ -167,6 +183,7 @@ CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
     case ScanFormat::cxi: h = detail::read_cxi_format_header(path, options); break;
     case ScanFormat::ptyd: h = detail::read_ptyd_header(path, options); break;
     case ScanFormat::fold_slice: h = detail::read_fold_slice_header(path, options); break;
+    case ScanFormat::ptychodus: h = detail::read_ptychodus_header(path, options); break;
   }
   if (!options.probe_file.empty()) detail::read_probe_file(h, options.probe_file);
   return h;
@@ -329,6 +346,87 @@ CxiHeader detail::read_fold_slice_header(const std::string& path, const ReadOpti
   if (dp.exists("/mask")) h.layout.mask = pair.dp + ":/mask";
   dp.close();
   para.close();
+  finish_header(h, x, y, options);
+  return h;
+}
+
+// ---------------------------------------------------------------- ptychodus
+
+CxiHeader detail::read_ptychodus_header(const std::string& path, const ReadOptions& options) {
+  const std::string product_path = ptychodus_product(path);
+  PTYCHO_INPUT_ERROR_IF(!std::filesystem::exists(product_path),
+                        path << ": ptychodus patterns take their positions and geometry from " << product_path
+                             << " (ptychodus's batch layout), which does not exist");
+  H5File f = H5File::open_read(path);
+  H5File product = H5File::open_read(product_path);
+  CxiHeader h;
+  h.info.source = path;
+  h.layout.format = format_name(ScanFormat::ptychodus);
+  FrameBlock block = frames_block(f, "/patterns", h.layout.frames_type);
+  PTYCHO_INPUT_ERROR_IF(block.raster_cols > 0, path << ": /patterns has 4 dimensions; ptychodus's are (N, M, M)");
+  h.layout.frames = "/patterns";
+  const int m = frame_side(f, "/patterns");
+  const long stored = block.count;
+  const std::vector<double> indexes = read_vector(f, "/indexes", stored, "one index per pattern");
+
+  // Positions by index: probe_position_indexes, _x_m, _y_m.
+  std::vector<hsize_t> dims;
+  PTYCHO_INPUT_ERROR_IF(!product.exists("/probe_position_indexes"),
+                        product_path << ": /probe_position_indexes does not exist (the positions' pattern indexes)");
+  const std::vector<double> pindex = product.read_doubles("/probe_position_indexes", &dims);
+  const long np = long(pindex.size());
+  const std::vector<double> px = read_vector(product, "/probe_position_x_m", np, "one x per position index, in m");
+  const std::vector<double> py = read_vector(product, "/probe_position_y_m", np, "one y per position index, in m");
+  std::map<long long, size_t> where;
+  for (long j = 0; j < np; ++j) where[static_cast<long long>(pindex[j])] = size_t(j);
+  std::vector<double> x, y;
+  std::vector<long> kept;
+  for (long i = 0; i < stored; ++i) {
+    const auto it = where.find(static_cast<long long>(indexes[i]));
+    if (it == where.end()) continue;
+    kept.push_back(i);
+    x.push_back(px[it->second]);
+    y.push_back(py[it->second]);
+  }
+  PTYCHO_INPUT_ERROR_IF(kept.size() < 2, path << ": fewer than 2 of its /indexes have a position in " << product_path
+                                              << ":/probe_position_indexes");
+  if (long(kept.size()) < stored) {
+    block.stored = stored;
+    block.count = long(kept.size());
+    block.kept = std::move(kept);
+    h.layout.dropped = stored - block.count;
+  }
+  h.layout.blocks.push_back(block);
+  h.info.num_frames = block.count;
+  h.layout.translation = product_path + ":/probe_position_x_m, /probe_position_y_m";
+
+  // Geometry: the energy and the distance; the detector pixel that gives the probe's pixel.
+  DetectorGeometry& g = h.info.geometry;
+  g.frame_size = m;
+  const auto attribute = [&](const char* name, const char* what) {
+    const std::optional<double> v = product.numeric_attribute("/", name);
+    PTYCHO_INPUT_ERROR_IF(!v || !std::isfinite(*v) || *v <= 0,
+                          product_path << ": the root attribute " << name << " (" << what << ") is missing or not positive");
+    return *v;
+  };
+  g.energy_j = attribute("probe_energy_eV", "photon energy in eV") * kJoulePerEv;
+  g.distance_m = attribute("detector_object_distance_m", "sample-detector distance in m");
+  PTYCHO_INPUT_ERROR_IF(!product.exists("/probe"), product_path << ": /probe does not exist (with its pixel size)");
+  const std::optional<double> pw = product.numeric_attribute("/probe", "pixel_width_m");
+  const std::optional<double> ph = product.numeric_attribute("/probe", "pixel_height_m");
+  PTYCHO_INPUT_ERROR_IF(!pw || !ph || !(*pw > 0) || !(*ph > 0),
+                        product_path << ": /probe needs positive attributes pixel_width_m and pixel_height_m");
+  g.pixel_x_m = g.wavelength_m() * g.distance_m / (m * *pw);
+  g.pixel_y_m = g.wavelength_m() * g.distance_m / (m * *ph);
+  if (f.exists("/bad_pixels")) {
+    h.mask = read_mask(f, "/bad_pixels", m);
+    h.layout.mask = "/bad_pixels";
+  }
+  h.probe = probe_from_modes(product, "/probe", m, h.info.probe_source);
+  h.info.probe_source = product_path + ":" + h.info.probe_source;
+  h.layout.probe = product_path + ":/probe";
+  f.close();
+  product.close();
   finish_header(h, x, y, options);
   return h;
 }
@@ -545,6 +643,74 @@ class FoldSliceWriter : public ScanWriter {
   int m = 0;
 };
 
+/// ptychodus's batch layout: diffraction.h5 (patterns, indexes, bad pixels as
+/// h5py's bool) and product-in.h5 (a product: the probe, a flat object, the
+/// positions, the energy and the distance).
+class PtychodusWriter : public ScanWriter {
+ public:
+  PtychodusWriter(const std::string& path, const ScanMeta& s, const CxiHeader& h)
+      : m_out(path),
+        m_product_out(ptychodus_product(path)),
+        m_file(H5File::create(m_out.temp_path(), path)),
+        m_product(H5File::create(m_product_out.temp_path(), ptychodus_product(path))) {
+    const DetectorGeometry& g = s.geometry;
+    m = g.frame_size;
+    detail::create_frames(m_file, "/patterns", s.n, m);
+    std::vector<long long> index(size_t(s.n));
+    for (long j = 0; j < s.n; ++j) index[j] = j;
+    m_file.write("/indexes", H5T_NATIVE_LLONG, H5T_STD_I64LE, {hsize_t(s.n)}, index.data());
+    {  // h5py's bool: an enum {FALSE, TRUE} over int8.
+      const std::string context = m_file.where("cannot write /bad_pixels");
+      H5Id type = checked_id(H5Tenum_create(H5T_NATIVE_INT8), context);
+      const signed char no = 0, yes = 1;
+      check_h5(H5Tenum_insert(type.get(), "FALSE", &no), context);
+      check_h5(H5Tenum_insert(type.get(), "TRUE", &yes), context);
+      std::vector<signed char> bad(size_t(m) * m, 0);
+      for (size_t p = 0; p < bad.size() && s.mask.size() > 0; ++p) bad[p] = s.mask.data()[p] ? 1 : 0;
+      m_file.write("/bad_pixels", type.get(), type.get(), {hsize_t(m), hsize_t(m)}, bad.data());
+    }
+    // The product: attributes, positions, probe, a flat object on ptycho's grid.
+    const double dx = g.object_pixel_x_m(), dy = g.object_pixel_y_m();
+    m_product.write_attribute("/", "name", std::string("ptycho convert"));
+    m_product.write_attribute("/", "comments", std::string("written by ptycho convert from ") + h.info.source);
+    m_product.write_attribute("/", "detector_object_distance_m", g.distance_m);
+    m_product.write_attribute("/", "probe_energy_eV", g.energy_ev());
+    m_product.write_attribute("/", "exposure_time_s", 0.0);
+    m_product.write("/probe_position_indexes", H5T_NATIVE_LLONG, H5T_STD_I64LE, {hsize_t(s.n)}, index.data());
+    m_product.write("/probe_position_x_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.x_m.data());
+    m_product.write("/probe_position_y_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.y_m.data());
+    H5Id mem = make_complex_type(), file_type = make_complex64_file_type();
+    m_product.write("/probe", mem.get(), file_type.get(), {1, hsize_t(m), hsize_t(m)}, s.probe.data());
+    m_product.write_attribute("/probe", "pixel_width_m", dx);
+    m_product.write_attribute("/probe", "pixel_height_m", dy);
+    const long rows = h.info.object_rows, cols = h.info.object_cols;
+    std::vector<cfloat> ones(size_t(rows) * size_t(cols), cfloat(1, 0));
+    m_product.write("/object", mem.get(), file_type.get(), {1, hsize_t(rows), hsize_t(cols)}, ones.data());
+    m_product.write_attribute("/object", "pixel_width_m", dx);
+    m_product.write_attribute("/object", "pixel_height_m", dy);
+    m_product.write_attribute("/object", "center_x_m", ((double(cols) - 1) / 2 - double(h.info.grid_offset_col)) * dx);
+    m_product.write_attribute("/object", "center_y_m", ((double(rows) - 1) / 2 - double(h.info.grid_offset_row)) * dy);
+    m_product.write("/object_layer_spacing_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {0}, nullptr);
+    m_product.write("/loss_values", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {0}, nullptr);
+    files = {path, ptychodus_product(path)};
+    if (s.dark.size() > 0) lost.push_back("the dark (" + s.dark_source + "): ptychodus's layout holds none");
+  }
+  void frames(long first, const float* data, long count) override {
+    detail::write_frame_slab(m_file, "/patterns", first, data, count, m);
+  }
+  void commit() override {
+    m_file.close();
+    m_product.close();
+    m_out.commit();
+    m_product_out.commit();
+  }
+
+ private:
+  AtomicFile m_out, m_product_out;
+  H5File m_file, m_product;
+  int m = 0;
+};
+
 bool same_file(const std::string& a, const std::string& b) {
   std::error_code ec;
   if (std::filesystem::exists(a, ec) && std::filesystem::exists(b, ec)) return std::filesystem::equivalent(a, b, ec);
@@ -564,17 +730,28 @@ ConvertReport convert_scan(const std::string& in, const std::string& out, ScanFo
     const FoldSlicePair pair = fold_slice_pair(out);
     outputs = {pair.dp, pair.para};
   }
+  PTYCHO_INPUT_ERROR_IF(format == ScanFormat::ptychodus && std::filesystem::path(out).filename() != kPtychodusPatterns,
+                        out << ": ptychodus's batch layout is a folder's diffraction.h5 and product-in.h5: name the "
+                               "output DIR/diffraction.h5");
+  if (format == ScanFormat::ptychodus) outputs = {out, ptychodus_product(out)};
   for (const std::string& i : scan_files(in))
     for (const std::string& o : outputs)
       PTYCHO_INPUT_ERROR_IF(same_file(i, o), o << ": is the input " << i << "; ptycho convert never overwrites its input");
 
   const CxiHeader header = read_cxi_header(in, options);
-  const ScanMeta meta = scan_meta(header);
+  ScanMeta meta = scan_meta(header);
+  if (format == ScanFormat::ptychodus && meta.probe.size() == 0) {
+    // A product needs a probe: the estimate reconstruct would start from.
+    std::vector<long> all(size_t(header.info.num_frames));
+    for (size_t i = 0; i < all.size(); ++i) all[i] = long(i);
+    meta.probe = estimate_probe(read_frame_statistics(MPI_COMM_SELF, in, all, options, nullptr, chunk_bytes));
+  }
   std::unique_ptr<ScanWriter> writer;
   switch (format) {
     case ScanFormat::cxi: writer = std::make_unique<CxiWriter>(out, meta); break;
     case ScanFormat::ptyd: writer = std::make_unique<PtydWriter>(out, meta); break;
     case ScanFormat::fold_slice: writer = std::make_unique<FoldSliceWriter>(fold_slice_pair(out), meta); break;
+    case ScanFormat::ptychodus: writer = std::make_unique<PtychodusWriter>(out, meta, header); break;
   }
   const int m = header.info.geometry.frame_size;
   const long n = header.info.num_frames;

@@ -46,5 +46,12 @@ void read_probe_file(CxiHeader& h, const std::string& file);
 CxiHeader read_cxi_format_header(const std::string& path, const ReadOptions& options);
 CxiHeader read_ptyd_header(const std::string& path, const ReadOptions& options);
 CxiHeader read_fold_slice_header(const std::string& path, const ReadOptions& options);
+CxiHeader read_ptychodus_header(const std::string& path, const ReadOptions& options);
+
+/// A probe (M, M) from a complex dataset of 2 to 4 dimensions whose last two
+/// are M x M (modes, or ptychodus's (OPR modes, modes, M, M)): the first mode
+/// of the first OPR mode, scaled to the power of all of that OPR mode's
+/// modes. `source` receives its description.
+HostCView2 probe_from_modes(const H5File& f, const std::string& path, int m, std::string& source);
 
 }  // namespace ptycho::io::detail

@@ -24,6 +24,7 @@ int run_convert(MPI_Comm world, const ConvertOptions& opt) {
   if (opt.format == "cxi") format = io::ScanFormat::cxi;
   if (opt.format == "ptyd") format = io::ScanFormat::ptyd;
   if (opt.format == "fold_slice") format = io::ScanFormat::fold_slice;
+  if (opt.format == "ptychodus") format = io::ScanFormat::ptychodus;
   io::ReadOptions read;
   read.orientation = opt.orientation;
   read.probe_scaling = io::ProbeScaling::as_in_file;
@@ -44,14 +45,16 @@ Command add_convert_command(CLI::App& app) {
   auto opt = std::make_shared<ConvertOptions>();
   Command c;
   c.app = app.add_subcommand("convert",
-                             "Write a scan (CXI, PtyPy .ptyd or fold_slice _dp/_para) as CXI, .ptyd or a fold_slice "
-                             "pair; the output format follows OUT's name unless --format says");
+                             "Write a scan (CXI, PtyPy .ptyd, fold_slice _dp/_para or ptychodus) as CXI, .ptyd, a "
+                             "fold_slice pair or ptychodus's batch layout; the format follows OUT's name unless "
+                             "--format says");
   c.app->add_option("in", opt->in, "the scan to read (never modified)")->required();
   c.app->add_option("out", opt->out,
-                    "the file to write: *.ptyd, STEM_dp.hdf5 (writes STEM_dp.hdf5 and STEM_para.hdf5) or CXI")
+                    "the file to write: *.ptyd, STEM_dp.hdf5 (writes STEM_dp.hdf5 and STEM_para.hdf5), "
+                    "DIR/diffraction.h5 (ptychodus: writes DIR/product-in.h5 too) or CXI")
       ->required();
-  c.app->add_option("--format", opt->format, "cxi, ptyd or fold_slice (default: from OUT's name)")
-      ->check(CLI::IsMember({"cxi", "ptyd", "fold_slice"}));
+  c.app->add_option("--format", opt->format, "cxi, ptyd, fold_slice or ptychodus (default: from OUT's name)")
+      ->check(CLI::IsMember({"cxi", "ptyd", "fold_slice", "ptychodus"}));
   c.app->add_flag("--transpose", opt->orientation.transpose, "transpose the frames as they are read");
   c.app->add_flag("--flip-y", opt->orientation.flip_y, "flip the frames up-down (after --transpose)");
   c.app->add_flag("--flip-x", opt->orientation.flip_x, "flip the frames left-right (after --flip-y)");

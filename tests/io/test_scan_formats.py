@@ -143,6 +143,43 @@ class ScanFormats(unittest.TestCase):
             if tweak:
                 tweak(f)
 
+    def write_ptychodus(self, folder, ref, extra_index=False, tweak=None):
+        """As ptychodus's batch mode exports it: diffraction.h5 with /patterns
+        (LZF, as ptychodus writes), /indexes and /bad_pixels (bool), and a
+        product-in.h5 with the probe as (OPR, modes, M, M) and its pixel."""
+        os.makedirs(folder, exist_ok=True)
+        n, m = ref["frames"].shape[0], ref["frames"].shape[1]
+        lam = HC_EV_M / (ref["energy"] / EV)
+        dx = lam * ref["distance"] / (m * ref["px"])
+        dy = lam * ref["distance"] / (m * ref["py"])
+        index = np.arange(n, dtype=np.int64) + 100  # any labels: matched, not counted
+        with h5py.File(os.path.join(folder, "diffraction.h5"), "w") as f:
+            f.create_dataset("patterns", data=ref["frames"], compression="lzf")
+            f.create_dataset("indexes", data=index, compression="lzf")
+            bad = ref["mask"] if ref["mask"] is not None else np.zeros((m, m), bool)
+            f.create_dataset("bad_pixels", data=bad, compression="lzf")
+        with h5py.File(os.path.join(folder, "product-in.h5"), "w") as f:
+            for k, v in (("name", "scan"), ("comments", ""), ("detector_object_distance_m", ref["distance"]),
+                         ("probe_energy_eV", ref["energy"] / EV), ("exposure_time_s", 0.0)):
+                f.attrs[k] = v
+            pi, px_, py_ = index, ref["x"], ref["y"]
+            if extra_index:  # a position without a pattern, and pattern 0 without a position
+                pi, px_, py_ = np.append(index[1:], 7), np.append(ref["x"][1:], 0.0), np.append(ref["y"][1:], 0.0)
+            f["probe_position_indexes"] = pi
+            f["probe_position_x_m"] = px_
+            f["probe_position_y_m"] = py_
+            f["probe"] = ref["probe"].astype(np.complex64)[None, None]
+            f["probe"].attrs["pixel_width_m"] = dx
+            f["probe"].attrs["pixel_height_m"] = dy
+            f["object"] = np.ones((1, 8, 8), np.complex64)
+            for k, v in (("pixel_width_m", dx), ("pixel_height_m", dy), ("center_x_m", 0.0), ("center_y_m", 0.0)):
+                f["object"].attrs[k] = v
+            f["object_layer_spacing_m"] = np.zeros(0)
+            f["loss_values"] = np.zeros(0)
+            if tweak:
+                tweak(f)
+        return os.path.join(folder, "diffraction.h5")
+
     def write_cxi_variant(self, path, src, frames=None, translation=None, basis=None, drop_probe=False, turn=None):
         """A copy of the CXI `src` with its frames, translation or basis
         replaced; `turn` turns the frames and the mask alike."""
@@ -236,6 +273,18 @@ class ScanFormats(unittest.TestCase):
             # Either file of the pair names the scan.
             got = self.through_convert(stem + "_para.hdf5", f"from_fold_slice{i}")
             self.assert_same_scan(got, ref, probe=False)
+
+    def test_ptychodus_as_its_batch_mode_writes_it(self):
+        p = self.write_ptychodus(self.path("ptychodus"), self.ref)
+        self.assertEqual(self.info(p)["format"], "ptychodus diffraction.h5 + product-in.h5")
+        self.assert_same_scan(self.through_convert(p, "from_ptychodus"), self.ref)
+        # Matched by index: a pattern without a position is left out.
+        p = self.write_ptychodus(self.path("ptychodus_extra"), self.ref, extra_index=True)
+        info = self.info(p)
+        self.assertEqual((info["frames"], info["frames_left_out"]), (len(self.ref["x"]) - 1, 1))
+        got = self.through_convert(p, "from_ptychodus_extra")
+        ref = dict(self.ref, frames=self.ref["frames"][1:], x=self.ref["x"][1:], y=self.ref["y"][1:])
+        self.assert_same_scan(got, ref)
 
     def test_raster_frames_read_as_the_plain_frames(self):
         n = self.ref["frames"].shape[0]
@@ -418,10 +467,12 @@ class ScanFormats(unittest.TestCase):
 
     # ---------------------------------------------------------------- writers
     def test_round_trips_through_each_format(self):
-        for out, lost in (("rt.ptyd", True), ("rt_dp.hdf5", True), ("rt.cxi", False)):
+        os.makedirs(self.path("rt_ptychodus"))
+        for out, lost in (("rt.ptyd", True), ("rt_dp.hdf5", True), ("rt.cxi", False),
+                          ("rt_ptychodus/diffraction.h5", False)):
             r = self.convert_ok(self.scan, self.path(out))
             self.assertEqual("not carried over: the probe guess" in r.stdout, lost, r.stdout)
-            back = self.path("back_" + out.replace(".", "_") + ".cxi")
+            back = self.path("back_" + out.replace(".", "_").replace("/", "_") + ".cxi")
             src = self.path(out.replace("_dp", "_para")) if "_dp" in out else self.path(out)
             self.convert_ok(src, back)
             self.assert_same_scan(read_cxi(back), self.ref, probe=not lost)
@@ -469,6 +520,7 @@ class ScanFormats(unittest.TestCase):
             with h5py.File(stem + "_dp.hdf5", "a") as f:
                 f["mask"] = ref["mask"].astype(np.uint8)
         variants["fold_slice"] = stem + "_dp.hdf5"
+        variants["ptychodus"] = self.write_ptychodus(self.path(tag + "_ptychodus"), ref)
         p = self.path(tag + "_raster.cxi")
         self.write_cxi_variant(p, cxi, frames=lambda d: d.reshape(rows, n // rows, m, m),
                                translation=lambda t: t.reshape(rows, n // rows, 3) if t.shape[-1] == 3
@@ -552,6 +604,22 @@ class ScanFormats(unittest.TestCase):
         self.refuse(["info", stem + "_dp.hdf5"], stem + "_para.hdf5")
         os.rename(stem + "_dp.hdf5", self.path("alone.h5"))
         self.refuse(["info", self.path("alone.h5")], "STEM_dp.hdf5")
+
+    def test_malformed_ptychodus(self):
+        cases = {
+            "no_energy": (lambda f: f.attrs.__delitem__("probe_energy_eV"), "probe_energy_eV"),
+            "no_pixel": (lambda f: f["probe"].attrs.__delitem__("pixel_width_m"), "pixel_width_m"),
+            "short_x": (lambda f: (f.__delitem__("probe_position_x_m"), f.__setitem__("probe_position_x_m", np.zeros(2))),
+                        "/probe_position_x_m"),
+            "no_match": (lambda f: f["probe_position_indexes"].__setitem__(slice(None), -5), "/probe_position_indexes"),
+        }
+        for name, (tweak, text) in cases.items():
+            p = self.write_ptychodus(self.path(f"badpd_{name}"), self.ref, tweak=tweak)
+            self.refuse(["info", p], "product-in.h5", text)
+        p = self.write_ptychodus(self.path("badpd_alone"), self.ref)
+        os.remove(self.path("badpd_alone/product-in.h5"))
+        self.refuse(["info", p], "product-in.h5", "does not exist")
+        self.refuse(["convert", self.scan, self.path("patterns.h5"), "--format", "ptychodus"], "diffraction.h5")
 
     def test_malformed_cxi_features(self):
         px = self.ref["px"]

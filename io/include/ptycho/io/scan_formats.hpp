@@ -26,7 +26,18 @@
 ///              = invalid). MATLAB-written frames are transposed: read them
 ///              with --transpose.
 ///
-/// Either file of a fold_slice pair names the scan.
+///  ptychodus   its batch layout: diffraction.h5 (/patterns (N, M, M),
+///              /indexes (N,), /bad_pixels (M, M), true = bad) and, in the same
+///              folder, product-in.h5 (root attributes probe_energy_eV and
+///              detector_object_distance_m; probe_position_indexes,
+///              probe_position_x_m, probe_position_y_m; probe with
+///              pixel_width_m and pixel_height_m, the object pixel). Patterns
+///              are matched to positions by index (patterns without one are
+///              left out); the detector pixel is the one that gives the probe's
+///              pixel; the product's probe is the probe guess.
+///
+/// Either file of a fold_slice pair names the scan; diffraction.h5 names a
+/// ptychodus scan.
 #include "ptycho/io/cxi.hpp"
 
 #include <string>
@@ -34,9 +45,9 @@
 
 namespace ptycho::io {
 
-enum class ScanFormat { cxi, ptyd, fold_slice };
+enum class ScanFormat { cxi, ptyd, fold_slice, ptychodus };
 
-/// "CXI", "PtyPy .ptyd", "fold_slice _dp/_para".
+/// "CXI", "PtyPy .ptyd", "fold_slice _dp/_para", "ptychodus diffraction.h5 + product-in.h5".
 const char* format_name(ScanFormat format);
 
 /// The format of the scan file `path`, from its content. Throws InputError
@@ -44,7 +55,8 @@ const char* format_name(ScanFormat format);
 ScanFormat detect_scan_format(const std::string& path);
 
 /// The format an output file name asks for: *.ptyd -> ptyd, *_dp.hdf5,
-/// *_dp.h5, *_para.hdf5, *_para.h5 -> fold_slice, anything else -> CXI.
+/// *_dp.h5, *_para.hdf5, *_para.h5 -> fold_slice, diffraction.h5 ->
+/// ptychodus, anything else -> CXI.
 ScanFormat format_of_name(const std::string& path);
 
 /// A fold_slice pair named by either of its files: {STEM_dp.EXT, STEM_para.EXT}.
