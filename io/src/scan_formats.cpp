@@ -179,6 +179,11 @@ std::vector<std::string> scan_files(const std::string& path) {
 CxiHeader read_cxi_header(const std::string& path, const ReadOptions& options) {
   silence_hdf5_errors();
   CxiHeader h;
+  if (options.description.given()) {
+    h = detail::read_described_header(path, options);
+    if (!options.probe_file.empty()) detail::read_probe_file(h, options.probe_file);
+    return h;
+  }
   switch (detect_scan_format(path)) {
     case ScanFormat::cxi: h = detail::read_cxi_format_header(path, options); break;
     case ScanFormat::ptyd: h = detail::read_ptyd_header(path, options); break;
@@ -427,6 +432,62 @@ CxiHeader detail::read_ptychodus_header(const std::string& path, const ReadOptio
   h.layout.probe = product_path + ":/probe";
   f.close();
   product.close();
+  finish_header(h, x, y, options);
+  return h;
+}
+
+// ---------------------------------------------------------------- described
+
+CxiHeader detail::read_described_header(const std::string& path, const ReadOptions& options) {
+  const Description& d = options.description;
+  H5File f = H5File::open_read(path);
+  CxiHeader h;
+  h.info.source = path;
+  h.layout.format = "HDF5 described by the job";
+  PTYCHO_INPUT_ERROR_IF(!f.exists(d.frames), path << ": " << d.frames << " does not exist (frames_dataset)");
+  h.layout.blocks.push_back(frames_block(f, d.frames, h.layout.frames_type));
+  h.layout.frames = d.frames;
+  const long n = h.layout.blocks.back().count;
+  h.info.num_frames = n;
+  const int m = frame_side(f, d.frames);
+
+  PTYCHO_INPUT_ERROR_IF(d.positions.empty() || !f.exists(d.positions),
+                        path << ": " << (d.positions.empty() ? std::string("(none given)") : d.positions)
+                             << " does not exist (positions_dataset)");
+  std::vector<hsize_t> dims;
+  const std::vector<double> t = f.read_doubles(d.positions, &dims);
+  const bool rows = dims.size() == 2 && long(dims[0]) == n && (dims[1] == 2 || dims[1] == 3);
+  const bool cols = dims.size() == 2 && long(dims[1]) == n && (dims[0] == 2 || dims[0] == 3);
+  PTYCHO_INPUT_ERROR_IF(!rows && !cols, path << ": " << d.positions << " has shape " << shape_string(dims) << " but "
+                                             << d.frames << " has " << n << " frames; expected (" << n
+                                             << ", 2) or (2, " << n << ") (positions_dataset)");
+  std::vector<double> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
+  for (long j = 0; j < n; ++j) {
+    const double a = rows ? t[size_t(j) * dims[1]] : t[size_t(j)];
+    const double b = rows ? t[size_t(j) * dims[1] + 1] : t[size_t(n + j)];
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(a) || !std::isfinite(b),
+                          path << ": " << d.positions << " has a non-finite value at position " << j);
+    x[j] = (d.yx ? b : a) * d.unit_m * (d.negate_x ? -1 : 1);
+    y[j] = (d.yx ? a : b) * d.unit_m * (d.negate_y ? -1 : 1);
+  }
+  h.layout.translation = d.positions + (d.yx ? " (y, x)" : " (x, y)") +
+                         (d.negate_x || d.negate_y ? std::string(d.negate_x && d.negate_y ? ", both negated"
+                                                                  : d.negate_x ? ", x negated"
+                                                                               : ", y negated")
+                                                   : std::string());
+  DetectorGeometry& g = h.info.geometry;
+  g.frame_size = m;
+  g.energy_j = d.energy_j;
+  g.distance_m = d.distance_m;
+  g.pixel_x_m = g.pixel_y_m = d.pixel_m;
+  PTYCHO_INPUT_ERROR_IF(!(g.energy_j > 0) || !(g.distance_m > 0) || !(g.pixel_x_m > 0),
+                        path << ": a described file needs energy_kev, distance_m and pixel_size_m (positive)");
+  if (!d.mask.empty()) {
+    PTYCHO_INPUT_ERROR_IF(!f.exists(d.mask), path << ": " << d.mask << " does not exist (mask_dataset)");
+    h.mask = read_mask(f, d.mask, m);
+    h.layout.mask = d.mask;
+  }
+  f.close();
   finish_header(h, x, y, options);
   return h;
 }
@@ -723,7 +784,7 @@ ConvertReport convert_scan(const std::string& in, const std::string& out, ScanFo
                            size_t chunk_bytes) {
   silence_hdf5_errors();
   ConvertReport report;
-  report.from = detect_scan_format(in);
+  report.from = options.description.given() ? ScanFormat::cxi : detect_scan_format(in);  // (described: any HDF5)
   report.to = format;
   std::vector<std::string> outputs = {out};
   if (format == ScanFormat::fold_slice) {

@@ -47,6 +47,7 @@ CxiHeader read_cxi_format_header(const std::string& path, const ReadOptions& opt
 CxiHeader read_ptyd_header(const std::string& path, const ReadOptions& options);
 CxiHeader read_fold_slice_header(const std::string& path, const ReadOptions& options);
 CxiHeader read_ptychodus_header(const std::string& path, const ReadOptions& options);
+CxiHeader read_described_header(const std::string& path, const ReadOptions& options);
 
 /// A probe (M, M) from a complex dataset of 2 to 4 dimensions whose last two
 /// are M x M (modes, or ptychodus's (OPR modes, modes, M, M)): the first mode

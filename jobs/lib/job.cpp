@@ -65,7 +65,9 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
     if (stale > 0) std::printf("ptycho reconstruct: removed %d temporary file%s left by a killed run\n", stale,
                                stale > 1 ? "s" : "");
   }
-  const Scan scan = job.half ? Scan::from_file(job.input).half(job.half - 1) : Scan::from_file(job.input);
+  Scan file = Scan::from_file(job.input);
+  if (!job.frames_dataset.empty()) file = file.described(description_of(job));  // a plain HDF5 the job describes
+  const Scan scan = job.half ? file.half(job.half - 1) : file;
   if (rank == 0) {
     const ScanInfo info = scan.info();
     if (!job.job_file.empty()) std::printf("ptycho reconstruct: job %s\n", job.job_file.c_str());

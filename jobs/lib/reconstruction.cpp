@@ -32,11 +32,13 @@ std::string absolute_path(const std::string& path) {
 
 /// How the reader scales the probe guess: sum |P|^2 = the mean counts per
 /// frame, so that a flat object of 1 matches the counts.
-io::ReadOptions read_options(const io::Orientation& orientation, const std::string& probe_from) {
+io::ReadOptions read_options(const io::Orientation& orientation, const std::string& probe_from,
+                             const io::Description& description) {
   io::ReadOptions read;
   read.probe_scaling = io::ProbeScaling::to_mean_counts;
   read.orientation = orientation;
   read.probe_file = probe_from;
+  read.description = description;
   return read;
 }
 
@@ -109,6 +111,13 @@ Scan Scan::oriented(const io::Orientation& o) const {
   return s;
 }
 
+Scan Scan::described(const io::Description& d) const {
+  PTYCHO_INPUT_ERROR_IF(m_arrays, "frames_dataset: a scan of arrays needs no description");
+  Scan s = *this;
+  s.m_description = d;
+  return s;
+}
+
 Scan Scan::with_probe_from(const std::string& file) const {
   PTYCHO_INPUT_ERROR_IF(m_arrays, "probe_from: " << file << ": a scan of arrays takes its probe as an array (probe=)");
   Scan s = *this;
@@ -131,7 +140,7 @@ ScanInfo half_of(ScanInfo info, int half) {
 ScanInfo Scan::info() const { return half_of(full_info(), m_half); }
 
 ScanInfo Scan::full_info() const {
-  if (!m_arrays) return io::read_scan_info(m_name, read_options(m_orientation, m_probe_from));
+  if (!m_arrays) return io::read_scan_info(m_name, read_options(m_orientation, m_probe_from, m_description));
   const ScanArrays& a = *m_arrays;
   const io::ObjectGrid grid = io::place_on_object_grid(a.x_m, a.y_m, a.geometry, io::kDefaultMarginPx, a.name);
   ScanInfo info;
@@ -159,7 +168,7 @@ Dataset Scan::read(MPI_Comm comm, const std::vector<long>& my_frames) const {
     ds.info = half_of(ds.info, m_half);
     return ds;
   }
-  if (!m_arrays) return io::read_cxi(comm, m_name, my_frames, read_options(m_orientation, m_probe_from));
+  if (!m_arrays) return io::read_cxi(comm, m_name, my_frames, read_options(m_orientation, m_probe_from, m_description));
   const ScanArrays& a = *m_arrays;
   const int m = a.geometry.frame_size;
   const size_t mm = size_t(m) * m;
@@ -232,6 +241,7 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   turn.flip_x = m_settings.flip_x;
   Scan source = turn.identity() ? scan : scan.oriented(turn);
   if (!m_settings.probe_from.empty()) source = source.with_probe_from(m_settings.probe_from);
+  if (!m_settings.frames_dataset.empty()) source = source.described(jobs::description_of(m_settings));
   m_info = source.info();
   // A file with a dark: unless the job says otherwise, every engine refines a
   // per-pixel background starting from it (as PyNX and cdtools use a dark).

@@ -426,6 +426,36 @@ const std::vector<KeySpec>& specs() {
                "estimate",
                existing_checkpoint()),
       make_key<std::string>(
+          "frames_dataset", [](J& j) -> std::string& { return j.frames_dataset; },
+          "read the input as a plain HDF5 file whose frames are this dataset, (N, M, M) or (rows, columns, M, M); "
+          "with positions_dataset, energy_kev, distance_m and pixel_size_m",
+          non_empty()),
+      make_key<std::string>(
+          "positions_dataset", [](J& j) -> std::string& { return j.positions_dataset; },
+          "described input: the positions, (N, 2) or (2, N) (a third coordinate is ignored)", non_empty()),
+      make_key<std::string>(
+          "positions_order", [](J& j) -> std::string& { return j.positions_order; },
+          "described input: xy (x first: columns) or yx (y first: rows)", one_of({"xy", "yx"})),
+      make_key<std::string>(
+          "positions_unit", [](J& j) -> std::string& { return j.positions_unit; },
+          "described input: the positions' unit: m, mm, um or nm", one_of({"m", "mm", "um", "nm"})),
+      make_key<bool>("negate_x", [](J& j) -> bool& { return j.negate_x; },
+                     "described input: the file's x runs against the object's columns (sample motion, say)"),
+      make_key<bool>("negate_y", [](J& j) -> bool& { return j.negate_y; },
+                     "described input: the file's y runs against the object's rows"),
+      make_key<double>(
+          "energy_kev", [](J& j) -> double& { return j.energy_kev; }, "described input: photon energy [keV]",
+          in_range(0.01, 1e4)),
+      make_key<double>(
+          "distance_m", [](J& j) -> double& { return j.distance_m; },
+          "described input: sample-detector distance [m]", in_range(1e-6, 1e3)),
+      make_key<double>(
+          "pixel_size_m", [](J& j) -> double& { return j.pixel_size_m; }, "described input: detector pixel [m]",
+          in_range(1e-9, 1e-1)),
+      make_key<std::string>(
+          "mask_dataset", [](J& j) -> std::string& { return j.mask_dataset; },
+          "described input: the mask, (M, M), nonzero = invalid (integer masks are CXI bit flags)", non_empty()),
+      make_key<std::string>(
           "max_memory", [](J& j) -> std::string& { return j.max_memory; },
           "memory limit per rank, e.g. 4G; the run stops before reading the frames if its estimate is larger "
           "(default: what the node has available, shared by its ranks)",
@@ -514,7 +544,7 @@ bool is_job_file(const std::string& path) {
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   if (ext == ".toml") return true;
   if (has_hdf5_signature(path)) return false;
-  return !(ext == ".cxi" || ext == ".h5" || ext == ".hdf5" || ext == ".nxs");
+  return !(ext == ".cxi" || ext == ".h5" || ext == ".hdf5" || ext == ".nxs" || ext == ".ptyd");
 }
 
 namespace {
@@ -717,11 +747,39 @@ void copy_setting(const std::string& key, const ReconstructJob& from, Reconstruc
   to.origin[key] = option_name(key);
 }
 
+io::Description description_of(const ReconstructJob& job) {
+  io::Description d;
+  if (job.frames_dataset.empty()) return d;
+  d.frames = job.frames_dataset;
+  d.positions = job.positions_dataset;
+  d.yx = job.positions_order == "yx";
+  d.unit_m = job.positions_unit == "mm" ? 1e-3 : job.positions_unit == "um" ? 1e-6 : job.positions_unit == "nm" ? 1e-9 : 1.0;
+  d.negate_x = job.negate_x;
+  d.negate_y = job.negate_y;
+  d.energy_j = job.energy_kev * 1e3 * kJoulePerEv;
+  d.distance_m = job.distance_m;
+  d.pixel_m = job.pixel_size_m;
+  d.mask = job.mask_dataset;
+  return d;
+}
+
 void check_settings(const ReconstructJob& job) {
   for (const auto& spec : specs()) {
     if (!job.origin.count(spec.key)) continue;
     const std::string problem = spec.check(job);
     PTYCHO_INPUT_ERROR_IF(!problem.empty(), job.where(spec.key) << ": " << problem);
+  }
+  // A described input names its frames, positions and geometry; the other
+  // keys describe nothing without frames_dataset.
+  if (!job.frames_dataset.empty()) {
+    for (const char* key : {"positions_dataset", "energy_kev", "distance_m", "pixel_size_m"})
+      PTYCHO_INPUT_ERROR_IF(!job.origin.count(key), job.where("frames_dataset")
+                                                        << ": a described input also needs " << key);
+  } else {
+    for (const char* key : {"positions_dataset", "positions_order", "positions_unit", "negate_x", "negate_y",
+                            "energy_kev", "distance_m", "pixel_size_m", "mask_dataset"})
+      PTYCHO_INPUT_ERROR_IF(job.origin.count(key),
+                            job.where(key) << ": describes a plain HDF5 input, which needs frames_dataset too");
   }
   // Refinements the chain's engines cannot do fail now, before any work
   // (check_chain).

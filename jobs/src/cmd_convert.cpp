@@ -2,6 +2,7 @@
 // PtyPy .ptyd or a fold_slice _dp/_para pair. Serial: rank 0 converts.
 #include "commands.hpp"
 #include "ptycho/io/scan_formats.hpp"
+#include "ptycho/jobs/settings.hpp"
 
 #include <iostream>
 #include <memory>
@@ -28,9 +29,19 @@ int run_convert(MPI_Comm world, const ConvertOptions& opt) {
   io::ReadOptions read;
   read.orientation = opt.orientation;
   read.probe_scaling = io::ProbeScaling::as_in_file;
-  const io::ConvertReport r = io::convert_scan(opt.in, opt.out, format, read);
-  std::cout << "ptycho convert: " << r.frames << " frames from " << opt.in << " (" << io::format_name(r.from) << ") to "
-            << io::format_name(r.to) << ":";
+  std::string in = opt.in;
+  if (jobs::is_job_file(opt.in)) {
+    // A job file: its input, read as its keys say (orientation, a described HDF5).
+    const jobs::ReconstructJob job = jobs::read_job_file(opt.in);
+    jobs::check_settings(job);
+    in = job.input;
+    if (opt.orientation.identity()) read.orientation = io::Orientation{job.transpose, job.flip_y, job.flip_x};
+    read.description = jobs::description_of(job);
+  }
+  const io::ConvertReport r = io::convert_scan(in, opt.out, format, read);
+  std::cout << "ptycho convert: " << r.frames << " frames from " << in << " ("
+            << (read.description.given() ? std::string("HDF5 described by ") + opt.in : io::format_name(r.from))
+            << ") to " << io::format_name(r.to) << ":";
   for (const std::string& f : r.files) std::cout << " " << f;
   std::cout << "\n";
   if (!opt.orientation.identity()) std::cout << "  frames turned: " << opt.orientation.text() << "\n";
@@ -48,7 +59,10 @@ Command add_convert_command(CLI::App& app) {
                              "Write a scan (CXI, PtyPy .ptyd, fold_slice _dp/_para or ptychodus) as CXI, .ptyd, a "
                              "fold_slice pair or ptychodus's batch layout; the format follows OUT's name unless "
                              "--format says");
-  c.app->add_option("in", opt->in, "the scan to read (never modified)")->required();
+  c.app->add_option("in", opt->in,
+                    "the scan to read (never modified), or a job file: its input, read as its keys say "
+                    "(frames_dataset ..., transpose, flip_y, flip_x)")
+      ->required();
   c.app->add_option("out", opt->out,
                     "the file to write: *.ptyd, STEM_dp.hdf5 (writes STEM_dp.hdf5 and STEM_para.hdf5), "
                     "DIR/diffraction.h5 (ptychodus: writes DIR/product-in.h5 too) or CXI")

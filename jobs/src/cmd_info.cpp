@@ -9,6 +9,7 @@
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/result.hpp"
 #include "ptycho/jobs/learned.hpp"
+#include "ptycho/jobs/settings.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -180,19 +181,30 @@ int info_result(MPI_Comm world, const InfoOptions& opt) {
   return 0;
 }
 
-int run_info(MPI_Comm world, const InfoOptions& opt) {
+int run_info(MPI_Comm world, const InfoOptions& given) {
+  InfoOptions opt = given;
   int rank = 0, size = 1;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
   if (io::is_checkpoint(opt.file)) return info_checkpoint(world, opt);
   if (io::is_result(opt.file)) return info_result(world, opt);
   if (looks_like_model_file(opt.file)) return info_model(world, opt);
+  io::Description description;
+  if (jobs::is_job_file(opt.file)) {
+    // A job file: its input, read as its keys say (a described HDF5, the orientation).
+    const ReconstructJob job = read_job_file(opt.file);
+    check_settings(job);
+    opt.file = job.input;
+    if (opt.orientation.identity()) opt.orientation = io::Orientation{job.transpose, job.flip_y, job.flip_x};
+    description = description_of(job);
+  }
 
   // Rank 0 reads the header (for the layout and N). If that fails,
   // read_frame_statistics below raises the same error on every rank.
   io::ReadOptions read_options;
   read_options.probe_scaling = io::ProbeScaling::as_in_file;
   read_options.orientation = opt.orientation;
+  read_options.description = description;
   long n = -1;
   if (rank == 0) {
     try {
@@ -362,7 +374,10 @@ Command add_info_command(CLI::App& app) {
   c.app = app.add_subcommand("info",
                              "Describe a scan (CXI, PtyPy .ptyd or fold_slice: geometry, scan, counts, mask, "
                              "probe), or check and summarise a result, checkpoint or model file");
-  c.app->add_option("file", opt->file, "the scan (CXI, .ptyd, fold_slice _dp/_para), result, checkpoint or model file")->required();
+  c.app->add_option("file", opt->file,
+                    "the scan (CXI, .ptyd, fold_slice _dp/_para, ptychodus diffraction.h5), a job file (its input, "
+                    "read as its keys say), or a result, checkpoint or model file")
+      ->required();
   c.app->add_flag("--json", opt->json, "print JSON instead of text");
   c.app->add_flag("--transpose", opt->orientation.transpose, "describe the frames transposed, as reconstruct --transpose reads them");
   c.app->add_flag("--flip-y", opt->orientation.flip_y, "describe the frames flipped up-down (after --transpose)");

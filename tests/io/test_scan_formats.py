@@ -286,6 +286,46 @@ class ScanFormats(unittest.TestCase):
         ref = dict(self.ref, frames=self.ref["frames"][1:], x=self.ref["x"][1:], y=self.ref["y"][1:])
         self.assert_same_scan(got, ref)
 
+    def write_described(self, name, extra_keys=(), drop_keys=()):
+        """A plain HDF5 file (frames, positions in um as (y, -x), a uint8
+        mask) and a job file that describes it."""
+        h5 = self.path(name + ".h5")
+        with h5py.File(h5, "w") as f:
+            f["measured/frames"] = self.ref["frames"]
+            f["measured/positions"] = np.stack([self.ref["y"] * 1e6, -self.ref["x"] * 1e6], axis=1)
+            f["measured/mask"] = self.ref["mask"].astype(np.uint8)
+        keys = {"input": f'"{h5}"', "frames_dataset": '"/measured/frames"', "positions_dataset": '"/measured/positions"',
+                "positions_order": '"yx"', "positions_unit": '"um"', "negate_x": "true",
+                "energy_kev": repr(self.ref["energy"] / EV / 1e3), "distance_m": repr(self.ref["distance"]),
+                "pixel_size_m": repr(self.ref["px"]), "mask_dataset": '"/measured/mask"'}
+        keys.update(dict(extra_keys))
+        job = self.path(name + ".toml")
+        with open(job, "w") as f:
+            for k, v in keys.items():
+                if k not in drop_keys:
+                    f.write(f"{k} = {v}\n")
+        return job
+
+    def test_described_hdf5_in_a_job_file(self):
+        job = self.write_described("described")
+        info = self.info(job)
+        self.assertEqual((info["format"], info["frames"], info["masked_pixels"]),
+                         ("HDF5 described by the job", len(self.ref["x"]), int(self.ref["mask"].sum())))
+        r = self.convert_ok(job, self.path("described.cxi"))
+        self.assertIn("HDF5 described by", r.stdout)
+        self.assert_same_scan(read_cxi(self.path("described.cxi")), self.ref, probe=False)
+        plain = self.reconstruct(self.scan, "described_plain")
+        obj = self.reconstruct(job, "described", ["--probe-from", self.scan])
+        np.testing.assert_allclose(obj, plain, rtol=0, atol=1e-5 * np.abs(plain).max())
+        # Bad descriptions: one line naming the key or the dataset.
+        for name, kw, text in (("no_energy", dict(drop_keys=("energy_kev",)), "energy_kev"),
+                               ("inch", dict(extra_keys={"positions_unit": '"inch"'}), "positions_unit"),
+                               ("orphan", dict(drop_keys=("frames_dataset",)), "frames_dataset"),
+                               ("wrong", dict(extra_keys={"positions_dataset": '"/measured/mask"'}), "/measured/mask")):
+            bad = self.write_described("bad_" + name, **kw)
+            self.refuse(["convert", bad, self.path(f"bad_{name}.cxi")], text)
+            self.assertFalse(os.path.exists(self.path(f"bad_{name}.cxi")))
+
     def test_raster_frames_read_as_the_plain_frames(self):
         n = self.ref["frames"].shape[0]
         rows = next(r for r in range(int(np.sqrt(n)), 0, -1) if n % r == 0)

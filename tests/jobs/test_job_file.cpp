@@ -149,6 +149,16 @@ checkpoint_every = 50
 resume = "old.ckpt.h5"
 max_memory = "2.5G"
 probe_from = "probe.h5"
+frames_dataset = "/measured/frames"
+positions_dataset = "/measured/positions"
+positions_order = "yx"
+positions_unit = "um"
+negate_x = true
+negate_y = true
+energy_kev = 8.5
+distance_m = 2.5
+pixel_size_m = 75e-6
+mask_dataset = "/measured/mask"
 halves = true
 low_memory = true
 )");
@@ -197,6 +207,15 @@ low_memory = true
   EXPECT_EQ(job.resume, (dir / "old.ckpt.h5").string());
   EXPECT_EQ(job.max_memory, "2.5G");
   EXPECT_EQ(job.probe_from, (dir / "probe.h5").string());
+  const io::Description d = description_of(job);
+  EXPECT_EQ(d.frames, "/measured/frames");
+  EXPECT_EQ(d.positions, "/measured/positions");
+  EXPECT_TRUE(d.yx && d.negate_x && d.negate_y);
+  EXPECT_DOUBLE_EQ(d.unit_m, 1e-6);
+  EXPECT_DOUBLE_EQ(d.energy_j, 8.5e3 * kJoulePerEv);
+  EXPECT_DOUBLE_EQ(d.distance_m, 2.5);
+  EXPECT_DOUBLE_EQ(d.pixel_m, 75e-6);
+  EXPECT_EQ(d.mask, "/measured/mask");
   EXPECT_TRUE(job.halves);
   EXPECT_TRUE(job.low_memory);
   // Every key has its line as origin, and the JSON has every key.

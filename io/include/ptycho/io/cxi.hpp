@@ -94,6 +94,20 @@ Orientation inverse(const Orientation& o);
 void orient_frames(float* frames, size_t count, int m, const Orientation& o);
 void orient_frames(std::uint8_t* frames, size_t count, int m, const Orientation& o);
 
+/// A plain HDF5 file described by the user (job keys frames_dataset, ...):
+/// frames and positions at given paths, the geometry given as numbers.
+struct Description {
+  std::string frames;     ///< (N, M, M) or a raster (R, C, M, M); empty: the file's own format
+  std::string positions;  ///< (N, 2), (2, N), (N, 3) or (3, N)
+  bool yx = false;        ///< the positions' first coordinate is y (rows), not x
+  double unit_m = 1;      ///< metres per unit of the positions
+  bool negate_x = false;  ///< the file's x runs against the scan's columns
+  bool negate_y = false;  ///< the file's y runs against the scan's rows
+  double energy_j = 0, distance_m = 0, pixel_m = 0;
+  std::string mask;       ///< optional (M, M), nonzero = invalid (CXI's rules)
+  bool given() const { return !frames.empty(); }
+};
+
 struct ReadOptions {
   int margin_px = kDefaultMarginPx;  ///< object-grid margin around all patches [object pixels]
   ProbeScaling probe_scaling = ProbeScaling::to_mean_counts;
@@ -108,6 +122,8 @@ struct ReadOptions {
   /// /content/probe, whose _psize must be the scan's object pixel); modes'
   /// power folded into the first. Empty: the scan's own, or estimated.
   std::string probe_file;
+  /// Read the file as the user describes it instead of by its format.
+  Description description;
 };
 
 /// One dataset of frames: global frames [first, first + count) of the scan.

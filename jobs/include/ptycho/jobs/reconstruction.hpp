@@ -68,6 +68,8 @@ class Scan {
   /// This scan with its probe guess taken from `file` (io::ReadOptions::probe_file).
   /// Scans of arrays bring their own probe: for them this throws InputError.
   Scan with_probe_from(const std::string& file) const;
+  /// This scan read as `d` describes it (a plain HDF5 file, io::Description).
+  Scan described(const io::Description& d) const;
 
   bool in_memory() const { return m_arrays != nullptr; }
   /// The file, or the arrays' name.
@@ -86,6 +88,7 @@ class Scan {
   int m_half = -1;  ///< -1: every frame; 0 or 1: the frames of even or odd index
   io::Orientation m_orientation;
   std::string m_probe_from;
+  io::Description m_description;
   ScanInfo full_info() const;
 };
 

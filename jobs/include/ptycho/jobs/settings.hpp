@@ -24,6 +24,7 @@
 /// the Python keyword (apply_keyword), the validation and the help text; the
 /// default is the field's initial value.
 #include "ptycho/core/engine.hpp"
+#include "ptycho/io/cxi.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -96,6 +97,19 @@ struct ReconstructJob {
   /// Start from the probe in this file (a scan with a probe, or a result)
   /// instead of the scan's own or an estimate; empty: none.
   std::string probe_from;
+  /// A plain HDF5 input described here instead of read by its format
+  /// (io::Description): the frames' and positions' datasets, the positions'
+  /// order, unit and signs, the geometry, an optional mask.
+  std::string frames_dataset;
+  std::string positions_dataset;
+  std::string positions_order = "xy";
+  std::string positions_unit = "m";
+  bool negate_x = false;
+  bool negate_y = false;
+  double energy_kev = 0;
+  double distance_m = 0;
+  double pixel_size_m = 0;
+  std::string mask_dataset;
   /// Reconstruct the two halves of the scan (frames of even and of odd
   /// index) into OUTPUT-stem.half1.h5 and .half2.h5, and their FRC.
   bool halves = false;
@@ -180,6 +194,9 @@ ReconstructJob read_job_file(const std::string& path, const ReconstructJob& defa
 /// Copies setting `key` from `from` into `to` and records its origin as the
 /// command-line option. Throws ptycho::Error on an unknown key.
 void copy_setting(const std::string& key, const ReconstructJob& from, ReconstructJob& to);
+
+/// The io::Description the job's described-input keys make (empty if it sets no frames_dataset).
+io::Description description_of(const ReconstructJob& job);
 
 /// Checks the value of every setting that has an origin (defaults are valid);
 /// throws InputError naming the first bad one by job.where(key).
