@@ -23,7 +23,6 @@ namespace {
 
 using detail::check_mpi;
 using detail::collectively;
-using detail::shape_string;
 using MaskView = View2<std::uint8_t, HostSpace>;
 
 constexpr const char* kFramesPaths[] = {"/entry_1/data_1/data", "/entry_1/instrument_1/detector_1/data"};
@@ -154,8 +153,8 @@ HostCView2 read_probe(const H5File& f, int m, std::string& path_out, std::string
 /// CXI's basis_vectors: the lab (x, y, z) step [m] along the frames' rows
 /// (slow axis) and columns (fast axis); the default, [[0, -py, 0], [-px, 0, 0]],
 /// is the scan's own frame. A basis that turns the default by quarter turns
-/// and flips sets h.layout.stored to the turn that undoes it, and the pixel
-/// sizes to the steps along x and y. Read as (2, 3), rows the vectors (the
+/// and flips sets h.layout.stored to the turn that undoes it (and swaps the
+/// pixel sizes if it swaps the axes). Read as (2, 3), rows the vectors (the
 /// CXI specification), or (3, 2), columns the vectors (as cdtools writes it).
 void read_basis_vectors(const H5File& f, CxiHeader& h) {
   if (!f.exists(kBasisPath)) return;
@@ -200,12 +199,16 @@ void read_basis_vectors(const H5File& f, CxiHeader& h) {
     }
   h.layout.stored = orientation_of(canonical);
   h.layout.stored_source = kBasisPath;
-  h.info.geometry.pixel_x_m = size[along[0] == 0 ? 0 : 1];
-  h.info.geometry.pixel_y_m = size[along[0] == 1 ? 0 : 1];
+  // Only the axes and their signs are taken from the basis (its lengths may
+  // be in other units, or unit directions): x_pixel_size and y_pixel_size
+  // are the steps along the stored columns and rows (as cdtools writes them),
+  // so they trade places when the frames' axes are swapped.
+  (void)size;
+  if (along[0] == 0) std::swap(h.info.geometry.pixel_x_m, h.info.geometry.pixel_y_m);
 }
 
 /// The file's dark as (M, M), averaged over any leading axes; an empty view if none.
-HostRView2 read_dark(const H5File& f, int m, std::string& path_out) {
+HostRView2 read_dark(const H5File& f, int m, const MaskView& mask, std::string& path_out) {
   const char* path = first_existing(f, kDarkPaths, std::size(kDarkPaths));
   if (!path) return HostRView2();
   std::vector<hsize_t> dims;
@@ -218,6 +221,7 @@ HostRView2 read_dark(const H5File& f, int m, std::string& path_out) {
   for (size_t k = 0; k < count; ++k)
     for (size_t p = 0; p < mm; ++p) {
       const double x = v[k * mm + p];
+      if (mask.data()[p]) continue;  // a masked pixel's dark is never used
       PTYCHO_INPUT_ERROR_IF(!std::isfinite(x), f.name() << ": " << path << " has a non-finite value at element "
                                                         << k * mm + p);
       dark.data()[p] += float(x / double(count));
@@ -595,25 +599,24 @@ void read_block(MPI_Comm comm, const FrameBlock& block, int m, const std::vector
 void read_frames(MPI_Comm comm, const CxiHeader& header, const std::vector<long>& index, const HostRView3& frames,
                  FrameTransfer transfer, size_t max_read_bytes) {
   const int m = header.info.geometry.frame_size;
-  for (const FrameBlock& block : header.layout.blocks) {
-    const auto lo = size_t(std::lower_bound(index.begin(), index.end(), block.first) - index.begin());
-    const auto hi = size_t(std::lower_bound(index.begin(), index.end(), block.first + block.count) - index.begin());
-    read_block(comm, block, m, index, lo, hi, frames, transfer, max_read_bytes);
+  // Blocks no rank reads from are skipped by every rank (the opens and reads are collective).
+  const size_t nb = header.layout.blocks.size();
+  std::vector<size_t> lo(nb), hi(nb);
+  std::vector<int> needed(nb), any(nb);
+  for (size_t b = 0; b < nb; ++b) {
+    const FrameBlock& block = header.layout.blocks[b];
+    lo[b] = size_t(std::lower_bound(index.begin(), index.end(), block.first) - index.begin());
+    hi[b] = size_t(std::lower_bound(index.begin(), index.end(), block.first + block.count) - index.begin());
+    needed[b] = hi[b] > lo[b];
   }
+  check_mpi(MPI_Allreduce(needed.data(), any.data(), int(nb), MPI_INT, MPI_LOR, comm), "MPI_Allreduce");
+  for (size_t b = 0; b < nb; ++b)
+    if (any[b]) read_block(comm, header.layout.blocks[b], m, index, lo[b], hi[b], frames, transfer, max_read_bytes);
 }
 
 }  // namespace
 
 namespace detail {
-
-std::string shape_string(const std::vector<hsize_t>& dims) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < dims.size(); ++i) os << (i ? ", " : "") << dims[i];
-  if (dims.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
 
 /// Checks the shape of a frames dataset: (N, M, M) or a raster (R, C, M, M),
 /// M even and at most kMaxFrameSize.
@@ -744,9 +747,11 @@ HostCView2 read_ptyr_probe(const H5File& f, const CxiHeader& h, std::string& pat
   if (f.exists(group + "/_psize")) {
     const std::vector<double> ps = f.read_doubles(group + "/_psize");
     const double dy = h.info.geometry.object_pixel_y_m(), dx = h.info.geometry.object_pixel_x_m();
-    const bool ok = !ps.empty() && std::abs(ps.front() - dy) <= 1e-3 * dy && std::abs(ps.back() - dx) <= 1e-3 * dx;
-    PTYCHO_INPUT_ERROR_IF(!ok, f.name() << ": " << group << "/_psize is " << ps.front() << " m but the scan's object "
-                                        << "pixel is " << dx << " m: the probe does not fit this scan");
+    PTYCHO_INPUT_ERROR_IF(ps.empty(), f.name() << ": " << group << "/_psize is empty");
+    const bool ok = std::abs(ps.front() - dy) <= 1e-3 * dy && std::abs(ps.back() - dx) <= 1e-3 * dx;
+    PTYCHO_INPUT_ERROR_IF(!ok, f.name() << ": " << group << "/_psize is " << ps.front() << " x " << ps.back()
+                                        << " m (y, x) but the scan's object pixel is " << dy << " x " << dx
+                                        << " m: the probe does not fit this scan");
   }
   path = group + "/data";
   PTYCHO_INPUT_ERROR_IF(!f.exists(path), f.name() << ": " << path << " does not exist (PtyPy's probe storage)");
@@ -948,7 +953,7 @@ CxiHeader detail::read_cxi_format_header(const std::string& path, const ReadOpti
   h.mask = detail::read_mask(f, kMaskPath, m);
   if (f.exists(kMaskPath)) h.layout.mask = kMaskPath;
   h.probe = read_probe(f, m, h.layout.probe, info.probe_source);
-  h.dark = read_dark(f, m, h.layout.dark);
+  h.dark = read_dark(f, m, h.mask, h.layout.dark);
   info.background_source = h.layout.dark;
   f.close();
   detail::finish_header(h, x, y, options);

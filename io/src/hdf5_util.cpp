@@ -11,8 +11,6 @@
 
 namespace ptycho::io {
 
-namespace {
-
 std::string shape_string(const std::vector<hsize_t>& dims) {
   std::ostringstream os;
   os << "(";
@@ -21,6 +19,8 @@ std::string shape_string(const std::vector<hsize_t>& dims) {
   os << ")";
   return os.str();
 }
+
+namespace {
 
 hsize_t element_count(const std::vector<hsize_t>& dims) {
   hsize_t n = 1;

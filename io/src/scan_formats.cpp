@@ -19,7 +19,6 @@ namespace ptycho::io {
 namespace {
 
 using MaskView = View2<std::uint8_t, HostSpace>;
-using detail::shape_string;
 
 /// fold_slice's default detector (eiger_APS) pixel [m], taken when a _para
 /// file does not say.
@@ -80,6 +79,7 @@ double read_positive(const H5File& f, const std::string& path, const std::string
 void mask_from_weights(const H5File& f, const std::string& path, long n, int m, MaskView& mask) {
   H5Id dset = f.open_dataset(path);
   const std::vector<hsize_t> dims = f.extents(dset.get(), path);
+  if (dims.size() == 1 && dims[0] == 0) return;  // PtyPy's "no weights" (ptyd.rst)
   const bool per_frame = dims == std::vector<hsize_t>{hsize_t(n), hsize_t(m), hsize_t(m)};
   const bool common = dims == std::vector<hsize_t>{hsize_t(m), hsize_t(m)};
   PTYCHO_INPUT_ERROR_IF(!per_frame && !common, f.name() << ": " << path << " has shape " << shape_string(dims)
@@ -170,7 +170,16 @@ FoldSlicePair fold_slice_pair(const std::string& path) {
 }
 
 std::vector<std::string> scan_files(const std::string& path) {
-  if (format_of_name(path) == ScanFormat::ptychodus) return {path, ptychodus_product(path)};
+  // By content where the file can be read (ptychodus's patterns file may have any name), else by name.
+  bool ptychodus = format_of_name(path) == ScanFormat::ptychodus;
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec)) {
+    try {
+      ptychodus = ptychodus || detect_scan_format(path) == ScanFormat::ptychodus;
+    } catch (const InputError&) {
+    }
+  }
+  if (ptychodus) return {path, ptychodus_product(path)};
   if (format_of_name(path) != ScanFormat::fold_slice) return {path};
   const FoldSlicePair pair = fold_slice_pair(path);
   return {pair.dp, pair.para};
@@ -252,6 +261,11 @@ CxiHeader detail::read_ptyd_header(const std::string& path, const ReadOptions& o
 
   // meta: energy [keV], distance [m], psize [m] (y, x) or one value, shape, centre.
   DetectorGeometry& g = h.info.geometry;
+  // h5rw stores None as a placeholder with type "None": such entries say nothing.
+  const auto given = [&](const char* key) {
+    return f.exists(key) && f.string_attribute(key, "type").value_or("") != "None";
+  };
+  PTYCHO_INPUT_ERROR_IF(!given("/meta/energy"), path << ": /meta/energy does not exist (the photon energy in keV)");
   g.energy_j = read_positive(f, "/meta/energy", "photon energy in keV") * 1e3 * kJoulePerEv;
   PTYCHO_INPUT_ERROR_IF(g.energy_j < 1e-18 || g.energy_j > 1.6e-12,
                         path << ": /meta/energy is " << g.energy_j / kJoulePerEv / 1e3
@@ -268,23 +282,19 @@ CxiHeader detail::read_ptyd_header(const std::string& path, const ReadOptions& o
     PTYCHO_INPUT_ERROR_IF(!(g.pixel_x_m > 0) || !(g.pixel_y_m > 0) || !std::isfinite(g.pixel_x_m + g.pixel_y_m),
                           path << ": /meta/psize must be positive");
   }
-  if (f.exists("/meta/shape")) {
+  if (given("/meta/shape")) {
     const std::vector<double> shape = f.read_doubles("/meta/shape");
     const bool ok = (shape.size() == 1 || shape.size() == 2) && shape[0] == m && shape.back() == m;
     PTYCHO_INPUT_ERROR_IF(!ok, path << ": /meta/shape does not match the frames of " << m << " x " << m
                                     << " in " << h.layout.frames << " (ptycho reads frames already cropped)");
   }
-  if (f.exists("/meta/center")) {
+  if (given("/meta/center")) {
     const std::vector<double> c = f.read_doubles("/meta/center");
     const bool ok = (c.size() == 1 || c.size() == 2) && std::abs(c[0] - m / 2) <= 0.5 && std::abs(c.back() - m / 2) <= 0.5;
     PTYCHO_INPUT_ERROR_IF(!ok, path << ": /meta/center is not the frame centre (" << m / 2 << ", " << m / 2
                                     << "); ptycho needs the beam at pixel M/2: recentre the frames");
   }
-  if (f.exists("/meta/num_frames")) {
-    const double nf = f.read_scalar("/meta/num_frames");
-    PTYCHO_INPUT_ERROR_IF(nf != double(h.info.num_frames), path << ": /meta/num_frames is " << nf << " but /chunks hold "
-                                                                << h.info.num_frames << " frames");
-  }
+  // meta/num_frames may count frames a scan that ended early never saved: the chunks are what there is.
 
   // Weights, > 0 = good, per frame or common: a pixel bad in any frame is masked.
   h.mask = MaskView(Kokkos::view_alloc(std::string("ptycho::mask")), m, m);
@@ -343,6 +353,9 @@ CxiHeader detail::read_fold_slice_header(const std::string& path, const ReadOpti
     PTYCHO_INPUT_ERROR_IF(std::abs(implied - dx) > 1e-6 * dx,
                           pair.para << ": /dx is " << dx << " m but /lambda, /z and /ds give " << implied
                                     << " m for frames of " << m);
+  } else if (para.exists("/z")) {  // the pixel that gives dx at this distance
+    g.distance_m = read_positive(para, "/z", "sample-detector distance in m");
+    g.pixel_x_m = g.pixel_y_m = lambda * g.distance_m / (m * dx);
   } else {
     g.pixel_x_m = g.pixel_y_m = kFoldSliceDefaultPixel;
     g.distance_m = dx * m * kFoldSliceDefaultPixel / lambda;
@@ -373,6 +386,9 @@ CxiHeader detail::read_ptychodus_header(const std::string& path, const ReadOptio
   const int m = frame_side(f, "/patterns");
   const long stored = block.count;
   const std::vector<double> indexes = read_vector(f, "/indexes", stored, "one index per pattern");
+  for (long i = 0; i < stored; ++i)
+    PTYCHO_INPUT_ERROR_IF(indexes[i] != std::floor(indexes[i]) || std::abs(indexes[i]) > 9e15,
+                          path << ": /indexes has " << indexes[i] << " at " << i << "; indexes are integers");
 
   // Positions by index: probe_position_indexes, _x_m, _y_m.
   std::vector<hsize_t> dims;
@@ -383,7 +399,13 @@ CxiHeader detail::read_ptychodus_header(const std::string& path, const ReadOptio
   const std::vector<double> px = read_vector(product, "/probe_position_x_m", np, "one x per position index, in m");
   const std::vector<double> py = read_vector(product, "/probe_position_y_m", np, "one y per position index, in m");
   std::map<long long, size_t> where;
-  for (long j = 0; j < np; ++j) where[static_cast<long long>(pindex[j])] = size_t(j);
+  for (long j = 0; j < np; ++j) {
+    const double k = pindex[j];
+    PTYCHO_INPUT_ERROR_IF(!std::isfinite(k) || k != std::floor(k) || std::abs(k) > 9e15,
+                          product_path << ": /probe_position_indexes has " << k << " at " << j << "; indexes are integers");
+    PTYCHO_INPUT_ERROR_IF(!where.emplace(static_cast<long long>(k), size_t(j)).second,
+                          product_path << ": /probe_position_indexes has " << k << " twice");
+  }
   std::vector<double> x, y;
   std::vector<long> kept;
   for (long i = 0; i < stored; ++i) {
@@ -505,6 +527,39 @@ class ScanWriter {
   virtual void commit() = 0;
   std::vector<std::string> files;
   std::vector<std::string> lost;
+};
+
+/// A format of two files, the frames in the first (`m_frames`) and what
+/// describes them in the second (`m_side`): both renamed onto their names
+/// only once both are written and closed. (The two renames are not one
+/// step: if the second failed, the first would already be in place.)
+class TwoFileWriter : public ScanWriter {
+ protected:
+  TwoFileWriter(const std::string& frames_path, const std::string& side_path, const char* frames_dataset)
+      : m_frames_out(frames_path),
+        m_side_out(side_path),
+        m_frames(H5File::create(m_frames_out.temp_path(), frames_path)),
+        m_side(H5File::create(m_side_out.temp_path(), side_path)),
+        m_dataset(frames_dataset) {
+    files = {frames_path, side_path};
+  }
+
+ public:
+  void frames(long first, const float* data, long count) override {
+    detail::write_frame_slab(m_frames, m_dataset, first, data, count, m);
+  }
+  void commit() override {
+    m_frames.close();
+    m_side.close();
+    m_frames_out.commit();
+    m_side_out.commit();
+  }
+
+ protected:
+  AtomicFile m_frames_out, m_side_out;
+  H5File m_frames, m_side;
+  std::string m_dataset;
+  int m = 0;
 };
 
 /// The metadata every writer needs: positions in metres, x along columns.
@@ -661,115 +716,78 @@ class PtydWriter : public ScanWriter {
   int m = 0;
 };
 
-class FoldSliceWriter : public ScanWriter {
+class FoldSliceWriter : public TwoFileWriter {
  public:
-  FoldSliceWriter(const FoldSlicePair& pair, const ScanMeta& s)
-      : m_dp_out(pair.dp),
-        m_para_out(pair.para),
-        m_dp(H5File::create(m_dp_out.temp_path(), pair.dp)),
-        m_para(H5File::create(m_para_out.temp_path(), pair.para)) {
+  FoldSliceWriter(const FoldSlicePair& pair, const ScanMeta& s) : TwoFileWriter(pair.dp, pair.para, "/dp") {
     const DetectorGeometry& g = s.geometry;
     m = g.frame_size;
     PTYCHO_INPUT_ERROR_IF(std::abs(g.pixel_x_m - g.pixel_y_m) > 1e-9 * g.pixel_x_m,
                           pair.para << ": fold_slice has one pixel size (/dx) but the scan's detector pixels are "
                                     << g.pixel_x_m << " x " << g.pixel_y_m << " m");
-    detail::create_frames(m_dp, "/dp", s.n, m);
+    detail::create_frames(m_frames, "/dp", s.n, m);
     if (s.has_mask) {
-      m_dp.write("/mask", H5T_NATIVE_UINT8, H5T_STD_U8LE, {hsize_t(m), hsize_t(m)}, s.mask.data());
+      m_frames.write("/mask", H5T_NATIVE_UINT8, H5T_STD_U8LE, {hsize_t(m), hsize_t(m)}, s.mask.data());
     }
-    m_para.write("/ppX", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.x_m.data());
-    m_para.write("/ppY", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.y_m.data());
-    auto one = [&](const char* p, double v) { m_para.write(p, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {1}, &v); };
+    m_side.write("/ppX", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.x_m.data());
+    m_side.write("/ppY", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.y_m.data());
+    auto one = [&](const char* p, double v) { m_side.write(p, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {1}, &v); };
     one("/lambda", g.wavelength_m());
     one("/dx", g.object_pixel_x_m());
     one("/z", g.distance_m);
     one("/ds", g.pixel_x_m);
-    files = {pair.dp, pair.para};
     if (s.probe.size() > 0) lost.push_back("the probe guess (" + s.probe_source + "): fold_slice's pair holds no probe");
     if (s.dark.size() > 0) lost.push_back("the dark (" + s.dark_source + "): fold_slice's pair holds none");
   }
-  void frames(long first, const float* data, long count) override {
-    detail::write_frame_slab(m_dp, "/dp", first, data, count, m);
-  }
-  void commit() override {
-    m_dp.close();
-    m_para.close();
-    m_dp_out.commit();
-    m_para_out.commit();
-  }
-
- private:
-  AtomicFile m_dp_out, m_para_out;
-  H5File m_dp, m_para;
-  int m = 0;
 };
 
 /// ptychodus's batch layout: diffraction.h5 (patterns, indexes, bad pixels as
 /// h5py's bool) and product-in.h5 (a product: the probe, a flat object, the
 /// positions, the energy and the distance).
-class PtychodusWriter : public ScanWriter {
+class PtychodusWriter : public TwoFileWriter {
  public:
   PtychodusWriter(const std::string& path, const ScanMeta& s, const CxiHeader& h)
-      : m_out(path),
-        m_product_out(ptychodus_product(path)),
-        m_file(H5File::create(m_out.temp_path(), path)),
-        m_product(H5File::create(m_product_out.temp_path(), ptychodus_product(path))) {
+      : TwoFileWriter(path, ptychodus_product(path), "/patterns") {
     const DetectorGeometry& g = s.geometry;
     m = g.frame_size;
-    detail::create_frames(m_file, "/patterns", s.n, m);
+    detail::create_frames(m_frames, "/patterns", s.n, m);
     std::vector<long long> index(size_t(s.n));
     for (long j = 0; j < s.n; ++j) index[j] = j;
-    m_file.write("/indexes", H5T_NATIVE_LLONG, H5T_STD_I64LE, {hsize_t(s.n)}, index.data());
+    m_frames.write("/indexes", H5T_NATIVE_LLONG, H5T_STD_I64LE, {hsize_t(s.n)}, index.data());
     {  // h5py's bool: an enum {FALSE, TRUE} over int8.
-      const std::string context = m_file.where("cannot write /bad_pixels");
+      const std::string context = m_frames.where("cannot write /bad_pixels");
       H5Id type = checked_id(H5Tenum_create(H5T_NATIVE_INT8), context);
       const signed char no = 0, yes = 1;
       check_h5(H5Tenum_insert(type.get(), "FALSE", &no), context);
       check_h5(H5Tenum_insert(type.get(), "TRUE", &yes), context);
       std::vector<signed char> bad(size_t(m) * m, 0);
       for (size_t p = 0; p < bad.size() && s.mask.size() > 0; ++p) bad[p] = s.mask.data()[p] ? 1 : 0;
-      m_file.write("/bad_pixels", type.get(), type.get(), {hsize_t(m), hsize_t(m)}, bad.data());
+      m_frames.write("/bad_pixels", type.get(), type.get(), {hsize_t(m), hsize_t(m)}, bad.data());
     }
     // The product: attributes, positions, probe, a flat object on ptycho's grid.
     const double dx = g.object_pixel_x_m(), dy = g.object_pixel_y_m();
-    m_product.write_attribute("/", "name", std::string("ptycho convert"));
-    m_product.write_attribute("/", "comments", std::string("written by ptycho convert from ") + h.info.source);
-    m_product.write_attribute("/", "detector_object_distance_m", g.distance_m);
-    m_product.write_attribute("/", "probe_energy_eV", g.energy_ev());
-    m_product.write_attribute("/", "exposure_time_s", 0.0);
-    m_product.write("/probe_position_indexes", H5T_NATIVE_LLONG, H5T_STD_I64LE, {hsize_t(s.n)}, index.data());
-    m_product.write("/probe_position_x_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.x_m.data());
-    m_product.write("/probe_position_y_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.y_m.data());
+    m_side.write_attribute("/", "name", std::string("ptycho convert"));
+    m_side.write_attribute("/", "comments", std::string("written by ptycho convert from ") + h.info.source);
+    m_side.write_attribute("/", "detector_object_distance_m", g.distance_m);
+    m_side.write_attribute("/", "probe_energy_eV", g.energy_ev());
+    m_side.write_attribute("/", "exposure_time_s", 0.0);
+    m_side.write("/probe_position_indexes", H5T_NATIVE_LLONG, H5T_STD_I64LE, {hsize_t(s.n)}, index.data());
+    m_side.write("/probe_position_x_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.x_m.data());
+    m_side.write("/probe_position_y_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {hsize_t(s.n)}, s.y_m.data());
     H5Id mem = make_complex_type(), file_type = make_complex64_file_type();
-    m_product.write("/probe", mem.get(), file_type.get(), {1, hsize_t(m), hsize_t(m)}, s.probe.data());
-    m_product.write_attribute("/probe", "pixel_width_m", dx);
-    m_product.write_attribute("/probe", "pixel_height_m", dy);
+    m_side.write("/probe", mem.get(), file_type.get(), {1, hsize_t(m), hsize_t(m)}, s.probe.data());
+    m_side.write_attribute("/probe", "pixel_width_m", dx);
+    m_side.write_attribute("/probe", "pixel_height_m", dy);
     const long rows = h.info.object_rows, cols = h.info.object_cols;
     std::vector<cfloat> ones(size_t(rows) * size_t(cols), cfloat(1, 0));
-    m_product.write("/object", mem.get(), file_type.get(), {1, hsize_t(rows), hsize_t(cols)}, ones.data());
-    m_product.write_attribute("/object", "pixel_width_m", dx);
-    m_product.write_attribute("/object", "pixel_height_m", dy);
-    m_product.write_attribute("/object", "center_x_m", ((double(cols) - 1) / 2 - double(h.info.grid_offset_col)) * dx);
-    m_product.write_attribute("/object", "center_y_m", ((double(rows) - 1) / 2 - double(h.info.grid_offset_row)) * dy);
-    m_product.write("/object_layer_spacing_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {0}, nullptr);
-    m_product.write("/loss_values", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {0}, nullptr);
-    files = {path, ptychodus_product(path)};
+    m_side.write("/object", mem.get(), file_type.get(), {1, hsize_t(rows), hsize_t(cols)}, ones.data());
+    m_side.write_attribute("/object", "pixel_width_m", dx);
+    m_side.write_attribute("/object", "pixel_height_m", dy);
+    m_side.write_attribute("/object", "center_x_m", ((double(cols) - 1) / 2 - double(h.info.grid_offset_col)) * dx);
+    m_side.write_attribute("/object", "center_y_m", ((double(rows) - 1) / 2 - double(h.info.grid_offset_row)) * dy);
+    m_side.write("/object_layer_spacing_m", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {0}, nullptr);
+    m_side.write("/loss_values", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {0}, nullptr);
     if (s.dark.size() > 0) lost.push_back("the dark (" + s.dark_source + "): ptychodus's layout holds none");
   }
-  void frames(long first, const float* data, long count) override {
-    detail::write_frame_slab(m_file, "/patterns", first, data, count, m);
-  }
-  void commit() override {
-    m_file.close();
-    m_product.close();
-    m_out.commit();
-    m_product_out.commit();
-  }
-
- private:
-  AtomicFile m_out, m_product_out;
-  H5File m_file, m_product;
-  int m = 0;
 };
 
 bool same_file(const std::string& a, const std::string& b) {

@@ -9,9 +9,6 @@
 
 namespace ptycho::io::detail {
 
-/// "(3, 64, 64)".
-std::string shape_string(const std::vector<hsize_t>& dims);
-
 /// Checks a frames dataset's shape: (N, M, M) or a raster (R, C, M, M), M
 /// even and at most kMaxFrameSize. Throws InputError naming `path` and `frames`.
 void check_frames_shape(const std::string& path, const std::string& frames, const std::vector<hsize_t>& dims);

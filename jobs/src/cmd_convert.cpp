@@ -37,6 +37,7 @@ int run_convert(MPI_Comm world, const ConvertOptions& opt) {
     in = job.input;
     if (opt.orientation.identity()) read.orientation = io::Orientation{job.transpose, job.flip_y, job.flip_x};
     read.description = jobs::description_of(job);
+    read.probe_file = job.probe_from;
   }
   const io::ConvertReport r = io::convert_scan(in, opt.out, format, read);
   std::cout << "ptycho convert: " << r.frames << " frames from " << in << " ("
@@ -44,7 +45,7 @@ int run_convert(MPI_Comm world, const ConvertOptions& opt) {
             << ") to " << io::format_name(r.to) << ":";
   for (const std::string& f : r.files) std::cout << " " << f;
   std::cout << "\n";
-  if (!opt.orientation.identity()) std::cout << "  frames turned: " << opt.orientation.text() << "\n";
+  if (!read.orientation.identity()) std::cout << "  frames turned: " << read.orientation.text() << "\n";
   for (const std::string& l : r.lost) std::cout << "  not carried over: " << l << "\n";
   std::cout.flush();
   return 0;

@@ -190,6 +190,7 @@ int run_info(MPI_Comm world, const InfoOptions& given) {
   if (io::is_result(opt.file)) return info_result(world, opt);
   if (looks_like_model_file(opt.file)) return info_model(world, opt);
   io::Description description;
+  std::string probe_from;
   if (jobs::is_job_file(opt.file)) {
     // A job file: its input, read as its keys say (a described HDF5, the orientation).
     const ReconstructJob job = read_job_file(opt.file);
@@ -197,6 +198,7 @@ int run_info(MPI_Comm world, const InfoOptions& given) {
     opt.file = job.input;
     if (opt.orientation.identity()) opt.orientation = io::Orientation{job.transpose, job.flip_y, job.flip_x};
     description = description_of(job);
+    probe_from = job.probe_from;
   }
 
   // Rank 0 reads the header (for the layout and N). If that fails,
@@ -205,12 +207,13 @@ int run_info(MPI_Comm world, const InfoOptions& given) {
   read_options.probe_scaling = io::ProbeScaling::as_in_file;
   read_options.orientation = opt.orientation;
   read_options.description = description;
+  read_options.probe_file = probe_from;
   long n = -1;
   if (rank == 0) {
     try {
       n = io::read_cxi_header(opt.file, read_options).info.num_frames;
-    } catch (const InputError&) {
-      n = -1;
+    } catch (const std::exception&) {
+      n = -1;  // every rank meets the error again below
     }
   }
   MPI_Bcast(&n, 1, MPI_LONG, 0, world);

@@ -247,6 +247,30 @@ class ScanFormats(unittest.TestCase):
             self.assertEqual(self.info(p)["format"], "PtyPy .ptyd")
             self.assert_same_scan(self.through_convert(p, f"from_ptyd_{per_frame}"), self.ref, probe=False)
 
+    def test_ptyd_with_h5rw_none_and_no_weights(self):
+        """PtyPy writes None as a placeholder (type "None") when it does not
+        know the frame count, counts frames a scan that ended early never
+        saved, and may store empty weights (ptyd.rst)."""
+        n = len(self.ref["x"])
+
+        def tweak(f):
+            del f["meta/num_frames"]
+            f.create_dataset("meta/num_frames", data=np.zeros((1,))).attrs["type"] = "None"
+            del f["meta/center"]
+            f.create_dataset("meta/center", data=np.zeros((1,))).attrs["type"] = "None"
+            for c in f["chunks"]:
+                del f[f"chunks/{c}/weights"]
+                f[f"chunks/{c}/weights"] = np.zeros((0,))
+        p = self.path("none.ptyd")
+        self.write_ptyd(p, self.ref, tweak=tweak)
+        self.assert_same_scan(self.through_convert(p, "from_none"), dict(self.ref, mask=None), probe=False)
+
+        def early(f):
+            f["meta/num_frames"][()] = n + 50
+        p = self.path("early.ptyd")
+        self.write_ptyd(p, self.ref, tweak=early)
+        self.assertEqual(self.info(p)["frames"], n)
+
     def test_ptyd_weight_zero_in_one_frame_masks_the_pixel(self):
         p = self.path("one_frame.ptyd")
 
@@ -347,6 +371,8 @@ class ScanFormats(unittest.TestCase):
             "transpose": (lambda d: np.transpose(d, (0, 2, 1)), [[-px, 0, 0], [0, -py, 0]]),
             # the default written out: nothing turns.
             "default": (lambda d: d, [[0, -py, 0], [-px, 0, 0]]),
+            # directions only (unit vectors): the turn, with the pixel sizes of x/y_pixel_size.
+            "unit_rot90": (lambda d: np.rot90(d, axes=(1, 2)), [[1, 0, 0], [0, -1, 0]]),
         }
         for name, (turn, basis) in cases.items():
             for layout in ("cxi", "cdtools"):
@@ -611,7 +637,6 @@ class ScanFormats(unittest.TestCase):
             "bad_positions": (replace("chunks/0/positions", np.zeros((3, 2))), "/chunks/0/positions"),
             "named_chunk": (lambda f: f["chunks"].move("1", "one"), "/chunks/one"),
             "off_centre": (replace("meta/center", np.array([3.0, 3.0])), "/meta/center"),
-            "wrong_count": (replace("meta/num_frames", np.int64(n + 1)), "/meta/num_frames"),
             "ev_not_kev": (replace("meta/energy", 1e5), "/meta/energy"),
             "bad_weights": (replace("chunks/0/weights", np.ones((2, 2))), "/chunks/0/weights"),
             "no_data": (without("chunks/0/data"), "/chunks/0/data"),
@@ -660,6 +685,10 @@ class ScanFormats(unittest.TestCase):
         os.remove(self.path("badpd_alone/product-in.h5"))
         self.refuse(["info", p], "product-in.h5", "does not exist")
         self.refuse(["convert", self.scan, self.path("patterns.h5"), "--format", "ptychodus"], "diffraction.h5")
+        # A patterns file of another name still reads its product-in.h5, which convert never replaces.
+        p = self.write_ptychodus(self.path("renamed"), self.ref)
+        os.rename(p, self.path("renamed/patterns.h5"))
+        self.refuse(["convert", self.path("renamed/patterns.h5"), self.path("renamed/product-in.h5")], "input")
 
     def test_malformed_cxi_features(self):
         px = self.ref["px"]

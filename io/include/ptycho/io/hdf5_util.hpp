@@ -45,6 +45,9 @@ class H5Id {
   hid_t m_id = H5I_INVALID_HID;
 };
 
+/// A dataset's extents for messages: "(3, 64, 64)", "(5,)".
+std::string shape_string(const std::vector<hsize_t>& dims);
+
 /// Turns off HDF5's automatic error stack printing (we report our own errors).
 /// The first call also adds Debian's serial filter-plugin folder to HDF5's
 /// plugin search path, unless HDF5_PLUGIN_PATH is set.
