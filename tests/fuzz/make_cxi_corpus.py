@@ -114,6 +114,38 @@ def detector_probe(f):
     det["probe"] = probe()
 
 
+def raster_basis_dark_monitor(f):
+    # A 4-D raster (2, 2, M, M) with a (2, 2, 3) translation, frames turned a
+    # quarter by basis_vectors (cdtools' (3, 2)), a (2, M, M) dark, a monitor
+    # that leaves one frame out.
+    f["entry_1/data_1/data"] = np.rot90(frames(4), axes=(1, 2)).copy().reshape(2, 2, M, M)
+    f["entry_1/sample_1/geometry_1/translation"] = positions(4).reshape(2, 2, 3)
+    src, det = geometry(f)
+    det["basis_vectors"] = np.array([[75e-6, 0, 0], [0, -75e-6, 0]]).T
+    det["data_dark"] = np.ones((2, M, M), np.float32)
+    f["entry_1/data_1/monitor"] = np.array([1000.0, 1000.0, 20.0, 990.0])
+
+
+def ptyd(f):
+    # PtyPy's .ptyd: meta in keV with h5rw types, two chunks with (y, x)
+    # positions and bool weights.
+    for g in ("meta", "chunks", "info"):
+        f.create_group(g).attrs["type"] = "dict"
+    f["meta/energy"] = 8.0
+    f["meta/distance"] = 1.0
+    f["meta/psize"] = np.array([75e-6, 75e-6])
+    f["meta/shape"] = np.array([M, M])
+    f["meta/center"] = np.array([M / 2, M / 2])
+    f["meta/num_frames"] = 4
+    p = positions(4)
+    for c, (lo, hi) in enumerate(((0, 3), (3, 4))):
+        f[f"chunks/{c}/data"] = frames(4)[lo:hi]
+        f[f"chunks/{c}/positions"] = np.stack([p[lo:hi, 1], p[lo:hi, 0]], axis=1)
+        w = np.ones((hi - lo, M, M), bool)
+        w[:, 0, 0] = False
+        f[f"chunks/{c}/weights"] = w
+
+
 def bad_translation_count(f):
     f["entry_1/data_1/data"] = frames(4)
     f["entry_1/sample_1/geometry_1/translation"] = positions(3)
@@ -133,6 +165,8 @@ def main():
     write(folder, "valid_pynx_like.cxi", pynx_like)
     write(folder, "valid_int_frames_xy.cxi", int_frames_xy)
     write(folder, "valid_detector_probe.cxi", detector_probe)
+    write(folder, "valid_raster_basis_dark_monitor.cxi", raster_basis_dark_monitor)
+    write(folder, "valid_ptyd.cxi", ptyd)
     write(folder, "bad_translation_count.cxi", bad_translation_count)
     write(folder, "bad_energy.cxi", bad_energy)
 
