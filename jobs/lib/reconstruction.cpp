@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -250,6 +251,14 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
     m_settings.origin["background"] = "the scan's dark (" + m_info.background_source + ")";
     opt.chain = parse_chain(m_settings.engines, jobs::engine_base(m_settings));
   }
+  // A probe estimated from the data is rough: unless the job says otherwise,
+  // the engines refine it.
+  const bool estimated = m_info.probe_source == io::kEstimatedProbeSource;
+  if (estimated && !m_settings.origin.count("refine_probe") && !m_settings.refine_probe) {
+    m_settings.refine_probe = true;
+    m_settings.origin["refine_probe"] = "the probe is estimated from the data";
+    opt.chain = parse_chain(m_settings.engines, jobs::engine_base(m_settings));
+  }
   // A network in the chain: its plugin and model, checked before the data are read.
   jobs::prepare_learned(m_comm, opt.chain, m_info.geometry.frame_size);
   {
@@ -272,7 +281,20 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
     jobs::check_memory(m_comm, need);
   }
   m_recon = std::make_unique<DistributedReconstruction>(m_comm, m_info, opt);
-  const Dataset data = source.read(m_comm, m_recon->my_frames());
+  Dataset data = source.read(m_comm, m_recon->my_frames());
+  if (estimated) {
+    // The zero-phase estimate is about one scan step across: spread it by a
+    // defocus to kEstimatedProbeSteps steps (the same on every rank).
+    const double step = mean_nearest_step(m_info.positions);
+    double c = 0;
+    data.probe = spread_probe(data.probe, kEstimatedProbeSteps * step, &c);
+    if (c > 0) {
+      char note[160];
+      std::snprintf(note, sizeof note, ", spread by a defocus to %.1f px (%.0f mean steps; 90 %% of its power)",
+                    probe_diameter(data.probe, 0.9), kEstimatedProbeSteps);
+      data.info.probe_source += note;
+    }
+  }
   m_info = data.info;
   m_recon->set_data(data);
   if (!m_settings.resume.empty()) resume_from(m_settings.resume);

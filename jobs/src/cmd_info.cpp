@@ -5,6 +5,7 @@
 // rank 0 prints.
 #include "commands.hpp"
 #include "ptycho/core/error.hpp"
+#include "ptycho/core/first_guess.hpp"
 #include "ptycho/io/checkpoint.hpp"
 #include "ptycho/io/cxi.hpp"
 #include "ptycho/io/result.hpp"
@@ -31,66 +32,6 @@ struct InfoOptions {
   bool json = false;
   io::Orientation orientation;  ///< --transpose, --flip-y, --flip-x: as reconstruct turns the frames
 };
-
-/// Mean distance from each position to its nearest neighbour [object pixels]
-/// (0 for a single position). Sweep over positions sorted by column.
-double mean_nearest_step(const std::vector<Position>& positions) {
-  const size_t n = positions.size();
-  if (n < 2) return 0.0;
-  std::vector<size_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return positions[a].col < positions[b].col; });
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const Position& p = positions[order[i]];
-    double best2 = INFINITY;
-    for (size_t j = i + 1; j < n; ++j) {
-      const double dc = positions[order[j]].col - p.col;
-      if (dc * dc >= best2) break;
-      const double dr = positions[order[j]].row - p.row;
-      best2 = std::min(best2, dc * dc + dr * dr);
-    }
-    for (size_t j = i; j-- > 0;) {
-      const double dc = p.col - positions[order[j]].col;
-      if (dc * dc >= best2) break;
-      const double dr = positions[order[j]].row - p.row;
-      best2 = std::min(best2, dc * dc + dr * dr);
-    }
-    sum += std::sqrt(best2);
-  }
-  return sum / double(n);
-}
-
-/// Diameter of the disc about the probe's intensity centroid that holds
-/// `fraction` of its power [pixels].
-double probe_diameter(const HostCView2& probe, double fraction) {
-  const size_t m = probe.extent(0);
-  double total = 0, cr = 0, cc = 0;
-  for (size_t r = 0; r < m; ++r)
-    for (size_t c = 0; c < m; ++c) {
-      const double i = double(Kokkos::abs(probe(r, c))) * Kokkos::abs(probe(r, c));
-      total += i;
-      cr += i * double(r);
-      cc += i * double(c);
-    }
-  if (!(total > 0)) return 0.0;
-  cr /= total;
-  cc /= total;
-  std::vector<std::pair<double, double>> radial;  // (radius^2, intensity)
-  radial.reserve(m * m);
-  for (size_t r = 0; r < m; ++r)
-    for (size_t c = 0; c < m; ++c) {
-      const double i = double(Kokkos::abs(probe(r, c))) * Kokkos::abs(probe(r, c));
-      radial.emplace_back((r - cr) * (r - cr) + (c - cc) * (c - cc), i);
-    }
-  std::sort(radial.begin(), radial.end());
-  double acc = 0;
-  for (const auto& [r2, i] : radial) {
-    acc += i;
-    if (acc >= fraction * total) return 2.0 * std::sqrt(r2);
-  }
-  return 2.0 * std::sqrt(radial.back().first);
-}
 
 std::string fmt(const char* format, double v) {
   char buf[256];

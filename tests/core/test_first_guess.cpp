@@ -70,6 +70,54 @@ TEST(FirstGuess, ProbeFromTheMeanPatternHasItsAmplitudeAsFarField) {
   EXPECT_THROW(probe_from_mean_pattern(std::vector<double>(m * m, -1.0), m, power), Error);
 }
 
+// The estimate of an aperture's pattern is an Airy spot about 9 px across; spread
+// to a target diameter it reaches it, keeps its power and its far field's
+// amplitude (the mean pattern), and a probe already that wide is unchanged.
+TEST(FirstGuess, SpreadProbeReachesTheDiameterAndKeepsTheFarFieldAmplitude) {
+  const int m = 48;
+  std::vector<double> mean(m * m);
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < m; ++c) {
+      const double q = std::hypot(r - m / 2, c - m / 2);
+      mean[size_t(r) * m + c] = q < 10 ? 100.0 : 0.0;  // an aperture's pattern: a disc
+    }
+  const HostCView2 estimate = probe_from_mean_pattern(mean, m, 1e6);
+  const double before = probe_diameter(estimate, 0.9);
+  EXPECT_LT(before, 12.0);
+  double c = -1;
+  const HostCView2 wide = spread_probe(estimate, 24.0, &c);
+  EXPECT_GT(c, 0);
+  EXPECT_NEAR(probe_diameter(wide, 0.9), 24.0, 1.0);
+  EXPECT_NEAR(probe_power(wide), 1e6, 1e-4 * 1e6);
+  const auto far_amplitude = [m](const HostCView2& p) {
+    CView3 far("far", 1, m, m);
+    Kokkos::deep_copy(Kokkos::subview(far, 0, Kokkos::ALL, Kokkos::ALL), p);
+    FramePlan(m, false).forward(far);
+    auto f = Kokkos::create_mirror_view_and_copy(HostSpace(), far);
+    std::vector<double> a(size_t(m) * m);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = Kokkos::abs(f.data()[i]);
+    return a;
+  };
+  const std::vector<double> a0 = far_amplitude(estimate), a1 = far_amplitude(wide);
+  double peak = 0;
+  for (double v : a0) peak = std::max(peak, v);
+  for (size_t i = 0; i < a0.size(); ++i) ASSERT_NEAR(a1[i], a0[i], 1e-4 * peak) << "pixel " << i;
+  // Already wide enough: the same probe back, c = 0.
+  const HostCView2 same = spread_probe(wide, 12.0, &c);
+  EXPECT_EQ(c, 0);
+  for (size_t i = 0; i < same.size(); ++i) ASSERT_EQ(same.data()[i], wide.data()[i]);
+  // The target is capped at 3/4 of the frame.
+  EXPECT_LE(probe_diameter(spread_probe(estimate, 1000.0), 0.9), 0.75 * m + 1.0);
+}
+
+TEST(FirstGuess, MeanNearestStepOfARaster) {
+  std::vector<Position> raster;
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 4; ++j) raster.push_back({2.0 + 3.0 * i, 7.5 + 3.0 * j});
+  EXPECT_DOUBLE_EQ(mean_nearest_step(raster), 3.0);
+  EXPECT_EQ(mean_nearest_step({{1.0, 1.0}}), 0.0);
+}
+
 TEST(FirstGuess, ModesAreTheGuessItsGradientsAndWeakVariations) {
   const int m = 16, k = 4;
   const HostCView2 guess = random_probe(m, 3);

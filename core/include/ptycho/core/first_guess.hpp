@@ -26,6 +26,29 @@ void scale_probe_to_power(const HostCView2& probe, double power);
 /// no positive one.
 HostCView2 probe_from_mean_pattern(const std::vector<double>& mean_frame, int frame_size, double power);
 
+/// Mean distance from each position to its nearest neighbour [object pixels]
+/// (0 for fewer than two positions).
+double mean_nearest_step(const std::vector<Position>& positions);
+
+/// Diameter of the disc about the probe's intensity centroid that holds
+/// `fraction` of its power [pixels]; 0 for a probe without power.
+double probe_diameter(const HostCView2& probe, double fraction);
+
+/// How wide an estimated probe is made: this many mean nearest steps, the
+/// diameter holding 90 % of its power (an overlap of 1 - 1/3, about what
+/// scans are designed for).
+inline constexpr double kEstimatedProbeSteps = 3.0;
+
+/// The estimate of probe_from_mean_pattern spread to a wider probe: the
+/// zero-phase estimate is as compact as its pattern allows (about one scan
+/// step across: no overlap, and a reconstruction from it diverges), so a
+/// defocus is added, a phase c (q / q_max)^2 on its far field, with c the
+/// smallest that makes the 90 % diameter `diameter_px` (bisection; at most
+/// 0.75 M). The far-field amplitude, hence the mean pattern, is unchanged.
+/// Returns a copy; unchanged if the probe is already that wide. `c_out`,
+/// if given, receives c.
+HostCView2 spread_probe(const HostCView2& probe, double diameter_px, double* c_out = nullptr);
+
 /// The share of the guess's power each further probe mode starts with.
 inline constexpr double kExtraModePower = 0.05;
 
