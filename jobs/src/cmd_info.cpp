@@ -316,8 +316,9 @@ Command add_info_command(CLI::App& app) {
   auto opt = std::make_shared<InfoOptions>();
   Command c;
   c.app = app.add_subcommand("info",
-                             "Describe a scan (CXI, PtyPy .ptyd or fold_slice: geometry, scan, counts, mask, "
-                             "probe), or check and summarise a result, checkpoint or model file");
+                             "Describe a scan (CXI, PtyPy .ptyd, fold_slice, ptychodus, or a job file's input: "
+                             "geometry, scan, counts, mask, probe), or check and summarise a result, checkpoint or "
+                             "model file");
   c.app->add_option("file", opt->file,
                     "the scan (CXI, .ptyd, fold_slice _dp/_para, ptychodus diffraction.h5), a job file (its input, "
                     "read as its keys say), or a result, checkpoint or model file")

@@ -71,11 +71,12 @@ Command add_reconstruct_command(CLI::App& app) {
   auto a = std::make_shared<ReconstructArgs>();
   Command c;
   c.app = app.add_subcommand("reconstruct",
-                             "Reconstruct object and probe from a CXI scan or a TOML job file (run under mpirun -n R)");
+                             "Reconstruct object and probe from a scan (CXI, PtyPy .ptyd, fold_slice, ptychodus) or a TOML "
+                             "job file (run under mpirun -n R)");
   c.app
       ->add_option("input", a->scan_or_job,
-                   "the scan (CXI), or a job file (TOML) whose keys are these options' long names with _ for -; "
-                   "options given here override the file")
+                   "the scan (CXI, .ptyd, fold_slice _dp/_para, ptychodus diffraction.h5), or a job file (TOML) "
+                   "whose keys are these options' long names with _ for -; options given here override the file")
       ->required()
       ->check(CLI::ExistingFile);
   add_settings_options(*c.app, a->cli);  // one option per setting, from the settings table
