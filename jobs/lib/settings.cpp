@@ -763,6 +763,16 @@ io::Description description_of(const ReconstructJob& job) {
   return d;
 }
 
+ScanToRead scan_to_read(const std::string& path, io::ReadOptions read) {
+  if (!is_job_file(path)) return {path, read};
+  const ReconstructJob job = read_job_file(path);
+  check_settings(job);
+  if (read.orientation.identity()) read.orientation = io::Orientation{job.transpose, job.flip_y, job.flip_x};
+  read.description = description_of(job);
+  read.probe_file = job.probe_from;
+  return {job.input, read};
+}
+
 void check_settings(const ReconstructJob& job) {
   for (const auto& spec : specs()) {
     if (!job.origin.count(spec.key)) continue;

@@ -26,19 +26,12 @@ int run_convert(MPI_Comm world, const ConvertOptions& opt) {
   if (opt.format == "ptyd") format = io::ScanFormat::ptyd;
   if (opt.format == "fold_slice") format = io::ScanFormat::fold_slice;
   if (opt.format == "ptychodus") format = io::ScanFormat::ptychodus;
-  io::ReadOptions read;
-  read.orientation = opt.orientation;
-  read.probe_scaling = io::ProbeScaling::as_in_file;
-  std::string in = opt.in;
-  if (jobs::is_job_file(opt.in)) {
-    // A job file: its input, read as its keys say (orientation, a described HDF5).
-    const jobs::ReconstructJob job = jobs::read_job_file(opt.in);
-    jobs::check_settings(job);
-    in = job.input;
-    if (opt.orientation.identity()) read.orientation = io::Orientation{job.transpose, job.flip_y, job.flip_x};
-    read.description = jobs::description_of(job);
-    read.probe_file = job.probe_from;
-  }
+  io::ReadOptions given;
+  given.orientation = opt.orientation;
+  given.probe_scaling = io::ProbeScaling::as_in_file;
+  const jobs::ScanToRead scan = jobs::scan_to_read(opt.in, given);  // a job file: its input, as its keys say
+  const std::string& in = scan.path;
+  const io::ReadOptions& read = scan.read;
   const io::ConvertReport r = io::convert_scan(in, opt.out, format, read);
   std::cout << "ptycho convert: " << r.frames << " frames from " << in << " ("
             << (read.description.given() ? std::string("HDF5 described by ") + opt.in : io::format_name(r.from))

@@ -130,25 +130,17 @@ int run_info(MPI_Comm world, const InfoOptions& given) {
   if (io::is_checkpoint(opt.file)) return info_checkpoint(world, opt);
   if (io::is_result(opt.file)) return info_result(world, opt);
   if (looks_like_model_file(opt.file)) return info_model(world, opt);
-  io::Description description;
-  std::string probe_from;
-  if (jobs::is_job_file(opt.file)) {
-    // A job file: its input, read as its keys say (a described HDF5, the orientation).
-    const ReconstructJob job = read_job_file(opt.file);
-    check_settings(job);
-    opt.file = job.input;
-    if (opt.orientation.identity()) opt.orientation = io::Orientation{job.transpose, job.flip_y, job.flip_x};
-    description = description_of(job);
-    probe_from = job.probe_from;
-  }
+  // A job file: its input, read as its keys say.
+  io::ReadOptions given_read;
+  given_read.probe_scaling = io::ProbeScaling::as_in_file;
+  given_read.orientation = opt.orientation;
+  const ScanToRead scan = scan_to_read(opt.file, given_read);
+  opt.file = scan.path;
+  opt.orientation = scan.read.orientation;
 
   // Rank 0 reads the header (for the layout and N). If that fails,
   // read_frame_statistics below raises the same error on every rank.
-  io::ReadOptions read_options;
-  read_options.probe_scaling = io::ProbeScaling::as_in_file;
-  read_options.orientation = opt.orientation;
-  read_options.description = description;
-  read_options.probe_file = probe_from;
+  const io::ReadOptions read_options = scan.read;
   long n = -1;
   if (rank == 0) {
     try {

@@ -198,6 +198,15 @@ void copy_setting(const std::string& key, const ReconstructJob& from, Reconstruc
 /// The io::Description the job's described-input keys make (empty if it sets no frames_dataset).
 io::Description description_of(const ReconstructJob& job);
 
+/// `path` read as `read` says, or, if `path` is a job file, the job's input
+/// read as its keys say: its orientation (unless `read` turns the frames
+/// already), its described HDF5 and its probe_from. Checks the job's settings.
+struct ScanToRead {
+  std::string path;
+  io::ReadOptions read;
+};
+ScanToRead scan_to_read(const std::string& path, io::ReadOptions read);
+
 /// Checks the value of every setting that has an origin (defaults are valid);
 /// throws InputError naming the first bad one by job.where(key).
 void check_settings(const ReconstructJob& job);
