@@ -18,6 +18,12 @@
 // direction) per frame and mode, the FFT floor. Psi is recomputed exactly
 // every `resync_every` iterations so rounding cannot drift.
 //
+// The low-memory mode (EngineOptions::low_memory) keeps neither Psi nor dPsi
+// per frame: every pass makes them again for its batch, from the object and
+// the direction (Psi twice per iteration, dPsi once, and once more for each
+// exact slope), so the engine holds one batch of each. That is about twice the
+// transforms, and the same iterates up to rounding: Psi is then always exact.
+//
 // Probe refinement (refine_probe, after probe_hold iterations) alternates
 // with the object step: the gradient pass also sums the probe gradient
 // g_k = sum_j unshift_j(conj(O_j) w_jk) and the preconditioner sum_j |O_j|^2
@@ -192,8 +198,10 @@ class MlEngine final : public Engine {
     const int m = scan.frame_size, k = ws.num_modes();
     const long n = scan.num_local();
     const long rows = scan.extent.rows, cols = scan.extent.cols;
-    m_psi = CView3("ptycho::ml::psi", n * k, m, m);
-    m_dpsi = CView3("ptycho::ml::dpsi", n * k, m, m);
+    m_low_memory = opt.low_memory;
+    const long kept = m_low_memory ? std::min<long>(n, ws.batch()) : n;  // frames whose far fields are held
+    m_psi = CView3("ptycho::ml::psi", kept * k, m, m);
+    m_dpsi = CView3("ptycho::ml::dpsi", kept * k, m, m);
     m_work = CView3("ptycho::ml::work", std::size_t(ws.batch()) * k, m, m);
     m_grad = View2<cdouble>("ptycho::ml::grad", rows, cols);
     m_grad_old = View2<cfloat>("ptycho::ml::grad_old", rows, cols);
@@ -217,7 +225,8 @@ class MlEngine final : public Engine {
     m_positions.use_background(m_background.values());
     const auto propagator = make_propagator(ws);
     m_gradient_pass = FramePass(ws, propagator, WaveStore::per_batch(m_work), &m_background);
-    m_line_pass = FramePass(ws, propagator, WaveStore::per_frame(m_dpsi), nullptr);
+    m_line_pass = FramePass(ws, propagator,
+                            m_low_memory ? WaveStore::per_batch(m_dpsi) : WaveStore::per_frame(m_dpsi), nullptr);
     prepare_preconditioner();
     resync(state);
   }
@@ -324,7 +333,7 @@ class MlEngine final : public Engine {
   void resync(ReconState& state) {
     m_pending_step = 0;  // Psi is recomputed from the object, which has every step
     const long n = m_ws.scan().num_local();
-    if (n == 0) return;
+    if (n == 0 || m_low_memory) return;  // (low memory: each pass makes its batch's Psi)
     m_ws.exit_waves(state.object, 0, n, m_psi);
     m_gradient_pass.propagator().forward(m_psi);
   }
@@ -343,10 +352,12 @@ class MlEngine final : public Engine {
     if (probe_now) {
       m_probe_sums.reset();
     }
-    // The far fields are kept (Psi): the residual kernel reads them.
+    // The far fields are kept (Psi): the residual kernel reads them (low
+    // memory: the batch's, made first).
     const double cost = m_gradient_pass.run(
         FrameRange{0, scan.num_local()}, KeptFarFields{},
         [&](long first, long count, const CView3& w) {
+          if (m_low_memory) batch_far_fields(state.object, first, count);
           return dispatch_modes(kmodes, [&](auto kc) {
             constexpr int K = decltype(kc)::value;
             if (m_background.enabled())
@@ -501,9 +512,16 @@ class MlEngine final : public Engine {
     // the exact slope at 0.
     // The direction's far fields, batch by batch, each summed into the
     // quartic while it is still in cache.
+    const auto direction_waves = [&](long first, long count, const CView3& d) {
+      m_ws.exit_waves(m_dir, first, count, d);
+    };
     const Sums<5> q = m_line_pass.run(
-        FrameRange{0, n}, ExitWaves{m_dir},
-        [&](long first, long count, const CView3&) { return line_terms(first, count); }, MeasureOnly{});
+        FrameRange{0, n}, direction_waves,
+        [&](long first, long count, const CView3&) {
+          if (m_low_memory) batch_far_fields(state.object, first, count);
+          return line_terms(first, count);
+        },
+        MeasureOnly{});
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
     m_coll.sum(c, 5);
     c[0] += 2 * e[0];
@@ -511,7 +529,7 @@ class MlEngine final : public Engine {
     c[4] += e[1];
     // The exact slope at a (one pass and one global sum).
     auto slope = [&](double alpha_at) {
-      double d1 = exact_slope(n, static_cast<float>(alpha_at));
+      double d1 = exact_slope(state.object, n, static_cast<float>(alpha_at), direction_waves);
       m_coll.sum(&d1, 1);
       return d1 + 2 * (e[0] + alpha_at * e[1]);
     };
@@ -522,8 +540,9 @@ class MlEngine final : public Engine {
     Kokkos::parallel_for(
         "ptycho::ml::step_object", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
         KOKKOS_LAMBDA(long r, long c) { obj(r, c) += dir(r, c) * a; });
-    // Psi moves by a dPsi in the next residual pass (one pass fewer).
-    m_pending_step = a;
+    // Psi moves by a dPsi in the next residual pass (one pass fewer; low
+    // memory: that pass makes Psi from the moved object).
+    m_pending_step = m_low_memory ? 0.0f : a;
     ExecSpace().fence();
   }
 
@@ -589,17 +608,21 @@ class MlEngine final : public Engine {
     const auto spectrum = m_probe_dir_spectrum;
     Kokkos::deep_copy(spectrum, dprobe);
     m_ws.plan().execute(spectrum, FftDirection::forward, Centring::none);  // (the DFT that shifts, not propagation)
+    const auto direction_waves = [&](long first, long count, const CView3& d) {
+      m_ws.shifted_modes(spectrum, first, count, m_scratch);
+      m_ws.product_waves(state.object, m_scratch, first, count, d);
+    };
     const Sums<5> q = m_line_pass.run(
-        FrameRange{0, n},
-        [&](long first, long count, const CView3& d) {
-          m_ws.shifted_modes(spectrum, first, count, m_scratch);
-          m_ws.product_waves(state.object, m_scratch, first, count, d);
+        FrameRange{0, n}, direction_waves,
+        [&](long first, long count, const CView3&) {
+          if (m_low_memory) batch_far_fields(state.object, first, count);
+          return line_terms(first, count);
         },
-        [&](long first, long count, const CView3&) { return line_terms(first, count); }, MeasureOnly{});
+        MeasureOnly{});
     double c[5] = {q.v[0], q.v[1], q.v[2], q.v[3], q.v[4]};
     m_coll.sum(c, 5);
     auto slope = [&](double at) {
-      double d1 = exact_slope(n, static_cast<float>(at));
+      double d1 = exact_slope(state.object, n, static_cast<float>(at), direction_waves);
       m_coll.sum(&d1, 1);
       return d1;
     };
@@ -610,7 +633,7 @@ class MlEngine final : public Engine {
     Kokkos::parallel_for(
         "ptycho::ml::step_probe", Policy3({0, 0, 0}, {kmodes, m, m}),
         KOKKOS_LAMBDA(int k, int r, int c) { probe(k, r, c) += dprobe(k, r, c) * b; });
-    m_pending_step = b;  // Psi += b dPsi in the next residual pass
+    m_pending_step = m_low_memory ? 0.0f : b;  // Psi += b dPsi in the next residual pass
     m_ws.set_probe(state.probe);
     // The object's preconditioner sum_j |P~_j|^2 follows the probe.
     prepare_preconditioner();
@@ -627,15 +650,48 @@ class MlEngine final : public Engine {
     });
   }
 
-  /// This rank's exact slope of the data cost at step a along dPsi.
-  double exact_slope(long n, float a) {
+  /// This rank's exact slope of the data cost at step a along dPsi, the far
+  /// fields of the exit waves `direction_waves` (first, count, waves) writes.
+  /// Low memory: a pass that makes Psi (from `object`) and dPsi batch by batch.
+  template <class DirectionWaves>
+  double exact_slope(const CView2& object, long n, float a, const DirectionWaves& direction_waves) {
+    if (!m_low_memory) return slope_terms(0, n, a);
+    const int kmodes = m_ws.num_modes();
+    const WaveStore store = WaveStore::per_batch(m_dpsi);
+    double sum = 0;
+    for (long first = 0; first < n; first += m_ws.batch()) {
+      const long count = std::min<long>(m_ws.batch(), n - first);
+      batch_far_fields(object, first, count);
+      const CView3 d = store.slots(first, first, count, kmodes);
+      direction_waves(first, count, d);
+      m_line_pass.propagator().forward(d);
+      sum += slope_terms(first, count, a);
+    }
+    return sum;
+  }
+
+  /// The exact slope's terms over frames first..first+count.
+  double slope_terms(long first, long count, float a) {
     const bool poisson = m_opt.likelihood == Likelihood::poisson, bg = m_background.enabled();
     return dispatch_modes(m_ws.num_modes(), [&](auto kc) {
       constexpr int K = decltype(kc)::value;
-      if (bg) return poisson ? line_slope<K, true, true>(n, a) : line_slope<K, false, true>(n, a);
-      return poisson ? line_slope<K, true, false>(n, a) : line_slope<K, false, false>(n, a);
+      if (bg)
+        return poisson ? line_slope<K, true, true>(first, count, a) : line_slope<K, false, true>(first, count, a);
+      return poisson ? line_slope<K, true, false>(first, count, a) : line_slope<K, false, false>(first, count, a);
     });
   }
+
+  /// Low memory: Psi = DFT(P~ O) of frames first..first+count into the batch's slots.
+  void batch_far_fields(const CView2& object, long first, long count) {
+    const CView3 psi = WaveStore::per_batch(m_psi).slots(first, first, count, m_ws.num_modes());
+    m_ws.exit_waves(object, first, count, psi);
+    m_gradient_pass.propagator().forward(psi);
+  }
+
+  /// The first frame whose far fields sit in slot 0 of Psi and dPsi during a
+  /// batch that starts at `first`: 0 when every frame keeps its own, `first`
+  /// in the low-memory mode (the batch's).
+  long kept_origin(long first) const { return m_low_memory ? first : 0; }
 
   /// Psi += pending dPsi now (one pass), so that dPsi is free.
   void apply_pending() {
@@ -661,11 +717,12 @@ class MlEngine final : public Engine {
     const auto psi = m_psi, dpsi = m_dpsi;
     const auto bg = m_background.values();
     const auto model = m_background.model();
+    const long kept = first - kept_origin(first);  // the slot of frame `first` in Psi and dPsi
     return sum_frame_rows<double>("ptycho::ml::residual", count, m, KOKKOS_LAMBDA(long b, int r) {
-      const long j = first + b;
+      const long j = first + b, s = (kept + b) * kmodes;
       return double(residual_row<K, Poisson, Bg>(
           &frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr, Bg ? &model(b, r, 0) : nullptr,
-          &psi(j * kmodes, r, 0), &dpsi(j * kmodes, r, 0), &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, pending));
+          &psi(s, r, 0), &dpsi(s, r, 0), &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, pending));
     });
   }
 
@@ -679,16 +736,17 @@ class MlEngine final : public Engine {
     const auto valid = m_ws.scan().valid;
     const auto psi = m_psi, dpsi = m_dpsi;
     const auto bg = m_background.values();
+    const long kept = first - kept_origin(first);
     return sum_frame_rows<Sums<5>>("ptycho::ml::line_poly", count, m, KOKKOS_LAMBDA(long b, int r) {
-      const long j = first + b;
-      return line_poly_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
-                                           &psi(j * kmodes, r, 0), &dpsi(j * kmodes, r, 0), m, kmodes, plane, inv_m2);
+      const long j = first + b, s = (kept + b) * kmodes;
+      return line_poly_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr, &psi(s, r, 0),
+                                           &dpsi(s, r, 0), m, kmodes, plane, inv_m2);
     });
   }
 
-  /// This rank's exact slope of the data cost at step a along dPsi.
+  /// The exact slope's terms at step a along dPsi over frames first..first+count.
   template <int K, bool Poisson, bool Bg>
-  double line_slope(long n, float a) {
+  double line_slope(long first, long count, float a) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const float inv_m2 = 1.0f / (float(m) * m);
     const long plane = long(m) * m;
@@ -696,11 +754,12 @@ class MlEngine final : public Engine {
     const auto valid = m_ws.scan().valid;
     const auto psi = m_psi, dpsi = m_dpsi;
     const auto bg = m_background.values();
+    const long kept = first - kept_origin(first);
     return sum_frame_rows<double>(
-        "ptycho::ml::line_slope", n, m, KOKKOS_LAMBDA(long j, int r) {
+        "ptycho::ml::line_slope", count, m, KOKKOS_LAMBDA(long b, int r) {
+          const long j = first + b, s = (kept + b) * kmodes;
           return double(line_slope_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
-                                                       &psi(j * kmodes, r, 0), &dpsi(j * kmodes, r, 0), m, kmodes,
-                                                       plane, inv_m2, a));
+                                                       &psi(s, r, 0), &dpsi(s, r, 0), m, kmodes, plane, inv_m2, a));
         });
   }
 
@@ -757,7 +816,9 @@ class MlEngine final : public Engine {
   /// A line search: the far fields of a direction into dPsi, summed into the
   /// quartic along the line.
   FramePass m_line_pass;
+  /// Psi and dPsi: (n K, M, M), or one batch's (batch K, M, M) in the low-memory mode.
   CView3 m_psi, m_dpsi, m_work;
+  bool m_low_memory = false;  ///< EngineOptions::low_memory: Psi and dPsi made batch by batch
   View2<cdouble> m_grad;
   View2<cfloat> m_grad_old, m_h_old, m_dir;
   View2<float> m_precond;

@@ -389,7 +389,8 @@ const std::vector<KeySpec>& specs() {
           "batch", [](J& j) -> int& { return j.batch; }, "frames per batched FFT", int_range(1, kMaxBatch)),
       make_key<bool>("low_memory", [](J& j) -> bool& { return j.low_memory; },
                      "low-memory mode: round sub-pixel shifts to 1/8 px so that each rank keeps at most 64 shifted "
-                     "probes per mode instead of one per frame (a shift error of 1/16 px at most)"),
+                     "probes per mode instead of one per frame (a shift error of 1/16 px at most); ML remakes its far "
+                     "fields batch by batch instead of keeping them"),
       make_key<int>(
           "progress_every", [](J& j) -> int& { return j.progress_every; }, "print progress every N iterations",
           at_least(1)),
@@ -894,6 +895,7 @@ EngineOptions engine_base(const ReconstructJob& job) {
   base.likelihood = job.likelihood == "gaussian" ? Likelihood::gaussian : Likelihood::poisson;
   base.position_method = job.position_method == "annealing" ? PositionMethod::annealing : PositionMethod::gradient;
   base.background = parse_background_mode(job.background);
+  base.low_memory = job.low_memory;
   return base;
 }
 

@@ -6,7 +6,7 @@
 //                             [--warmup W] [--engines dm,raar,ml,epie,rpie,mpie]
 //                             [--refine-probe] [--photons P] [--kernels]
 //                             [--background none|constant|pixel]
-//                             [--shift-quantum Q] [--object-size S]
+//                             [--shift-quantum Q] [--low-memory] [--object-size S]
 //
 // Defaults: 1000 frames of 256 x 256, 10 timed iterations after 10 warm-up
 // ones: the steady state of a long run (ML checks its line search against
@@ -15,7 +15,9 @@
 // simulated scan has none): what the refinement costs. --shift-quantum
 // Q > 0 runs the low-memory mode's bounded probe cache (sub-pixel shifts
 // rounded to 1/Q px, at most Q^2 cached probes per mode; `reconstruct
-// --low-memory` uses Q = 8). --object-size S sets the object to S x S px
+// --low-memory` uses Q = 8). --low-memory runs `reconstruct --low-memory`:
+// Q = 8 unless --shift-quantum says otherwise, and engines that can remake
+// their per-frame waves (ML) keep none (EngineOptions::low_memory). --object-size S sets the object to S x S px
 // and spreads the N positions over it (a large-scan benchmark: the step
 // then follows from S and N, whatever the overlap).
 //
@@ -54,7 +56,8 @@
 //             frames (passes = the engine's transforms per frame and mode / 2,
 //             rounded up: ML's line search makes a second pass)
 //   waves     the per-frame waves the engine keeps (core/memory.hpp: DM, RAAR
-//             and sDR one set, ML two, the PIE family none), n K M^2 x 8 bytes
+//             and sDR one set, ML two (none with --low-memory), the PIE
+//             family none), n K M^2 x 8 bytes
 //             per set, read and written
 //   probes    the cached shifted probes, n K M^2 x 8 bytes (min(n, Q^2) K M^2
 //             x 8 with --shift-quantum Q), read
@@ -117,6 +120,7 @@ struct BenchOptions {
   std::string background = "none";  ///< the engines' detector background (the simulation has none)
   bool kernels = false;  ///< time every Kokkos kernel
   int shift_quantum = 0;  ///< the workspace's shift quantum (0: exact, a cached probe per frame)
+  bool low_memory = false;  ///< EngineOptions::low_memory (and Q = 8 unless given)
   long object_size = 0;   ///< S x S object px; 0: from a step of 0.11 M
   std::vector<std::string> engines{"dm", "raar", "ml", "epie", "rpie", "mpie"};
 };
@@ -125,7 +129,7 @@ const char* kUsage =
     "usage: bench_engines [--frames N] [--size M (even)] [--iterations K] [--warmup W (>= 1)]\n"
     "                     [--engines dm,raar,ml,epie,rpie,mpie] [--batch B] [--photons P]\n"
     "                     [--refine-probe] [--kernels] [--background none|constant|pixel]\n"
-    "                     [--shift-quantum Q (0..64)] [--object-size S]\n";
+    "                     [--shift-quantum Q (0..64)] [--low-memory] [--object-size S]\n";
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -138,6 +142,7 @@ std::vector<std::string> split_commas(const std::string& s) {
 
 /// Parses argv; on a bad option returns false with `error` set.
 bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
+  bool quantum_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* what) -> const char* {
@@ -203,6 +208,9 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
     } else if (a == "--shift-quantum") {
       if (!whole(n, "a shift quantum")) return false;
       o.shift_quantum = static_cast<int>(n);
+      quantum_given = true;
+    } else if (a == "--low-memory") {
+      o.low_memory = true;
     } else if (a == "--kernels") {
       o.kernels = true;
     } else if (a == "-h" || a == "--help") {
@@ -235,6 +243,7 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
     const auto& known = ptycho::engine_names();
     if (std::find(known.begin(), known.end(), e) == known.end()) error = "--engines: unknown engine '" + e + "'";
   }
+  if (error.empty() && o.low_memory && !quantum_given) o.shift_quantum = 8;  // reconstruct --low-memory's
   return error.empty();
 }
 
@@ -547,10 +556,11 @@ double stream_bandwidth() {
 
 /// The bytes an engine must move per iteration (see the file comment).
 double unavoidable_bytes(const std::string& engine, double transforms_per_frame, long frames, int m, int modes,
-                         double tile_pixels, long probe_slots) {
+                         double tile_pixels, long probe_slots, bool low_memory) {
   const double frame = double(m) * m;
   const double passes = std::max(1.0, std::ceil(transforms_per_frame / (2.0 * modes) - 1e-9));
-  const double sets = (engine == "dm" || engine == "raar" || engine == "sdr") ? 1 : engine == "ml" ? 2 : 0;
+  const double sets =
+      (engine == "dm" || engine == "raar" || engine == "sdr") ? 1 : (engine == "ml" && !low_memory) ? 2 : 0;
   const double object_bytes = (engine == "epie" || engine == "rpie") ? 16 : engine == "mpie" ? 32 : 40;
   return passes * frames * frame * 4 + sets * frames * modes * frame * 8 * 2 + double(probe_slots) * modes * frame * 8 +
          tile_pixels * object_bytes;
@@ -665,6 +675,7 @@ int run(int argc, char** argv) {
   base.refine_probe = o.refine_probe;
   base.probe_hold = 0;  // with --refine-probe, every timed iteration refines the probe
   base.background = ptycho::parse_background_mode(o.background);
+  base.low_memory = o.low_memory;
 
   // Which frames this rank holds (the decomposition does not depend on the
   // engine), then only those frames; the full stack is dropped.
@@ -785,7 +796,8 @@ int run(int argc, char** argv) {
     r.transforms_per_frame = local > 0 ? double(transforms) / (double(local) * o.iterations) : 0.0;
     MPI_Allreduce(MPI_IN_PLACE, &r.transforms_per_frame, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     r.bytes = max_over_ranks(unavoidable_bytes(engine, r.transforms_per_frame, local, o.size, 1, tile_pixels,
-                                                     ptycho::Workspace::probe_slots_for(local, o.shift_quantum)));
+                                                     ptycho::Workspace::probe_slots_for(local, o.shift_quantum),
+                                                     o.low_memory));
     const double floor_per_transform = most > 0 ? r.fft_floor / (2.0 * double(most)) : 0.0;
     r.roofline = r.transforms_per_frame * double(most) * floor_per_transform + r.bytes / bandwidth;
     if (rank == 0) {

@@ -152,3 +152,60 @@ TEST(MlTv, AnOverwhelmingWeightLeavesTheObjectFlat) {
   for (double c : flat.cost) ASSERT_TRUE(std::isfinite(c));
   EXPECT_LT(flat.variation, 0.05 * plain.variation) << "plain " << plain.variation << ", flat " << flat.variation;
 }
+
+namespace {
+
+/// ML with probe and background refinement from a flat object, with or
+/// without the low-memory mode: its costs, object and probe.
+struct LowMemoryRun {
+  std::vector<double> cost;
+  HostCView2 object;
+  HostCView3 probe;
+};
+
+LowMemoryRun run_ml_memory(bool low_memory, int variant) {
+  auto s = test::make_small_scan(1e5, 96, 32, 5.0 + 0.1 * variant, 2.0);
+  ReconState st = test::start_state(s, test::true_probe(s));
+  EngineOptions opt;
+  opt.name = "ml";
+  opt.refine_probe = true;
+  opt.probe_hold = 3;
+  opt.background = BackgroundMode::constant;
+  opt.low_memory = low_memory;
+  LowMemoryRun run;
+  run.cost = test::run_iterations(s, opt, st, 25);
+  run.object = Kokkos::create_mirror_view_and_copy(HostSpace(), st.object);
+  run.probe = Kokkos::create_mirror_view_and_copy(HostSpace(), st.probe);
+  return run;
+}
+
+template <class View>
+double relative_difference(const View& a, const View& b) {
+  double d = 0, n = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::complex<double> x(a.data()[i].real(), a.data()[i].imag()), y(b.data()[i].real(), b.data()[i].imag());
+    d += std::norm(x - y);
+    n += std::norm(y);
+  }
+  return std::sqrt(d / n);
+}
+
+}  // namespace
+
+// The low-memory mode makes Psi and dPsi batch by batch instead of keeping
+// them: the same iterates up to float rounding (the kept far fields are
+// updated incrementally, the remade ones are exact), through the gradient,
+// the line search with its exact slopes, the probe step and the background.
+TEST(MlLowMemory, GivesTheIteratesOfTheKeptFarFields) {
+  for (int variant : {0, 3}) {  // two scans: different frame counts, so the last batch is partial in one at least
+    const LowMemoryRun kept = run_ml_memory(false, variant), low = run_ml_memory(true, variant);
+    ASSERT_EQ(kept.cost.size(), low.cost.size());
+    for (size_t i = 0; i < kept.cost.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(low.cost[i])) << i;
+      EXPECT_NEAR(low.cost[i], kept.cost[i], 1e-3 * kept.cost[i]) << "iteration " << i;
+    }
+    EXPECT_LT(low.cost.back(), 0.2 * low.cost.front());
+    EXPECT_LT(relative_difference(low.object, kept.object), 1e-4);
+    EXPECT_LT(relative_difference(low.probe, kept.probe), 1e-4);
+  }
+}

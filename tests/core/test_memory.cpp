@@ -74,6 +74,10 @@ TEST(Memory, EstimateFollowsTheBuffersEachEngineKeeps) {
   RankShare few = low;
   few.shift_quantum = 0;
   EXPECT_DOUBLE_EQ(estimate_rank_bytes(low, chain_of("epie")), estimate_rank_bytes(few, chain_of("epie")));
+  // ML's low-memory mode keeps no far fields: what the PIE family needs.
+  auto ml_low = chain_of("ml");
+  ml_low[0].low_memory = true;
+  EXPECT_DOUBLE_EQ(estimate_rank_bytes(s, ml_low), epie);
 }
 
 TEST(Memory, SimulationOptionsAreRangeChecked) {

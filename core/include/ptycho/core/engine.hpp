@@ -80,6 +80,12 @@ struct EngineOptions {
   double proximal = 0.0;
   int batches = 8;             ///< LSQ-ML mini-batches per iteration
   int resync_every = 20;       ///< ML: recompute far fields exactly every this many iterations
+  /// Low-memory mode: keep no far fields per frame where the engine can make
+  /// them again. ML then recomputes Psi = DFT(P~ O) and its direction's far
+  /// fields batch by batch in every pass (about twice the transforms of the
+  /// kept far fields), so it holds one batch of them instead of two sets of
+  /// n K M^2 complex64.
+  bool low_memory = false;
   double regularisation = 1e-3;  ///< relative damping of object/probe divisions
   unsigned seed = 1;           ///< PIE order, LSQ-ML batches
 };

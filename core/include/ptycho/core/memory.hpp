@@ -11,7 +11,8 @@
 ///   probes       the shifted probe modes of each frame, n K M^2 x 8, or of
 ///                each of min(n, q^2) slots with a shift quantum q
 ///   engine       per-frame waves the engine keeps: DM, RAAR and sDR one set
-///                (n K M^2 x 8), ML two (waves and their search direction),
+///                (n K M^2 x 8), ML two (waves and their search direction;
+///                none in the low-memory mode, EngineOptions::low_memory),
 ///                LSQ-ML one batch's corrections when it refines the probe,
 ///                the PIE family none; plus a few batches of work frames
 ///   object       the tile with its halo and the engine's sums over it
