@@ -9,6 +9,12 @@
 // the DFT is linear, the combination happens in Fourier space: one forward
 // transform (Phi) and one inverse (the new exit waves for the object and
 // probe updates) per frame and mode.
+//
+// Psi is kept as complex64, or in the low-memory mode (EngineOptions::
+// low_memory) as complex halves (half.hpp) of Psi / M, the unitary far field,
+// whose modulus is the square root of counts and so fits the half's range:
+// half the bytes, at a relative rounding error of at most 2^-11 per update.
+#include "ptycho/core/half.hpp"
 #include "engines.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/frame_pass.hpp"
@@ -22,6 +28,31 @@ namespace ptycho {
 
 namespace {
 
+/// Row r of slot s of the stored far fields, as the pointer fourier_row takes.
+KOKKOS_INLINE_FUNCTION float* psi_row(const CView3& psi, long s, long r) {
+  return reinterpret_cast<float*>(&psi(s, r, 0));
+}
+KOKKOS_INLINE_FUNCTION std::uint32_t* psi_row(const HalfCView3& psi, long s, long r) { return &psi(s, r, 0); }
+
+/// Psi's value at complex index i: complex64 as it is; a packed half times `m`.
+KOKKOS_INLINE_FUNCTION void load_psi(const float* psi, long i, float, float& re, float& im) {
+  re = psi[2 * i];
+  im = psi[2 * i + 1];
+}
+KOKKOS_INLINE_FUNCTION void load_psi(const std::uint32_t* psi, long i, float m, float& re, float& im) {
+  unpack_half(psi[i], re, im);
+  re *= m;
+  im *= m;
+}
+/// Stores Psi's value at complex index i (packed: times `inv_m`).
+KOKKOS_INLINE_FUNCTION void store_psi(float* psi, long i, float, float re, float im) {
+  psi[2 * i] = re;
+  psi[2 * i + 1] = im;
+}
+KOKKOS_INLINE_FUNCTION void store_psi(std::uint32_t* psi, long i, float inv_m, float re, float im) {
+  psi[i] = pack_half(re * inv_m, im * inv_m);
+}
+
 /// One row of the DM/RAAR Fourier-space update, for every mode (mode k of the
 /// row lies k * plane further on in `psi` and `w`):
 ///   next = b (Psi + P_F(2 Phi - Psi) - Phi) + (1 - b) P_F(Phi)   (DM: b = 1),
@@ -33,20 +64,26 @@ namespace {
 /// Written on (re, im) float pairs through restrict pointers, without
 /// `omp simd`: GCC then vectorises it (complex temporaries, or the simd
 /// privatisation of `omp simd`, keep it scalar).
-template <int K, bool Bg>
+///
+/// Psi is stored as `Store`: float (re, im) pairs, or packed halves
+/// (std::uint32_t) of Psi / m (load_psi and store_psi above; `m` is M).
+template <int K, bool Bg, class Store>
 KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT valid,
-                                         const float* PTYCHO_RESTRICT bg, float* PTYCHO_RESTRICT model, cfloat* psi_c,
-                                         cfloat* w_c, int cols, int kmodes_rt, long plane, float inv_m2, float beta) {
+                                         const float* PTYCHO_RESTRICT bg, float* PTYCHO_RESTRICT model,
+                                         Store* PTYCHO_RESTRICT psi, cfloat* w_c, int cols, int kmodes_rt, long plane,
+                                         float inv_m2, float beta, float m) {
   const int nk = modes<K>(kmodes_rt);
-  float* PTYCHO_RESTRICT psi = reinterpret_cast<float*>(psi_c);  // (re, im) pairs
   float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
   const long step = 2 * plane;
+  const float inv_m = 1.0f / m;
   float e2 = 0;
   for (int c = 0; c < cols; ++c) {
     float iz = 0, iphi = 0;
     for (int k = 0; k < nk; ++k) {
       const float pr = w[k * step + 2 * c], pi = w[k * step + 2 * c + 1];
-      const float zr = 2 * pr - psi[k * step + 2 * c], zi = 2 * pi - psi[k * step + 2 * c + 1];
+      float sr, si;
+      load_psi(psi, k * plane + c, m, sr, si);
+      const float zr = 2 * pr - sr, zi = 2 * pi - si;
       iz += zr * zr + zi * zi;
       iphi += pr * pr + pi * pi;
     }
@@ -63,9 +100,10 @@ KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const f
     const float cz = fz * beta, cold = beta - cz, cphi = 2.0f * cz - beta + fphi * (1.0f - beta);
     for (int k = 0; k < nk; ++k) {
       const long i = k * step + 2 * c;
-      const float nr = psi[i] * cold + w[i] * cphi, ni = psi[i + 1] * cold + w[i + 1] * cphi;
-      psi[i] = nr;
-      psi[i + 1] = ni;
+      float sr, si;
+      load_psi(psi, k * plane + c, m, sr, si);
+      const float nr = sr * cold + w[i] * cphi, ni = si * cold + w[i + 1] * cphi;
+      store_psi(psi, k * plane + c, inv_m, nr, ni);
       w[i] = nr * inv_m2;  // the IDFT after completes the unitary pair
       w[i + 1] = ni * inv_m2;
     }
@@ -87,7 +125,11 @@ class ProjectionEngine final : public Engine {
     const long n = scan.num_local();
     m_raar = opt.name == "raar";
     PTYCHO_INPUT_ERROR_IF(m_raar && !(opt.beta > 0 && opt.beta <= 1), "raar: beta must be in (0, 1], got " << opt.beta);
-    m_psi = CView3("ptycho::dm::psi", n * k, m, m);
+    m_compact = opt.low_memory;
+    if (m_compact)
+      m_psi_half = HalfCView3("ptycho::dm::psi_half", n * k, m, m);
+    else
+      m_psi = CView3("ptycho::dm::psi", n * k, m, m);
     m_work = CView3("ptycho::dm::work", std::size_t(ws.batch()) * k, m, m);
     m_scratch = CView3("ptycho::dm::scratch", std::size_t(ws.batch()) * k, m, m);
     m_num = View2<cdouble>("ptycho::dm::num", scan.extent.rows, scan.extent.cols);
@@ -95,17 +137,28 @@ class ProjectionEngine final : public Engine {
     m_owned = local_rect(scan.owned, scan.extent);
     m_positions.use_background(m_background.values());
     m_pass = FramePass(ws, make_propagator(ws), WaveStore::per_batch(m_work), &m_background);
-    if (n > 0) {
+    if (n > 0 && !m_compact) {
       m_ws.exit_waves(state.object, 0, n, m_psi);
       m_pass.propagator().forward(m_psi);
     }
+    if (m_compact) start_compact(state);
   }
 
   std::string name() const override { return m_raar ? "raar" : "dm"; }
 
   void checkpoint(StateArchive& ar) override {
     ar.scalar("iteration", m_iter);
-    ar.frame_field("psi", m_psi);
+    // Psi as kept: complex64, or packed halves (low memory). A checkpoint of
+    // the other kind cannot be resumed by this engine.
+    const char* name = m_compact ? "psi_half" : "psi";
+    PTYCHO_INPUT_ERROR_IF(ar.loading() && !ar.contains(name),
+                          "checkpoint: its " << this->name() << " state was saved "
+                                             << (m_compact ? "without" : "with")
+                                             << " the low-memory mode; resume with the same low_memory setting");
+    if (m_compact)
+      ar.frame_field(name, m_psi_half);
+    else
+      ar.frame_field(name, m_psi);
     m_probe_update.checkpoint(ar);
     m_positions.checkpoint(ar);
   }
@@ -128,8 +181,12 @@ class ProjectionEngine final : public Engine {
         FrameRange{0, scan.num_local()}, ExitWaves{state.object},
         [&](long first, long count, const CView3& w) {
           return dispatch_modes(kmodes, [&](auto kc) {
-            return m_background.enabled() ? fourier_update<decltype(kc)::value, true>(first, count, w)
-                                          : fourier_update<decltype(kc)::value, false>(first, count, w);
+            constexpr int K = decltype(kc)::value;
+            if (m_compact)
+              return m_background.enabled() ? fourier_update<K, true>(first, count, w, m_psi_half)
+                                            : fourier_update<K, false>(first, count, w, m_psi_half);
+            return m_background.enabled() ? fourier_update<K, true>(first, count, w, m_psi)
+                                          : fourier_update<K, false>(first, count, w, m_psi);
           });
         },
         [&](long first, long count, const CView3& w) {
@@ -153,8 +210,8 @@ class ProjectionEngine final : public Engine {
   /// `w`: Psi moves, and `w` receives the new exit waves' far fields (scaled
   /// for the inverse DFT). Returns the frames' amplitude cost. K: mode count
   /// (dispatch_modes).
-  template <int K, bool Bg>
-  double fourier_update(long first, long count, const CView3& w) {
+  template <int K, bool Bg, class PsiView>
+  double fourier_update(long first, long count, const CView3& w, const PsiView& psi) {
     const auto& scan = m_ws.scan();
     const int m = scan.frame_size, kmodes_rt = m_ws.num_modes();
     const float inv_m2 = 1.0f / (float(m) * m);
@@ -162,7 +219,7 @@ class ProjectionEngine final : public Engine {
     const float beta = m_raar ? static_cast<float>(m_opt.beta) : 1.0f;
     const auto frames = scan.frames;
     const auto valid = scan.valid;
-    const auto psi = m_psi;
+    const float mf = static_cast<float>(m);
     const auto bg = m_background.values();
     const auto model = m_background.model();
     const long plane = long(m) * m;
@@ -177,14 +234,36 @@ class ProjectionEngine final : public Engine {
               Kokkos::TeamThreadRange(team, m),
               [&](int r, double& racc) {
                 racc += fourier_row<K, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
-                                           Bg ? &model(b, r, 0) : nullptr, &psi(j * kmodes, r, 0), &w(b * kmodes, r, 0),
-                                           m, kmodes, plane, inv_m2, beta);
+                                           Bg ? &model(b, r, 0) : nullptr, psi_row(psi, j * kmodes, r),
+                                           &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, beta, mf);
               },
               frame);
           Kokkos::single(Kokkos::PerTeam(team), [&] { acc += frame; });
         },
         part);
     return part;
+  }
+
+  /// Low memory: Psi = DFT(P~ O) for every local frame, batch by batch,
+  /// packed as halves of Psi / M.
+  void start_compact(const ReconState& state) {
+    const long n = m_ws.scan().num_local();
+    const int kmodes = m_ws.num_modes(), m = m_ws.frame_size();
+    const float inv_m = 1.0f / float(m);
+    const auto psi = m_psi_half;
+    for (long first = 0; first < n; first += m_ws.batch()) {
+      const long count = std::min<long>(m_ws.batch(), n - first);
+      const CView3 w = m_pass.waves().slots(first, first, count, kmodes);
+      m_ws.exit_waves(state.object, first, count, w);
+      m_pass.propagator().forward(w);
+      const long s0 = first * kmodes;
+      Kokkos::parallel_for(
+          "ptycho::dm::pack_far_fields", Policy3({0, 0, 0}, {count * kmodes, long(m), long(m)}),
+          KOKKOS_LAMBDA(long s, long r, long c) {
+            psi(s0 + s, r, c) = pack_half(w(s, r, c).real() * inv_m, w(s, r, c).imag() * inv_m);
+          });
+    }
+    ExecSpace().fence();
   }
 
   /// O <- (num + delta O) / (den + delta) on owned pixels, then the halo.
@@ -216,7 +295,9 @@ class ProjectionEngine final : public Engine {
   Background m_background;
   FramePass m_pass;  ///< exit waves, Fourier update, object and probe sums
   bool m_raar = false;
+  bool m_compact = false;  ///< low memory: Psi as packed halves (m_psi_half), not complex64 (m_psi)
   CView3 m_psi, m_work, m_scratch;
+  HalfCView3 m_psi_half;
   View2<cdouble> m_num;
   View2<double> m_den;
   Rect m_owned;

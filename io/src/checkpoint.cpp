@@ -109,35 +109,13 @@ class Hdf5Archive final : public StateArchive {
   }
 
   void frame_field(const std::string& name, const CView3& field) override {
-    const std::string p = path(name);
-    const long n = long(m_layout.frames.size());
-    const int m = m_layout.frame_size;
-    PTYCHO_THROW_IF(long(field.extent(1)) != m || long(field.extent(2)) != m || (n > 0 && field.extent(0) % n != 0),
-                    "checkpoint: frame field " << name << " of " << field.extent(0) << "x" << field.extent(1) << "x"
-                                               << field.extent(2) << " for " << n << " frames of " << m << "x" << m);
-    // Every rank must agree on the blocks per frame; ranks without frames know none.
-    long per = n > 0 ? long(field.extent(0)) / n : 0;
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, &per, 1, MPI_LONG, MPI_MAX, m_comm), "MPI_Allreduce");
-    const std::vector<hsize_t> dims = {hsize_t(m_layout.total_frames * per), hsize_t(m), hsize_t(m)};
-    const auto runs = runs_of(m_layout.frames);
-    auto host = Kokkos::create_mirror_view_and_copy(HostSpace(), field);
-    const hsize_t mdims[3] = {hsize_t(std::max(1L, n * per)), hsize_t(m), hsize_t(m)};
-    transfer_complex(p, dims, [&](hid_t fs, hid_t ms) {
-      if (runs.empty() || per == 0) {
-        check_h5(H5Sselect_none(fs), m_file.where("cannot select in " + p));
-        check_h5(H5Sselect_none(ms), m_file.where("cannot select in " + p));
-        return;
-      }
-      check_h5(H5Sselect_none(fs), m_file.where("cannot select in " + p));
-      for (const auto& [g0, g1] : runs) {
-        const hsize_t start[3] = {hsize_t(g0 * per), 0, 0};
-        const hsize_t count[3] = {hsize_t((g1 - g0) * per), hsize_t(m), hsize_t(m)};
-        check_h5(H5Sselect_hyperslab(fs, H5S_SELECT_OR, start, nullptr, count, nullptr),
-                 m_file.where("cannot select in " + p));
-      }
-      check_h5(H5Sselect_all(ms), m_file.where("cannot select in " + p));
-    }, host.data(), mdims, 3);
-    if (m_loading) Kokkos::deep_copy(field, host);
+    H5Id mem = make_complex_type();
+    H5Id file_type = make_complex64_file_type();
+    transfer_frames(name, field, mem.get(), file_type.get());
+  }
+
+  void frame_field(const std::string& name, const HalfCView3& field) override {
+    transfer_frames(name, field, H5T_NATIVE_UINT32, H5T_STD_U32LE);
   }
 
   void frame_values(const std::string& name, std::vector<double>& v, int per_frame) override {
@@ -205,6 +183,41 @@ class Hdf5Archive final : public StateArchive {
   void write_all(const std::string& p, hid_t mem_type, const void* data) {
     H5Id dset = m_file.open_dataset(p);
     check_h5(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), m_file.where("cannot write " + p));
+  }
+
+  /// A field of the local frames (num_local * per_frame, M, M), frame j's
+  /// block at j * per_frame, by global frame index.
+  template <class View>
+  void transfer_frames(const std::string& name, const View& field, hid_t mem_type, hid_t file_type) {
+    const std::string p = path(name);
+    const long n = long(m_layout.frames.size());
+    const int m = m_layout.frame_size;
+    PTYCHO_THROW_IF(long(field.extent(1)) != m || long(field.extent(2)) != m || (n > 0 && field.extent(0) % n != 0),
+                    "checkpoint: frame field " << name << " of " << field.extent(0) << "x" << field.extent(1) << "x"
+                                               << field.extent(2) << " for " << n << " frames of " << m << "x" << m);
+    // Every rank must agree on the blocks per frame; ranks without frames know none.
+    long per = n > 0 ? long(field.extent(0)) / n : 0;
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, &per, 1, MPI_LONG, MPI_MAX, m_comm), "MPI_Allreduce");
+    const std::vector<hsize_t> dims = {hsize_t(m_layout.total_frames * per), hsize_t(m), hsize_t(m)};
+    const auto runs = runs_of(m_layout.frames);
+    auto host = Kokkos::create_mirror_view_and_copy(HostSpace(), field);
+    const hsize_t mdims[3] = {hsize_t(std::max(1L, n * per)), hsize_t(m), hsize_t(m)};
+    transfer(p, mem_type, file_type, dims, [&](hid_t fs, hid_t ms) {
+      if (runs.empty() || per == 0) {
+        check_h5(H5Sselect_none(fs), m_file.where("cannot select in " + p));
+        check_h5(H5Sselect_none(ms), m_file.where("cannot select in " + p));
+        return;
+      }
+      check_h5(H5Sselect_none(fs), m_file.where("cannot select in " + p));
+      for (const auto& [g0, g1] : runs) {
+        const hsize_t start[3] = {hsize_t(g0 * per), 0, 0};
+        const hsize_t count[3] = {hsize_t((g1 - g0) * per), hsize_t(m), hsize_t(m)};
+        check_h5(H5Sselect_hyperslab(fs, H5S_SELECT_OR, start, nullptr, count, nullptr),
+                 m_file.where("cannot select in " + p));
+      }
+      check_h5(H5Sselect_all(ms), m_file.where("cannot select in " + p));
+    }, host.data(), mdims, 3);
+    if (m_loading) Kokkos::deep_copy(field, host);
   }
 
   template <class Select>

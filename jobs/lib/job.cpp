@@ -80,6 +80,7 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
   Reconstruction recon(world, scan, settings);
   if (rank == 0) {
     std::printf("  probe: %s\n", recon.info().probe_source.c_str());
+    if (!recon.memory_note().empty()) std::printf("  memory: %s\n", recon.memory_note().c_str());
     const std::string& dark = recon.info().background_source;
     if (!dark.empty())
       std::printf("  background: %s\n", recon.settings().background == "none"

@@ -11,6 +11,11 @@
 namespace ptycho::jobs {
 
 void check_memory(MPI_Comm comm, const MemoryNeed& need) {
+  const std::string shortfall = memory_shortfall(comm, need);
+  PTYCHO_INPUT_ERROR_IF(!shortfall.empty(), shortfall);
+}
+
+std::string memory_shortfall(MPI_Comm comm, const MemoryNeed& need) {
   int size = 1;
   MPI_Comm_size(comm, &size);
   // Per node: the sum of its ranks' needs against what it has available.
@@ -43,19 +48,17 @@ void check_memory(MPI_Comm comm, const MemoryNeed& need) {
 
   const double largest = worst[0];
   const std::string ranks = std::to_string(size) + " rank" + (size > 1 ? "s" : "");
-  PTYCHO_INPUT_ERROR_IF(
-      need.max_memory > 0 && largest > need.max_memory,
-      "--max-memory: " << need.what << " needs about " << format_bytes(largest) << " on the largest of " << ranks
-                       << ", more than the limit of " << format_bytes(need.max_memory) << " per rank ("
-                       << format_bytes(total) << " in all): about "
-                       << long(std::ceil(total / need.max_memory)) << " ranks would fit");
-  PTYCHO_INPUT_ERROR_IF(
-      node_numbers[1] > 0 && node_numbers[0] > node_numbers[1],
-      "not enough memory: " << need.what << " needs about " << format_bytes(node_numbers[0]) << " for the "
-                            << long(node_numbers[2]) << " rank" << (node_numbers[2] > 1 ? "s" : "")
-                            << " on one node, which has " << format_bytes(node_numbers[1]) << " available ("
-                            << format_bytes(total) << " in all): it needs about "
-                            << long(std::ceil(total / node_numbers[1])) << " nodes like this one");
+  std::ostringstream out;
+  if (need.max_memory > 0 && largest > need.max_memory)
+    out << "--max-memory: " << need.what << " needs about " << format_bytes(largest) << " on the largest of " << ranks
+        << ", more than the limit of " << format_bytes(need.max_memory) << " per rank (" << format_bytes(total)
+        << " in all): about " << long(std::ceil(total / need.max_memory)) << " ranks would fit";
+  else if (node_numbers[1] > 0 && node_numbers[0] > node_numbers[1])
+    out << "not enough memory: " << need.what << " needs about " << format_bytes(node_numbers[0]) << " for the "
+        << long(node_numbers[2]) << " rank" << (node_numbers[2] > 1 ? "s" : "") << " on one node, which has "
+        << format_bytes(node_numbers[1]) << " available (" << format_bytes(total) << " in all): it needs about "
+        << long(std::ceil(total / node_numbers[1])) << " nodes like this one";
+  return out.str();
 }
 
 }  // namespace ptycho::jobs

@@ -267,8 +267,8 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
     // (the reconstruction below makes its halo buffers at once).
     const Decomposition dec = decompose_for(m_info, opt, size);
     const Rect tile = dec.extent[me];
-    const RankShare share{long(dec.positions_of[me].size()), m_info.geometry.frame_size, opt.probe_modes, opt.batch,
-                          tile.rows, tile.cols, opt.shift_quantum};
+    RankShare share{long(dec.positions_of[me].size()), m_info.geometry.frame_size, opt.probe_modes, opt.batch,
+                    tile.rows, tile.cols, opt.shift_quantum};
     jobs::MemoryNeed need;
     need.bytes = estimate_rank_bytes(share, opt.chain);
     need.max_memory =
@@ -278,6 +278,30 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
                 ", object " + std::to_string(m_info.object_rows) + "x" + std::to_string(m_info.object_cols) +
                 " px, " + std::to_string(opt.probe_modes) + " probe mode" + (opt.probe_modes > 1 ? "s, " : ", ") +
                 m_settings.engines + ")";
+    // Far fields and shifted probes are kept while memory allows: if the
+    // default does not fit and the job left low_memory alone, the low-memory
+    // mode is switched on when it fits (the decomposition does not change).
+    const std::string shortfall = jobs::memory_shortfall(m_comm, need);
+    if (!shortfall.empty() && !m_settings.low_memory && !m_settings.origin.count("low_memory")) {
+      jobs::ReconstructJob low = m_settings;
+      low.low_memory = true;
+      std::vector<EngineOptions> low_chain = parse_chain(low.engines, jobs::engine_base(low));
+      RankShare low_share = share;
+      low_share.shift_quantum = jobs::kLowMemoryShiftQuantum;
+      jobs::MemoryNeed low_need = need;
+      low_need.bytes = estimate_rank_bytes(low_share, low_chain);
+      low_need.what += " in the low-memory mode";
+      const std::string low_shortfall = jobs::memory_shortfall(m_comm, low_need);
+      // Neither fits: the refusal gives the smaller need, the low-memory mode's.
+      PTYCHO_INPUT_ERROR_IF(!low_shortfall.empty(), low_shortfall);
+      m_settings.low_memory = true;
+      m_settings.origin["low_memory"] = "the default did not fit the memory";
+      opt.chain = low_chain;
+      opt.shift_quantum = jobs::kLowMemoryShiftQuantum;
+      m_memory_note = shortfall + "; the low-memory mode fits (about " + format_bytes(low_need.bytes) +
+                      " on this rank), so it is on (low_memory = false in a job file refuses instead)";
+      need = low_need;
+    }
     jobs::check_memory(m_comm, need);
   }
   m_recon = std::make_unique<DistributedReconstruction>(m_comm, m_info, opt);

@@ -390,7 +390,7 @@ const std::vector<KeySpec>& specs() {
       make_key<bool>("low_memory", [](J& j) -> bool& { return j.low_memory; },
                      "low-memory mode: round sub-pixel shifts to 1/8 px so that each rank keeps at most 64 shifted "
                      "probes per mode instead of one per frame (a shift error of 1/16 px at most); ML remakes its far "
-                     "fields batch by batch instead of keeping them"),
+                     "fields batch by batch instead of keeping them; DM and RAAR keep theirs in half precision"),
       make_key<int>(
           "progress_every", [](J& j) -> int& { return j.progress_every; }, "print progress every N iterations",
           at_least(1)),

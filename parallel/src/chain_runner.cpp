@@ -22,6 +22,7 @@ class PrefixedArchive final : public StateArchive {
   void text(const std::string& n, std::string& v) override { m_inner.text(m_prefix + n, v); }
   void object_field(const std::string& n, const CView2& f) override { m_inner.object_field(m_prefix + n, f); }
   void frame_field(const std::string& n, const CView3& f) override { m_inner.frame_field(m_prefix + n, f); }
+  void frame_field(const std::string& n, const HalfCView3& f) override { m_inner.frame_field(m_prefix + n, f); }
   void frame_values(const std::string& n, std::vector<double>& v, int per) override {
     m_inner.frame_values(m_prefix + n, v, per);
   }

@@ -78,6 +78,10 @@ TEST(Memory, EstimateFollowsTheBuffersEachEngineKeeps) {
   auto ml_low = chain_of("ml");
   ml_low[0].low_memory = true;
   EXPECT_DOUBLE_EQ(estimate_rank_bytes(s, ml_low), epie);
+  // DM's, as complex halves: half a set.
+  auto dm_low = chain_of("dm");
+  dm_low[0].low_memory = true;
+  EXPECT_NEAR(dm - estimate_rank_bytes(s, dm_low), 0.5 * frame_set, 1.0);
 }
 
 TEST(Memory, SimulationOptionsAreRangeChecked) {

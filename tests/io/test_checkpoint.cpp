@@ -48,10 +48,12 @@ std::string file_name(const std::string& what) {
 }
 
 ReconstructOptions options(const std::string& chain, BackgroundMode background = BackgroundMode::none,
-                           double proximal = 0) {
+                           double proximal = 0, bool low_memory = false) {
   ReconstructOptions opt;
   EngineOptions base;
   base.proximal = proximal;
+  base.low_memory = low_memory;
+  opt.shift_quantum = low_memory ? 8 : 0;  // as reconstruct --low-memory
   base.refine_probe = true;
   base.probe_hold = 2;
   base.background = background;
@@ -75,9 +77,9 @@ Outcome outcome(const DistributedReconstruction& r) {
 
 /// The whole chain on `comm`, without a stop.
 Outcome uninterrupted(MPI_Comm comm, const std::string& chain, BackgroundMode bg = BackgroundMode::none,
-                      double proximal = 0) {
+                      double proximal = 0, bool low_memory = false) {
   const test::Scene& sc = scene(bg != BackgroundMode::none);
-  DistributedReconstruction r(comm, sc.info, options(chain, bg, proximal));
+  DistributedReconstruction r(comm, sc.info, options(chain, bg, proximal, low_memory));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   EXPECT_EQ(r.run(RunControl{}), RunEnd::finished);
   return outcome(r);
@@ -86,9 +88,9 @@ Outcome uninterrupted(MPI_Comm comm, const std::string& chain, BackgroundMode bg
 /// The chain on the world communicator, stopped (as by a signal) after
 /// `stop_at` iterations with a checkpoint written to `path`.
 void run_and_stop(const std::string& chain, long stop_at, const std::string& path,
-                  BackgroundMode bg = BackgroundMode::none, double proximal = 0) {
+                  BackgroundMode bg = BackgroundMode::none, double proximal = 0, bool low_memory = false) {
   const test::Scene& sc = scene(bg != BackgroundMode::none);
-  DistributedReconstruction r(MPI_COMM_WORLD, sc.info, options(chain, bg, proximal));
+  DistributedReconstruction r(MPI_COMM_WORLD, sc.info, options(chain, bg, proximal, low_memory));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   const RankLayout layout = r.layout();
   RunControl control;
@@ -103,9 +105,9 @@ void run_and_stop(const std::string& chain, long stop_at, const std::string& pat
 
 /// Resumes from `path` on `comm` and runs the rest of the chain.
 Outcome resume(MPI_Comm comm, const std::string& chain, const std::string& path,
-               BackgroundMode bg = BackgroundMode::none, double proximal = 0) {
+               BackgroundMode bg = BackgroundMode::none, double proximal = 0, bool low_memory = false) {
   const test::Scene& sc = scene(bg != BackgroundMode::none);
-  DistributedReconstruction r(comm, sc.info, options(chain, bg, proximal));
+  DistributedReconstruction r(comm, sc.info, options(chain, bg, proximal, low_memory));
   r.set_data(test::dataset_for(sc.sim, sc.info, r.my_frames()));
   auto archive = io::open_checkpoint(comm, path, r.layout());
   r.restore(*archive);
@@ -147,6 +149,7 @@ struct Case {
   long stop_at;
   BackgroundMode background = BackgroundMode::none;
   double proximal = 0;  ///< ML's pull toward the object it started from (its anchor is engine state)
+  bool low_memory = false;  ///< DM's far fields as packed halves, ML's remade per batch
 };
 
 class ResumeTest : public ::testing::TestWithParam<Case> {};
@@ -154,9 +157,10 @@ class ResumeTest : public ::testing::TestWithParam<Case> {};
 TEST_P(ResumeTest, ResumedOnOneRankEqualsUninterrupted) {
   const Case c = GetParam();
   const std::string path = file_name("resume_" + std::to_string(c.stop_at));
-  const Outcome whole = uninterrupted(MPI_COMM_WORLD, c.chain, c.background, c.proximal);
-  run_and_stop(c.chain, c.stop_at, path, c.background, c.proximal);
-  const Outcome resumed = resume(MPI_COMM_SELF, c.chain, path, c.background, c.proximal);  // every rank, on its own
+  const Outcome whole = uninterrupted(MPI_COMM_WORLD, c.chain, c.background, c.proximal, c.low_memory);
+  run_and_stop(c.chain, c.stop_at, path, c.background, c.proximal, c.low_memory);
+  // every rank, on its own
+  const Outcome resumed = resume(MPI_COMM_SELF, c.chain, path, c.background, c.proximal, c.low_memory);
   const double obj = relative_difference(whole, resumed);
   const double probe = probe_difference(whole, resumed);
   if (world_rank() == 0)
@@ -183,12 +187,15 @@ TEST_P(ResumeTest, ResumedOnOneRankEqualsUninterrupted) {
 // mid-LSQ-ML; probe refinement and two modes throughout; and with a
 // refined background (constant, per pixel) on a scan that has one; and
 // mid-ML with the proximal pull, whose anchor (the object ML started from)
-// must come back from the checkpoint, not from the object at the stop.
+// must come back from the checkpoint, not from the object at the stop; and
+// the low-memory mode, mid-DM (its packed far fields) and mid-ML.
 INSTANTIATE_TEST_SUITE_P(Chains, ResumeTest,
                          ::testing::Values(Case{"dm:8,ml:8", 5}, Case{"dm:8,ml:8", 8}, Case{"dm:8,ml:8", 13},
                                            Case{"raar:6,lsqml:6", 9}, Case{"dm:8,ml:8", 11, BackgroundMode::constant},
                                            Case{"raar:6,lsqml:6", 9, BackgroundMode::per_pixel},
-                                           Case{"dm:8,ml:8", 13, BackgroundMode::none, 2.0}));
+                                           Case{"dm:8,ml:8", 13, BackgroundMode::none, 2.0},
+                                           Case{"dm:8,ml:8", 5, BackgroundMode::none, 0.0, true},
+                                           Case{"dm:8,ml:8", 13, BackgroundMode::none, 0.0, true}));
 
 namespace {
 
@@ -329,6 +336,19 @@ TEST(Checkpoint, RefusesAnotherChainAndModeCount) {
       ADD_FAILURE() << "a checkpoint with another mode count was accepted";
     } catch (const InputError& e) {
       EXPECT_NE(std::string(e.what()).find("probe modes"), std::string::npos) << e.what();
+    }
+  }
+  {
+    // Stopped mid-DM with complex64 far fields: the low-memory mode keeps
+    // packed halves and refuses them by name.
+    DistributedReconstruction r(MPI_COMM_WORLD, scene().info, options("dm:8,ml:8", BackgroundMode::none, 0, true));
+    r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+    auto archive = io::open_checkpoint(MPI_COMM_WORLD, path, r.layout());
+    try {
+      r.restore(*archive);
+      ADD_FAILURE() << "a checkpoint without the low-memory mode was resumed with it";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("low_memory"), std::string::npos) << e.what();
     }
   }
   remove_on_rank0(path);

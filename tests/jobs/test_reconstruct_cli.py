@@ -507,6 +507,35 @@ progress_every = 3
         self.assertTrue(self.config(self.path("out", "lm_1.h5"))["low_memory"])
         self.assertFalse(self.config(self.path("out", "lm_exact.h5"))["low_memory"])
 
+    def test_low_memory_switches_on_when_the_default_does_not_fit(self):
+        # A scan whose default run needs about 143 MiB and whose low-memory run
+        # about 116 MiB: under a limit of 130 MiB the low-memory mode is switched
+        # on by itself (said on one line, recorded, the same object as asking
+        # for it); a job that sets low_memory = false is refused instead, and
+        # under 100 MiB the refusal gives the low-memory mode's need.
+        sim = run(["simulate", "-o", "data/big.cxi", "--object-size", "200", "--probe-size", "64", "--step", "6",
+                   "--photons", "1e5", "--seed", "3"], cwd=self.work)
+        self.assertEqual(sim.returncode, 0, sim.stdout + sim.stderr)
+        chain = ["--engines", "dm:3,ml:3"]
+        r = self.ok(["reconstruct", "../data/big.cxi", "-o", "../out/auto_lm.h5", "--max-memory", "130M"] + chain)
+        note = [line for line in r.stdout.splitlines() if line.strip().startswith("memory:")]
+        self.assertEqual(len(note), 1, r.stdout)
+        self.assertIn("more than the limit of 130 MiB", note[0])
+        self.assertIn("the low-memory mode fits", note[0])
+        self.assertTrue(self.config(self.path("out", "auto_lm.h5"))["low_memory"])
+        self.ok(["reconstruct", "../data/big.cxi", "-o", "../out/asked_lm.h5", "--low-memory"] + chain)
+        with h5py.File(self.path("out", "auto_lm.h5"), "r") as fa, h5py.File(self.path("out", "asked_lm.h5"), "r") as fb:
+            np.testing.assert_array_equal(fa[OBJECT][()], fb[OBJECT][()])
+        r = self.ok(["reconstruct", "../data/big.cxi", "-o", "../out/default_lm.h5"] + chain)  # no limit: default
+        self.assertNotIn("memory:", r.stdout)
+        self.assertFalse(self.config(self.path("out", "default_lm.h5"))["low_memory"])
+        job = self.job("no_lm.toml", 'input = "../data/big.cxi"\noutput = "../out/no_lm.h5"\nengines = "dm:3,ml:3"\n'
+                                     'max_memory = "130M"\nlow_memory = false\n')
+        self.fails(["reconstruct", job], "--max-memory", "more than the limit of 130 MiB")
+        self.fails(["reconstruct", "../data/big.cxi", "--max-memory", "100M"] + chain,
+                   "in the low-memory mode needs about")
+        self.assertFalse(os.path.exists(self.path("out", "no_lm.h5")))
+
     def test_log_json_from_a_job_file_at_two_ranks(self):
         job = self.job("log.toml", 'input = "../data/scan.cxi"\noutput = "../out/log2.h5"\nengines = "dm:5"\n'
                                    'progress_every = 2\nlog_json = "../out/log2.jsonl"\n')

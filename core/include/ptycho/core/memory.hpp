@@ -11,8 +11,9 @@
 ///   probes       the shifted probe modes of each frame, n K M^2 x 8, or of
 ///                each of min(n, q^2) slots with a shift quantum q
 ///   engine       per-frame waves the engine keeps: DM, RAAR and sDR one set
-///                (n K M^2 x 8), ML two (waves and their search direction;
-///                none in the low-memory mode, EngineOptions::low_memory),
+///                (n K M^2 x 8), ML two (waves and their search direction);
+///                in the low-memory mode (EngineOptions::low_memory) DM and
+///                RAAR half a set (complex halves), ML none,
 ///                LSQ-ML one batch's corrections when it refines the probe,
 ///                the PIE family none; plus a few batches of work frames
 ///   object       the tile with its halo and the engine's sums over it

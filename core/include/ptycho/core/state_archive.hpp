@@ -13,6 +13,7 @@
 /// global object (each rank saves its owned pixels, and reads back its whole
 /// extent, halo included), frame fields and per-frame values by global frame
 /// index. A checkpoint written on R ranks can be read on any other number.
+#include "ptycho/core/half.hpp"
 #include "ptycho/core/types.hpp"
 
 #include <string>
@@ -36,6 +37,9 @@ class StateArchive {
   /// A field of the local frames: (num_local * per_frame, M, M), frame j's
   /// block at j * per_frame (exit waves, far fields).
   virtual void frame_field(const std::string& name, const CView3& field) = 0;
+  /// The same for complex halves packed in 32 bits (half.hpp), stored as
+  /// they are: the low-memory far fields of DM and RAAR.
+  virtual void frame_field(const std::string& name, const HalfCView3& field) = 0;
   /// `per_frame` doubles for each local frame, frame j's at j * per_frame
   /// (positions, momenta). On load the vector is resized.
   virtual void frame_values(const std::string& name, std::vector<double>& values, int per_frame) = 0;

@@ -20,4 +20,8 @@ struct MemoryNeed {
 /// needed and how many ranks (or nodes) would fit.
 void check_memory(MPI_Comm comm, const MemoryNeed& need);
 
+/// Collective over `comm`: the message check_memory would throw, the same on
+/// every rank, or "" if the run fits.
+std::string memory_shortfall(MPI_Comm comm, const MemoryNeed& need);
+
 }  // namespace ptycho::jobs

@@ -129,6 +129,10 @@ class Reconstruction {
 
   const Settings& settings() const { return m_settings; }
   const ScanInfo& info() const { return m_info; }
+  /// Why the run switched the low-memory mode on by itself: the default did
+  /// not fit the memory (the node's, or max_memory) and the low-memory mode
+  /// does. "" if it did not (the job set low_memory, or the default fits).
+  const std::string& memory_note() const { return m_memory_note; }
   /// The scan's name (file path or arrays' name).
   const std::string& scan_name() const { return m_scan_name; }
   int rank() const;
@@ -190,6 +194,7 @@ class Reconstruction {
   std::string m_scan_name;
   bool m_scan_in_memory = false;
   std::string m_input_abs;  ///< the scan file's absolute path (checkpoints record it); the name for arrays
+  std::string m_memory_note;  ///< why the low-memory mode was switched on by itself ("" if it was not)
   std::unique_ptr<DistributedReconstruction> m_recon;
   RankLayout layout() const;
   void resume_from(const std::string& path);
