@@ -18,6 +18,41 @@ torch::nn::Sequential block(int in, int out) {
                     Conv2d(Conv2dOptions(out, out, 3).padding(1).bias(false)), BatchNorm2d(out), ReLU());
 }
 
+/// A block of block() with each BatchNorm folded into the convolution
+/// before it (eval-mode statistics): w' = w g / sqrt(v + eps) per output
+/// channel, b' = beta - mu g / sqrt(v + eps); in-place ReLUs.
+torch::nn::Sequential folded(const torch::nn::Sequential& s) {
+  using namespace torch::nn;
+  torch::NoGradGuard no_grad;
+  Sequential out;
+  const auto children = s->children();
+  for (size_t i = 0; i < children.size(); ++i) {
+    if (auto* conv = children[i]->as<Conv2d>()) {
+      auto* bn = i + 1 < children.size() ? children[i + 1]->as<BatchNorm2d>() : nullptr;
+      PTYCHO_THROW_IF(bn == nullptr || conv->options.bias(), "fold_for_inference: not a conv-BN block");
+      const torch::Tensor scale = bn->weight / (bn->running_var + bn->options.eps()).sqrt();
+      Conv2d c(Conv2dOptions(conv->options.in_channels(), conv->options.out_channels(), conv->options.kernel_size())
+                   .padding(conv->options.padding())
+                   .bias(true));
+      c->weight.set_data((conv->weight * scale.view({-1, 1, 1, 1})).contiguous(torch::MemoryFormat::ChannelsLast));
+      c->bias.set_data(bn->bias - bn->running_mean * scale);
+      out->push_back(c);
+      ++i;  // the BatchNorm is in the convolution now
+    } else if (children[i]->as<ReLU>()) {
+      out->push_back(ReLU(ReLUOptions(true)));
+    } else {
+      PTYCHO_THROW_IF(true, "fold_for_inference: unexpected layer in a block");
+    }
+  }
+  return out;
+}
+
+torch::nn::ModuleList folded(const torch::nn::ModuleList& list) {
+  torch::nn::ModuleList out;
+  for (const auto& b : *list) out->push_back(folded(torch::nn::Sequential(std::dynamic_pointer_cast<torch::nn::SequentialImpl>(b))));
+  return out;
+}
+
 struct Arch {
   const char* name;
   bool two_decoders;
@@ -79,6 +114,15 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& features) {
   return head->forward(x);
 }
 
+void UNetImpl::fold_for_inference() {
+  if (base == 0) return;
+  eval();
+  down = replace_module("down", folded(down));
+  up = replace_module("up", folded(up));
+  bottom = replace_module("bottom", folded(bottom));
+  to_channels_last(*this);
+}
+
 TwoDecoderImpl::TwoDecoderImpl(int base_, int levels_) : base(base_), levels(levels_) {
   using namespace torch::nn;
   encoder = register_module("encoder", ModuleList());
@@ -105,6 +149,14 @@ torch::Tensor TwoDecoderImpl::forward(const torch::Tensor& features) {
   const torch::Tensor a = torch::nn::functional::softplus(decode(amplitude, amplitude_head));
   const torch::Tensor p = M_PI * torch::tanh(decode(phase, phase_head));
   return torch::cat({a * torch::cos(p), a * torch::sin(p)}, 1);
+}
+
+void TwoDecoderImpl::fold_for_inference() {
+  eval();
+  encoder = replace_module("encoder", folded(encoder));
+  amplitude = replace_module("amplitude", folded(amplitude));
+  phase = replace_module("phase", folded(phase));
+  to_channels_last(*this);
 }
 
 const std::vector<std::string>& architectures() {

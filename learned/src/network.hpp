@@ -22,6 +22,12 @@ inline constexpr int kFeatureChannels = 3;
 /// What every architecture is: features (B, 3, M, M) -> (B, 2, M, M).
 struct NetworkImpl : torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& features) = 0;
+  /// Makes the network an inference-only one that computes the same
+  /// function as eval() up to float rounding, faster: every BatchNorm is
+  /// folded into the convolution before it (scale into the weights, shift
+  /// into a bias), the ReLUs work in place and the 4-D weights are
+  /// channels-last. It cannot be trained (or saved as a model) after this.
+  virtual void fold_for_inference() = 0;
 };
 using Network = std::shared_ptr<NetworkImpl>;
 
@@ -32,6 +38,7 @@ using Network = std::shared_ptr<NetworkImpl>;
 struct UNetImpl : NetworkImpl {
   UNetImpl(int base, int levels);
   torch::Tensor forward(const torch::Tensor& features) override;
+  void fold_for_inference() override;
 
   int base, levels;
   torch::nn::ModuleList down{nullptr}, up{nullptr}, upconv{nullptr};
@@ -50,6 +57,7 @@ struct UNetImpl : NetworkImpl {
 struct TwoDecoderImpl : NetworkImpl {
   TwoDecoderImpl(int base, int levels);
   torch::Tensor forward(const torch::Tensor& features) override;
+  void fold_for_inference() override;
 
   int base, levels;
   torch::nn::ModuleList encoder{nullptr}, amplitude{nullptr}, phase{nullptr};  ///< blocks

@@ -25,7 +25,7 @@ std::vector<EngineOptions> parse_chain(const std::string& chain, const EngineOpt
       // nn:MODEL names a model file (it cannot hold ',' or start with a digit);
       // the network's guess is one step.
       e.iterations = 1;
-    if (colon != std::string::npos) {
+      if (colon != std::string::npos) {
         e.model = item.substr(colon + 1);
         PTYCHO_INPUT_ERROR_IF(e.model.empty() || std::isdigit(static_cast<unsigned char>(e.model[0])),
                               "--engines: '" << item << "': nn takes a model file (nn:MODEL), or nothing for the "

@@ -4,7 +4,9 @@
 //
 // Prints, for each network: training samples per second split into drawing
 // the samples, making the features and the network's step; and inference in
-// frames per second (features and network, batches of 16, no gradients).
+// frames per second (the network alone, and with the frame features; batches
+// of 16, no gradients), as trained and folded for inference (BatchNorm in
+// the convolutions, channels-last: what the nn engine runs).
 // The U-Nets take frame features; the PtychoNN-style baselines raw frames.
 // Then, on one simulated scan of 64x64 frames: the whole nn stage (the
 // model's inference and the stitching) next to one iteration of ML on the
@@ -110,18 +112,39 @@ int main(int argc, char** argv) {
         const long n = std::min(16L, frames - first);
         const Features g =
             features(inf.frames.narrow(0, first, n), inf.valid.narrow(0, first, n), inf.probes.narrow(0, first, n));
-        (void)patch_from_output(g, net->forward(g.input.contiguous(layout)));
+        (void)patch_from_output(g, net->forward(g.input.contiguous(layout)));  // folded: channels-last
       }
     };
+    // The network alone on the first batch's features, as trained and then
+    // folded for inference (network.hpp), best of three passes.
+    const Features g = features(inf.frames.narrow(0, 0, 16), inf.valid.narrow(0, 0, 16), inf.probes.narrow(0, 0, 16));
+    const torch::Tensor input = g.input.contiguous(torch::MemoryFormat::ChannelsLast);
+    auto network_only = [&] {
+      double best = 1e30;
+      for (int pass = 0; pass < 4; ++pass) {  // the first is a warm-up
+        const double s0 = now();
+        for (long first = 0; first < frames; first += 16) (void)net->forward(input);
+        if (pass > 0) best = std::min(best, now() - s0);
+      }
+      return best;
+    };
+    const long parameters = parameter_count(*net);  // as trained (folding merges BatchNorm)
+    const double t_net = network_only();
     infer();  // warm-up
     t0 = now();
     infer();
     const double t_inf = now() - t0;
+    net->fold_for_inference();
+    const double t_folded = network_only();
+    infer();
+    t0 = now();
+    infer();
+    const double t_inf_folded = now() - t0;
     std::printf(
         "  %-10s %8ld parameters: training %.1f samples/s (network step %.2f ms/sample); "
-        "inference %.0f frames/s\n",
-        arch.c_str(), parameter_count(*net), batch / (t_step + t_draw + (is_raw ? t_raw : t_feat)),
-        1e3 * t_step / batch, frames / t_inf);
+        "network alone %.0f frames/s, folded %.0f; with frame features %.0f frames/s, folded %.0f\n",
+        arch.c_str(), parameters, batch / (t_step + t_draw + (is_raw ? t_raw : t_feat)),
+        1e3 * t_step / batch, frames / t_net, frames / t_folded, frames / t_inf, frames / t_inf_folded);
   }
 
   // The nn stage against an ML iteration, on the same frames.
