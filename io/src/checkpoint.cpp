@@ -330,6 +330,17 @@ bool is_checkpoint(const std::string& path) {
   return path_exists(f.get(), kRoot);
 }
 
+std::string peek_checkpoint_text(const std::string& path, const std::string& name) {
+  if (!is_checkpoint(path)) return "";
+  try {
+    H5File f = H5File::open_read(path);
+    const std::string p = std::string(kRoot) + "/" + name;
+    return f.exists(p) ? f.read_string(p) : std::string();
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
 namespace {
 struct Walk {
   const H5File* file = nullptr;

@@ -261,6 +261,23 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   }
   // A network in the chain: its plugin and model, checked before the data are read.
   jobs::prepare_learned(m_comm, opt.chain, m_info.geometry.frame_size);
+  // A resumed run that leaves low_memory alone goes on in the mode its
+  // checkpoint was written in (one the low-memory mode switched on by itself
+  // may be resumed where the default would fit).
+  if (!m_settings.resume.empty() && !m_settings.low_memory && !m_settings.origin.count("low_memory")) {
+    int low = 0;
+    if (me == 0) low = io::peek_checkpoint_text(m_settings.resume, "run/low_memory") == "true";
+    MPI_Bcast(&low, 1, MPI_INT, 0, m_comm);
+    if (low) {
+      m_settings.low_memory = true;
+      m_settings.origin["low_memory"] = "the checkpoint " + m_settings.resume + " was written in the low-memory mode";
+      opt.chain = parse_chain(m_settings.engines, jobs::engine_base(m_settings));
+      opt.shift_quantum = jobs::kLowMemoryShiftQuantum;
+      m_memory_note = "the checkpoint " + m_settings.resume +
+                      " was written in the low-memory mode, so the run goes on in it (low_memory = false in a job "
+                      "file refuses instead)";
+    }
+  }
   {
     // The memory each rank will need, against the node and max_memory,
     // before anything of the size of the frames or the object is allocated
@@ -368,8 +385,7 @@ RunEnd Reconstruction::run(const RunCallbacks& callbacks) {
     control.write_checkpoint = [&](const std::function<void(StateArchive&)>& save) {
       const auto t0 = std::chrono::steady_clock::now();
       io::write_checkpoint(m_comm, checkpoint, layout(), [&](StateArchive& ar) {
-        std::string input = m_input_abs;
-        ar.text("run/input", input);
+        save_run_texts(ar);
         save(ar);
       });
       if (callbacks.checkpoint_written)
@@ -477,10 +493,16 @@ void Reconstruction::write_result(const std::string& path, const std::string& co
 void Reconstruction::write_checkpoint(const std::string& path) const {
   check_output(path, "the checkpoint", true);
   io::write_checkpoint(m_comm, path, layout(), [&](StateArchive& ar) {
-    std::string input = m_input_abs;
-    ar.text("run/input", input);
+    save_run_texts(ar);
     m_recon->save(ar);
   });
+}
+
+void Reconstruction::save_run_texts(StateArchive& ar) const {
+  std::string input = m_input_abs;
+  ar.text("run/input", input);
+  std::string low = m_settings.low_memory ? "true" : "false";  // read before a resume is set up
+  ar.text("run/low_memory", low);
 }
 
 void Reconstruction::write_previews(const std::string& folder) const {

@@ -535,6 +535,23 @@ progress_every = 3
         self.fails(["reconstruct", "../data/big.cxi", "--max-memory", "100M"] + chain,
                    "in the low-memory mode needs about")
         self.assertFalse(os.path.exists(self.path("out", "no_lm.h5")))
+        # Its checkpoint resumed where the default would fit (no limit): the run
+        # goes on in the checkpoint's low-memory mode and says so; a job that
+        # sets low_memory = false is refused by name instead.
+        # (Its last checkpoint is in the middle of DM, whose far fields are halves.)
+        ckpt, chain = self.path("out", "auto_lm.ckpt.h5"), ["--engines", "dm:5,ml:1"]
+        self.ok(["reconstruct", "../data/big.cxi", "-o", "../out/auto_lm_ckpt.h5", "--max-memory", "130M",
+                 "--checkpoint", ckpt, "--checkpoint-every", "4"] + chain)
+        r = self.ok(["reconstruct", "../data/big.cxi", "-o", "../out/resumed_lm.h5", "--resume", ckpt] + chain)
+        self.assertIn("resuming from ", r.stdout)
+        note = [line for line in r.stdout.splitlines() if line.strip().startswith("memory:")]
+        self.assertEqual(len(note), 1, r.stdout)
+        self.assertIn("was written in the low-memory mode", note[0])
+        self.assertTrue(self.config(self.path("out", "resumed_lm.h5"))["low_memory"])
+        job = self.job("no_lm_resume.toml", f'input = "../data/big.cxi"\noutput = "../out/no_lm_resume.h5"\n'
+                                            f'engines = "dm:5,ml:1"\nresume = "{ckpt}"\nlow_memory = false\n')
+        self.fails(["reconstruct", job], "low_memory")
+        self.assertFalse(os.path.exists(self.path("out", "no_lm_resume.h5")))
 
     def test_log_json_from_a_job_file_at_two_ranks(self):
         job = self.job("log.toml", 'input = "../data/scan.cxi"\noutput = "../out/log2.h5"\nengines = "dm:5"\n'

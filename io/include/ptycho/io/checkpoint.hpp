@@ -43,6 +43,12 @@ std::unique_ptr<StateArchive> open_checkpoint(MPI_Comm comm, const std::string& 
 /// false for a missing or unreadable file).
 bool is_checkpoint(const std::string& path);
 
+/// The text `name` of the checkpoint at `path` (serial; "run/low_memory"
+/// for /ptycho_checkpoint/run/low_memory), or "" if the file is not a
+/// readable checkpoint or has no such text: a look before a run is set up,
+/// whose resume then reports any problem with the file.
+std::string peek_checkpoint_text(const std::string& path, const std::string& name);
+
 /// A serial look into a checkpoint for `ptycho info`: every dataset is
 /// opened and read through, so a truncated file fails here. Throws
 /// InputError naming the file and what is wrong.

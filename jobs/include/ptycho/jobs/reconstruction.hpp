@@ -198,6 +198,9 @@ class Reconstruction {
   std::unique_ptr<DistributedReconstruction> m_recon;
   RankLayout layout() const;
   void resume_from(const std::string& path);
+  /// The run's own texts of a checkpoint: the scan it reconstructs and its
+  /// low_memory setting.
+  void save_run_texts(StateArchive& ar) const;
   void check_output(const std::string& path, const std::string& what, bool also_input = false) const;
 };
 
