@@ -9,10 +9,12 @@
 // within a rank. After every pass, the ranks fold their object changes in
 // the halos into the owners (a mean weighted by each rank's illumination),
 // and the probe is updated once from all ranks' exit waves (numerator and
-// denominator summed).
+// denominator summed). In the low-memory mode sDR keeps its exit waves as
+// complex halves (half.hpp) of psi over the probe's largest amplitude.
 #include "engines.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/frame_pass.hpp"
+#include "ptycho/core/half.hpp"
 #include "ptycho/core/kernel_util.hpp"
 #include "probe_update.hpp"
 
@@ -65,28 +67,36 @@ PTYCHO_ROW_FUNCTION float pie_modulus_row(const float* PTYCHO_RESTRICT y, const 
   return e2;
 }
 
-/// sDR's reflection over n values (re, im pairs): w <- (1 + sigma) w - sigma e.
-PTYCHO_ROW_FUNCTION void sdr_reflect_row(cfloat* w_c, const cfloat* e_c, float sigma, int n) {
+/// sDR's reflection over n complex values: w <- (1 + sigma) w - sigma e,
+/// with e kept as `Store` (half.hpp's load_wave; `scale` for halves).
+template <class Store>
+PTYCHO_ROW_FUNCTION void sdr_reflect_row(cfloat* w_c, const Store* PTYCHO_RESTRICT e, float sigma, float scale,
+                                         int n) {
   float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
-  const float* PTYCHO_RESTRICT e = reinterpret_cast<const float*>(e_c);
-  for (int i = 0; i < 2 * n; ++i) w[i] = w[i] * (1.0f + sigma) - e[i] * sigma;
+  for (int c = 0; c < n; ++c) {
+    float er, ei;
+    load_wave(e, c, scale, er, ei);
+    w[2 * c] = w[2 * c] * (1.0f + sigma) - er * sigma;
+    w[2 * c + 1] = w[2 * c + 1] * (1.0f + sigma) - ei * sigma;
+  }
 }
 
 /// The object step of one row of frame j's patch: with phi_k = P_k O, (sDR:
 /// psi_k <- w_k + sigma (psi_k - phi_k), w_k <- psi_k,) O += step sum_k
 /// conj(P_k) (w_k - phi_k) / (c_max max|P|^2 + c_local sum_k |P_k|^2),
 /// w_k <- w_k - phi_k (the correction, for the probe step), and weight +=
-/// sum_k |P_k|^2. Mode k lies k * plane further on in `p`, `w` and `exit`.
-template <int K, bool Sdr>
+/// sum_k |P_k|^2. Mode k lies k * plane further on in `p`, `w` and `exit`,
+/// which is kept as `Store` (half.hpp: complex64, or halves of psi / scale).
+template <int K, bool Sdr, class Store>
 PTYCHO_ROW_FUNCTION void pie_object_row(cfloat* obj_c, double* PTYCHO_RESTRICT weight, const cfloat* p_c, cfloat* w_c,
-                                        cfloat* exit_c, int cols, int kmodes_rt, long plane, float sigma,
-                                        float step_size, float c_max_pm, float c_local) {
+                                        Store* PTYCHO_RESTRICT ex, int cols, int kmodes_rt, long plane, float sigma,
+                                        float step_size, float c_max_pm, float c_local, float scale) {
   const int nk = modes<K>(kmodes_rt);
   float* PTYCHO_RESTRICT o = reinterpret_cast<float*>(obj_c);
   const float* PTYCHO_RESTRICT p = reinterpret_cast<const float*>(p_c);
   float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
-  float* PTYCHO_RESTRICT ex = reinterpret_cast<float*>(exit_c);
   const long step = 2 * plane;
+  const float inv_scale = 1.0f / scale;
   for (int c = 0; c < cols; ++c) {
     const float orr = o[2 * c], oi = o[2 * c + 1];
     float nr = 0, ni = 0, p2 = 0;
@@ -96,10 +106,11 @@ PTYCHO_ROW_FUNCTION void pie_object_row(cfloat* obj_c, double* PTYCHO_RESTRICT w
       const float fr = pr * orr - pi * oi, fi = pr * oi + pi * orr;  // phi = P O
       float wr = w[i], wi = w[i + 1];
       if (Sdr) {
-        wr = wr + (ex[i] - fr) * sigma;
-        wi = wi + (ex[i + 1] - fi) * sigma;
-        ex[i] = wr;
-        ex[i + 1] = wi;
+        float er, ei;
+        load_wave(ex, k * plane + c, scale, er, ei);
+        wr = wr + (er - fr) * sigma;
+        wi = wi + (ei - fi) * sigma;
+        store_wave(ex, k * plane + c, inv_scale, wr, wi);
       }
       const float dr = wr - fr, di = wi - fi;
       nr += pr * dr + pi * di;  // conj(P) (w - phi)
@@ -131,10 +142,7 @@ class PieEngine final : public Engine {
     m_change = View2<cdouble>("ptycho::pie::change", scan.extent.rows, scan.extent.cols);
     m_weight = View2<double>("ptycho::pie::weight", scan.extent.rows, scan.extent.cols);
     m_owned = local_rect(scan.owned, scan.extent);
-    if (opt.name == "sdr") {
-      m_exit = CView3("ptycho::sdr::exit", std::size_t(scan.num_local()) * k, m, m);
-      if (scan.num_local() > 0) ws.exit_waves(state.object, 0, scan.num_local(), m_exit);
-    }
+    if (opt.name == "sdr") start_exit_waves(state);
     if (opt.name == "mpie") m_velocity = CView2("ptycho::pie::velocity", scan.extent.rows, scan.extent.cols);
     m_order.resize(scan.num_local());
     std::iota(m_order.begin(), m_order.end(), 0L);
@@ -148,13 +156,25 @@ class PieEngine final : public Engine {
   void checkpoint(StateArchive& ar) override {
     ar.scalar("iteration", m_iter);
     if (m_velocity.size()) ar.object_field("velocity", m_velocity);
-    if (m_exit.size()) ar.frame_field("exit_waves", m_exit);
+    if (m_opt.name == "sdr") {
+      // psi as kept: complex64, or packed halves (low memory) with their scale.
+      const char* name = m_compact ? "exit_waves_half" : "exit_waves";
+      PTYCHO_INPUT_ERROR_IF(ar.loading() && !ar.contains(name),
+                            "checkpoint: its sdr state was saved "
+                                << (m_compact ? "without" : "with")
+                                << " the low-memory mode; resume with the same low_memory setting");
+      if (m_compact) {
+        ar.scalar("exit_scale", m_exit_scale);
+        ar.frame_field(name, m_exit_half);
+      } else {
+        ar.frame_field(name, m_exit);
+      }
+    }
     m_probe_update.checkpoint(ar);
   }
 
   double iterate(ReconState& state) override {
-    const auto& scan = m_ws.scan();
-    const int m = scan.frame_size, kmodes = m_ws.num_modes();
+    const int kmodes = m_ws.num_modes();
     const auto obj = state.object;
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     if (probe_now) m_probe_update.reset();
@@ -170,7 +190,6 @@ class PieEngine final : public Engine {
     const bool sdr = m_opt.name == "sdr";
     const float sigma = static_cast<float>(m_opt.sigma), tau = static_cast<float>(m_opt.tau);
     const float sdr_a = static_cast<float>(m_opt.sdr_step);
-    const auto exit = m_exit;
     // The detector background (background.hpp): the sample's share of the
     // measured amplitude is sqrt(y I / (I + b)); each frame's model intensity
     // is kept for the background's refinement.
@@ -192,12 +211,10 @@ class PieEngine final : public Engine {
         m_order,
         [&](long j, long, const CView3& w) {
           m_ws.exit_waves(obj, j, 1, w);
-          if (sdr)
-            Kokkos::parallel_for(
-                "ptycho::sdr::reflect", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
-                  const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
-                  sdr_reflect_row(&w(k, r, 0), &exit(j * kmodes + k, r, 0), sigma, m);
-                });
+          if (sdr && m_compact)
+            reflect(j, w, sigma, m_exit_half);
+          else if (sdr)
+            reflect(j, w, sigma, m_exit);
         },
         [&](long j, long, const CView3& w) {
           return dispatch_modes(kmodes, [&](auto kc) {
@@ -208,10 +225,12 @@ class PieEngine final : public Engine {
         [&](long j, long, const CView3& w) {
           dispatch_modes(kmodes, [&](auto kc) {
             constexpr int K = decltype(kc)::value;
-            if (sdr)
-              object_step<K, true>(obj, j, w, sigma, step, c_max_pm, c_local);
+            if (sdr && m_compact)
+              object_step<K, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit_half);
+            else if (sdr)
+              object_step<K, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
             else
-              object_step<K, false>(obj, j, w, sigma, step, c_max_pm, c_local);
+              object_step<K, false>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
           });
           if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
         });
@@ -248,23 +267,65 @@ class PieEngine final : public Engine {
   }
 
   /// The object step of frame j from its exit waves in `w` (K, M, M), which
-  /// then hold the corrections; rows in parallel. K: mode count.
-  template <int K, bool Sdr>
+  /// then hold the corrections; rows in parallel. K: mode count. `exit`:
+  /// sDR's kept exit waves (complex64 or halves; not read otherwise).
+  template <int K, bool Sdr, class ExitView>
   void object_step(const CView2& obj, long j, const CView3& w, float sigma, float step, float c_max_pm,
-                   float c_local) {
+                   float c_local, const ExitView& exit) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const long plane = long(m) * m;
     const auto probes = m_ws.probes();
     const auto row = m_ws.patch_row(), col = m_ws.patch_col(), slot = m_ws.probe_slot();
     const auto weight = m_weight;
-    const auto exit = m_exit;
+    const float scale = m_exit_scale;
     Kokkos::parallel_for(
         "ptycho::pie::object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
           const int rr = row(j) + r, c0 = col(j);
           pie_object_row<K, Sdr>(&obj(rr, c0), &weight(rr, c0), &probes(slot(j) * kmodes, r, 0), &w(0, r, 0),
-                                 Sdr ? &exit(j * kmodes, r, 0) : nullptr, m, kmodes, plane, sigma, step, c_max_pm,
-                                 c_local);
+                                 Sdr ? wave_row(exit, j * kmodes, r) : nullptr, m, kmodes, plane, sigma, step,
+                                 c_max_pm, c_local, scale);
         });
+  }
+
+  /// sDR's reflection of frame j's exit waves in `w` against the kept ones.
+  template <class ExitView>
+  void reflect(long j, const CView3& w, float sigma, const ExitView& exit) {
+    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
+    const float scale = m_exit_scale;
+    Kokkos::parallel_for(
+        "ptycho::sdr::reflect", Kokkos::RangePolicy<ExecSpace>(0, long(kmodes) * m), KOKKOS_LAMBDA(long i) {
+          const int k = static_cast<int>(i / m), r = static_cast<int>(i % m);
+          sdr_reflect_row(&w(k, r, 0), wave_row(exit, j * kmodes + k, r), sigma, scale, m);
+        });
+  }
+
+  /// sDR's kept exit waves start as P~ O: complex64, or (low memory) halves
+  /// of them over the probe's largest amplitude, made frame by frame.
+  void start_exit_waves(const ReconState& state) {
+    const auto& scan = m_ws.scan();
+    const long n = scan.num_local();
+    const int m = scan.frame_size, kmodes = m_ws.num_modes();
+    m_compact = m_opt.low_memory;
+    if (!m_compact) {
+      m_exit = CView3("ptycho::sdr::exit", std::size_t(n) * kmodes, m, m);
+      if (n > 0) m_ws.exit_waves(state.object, 0, n, m_exit);
+      return;
+    }
+    m_exit_half = HalfCView3("ptycho::sdr::exit_half", std::size_t(n) * kmodes, m, m);
+    // |psi| / scale stays near |O|, well inside the halves' range.
+    m_exit_scale = float(std::sqrt(std::max(probe_power_max(state), 1e-30)));
+    const float inv = 1.0f / m_exit_scale;
+    const auto exit = m_exit_half;
+    const auto w = m_work;
+    for (long j = 0; j < n; ++j) {
+      m_ws.exit_waves(state.object, j, 1, w);
+      Kokkos::parallel_for(
+          "ptycho::sdr::pack_exit_waves", Policy3({0, 0, 0}, {long(kmodes), long(m), long(m)}),
+          KOKKOS_LAMBDA(long k, long r, long c) {
+            exit(j * kmodes + k, r, c) = pack_half(w(k, r, c).real() * inv, w(k, r, c).imag() * inv);
+          });
+    }
+    ExecSpace().fence();
   }
 
   double probe_power_max(const ReconState& state) const {
@@ -330,6 +391,9 @@ class PieEngine final : public Engine {
   View2<cdouble> m_change;  ///< weighted object change of the pass
   View2<double> m_weight;   ///< illumination sum_j |P_j|^2 of this rank's positions in the pass
   CView3 m_exit;  ///< sDR: exit wave per frame and mode (signed, real space)
+  HalfCView3 m_exit_half;    ///< sDR, low memory: the same as halves of psi / m_exit_scale
+  float m_exit_scale = 1.0f;  ///< of m_exit_half: the starting probe's largest amplitude
+  bool m_compact = false;     ///< sDR keeps halves (the low-memory mode)
   Rect m_owned;
   std::vector<long> m_order;
   long m_iter = 0;

@@ -28,31 +28,6 @@ namespace ptycho {
 
 namespace {
 
-/// Row r of slot s of the stored far fields, as the pointer fourier_row takes.
-KOKKOS_INLINE_FUNCTION float* psi_row(const CView3& psi, long s, long r) {
-  return reinterpret_cast<float*>(&psi(s, r, 0));
-}
-KOKKOS_INLINE_FUNCTION std::uint32_t* psi_row(const HalfCView3& psi, long s, long r) { return &psi(s, r, 0); }
-
-/// Psi's value at complex index i: complex64 as it is; a packed half times `m`.
-KOKKOS_INLINE_FUNCTION void load_psi(const float* psi, long i, float, float& re, float& im) {
-  re = psi[2 * i];
-  im = psi[2 * i + 1];
-}
-KOKKOS_INLINE_FUNCTION void load_psi(const std::uint32_t* psi, long i, float m, float& re, float& im) {
-  unpack_half(psi[i], re, im);
-  re *= m;
-  im *= m;
-}
-/// Stores Psi's value at complex index i (packed: times `inv_m`).
-KOKKOS_INLINE_FUNCTION void store_psi(float* psi, long i, float, float re, float im) {
-  psi[2 * i] = re;
-  psi[2 * i + 1] = im;
-}
-KOKKOS_INLINE_FUNCTION void store_psi(std::uint32_t* psi, long i, float inv_m, float re, float im) {
-  psi[i] = pack_half(re * inv_m, im * inv_m);
-}
-
 /// One row of the DM/RAAR Fourier-space update, for every mode (mode k of the
 /// row lies k * plane further on in `psi` and `w`):
 ///   next = b (Psi + P_F(2 Phi - Psi) - Phi) + (1 - b) P_F(Phi)   (DM: b = 1),
@@ -66,7 +41,7 @@ KOKKOS_INLINE_FUNCTION void store_psi(std::uint32_t* psi, long i, float inv_m, f
 /// privatisation of `omp simd`, keep it scalar).
 ///
 /// Psi is stored as `Store`: float (re, im) pairs, or packed halves
-/// (std::uint32_t) of Psi / m (load_psi and store_psi above; `m` is M).
+/// (std::uint32_t) of Psi / m (load_wave and store_wave of half.hpp; `m` is M).
 template <int K, bool Bg, class Store>
 KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const float* PTYCHO_RESTRICT valid,
                                          const float* PTYCHO_RESTRICT bg, float* PTYCHO_RESTRICT model,
@@ -82,7 +57,7 @@ KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const f
     for (int k = 0; k < nk; ++k) {
       const float pr = w[k * step + 2 * c], pi = w[k * step + 2 * c + 1];
       float sr, si;
-      load_psi(psi, k * plane + c, m, sr, si);
+      load_wave(psi, k * plane + c, m, sr, si);
       const float zr = 2 * pr - sr, zi = 2 * pi - si;
       iz += zr * zr + zi * zi;
       iphi += pr * pr + pi * pi;
@@ -101,9 +76,9 @@ KOKKOS_INLINE_FUNCTION float fourier_row(const float* PTYCHO_RESTRICT y, const f
     for (int k = 0; k < nk; ++k) {
       const long i = k * step + 2 * c;
       float sr, si;
-      load_psi(psi, k * plane + c, m, sr, si);
+      load_wave(psi, k * plane + c, m, sr, si);
       const float nr = sr * cold + w[i] * cphi, ni = si * cold + w[i + 1] * cphi;
-      store_psi(psi, k * plane + c, inv_m, nr, ni);
+      store_wave(psi, k * plane + c, inv_m, nr, ni);
       w[i] = nr * inv_m2;  // the IDFT after completes the unitary pair
       w[i + 1] = ni * inv_m2;
     }
@@ -234,7 +209,7 @@ class ProjectionEngine final : public Engine {
               Kokkos::TeamThreadRange(team, m),
               [&](int r, double& racc) {
                 racc += fourier_row<K, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
-                                           Bg ? &model(b, r, 0) : nullptr, psi_row(psi, j * kmodes, r),
+                                           Bg ? &model(b, r, 0) : nullptr, wave_row(psi, j * kmodes, r),
                                            &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, beta, mf);
               },
               frame);

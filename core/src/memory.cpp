@@ -57,7 +57,7 @@ double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>&
   for (const EngineOptions& e : chain) {
     double sets = 0;
     if (e.name == "dm" || e.name == "raar") sets = e.low_memory ? 0.5 : 1;  // low memory: complex halves
-    else if (e.name == "sdr") sets = 1;
+    else if (e.name == "sdr") sets = e.low_memory ? 0.5 : 1;  // low memory: complex halves
     else if (e.name == "ml") sets = e.low_memory ? 0 : 2;  // low memory: one batch of each (the work frames)
     else if (e.name == "lsqml") sets = e.refine_probe ? 1.0 / std::max(1, e.batches) : 0;
     // nn: one predicted patch per frame, and libtorch with the network.

@@ -56,7 +56,7 @@
 //             frames (passes = the engine's transforms per frame and mode / 2,
 //             rounded up: ML's line search makes a second pass)
 //   waves     the per-frame waves the engine keeps (core/memory.hpp: DM, RAAR
-//             and sDR one set, ML two; with --low-memory DM and RAAR
+//             and sDR one set, ML two; with --low-memory DM, RAAR and sDR
 //             half a set (complex halves) and ML none; the PIE family
 //             none), n K M^2 x 8 bytes
 //             per set, read and written
@@ -560,12 +560,11 @@ double unavoidable_bytes(const std::string& engine, double transforms_per_frame,
                          double tile_pixels, long probe_slots, bool low_memory) {
   const double frame = double(m) * m;
   const double passes = std::max(1.0, std::ceil(transforms_per_frame / (2.0 * modes) - 1e-9));
-  // Low memory: DM and RAAR keep their far fields as complex halves (half a
-  // set of complex64), ML keeps none.
-  const double sets = (engine == "dm" || engine == "raar") ? (low_memory ? 0.5 : 1)
-                      : engine == "sdr"                    ? 1
-                      : (engine == "ml" && !low_memory)    ? 2
-                                                           : 0;
+  // Low memory: DM and RAAR keep their far fields, sDR its exit waves, as
+  // complex halves (half a set of complex64); ML keeps none.
+  const double sets = (engine == "dm" || engine == "raar" || engine == "sdr") ? (low_memory ? 0.5 : 1)
+                      : (engine == "ml" && !low_memory)                      ? 2
+                                                                             : 0;
   const double object_bytes = (engine == "epie" || engine == "rpie") ? 16 : engine == "mpie" ? 32 : 40;
   return passes * frames * frame * 4 + sets * frames * modes * frame * 8 * 2 + double(probe_slots) * modes * frame * 8 +
          tile_pixels * object_bytes;

@@ -262,3 +262,21 @@ TEST(ProjectionLowMemory, HalfFarFieldsFollowTheComplex64Iterates) {
                 name, early, low.error, kept.error, low.cost.back(), kept.cost.back());
   }
 }
+
+// sDR's low-memory mode keeps its exit waves as halves of psi over the
+// probe's largest amplitude: the iterates follow complex64's to about the
+// halves' rounding, and converge as far.
+TEST(ProjectionLowMemory, SdrHalfExitWavesFollowTheComplex64Iterates) {
+  const CompactRun early_kept = run_projection_memory("sdr", false, 10),
+                   early_low = run_projection_memory("sdr", true, 10);
+  const double early = relative_difference(early_low.object, early_kept.object);
+  EXPECT_GT(early, 0.0) << "the halves must round somewhere";
+  EXPECT_LT(early, 5e-3);
+  const CompactRun kept = run_projection_memory("sdr", false, 60), low = run_projection_memory("sdr", true, 60);
+  for (size_t i = 0; i < low.cost.size(); ++i) ASSERT_TRUE(std::isfinite(low.cost[i])) << i;
+  EXPECT_LT(low.cost.back(), 0.1 * low.cost.front());
+  EXPECT_NEAR(low.cost.back(), kept.cost.back(), 0.05 * kept.cost.back());
+  EXPECT_LT(low.error, kept.error + 0.01);
+  std::printf("sdr: object difference after 10 iterations %.3g; after 60 error %.4f (complex64 %.4f), cost %.5g (%.5g)\n",
+              early, low.error, kept.error, low.cost.back(), kept.cost.back());
+}

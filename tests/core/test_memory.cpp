@@ -82,6 +82,10 @@ TEST(Memory, EstimateFollowsTheBuffersEachEngineKeeps) {
   auto dm_low = chain_of("dm");
   dm_low[0].low_memory = true;
   EXPECT_NEAR(dm - estimate_rank_bytes(s, dm_low), 0.5 * frame_set, 1.0);
+  // sDR's exit waves, as complex halves too.
+  auto sdr_low = chain_of("sdr");
+  sdr_low[0].low_memory = true;
+  EXPECT_NEAR(estimate_rank_bytes(s, chain_of("sdr")) - estimate_rank_bytes(s, sdr_low), 0.5 * frame_set, 1.0);
 }
 
 TEST(Memory, SimulationOptionsAreRangeChecked) {

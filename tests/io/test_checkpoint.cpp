@@ -354,6 +354,49 @@ TEST(Checkpoint, RefusesAnotherChainAndModeCount) {
   remove_on_rank0(path);
 }
 
+// sDR keeps an exit wave per frame: complex64, or packed halves with their
+// scale in the low-memory mode. Its visiting order depends on the rank, so
+// the resume runs on the same communicator as the uninterrupted run; a
+// checkpoint of one mode is refused by the other, by name.
+TEST(Checkpoint, SdrResumesItsExitWavesInBothModes) {
+  const std::string chain = "sdr:8,ml:4";
+  for (const bool low : {false, true}) {
+    const std::string path = file_name(low ? "sdr_low" : "sdr_kept");
+    const Outcome whole = uninterrupted(MPI_COMM_WORLD, chain, BackgroundMode::none, 0, low);
+    run_and_stop(chain, 5, path, BackgroundMode::none, 0, low);
+    const Outcome resumed = resume(MPI_COMM_WORLD, chain, path, BackgroundMode::none, 0, low);
+    double sums[2] = {0, 0};  // both hold this rank's owned tile
+    for (long r = 0; r < whole.owned.rows; ++r)
+      for (long c = 0; c < whole.owned.cols; ++c) {
+        sums[0] += std::pow(double(Kokkos::abs(resumed.tile(r, c) - whole.tile(r, c))), 2);
+        sums[1] += std::pow(double(Kokkos::abs(whole.tile(r, c))), 2);
+      }
+    MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    EXPECT_LT(std::sqrt(sums[0] / sums[1]), 1e-4) << "low_memory " << low;
+    EXPECT_LT(probe_difference(resumed, whole), 1e-4) << "low_memory " << low;
+    ASSERT_EQ(resumed.costs.size(), whole.costs.size());
+    for (size_t i = 0; i < whole.costs.size(); ++i)
+      EXPECT_NEAR(resumed.costs[i], whole.costs[i], 1e-4 * std::abs(whole.costs[i])) << "iteration " << i + 1;
+    // The other mode refuses it.
+    DistributedReconstruction r(MPI_COMM_WORLD, scene().info, options(chain, BackgroundMode::none, 0, !low));
+    r.set_data(test::dataset_for(scene().sim, scene().info, r.my_frames()));
+    auto archive = io::open_checkpoint(MPI_COMM_WORLD, path, r.layout());
+    EXPECT_THROW(
+        {
+          try {
+            r.restore(*archive);
+          } catch (const InputError& e) {
+            EXPECT_NE(std::string(e.what()).find("low_memory"), std::string::npos) << e.what();
+            throw;
+          }
+        },
+        InputError)
+        << "an sdr checkpoint was resumed in the other mode (low_memory " << !low << ")";
+    archive.reset();
+    remove_on_rank0(path);
+  }
+}
+
 TEST(Checkpoint, DamagedAndForeignFilesAreRefusedByName) {
   const std::string good = file_name("good"), cut = file_name("truncated"), text = file_name("text");
   run_and_stop("dm:8,ml:8", 6, good);

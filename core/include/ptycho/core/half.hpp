@@ -3,7 +3,8 @@
 /// binary16 (half precision: 11 significant bits, a relative rounding error
 /// of at most 2^-11 = 4.9e-4, normal from 6.1e-5 to 65504), packed into one
 /// uint32 (real part in the low 16 bits). The low-memory mode of DM and RAAR
-/// keeps its far fields this way: half the bytes of complex64.
+/// keeps its far fields this way, and sDR its exit waves: half the bytes of
+/// complex64.
 ///
 /// The conversions are plain integer and float arithmetic, so they give the
 /// same bits on every processor and need no F16C or AVX-512 FP16. Rounding
@@ -81,6 +82,34 @@ KOKKOS_INLINE_FUNCTION std::uint32_t pack_half(float re, float im) {
 KOKKOS_INLINE_FUNCTION void unpack_half(std::uint32_t w, float& re, float& im) {
   re = half_to_float(w & 0xffffu);
   im = half_to_float(w >> 16);
+}
+
+/// Per-frame waves kept either as complex64 (CView3) or as packed halves of
+/// the waves over a scale (HalfCView3), read and written through the same
+/// calls, so one kernel serves both: row r of slot s as a pointer, and the
+/// complex value at index i of such a pointer (`scale` multiplies a packed
+/// value when loaded, `inv_scale` divides it when stored; complex64 ignores
+/// both).
+KOKKOS_INLINE_FUNCTION float* wave_row(const CView3& waves, long s, long r) {
+  return reinterpret_cast<float*>(&waves(s, r, 0));
+}
+KOKKOS_INLINE_FUNCTION std::uint32_t* wave_row(const HalfCView3& waves, long s, long r) { return &waves(s, r, 0); }
+
+KOKKOS_INLINE_FUNCTION void load_wave(const float* row, long i, float, float& re, float& im) {
+  re = row[2 * i];
+  im = row[2 * i + 1];
+}
+KOKKOS_INLINE_FUNCTION void load_wave(const std::uint32_t* row, long i, float scale, float& re, float& im) {
+  unpack_half(row[i], re, im);
+  re *= scale;
+  im *= scale;
+}
+KOKKOS_INLINE_FUNCTION void store_wave(float* row, long i, float, float re, float im) {
+  row[2 * i] = re;
+  row[2 * i + 1] = im;
+}
+KOKKOS_INLINE_FUNCTION void store_wave(std::uint32_t* row, long i, float inv_scale, float re, float im) {
+  row[i] = pack_half(re * inv_scale, im * inv_scale);
 }
 
 }  // namespace ptycho
