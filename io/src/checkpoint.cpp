@@ -387,6 +387,7 @@ CheckpointSummary inspect_checkpoint(const std::string& path) {
   const std::string root = kRoot;
   if (f.exists(root + "/run/input")) s.input = f.read_string(root + "/run/input");
   if (f.exists(root + "/run/chain")) s.chain = f.read_string(root + "/run/chain");
+  if (f.exists(root + "/run/low_memory")) s.low_memory = f.read_string(root + "/run/low_memory");
   if (f.exists(root + "/run/position")) {
     const auto v = f.read_doubles(root + "/run/position");
     if (v.size() >= 3) s.iteration = long(v[2]);

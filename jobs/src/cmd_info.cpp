@@ -47,17 +47,19 @@ int info_checkpoint(MPI_Comm world, const InfoOptions& opt) {
   if (rank != 0) return 0;
   const io::CheckpointSummary s = io::inspect_checkpoint(opt.file);
   if (opt.json) {
-    const nlohmann::ordered_json j = {{"file", opt.file},   {"kind", "checkpoint"},         {"input", s.input},
+    nlohmann::ordered_json j = {{"file", opt.file},   {"kind", "checkpoint"},         {"input", s.input},
                                       {"chain", s.chain},   {"iteration", s.iteration},     {"frames", s.frames},
                                       {"frame_size", s.frame_size}, {"object", {s.object_rows, s.object_cols}},
                                       {"datasets", s.datasets},     {"megabytes", s.megabytes}};
+    if (!s.low_memory.empty()) j["low_memory"] = s.low_memory == "true";
     std::cout << j.dump(2) << std::endl;
     return 0;
   }
   std::printf("%s: ptycho checkpoint, readable (%ld datasets, %.1f MB read)\n", opt.file.c_str(), s.datasets,
               s.megabytes);
   std::printf("  scan:       %s\n", s.input.c_str());
-  std::printf("  chain:      %s, %ld iterations done\n", s.chain.c_str(), s.iteration);
+  std::printf("  chain:      %s, %ld iterations done%s\n", s.chain.c_str(), s.iteration,
+              s.low_memory == "true" ? " (low-memory mode)" : "");
   std::printf("  frames:     %ld of %dx%d; object %ldx%ld px\n", s.frames, s.frame_size, s.frame_size, s.object_rows,
               s.object_cols);
   return 0;

@@ -542,6 +542,7 @@ progress_every = 3
         ckpt, chain = self.path("out", "auto_lm.ckpt.h5"), ["--engines", "dm:5,ml:1"]
         self.ok(["reconstruct", "../data/big.cxi", "-o", "../out/auto_lm_ckpt.h5", "--max-memory", "130M",
                  "--checkpoint", ckpt, "--checkpoint-every", "4"] + chain)
+        self.assertIn("(low-memory mode)", self.ok(["info", ckpt]).stdout)
         r = self.ok(["reconstruct", "../data/big.cxi", "-o", "../out/resumed_lm.h5", "--resume", ckpt] + chain)
         self.assertIn("resuming from ", r.stdout)
         note = [line for line in r.stdout.splitlines() if line.strip().startswith("memory:")]

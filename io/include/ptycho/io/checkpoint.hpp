@@ -55,6 +55,7 @@ std::string peek_checkpoint_text(const std::string& path, const std::string& nam
 struct CheckpointSummary {
   std::string input;   ///< the scan the run reconstructs
   std::string chain;   ///< its engine chain
+  std::string low_memory;  ///< "true" or "false": the run's low-memory mode ("" from before session 16)
   long iteration = 0;  ///< iterations done over the chain
   long frames = 0;
   int frame_size = 0;
