@@ -49,7 +49,7 @@ with tempfile.TemporaryDirectory() as tmp:
     assert p.returncode == 0, p.stderr
     assert "NN" in p.stdout and os.path.isfile(out), p.stdout
 
-    # --preset learned: the shipped model's guess, then ML with its smoothness prior.
+    # --preset learned: the shipped model's guess, then 200 iterations of ML (its TV prior, no smoothness prior).
     out = os.path.join(tmp, "preset.h5")
     p = run(["reconstruct", scan, "-o", out, "--preset", "learned"], ranks=2)
     assert p.returncode == 0, p.stderr
@@ -57,8 +57,8 @@ with tempfile.TemporaryDirectory() as tmp:
     with h5py.File(out, "r") as f:
         names = [x.decode() if isinstance(x, bytes) else str(x) for x in f["entry_1/process_1/engine_history"][()]]
         config = json.loads(f["entry_1/process_1/configuration"][()])
-    assert names[0].lower() == "nn" and len(names) == 101 and set(n.lower() for n in names[1:]) == {"ml"}, names[:3]
-    assert "0.05" in json.dumps(config) and "smoothness" in json.dumps(config), config
+    assert names[0].lower() == "nn" and len(names) == 201 and set(n.lower() for n in names[1:]) == {"ml"}, names[:3]
+    assert config["engines"] == "nn,ml:200" and config["smoothness"] == 0 and config["tv"] > 0, config
 
     # ptycho train --fine-tune: the model tuned on the scan, which is not changed.
     tuned = os.path.join(tmp, "tuned.pt")
