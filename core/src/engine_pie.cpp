@@ -12,11 +12,11 @@
 // denominator summed). In the low-memory mode sDR keeps its exit waves as
 // complex halves (half.hpp) of psi over the probe's largest amplitude.
 #include "engines.hpp"
+#include "probe_update.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/frame_pass.hpp"
 #include "ptycho/core/half.hpp"
 #include "ptycho/core/kernel_util.hpp"
-#include "probe_update.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -70,8 +70,7 @@ PTYCHO_ROW_FUNCTION float pie_modulus_row(const float* PTYCHO_RESTRICT y, const 
 /// sDR's reflection over n complex values: w <- (1 + sigma) w - sigma e,
 /// with e kept as `Store` (half.hpp's load_wave; `scale` for halves).
 template <class Store>
-PTYCHO_ROW_FUNCTION void sdr_reflect_row(cfloat* w_c, const Store* PTYCHO_RESTRICT e, float sigma, float scale,
-                                         int n) {
+PTYCHO_ROW_FUNCTION void sdr_reflect_row(cfloat* w_c, const Store* PTYCHO_RESTRICT e, float sigma, float scale, int n) {
   float* PTYCHO_RESTRICT w = reinterpret_cast<float*>(w_c);
   for (int c = 0; c < n; ++c) {
     float er, ei;
@@ -270,8 +269,8 @@ class PieEngine final : public Engine {
   /// then hold the corrections; rows in parallel. K: mode count. `exit`:
   /// sDR's kept exit waves (complex64 or halves; not read otherwise).
   template <int K, bool Sdr, class ExitView>
-  void object_step(const CView2& obj, long j, const CView3& w, float sigma, float step, float c_max_pm,
-                   float c_local, const ExitView& exit) {
+  void object_step(const CView2& obj, long j, const CView3& w, float sigma, float step, float c_max_pm, float c_local,
+                   const ExitView& exit) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
     const long plane = long(m) * m;
     const auto probes = m_ws.probes();
@@ -282,8 +281,8 @@ class PieEngine final : public Engine {
         "ptycho::pie::object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
           const int rr = row(j) + r, c0 = col(j);
           pie_object_row<K, Sdr>(&obj(rr, c0), &weight(rr, c0), &probes(slot(j) * kmodes, r, 0), &w(0, r, 0),
-                                 Sdr ? wave_row(exit, j * kmodes, r) : nullptr, m, kmodes, plane, sigma, step,
-                                 c_max_pm, c_local, scale);
+                                 Sdr ? wave_row(exit, j * kmodes, r) : nullptr, m, kmodes, plane, sigma, step, c_max_pm,
+                                 c_local, scale);
         });
   }
 
@@ -368,8 +367,7 @@ class PieEngine final : public Engine {
     const float eta = static_cast<float>(m_opt.momentum);
     Kokkos::parallel_for(
         "ptycho::pie::apply_change", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
-          const cdouble mean = additive ? change(r, c)
-                               : weight(r, c) > 0 ? change(r, c) / weight(r, c) : cdouble(0, 0);
+          const cdouble mean = additive ? change(r, c) : weight(r, c) > 0 ? change(r, c) / weight(r, c) : cdouble(0, 0);
           cfloat d(float(mean.real()), float(mean.imag()));
           if (mpie) {
             vel(r, c) = vel(r, c) * eta + d;
@@ -388,10 +386,10 @@ class PieEngine final : public Engine {
   FramePass m_pass;  ///< one frame at a time: exit waves, modulus, object step, probe sums
   CView3 m_work, m_scratch;
   CView2 m_start, m_velocity;
-  View2<cdouble> m_change;  ///< weighted object change of the pass
-  View2<double> m_weight;   ///< illumination sum_j |P_j|^2 of this rank's positions in the pass
-  CView3 m_exit;  ///< sDR: exit wave per frame and mode (signed, real space)
-  HalfCView3 m_exit_half;    ///< sDR, low memory: the same as halves of psi / m_exit_scale
+  View2<cdouble> m_change;    ///< weighted object change of the pass
+  View2<double> m_weight;     ///< illumination sum_j |P_j|^2 of this rank's positions in the pass
+  CView3 m_exit;              ///< sDR: exit wave per frame and mode (signed, real space)
+  HalfCView3 m_exit_half;     ///< sDR, low memory: the same as halves of psi / m_exit_scale
   float m_exit_scale = 1.0f;  ///< of m_exit_half: the starting probe's largest amplitude
   bool m_compact = false;     ///< sDR keeps halves (the low-memory mode)
   Rect m_owned;

@@ -49,7 +49,8 @@ torch::nn::Sequential folded(const torch::nn::Sequential& s) {
 
 torch::nn::ModuleList folded(const torch::nn::ModuleList& list) {
   torch::nn::ModuleList out;
-  for (const auto& b : *list) out->push_back(folded(torch::nn::Sequential(std::dynamic_pointer_cast<torch::nn::SequentialImpl>(b))));
+  for (const auto& b : *list)
+    out->push_back(folded(torch::nn::Sequential(std::dynamic_pointer_cast<torch::nn::SequentialImpl>(b))));
   return out;
 }
 

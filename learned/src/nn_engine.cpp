@@ -94,7 +94,7 @@ class NnEngine final : public Engine {
 
   /// The network's patch for every local frame.
   /// After any fine-tuning, the network is folded for inference (the same
-  /// function, about 1.4x faster: network.hpp).
+  /// function, about 1.15-1.3x faster here: network.hpp).
   torch::Tensor predict(const ReconState& state, long n, int m, int /*kmodes*/) {
     torch::NoGradGuard no_grad;
     if (!m_folded) m_model.net->fold_for_inference();
@@ -203,8 +203,8 @@ class NnEngine final : public Engine {
     if (scan) std::printf(" features %.2f s (%d ML iterations),", seconds[0], m_model.info.feature_iterations);
     if (m_opt.tune_steps > 0) std::printf(" fine-tuning %.2f s,", seconds[1]);
     std::printf(" network%s %.2f s (%.0f frames/s on %d rank%s), stitching %.2f s\n",
-                scan ? "" : " with its frame features", seconds[2],
-                frames / std::max(seconds[2], 1e-9), m_coll.size(), m_coll.size() == 1 ? "" : "s", seconds[3]);
+                scan ? "" : " with its frame features", seconds[2], frames / std::max(seconds[2], 1e-9), m_coll.size(),
+                m_coll.size() == 1 ? "" : "s", seconds[3]);
     std::fflush(stdout);
   }
 

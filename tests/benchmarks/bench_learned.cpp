@@ -143,8 +143,8 @@ int main(int argc, char** argv) {
     std::printf(
         "  %-10s %8ld parameters: training %.1f samples/s (network step %.2f ms/sample); "
         "network alone %.0f frames/s, folded %.0f; with frame features %.0f frames/s, folded %.0f\n",
-        arch.c_str(), parameters, batch / (t_step + t_draw + (is_raw ? t_raw : t_feat)),
-        1e3 * t_step / batch, frames / t_net, frames / t_folded, frames / t_inf, frames / t_inf_folded);
+        arch.c_str(), parameters, batch / (t_step + t_draw + (is_raw ? t_raw : t_feat)), 1e3 * t_step / batch,
+        frames / t_net, frames / t_folded, frames / t_inf, frames / t_inf_folded);
   }
 
   // The nn stage against an ML iteration, on the same frames.

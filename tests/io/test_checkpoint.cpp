@@ -305,7 +305,8 @@ TEST(Checkpoint, ResumesAnotherPositionMethod) {
   const auto& truth = moving_scene().sim.positions;
   const double at_stop = test::rms_position_error(stopped.positions, truth);
   const double after = test::rms_position_error(resumed.positions, truth);
-  if (world_rank() == 0) std::printf("  position error: %.3f px at the stop, %.3f px after annealing\n", at_stop, after);
+  if (world_rank() == 0)
+    std::printf("  position error: %.3f px at the stop, %.3f px after annealing\n", at_stop, after);
   EXPECT_LT(after, 1.05 * at_stop);
   EXPECT_EQ(resumed.strays, 0);
   remove_on_rank0(path);
