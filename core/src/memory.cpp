@@ -47,6 +47,12 @@ double available_memory_bytes() {
   return available;
 }
 
+int default_batch(int frame_size, int modes, int threads) {
+  const double wave = double(std::max(1, frame_size)) * double(std::max(1, frame_size)) * 8.0 * std::max(1, modes);
+  const int per_thread = std::clamp(int(kBatchBytesPerThread / wave), 1, kMaxDefaultBatchPerThread);
+  return per_thread * std::max(1, threads);
+}
+
 double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>& chain) {
   const double n = double(std::max(0L, s.frames));
   const double mm = double(s.frame_size) * double(s.frame_size);

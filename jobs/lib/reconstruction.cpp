@@ -232,7 +232,6 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   ReconstructOptions opt;
   opt.chain = parse_chain(m_settings.engines, jobs::engine_base(m_settings));
   opt.probe_modes = m_settings.probe_modes;
-  opt.batch = m_settings.batch;
   opt.shift_quantum = m_settings.low_memory ? jobs::kLowMemoryShiftQuantum : 0;
 
   // The detector's orientation, if the settings turn the frames.
@@ -244,6 +243,10 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   if (!m_settings.probe_from.empty()) source = source.with_probe_from(m_settings.probe_from);
   if (!m_settings.frames_dataset.empty()) source = source.described(jobs::description_of(m_settings));
   m_info = source.info();
+  // The batch: the job's, or as many frames per thread as stay in a core's cache.
+  opt.batch = m_settings.batch > 0
+                  ? m_settings.batch
+                  : default_batch(m_info.geometry.frame_size, opt.probe_modes, ExecSpace().concurrency());
   // A file with a dark: unless the job says otherwise, every engine refines a
   // per-pixel background starting from it (as PyNX and cdtools use a dark).
   if (!m_info.background_source.empty() && !m_settings.origin.count("background") && m_settings.background == "none") {

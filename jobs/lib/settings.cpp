@@ -389,7 +389,9 @@ const std::vector<KeySpec>& specs() {
           "relative damping of object/probe divisions", non_negative()),
       make_key<unsigned>("seed", [](J& j) -> unsigned& { return j.base.seed; }, "random seed (PIE order)"),
       make_key<int>(
-          "batch", [](J& j) -> int& { return j.batch; }, "frames per batched FFT", int_range(1, kMaxBatch)),
+          "batch", [](J& j) -> int& { return j.batch; },
+          "frames per batched FFT (0: as many per thread as stay in a core's cache: 1 of 256^2, 16 of 64^2)",
+          int_range(0, kMaxBatch)),
       make_key<bool>("low_memory", [](J& j) -> bool& { return j.low_memory; },
                      "low-memory mode: round sub-pixel shifts to 1/8 px so that each rank keeps at most 64 shifted "
                      "probes per mode instead of one per frame (a shift error of 1/16 px at most); ML remakes its far "

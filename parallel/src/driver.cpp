@@ -2,6 +2,7 @@
 
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/first_guess.hpp"
+#include "ptycho/core/memory.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -160,8 +161,9 @@ void DistributedReconstruction::set_data(const Dataset& data) {
   }
   for (long g : scan.index) state.positions.push_back(m_info.positions[g]);
   m_runner.reset();  // a second set_data starts afresh
-  m_runner =
-      std::make_unique<ChainRunner>(m_options.chain, m_dec, m_coll, std::move(scan), std::move(state), m_options.batch,
+  const int batch =
+      m_options.batch > 0 ? m_options.batch : default_batch(m, m_options.probe_modes, ExecSpace().concurrency());
+  m_runner = std::make_unique<ChainRunner>(m_options.chain, m_dec, m_coll, std::move(scan), std::move(state), batch,
                                            m_options.shift_quantum);
 }
 

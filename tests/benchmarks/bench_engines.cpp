@@ -36,8 +36,9 @@
 //
 // The FFT floor is what an ideal engine must spend per iteration: one forward
 // and one inverse transform of every local frame, 2 x N_local frame FFTs, by
-// ptycho::FramePlan with Centring::none, a batch (the driver's batch, 16) at
-// a time on a buffer of one batch, as the engines transform. One floor pass
+// ptycho::FramePlan with Centring::none, a batch (the driver's batch:
+// ptycho::default_batch unless --batch says otherwise) at a time on a buffer
+// of one batch, as the engines transform. One floor pass
 // runs in the callback after iteration W and after each timed iteration but
 // the last (outside the engine's time), so floor and engine share the machine
 // in the same way even when other jobs come and go. The buffer is refilled
@@ -81,6 +82,7 @@
 #include "ptycho/core/engine.hpp"
 #include "ptycho/core/fft.hpp"
 #include "ptycho/core/local_scan.hpp"
+#include "ptycho/core/memory.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/core/types.hpp"
 #include "ptycho/parallel/driver.hpp"
@@ -115,7 +117,7 @@ struct BenchOptions {
   int size = 256;        ///< M, frame and probe side [px]
   int iterations = 10;   ///< K, timed iterations per engine
   int warmup = 10;       ///< W, untimed iterations before them
-  int batch = 16;        ///< frames per batched FFT (the driver's default)
+  int batch = 0;         ///< frames per batched FFT; 0: the driver's default (ptycho::default_batch)
   double photons = 1e6;  ///< photons per frame of the simulation (0: noiseless)
   bool refine_probe = false;
   std::string background = "none";  ///< the engines' detector background (the simulation has none)
@@ -230,8 +232,8 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
     error = "--iterations must be at least 1";
   else if (o.warmup < 1)
     error = "--warmup must be at least 1 (the first iteration's time includes the engine's setup)";
-  else if (o.batch < 1)
-    error = "--batch must be at least 1";
+  else if (o.batch < 0)
+    error = "--batch must be 0 (the default: ptycho::default_batch) or more";
   else if (o.object_size != 0 && (o.object_size < o.size + 8 || o.object_size > 65536))
     error = "--object-size must be 0 (automatic) or from M + 8 to 65536";
   else if (o.shift_quantum < 0 || o.shift_quantum > 64)
@@ -672,6 +674,7 @@ int run(int argc, char** argv) {
   info.object_rows = info.object_cols = so.object_size;
   info.probe_source = "simulated nominal probe";
 
+  if (o.batch == 0) o.batch = ptycho::default_batch(o.size, 1, ptycho::ExecSpace().concurrency());
   ptycho::ReconstructOptions ro;
   ro.batch = o.batch;
   ro.shift_quantum = o.shift_quantum;

@@ -40,6 +40,20 @@ TEST(Memory, FormatsBytes) {
   EXPECT_EQ(format_bytes(3.0 * (1 << 30)), "3 GiB");
 }
 
+TEST(Memory, DefaultBatchKeepsABatchOfWavesPerThreadInCache) {
+  // Per thread: as many frames of K modes as fit kBatchBytesPerThread (512 KiB).
+  EXPECT_EQ(default_batch(256, 1, 1), 1);  // one frame of 256^2 is 512 KiB
+  EXPECT_EQ(default_batch(128, 1, 1), 4);
+  EXPECT_EQ(default_batch(64, 1, 1), 16);                         // the benchmark's frames: the old fixed 16
+  EXPECT_EQ(default_batch(64, 3, 1), 5);                          // modes share the cache
+  EXPECT_EQ(default_batch(32, 1, 1), kMaxDefaultBatchPerThread);  // small frames: at most 16 per thread
+  EXPECT_EQ(default_batch(512, 2, 1), 1);                         // at least one frame per thread, however large
+  // Every thread gets its share.
+  EXPECT_EQ(default_batch(256, 1, 4), 4);
+  EXPECT_EQ(default_batch(128, 1, 2), 8);
+  EXPECT_EQ(default_batch(64, 1, 0), 16);  // (no thread count: one)
+}
+
 TEST(Memory, EstimateFollowsTheBuffersEachEngineKeeps) {
   RankShare s;
   s.frames = 1000;

@@ -232,7 +232,7 @@ class BadInputs(unittest.TestCase):
 
     def test_batch_out_of_range(self):
         self.refuse(["reconstruct", "scan.cxi", "--engines", "dm:1", "--batch", "100000"], "--batch")
-        self.refuse(["reconstruct", "scan.cxi", "--engines", "dm:1", "--batch", "0"], "--batch")
+        self.refuse(["reconstruct", "scan.cxi", "--engines", "dm:1", "--batch", "-1"], "--batch")
 
     def test_job_file_counts(self):
         for key, value in (("probe_modes", "1000"), ("engines", '"dm:99999999999"'), ("batches", "0"),

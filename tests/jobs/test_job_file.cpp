@@ -313,7 +313,7 @@ TEST(ReadJobFile, BadValuesSayWhatIsWrong) {
       {"tv_epsilon = 0", "tv_epsilon: must be between 1e-06 and 1, got 0"},
       {"tau = 0", "tau: must be a finite number > 0, got 0"},
       {"beta = nan", "beta: must be a finite number, got nan"},
-      {"batch = 0", "batch: must be from 1 to 4096, got 0"},
+      {"batch = -1", "batch: must be from 0 to 4096, got -1"},
       {"probe_modes = 33", "probe_modes: must be from 1 to 32, got 33"},
       {"engines = \"dm:2147483648\"",
        "engines: 'dm:2147483648': the iteration count must be a whole number from 0 to 10000000"},

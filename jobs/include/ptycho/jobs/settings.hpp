@@ -84,7 +84,7 @@ struct ReconstructJob {
   std::string likelihood = "poisson";  ///< ML noise model: poisson or gaussian
   std::string position_method = "gradient";  ///< position refinement: gradient or annealing
   std::string background = "none";     ///< detector background refined by every engine: none, constant or pixel
-  int batch = 16;                      ///< frames per batched FFT
+  int batch = 0;                       ///< frames per batched FFT; 0: default_batch (core/memory.hpp)
   int progress_every = 10;             ///< a progress line every this many iterations
   std::string previews;                ///< folder for PNG previews; empty: none
   std::string log_json;                ///< JSON-lines progress log; empty: none

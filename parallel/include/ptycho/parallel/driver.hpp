@@ -30,7 +30,7 @@ namespace ptycho {
 struct ReconstructOptions {
   std::vector<EngineOptions> chain;  ///< engines, run in order; state carries over
   int probe_modes = 1;               ///< K incoherent probe modes
-  int batch = 16;                    ///< frames per batched FFT
+  int batch = 0;                     ///< frames per batched FFT; 0: default_batch (core/memory.hpp)
   /// The low-memory mode's bound on the shifted-probe cache: sub-pixel
   /// shifts rounded to 1/shift_quantum px, min(n, q^2) cached probes per
   /// mode (Workspace). 0: exact shifts, one cached probe per frame and mode.
