@@ -3,7 +3,8 @@
 #   serial: Release with Debian's Kokkos (Serial backend only)  -> build/serial
 #   openmp: Release with an OpenMP Kokkos, built once per machine by
 #           cmake/build-kokkos-openmp.sh from Debian's trilinos source
-#           (seconds to a minute, then reused)                   -> build/openmp
+#           (seconds to a minute, then reused); the suite without the
+#           tests labelled `cli` (one thread per rank: serial's code) -> build/openmp
 #   asan:   AddressSanitizer and UndefinedBehaviorSanitizer (-O1 -g1), Debian's
 #           Kokkos, no benchmarks, no SLURM tests, no Python module; its suite includes the fuzz
 #           targets (tests/fuzz), each fuzzed for 60 s       -> build/asan
@@ -54,7 +55,8 @@ fi
 
 declare -A result=()
 failed=0
-ctest_env=()  # VAR=value for ctest and the tests only (the asan build's)
+ctest_env=()   # VAR=value for ctest and the tests only (the asan build's)
+ctest_args=()  # more ctest arguments (the openmp build's label filter)
 
 # build_and_test NAME DEVICES_REGEX CMAKE_ARGS...: configure, build and run
 # ctest in $build_root/NAME; DEVICES_REGEX must match the Kokkos devices the
@@ -87,7 +89,8 @@ build_and_test() {
 
   section "$name: ctest"
   local status=0
-  env "${ctest_env[@]}" ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900 --no-tests=error 2>&1 |
+  env "${ctest_env[@]}" ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900 --no-tests=error \
+    "${ctest_args[@]}" 2>&1 |
     tee "$dir/run-ctest.log" || status=$?
   # ctest's "NN% tests passed, F tests failed out of T" as "P/T tests passed".
   local counts
@@ -123,9 +126,14 @@ if [[ -z "$only" || "$only" == openmp ]]; then
     export KOKKOS_DISABLE_WARNINGS=1 OMP_PROC_BIND=spread OMP_PLACES=threads
     # Without the learned plugin: this build checks that everything else
     # builds and that asking for a network says what is missing (libtorch's
-    # OpenMP runtime beside Kokkos's is not something we test here).
+    # OpenMP runtime beside Kokkos's is not something we test here). Without
+    # the tests labelled `cli` either: they drive the program with one thread
+    # per rank, which is the serial stage's code; the threads are tested by
+    # the GoogleTest suites (two threads at one rank) and test_repeat_bitwise.
+    ctest_args=(-LE '^cli$')
     build_and_test openmp '(^|;)OPENMP(;|$)' -UKokkos_DIR "-DKokkos_ROOT=$kokkos_prefix" \
       -DPTYCHO_REQUIRE_KOKKOS_DEVICE=OPENMP -DPTYCHO_TORCH=OFF || failed=1
+    ctest_args=()
   else
     result[openmp]="FAIL (building the OpenMP Kokkos)"
     failed=1
