@@ -41,8 +41,9 @@ struct RankShare {
 /// The bytes of waves per thread that the default batch keeps to: half of a
 /// 1 MiB level-2 cache, so that a frame's wave stays in its core's cache from
 /// the exit wave through both transforms to the accumulation (frames of 256^2
-/// one or two at a time: DM and ML about 10 % faster per iteration than 16 at
-/// a time; README, "Batches that stay in cache").
+/// one or two at a time against 16: ML 3-10 % faster per iteration, DM up to
+/// 10 % at 500 frames and within the noise at 1000; README, "Batches that
+/// stay in cache").
 inline constexpr double kBatchBytesPerThread = 512.0 * 1024;
 /// The most frames per thread the default batch takes (small frames).
 inline constexpr int kMaxDefaultBatchPerThread = 16;
