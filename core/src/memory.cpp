@@ -2,6 +2,7 @@
 
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/local_scan.hpp"
+#include "ptycho/core/types.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -51,6 +52,10 @@ int default_batch(int frame_size, int modes, int threads) {
   const double wave = double(std::max(1, frame_size)) * double(std::max(1, frame_size)) * 8.0 * std::max(1, modes);
   const int per_thread = std::clamp(int(kBatchBytesPerThread / wave), 1, kMaxDefaultBatchPerThread);
   return per_thread * std::max(1, threads);
+}
+
+int batch_or_default(int batch, int frame_size, int modes) {
+  return batch > 0 ? batch : default_batch(frame_size, modes, ExecSpace().concurrency());
 }
 
 double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>& chain) {

@@ -244,9 +244,7 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   if (!m_settings.frames_dataset.empty()) source = source.described(jobs::description_of(m_settings));
   m_info = source.info();
   // The batch: the job's, or as many frames per thread as stay in a core's cache.
-  opt.batch = m_settings.batch > 0
-                  ? m_settings.batch
-                  : default_batch(m_info.geometry.frame_size, opt.probe_modes, ExecSpace().concurrency());
+  opt.batch = m_batch = batch_or_default(m_settings.batch, m_info.geometry.frame_size, opt.probe_modes);
   // A file with a dark: unless the job says otherwise, every engine refines a
   // per-pixel background starting from it (as PyNX and cdtools use a dark).
   if (!m_info.background_source.empty() && !m_settings.origin.count("background") && m_settings.background == "none") {
@@ -458,6 +456,7 @@ io::ResultData Reconstruction::result(const std::string& command_line) const {
   proc.metrics["seconds_per_iteration"] = seconds() / iters;
   proc.metrics["ranks"] = ranks();
   proc.metrics["frames_migrated"] = double(frames_migrated());
+  proc.metrics["batch"] = double(m_batch);  // the configuration's batch may be 0: the default, resolved here
   // The estimated model mismatch: what the reconstruction changed in the
   // probe and the positions, and the partial coherence.
   const Mismatch mm = mismatch();

@@ -161,8 +161,7 @@ void DistributedReconstruction::set_data(const Dataset& data) {
   }
   for (long g : scan.index) state.positions.push_back(m_info.positions[g]);
   m_runner.reset();  // a second set_data starts afresh
-  const int batch =
-      m_options.batch > 0 ? m_options.batch : default_batch(m, m_options.probe_modes, ExecSpace().concurrency());
+  const int batch = batch_or_default(m_options.batch, m, m_options.probe_modes);
   m_runner = std::make_unique<ChainRunner>(m_options.chain, m_dec, m_coll, std::move(scan), std::move(state), batch,
                                            m_options.shift_quantum);
 }

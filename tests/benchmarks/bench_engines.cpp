@@ -674,7 +674,7 @@ int run(int argc, char** argv) {
   info.object_rows = info.object_cols = so.object_size;
   info.probe_source = "simulated nominal probe";
 
-  if (o.batch == 0) o.batch = ptycho::default_batch(o.size, 1, ptycho::ExecSpace().concurrency());
+  o.batch = ptycho::batch_or_default(o.batch, o.size, 1);
   ptycho::ReconstructOptions ro;
   ro.batch = o.batch;
   ro.shift_quantum = o.shift_quantum;

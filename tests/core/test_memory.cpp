@@ -3,6 +3,7 @@
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/memory.hpp"
 #include "ptycho/core/simulate.hpp"
+#include "ptycho/core/types.hpp"
 
 #include <gtest/gtest.h>
 
@@ -52,6 +53,15 @@ TEST(Memory, DefaultBatchKeepsABatchOfWavesPerThreadInCache) {
   EXPECT_EQ(default_batch(256, 1, 4), 4);
   EXPECT_EQ(default_batch(128, 1, 2), 8);
   EXPECT_EQ(default_batch(64, 1, 0), 16);  // (no thread count: one)
+}
+
+TEST(Memory, BatchOrDefaultKeepsAGivenBatchAndOtherwiseFollowsTheThreads) {
+  EXPECT_EQ(batch_or_default(7, 256, 1), 7);
+  EXPECT_EQ(batch_or_default(1, 32, 2), 1);
+  const int threads = ExecSpace().concurrency();
+  EXPECT_EQ(batch_or_default(0, 256, 1), threads);  // one frame of 256^2 per thread
+  EXPECT_EQ(batch_or_default(0, 64, 3), 5 * threads);
+  EXPECT_EQ(batch_or_default(-1, 128, 1), 4 * threads);  // (not positive: the default)
 }
 
 TEST(Memory, EstimateFollowsTheBuffersEachEngineKeeps) {

@@ -149,6 +149,9 @@ progress_every = 3
             self.assertEqual(cj[key], cc[key], key)
         self.assertEqual(cj["job_file"], job)
         self.assertEqual(cc["job_file"], "")
+        for out in (self.path("out", "job.h5"), self.path("run", "cli.h5")):
+            with h5py.File(out, "r") as f:
+                self.assertEqual(f["entry_1/process_1/batch"][()], 8)  # the batch in use
 
     def test_command_line_overrides_the_job_file(self):
         job = self.job("override.toml", self.JOB.replace("job.h5", "override_job.h5"))
@@ -172,6 +175,10 @@ progress_every = 3
     def test_the_first_bytes_decide_between_scan_and_job_file(self):
         shutil.copy(self.path("data", "scan.cxi"), self.path("data", "scan_no_extension"))
         self.ok(["reconstruct", "../data/scan_no_extension", "-o", "noext.h5", "--engines", "dm:2"])
+        # No batch given: the configuration says 0 (the default) and the result the batch it resolved to.
+        self.assertEqual(self.config(self.path("run", "noext.h5"))["batch"], 0)
+        with h5py.File(self.path("run", "noext.h5"), "r") as f:
+            self.assertGreaterEqual(f["entry_1/process_1/batch"][()], 1)
         cfg = self.job("job.cfg", 'input = "../data/scan.cxi"\nengines = "dm:2"\noutput = "../out/cfg.h5"\n')
         self.ok(["reconstruct", cfg])
         self.assertTrue(os.path.exists(self.path("out", "cfg.h5")))

@@ -53,6 +53,10 @@ inline constexpr int kMaxDefaultBatchPerThread = 16;
 /// kBatchBytesPerThread (at least 1, at most kMaxDefaultBatchPerThread).
 int default_batch(int frame_size, int modes, int threads);
 
+/// The batch a run uses: `batch` when it is positive (a job's, an option's),
+/// otherwise default_batch for this process's threads (ExecSpace's concurrency).
+int batch_or_default(int batch, int frame_size, int modes);
+
 /// Bytes of libraries, plans and small buffers every rank holds besides the model's arrays.
 inline constexpr double kProcessOverheadBytes = 96.0 * (1 << 20);
 /// What libtorch and a network add to a rank that runs the nn engine (measured: about 164 MB for libtorch).

@@ -195,6 +195,7 @@ class Reconstruction {
   bool m_scan_in_memory = false;
   std::string m_input_abs;  ///< the scan file's absolute path (checkpoints record it); the name for arrays
   std::string m_memory_note;  ///< why the low-memory mode was switched on by itself ("" if it was not)
+  int m_batch = 0;            ///< the frames per batched FFT in use (the job's, or default_batch's)
   std::unique_ptr<DistributedReconstruction> m_recon;
   RankLayout layout() const;
   void resume_from(const std::string& path);
