@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# The test command. Builds ptycho three times and runs the whole ctest suite on each:
-#   serial: Release with Debian's Kokkos (Serial backend only)  -> build/serial
-#   openmp: Release with an OpenMP Kokkos, built once per machine by
-#           cmake/build-kokkos-openmp.sh from Debian's trilinos source
-#           (seconds to a minute, then reused); the suite without the
-#           tests labelled `cli` (one thread per rank: serial's code) -> build/openmp
-#   asan:   AddressSanitizer and UndefinedBehaviorSanitizer (-O1 -g1), Debian's
-#           Kokkos, no benchmarks, no SLURM tests, no Python module; its suite includes the fuzz
-#           targets (tests/fuzz), each fuzzed for 60 s       -> build/asan
+# The test command. Builds ptycho twice and runs the ctest suite on each:
+#   serial:      Release with Debian's Kokkos (Serial backend only), the whole
+#                suite: SLURM tests, learned engines, Python module, benchmarks
+#                built                                           -> build/serial
+#   openmp-asan: an OpenMP Kokkos, built once per machine by
+#                cmake/build-kokkos-openmp.sh from Debian's trilinos source
+#                (seconds to a minute, then reused), with AddressSanitizer and
+#                UndefinedBehaviorSanitizer (-O1 -g1); no libtorch, benchmarks,
+#                SLURM tests or Python module; the suite without the tests
+#                labelled `cli` (end-to-end scripts with one thread per rank:
+#                serial's code), with the fuzz targets (tests/fuzz) each
+#                fuzzed for 60 s                                 -> build/openmp-asan
+# (Until session 18 these were three builds: a plain OpenMP one and a
+# sanitizer one on the Serial Kokkos besides serial; one instrumented OpenMP
+# build covers both and saves about 13 minutes of CI.)
 # Missing Debian packages are installed first (cmake/install-deps.sh: needs
 # root or sudo, and does nothing when all are present). Exits non-zero if
 # any build or suite fails; the last line is a one-line summary.
 #
 # Environment (all optional):
-#   PTYCHO_BUILD_ROOT    where build/serial and build/openmp go (default: build)
+#   PTYCHO_BUILD_ROOT    where the build folders go (default: build)
 #   PTYCHO_JOBS          parallel build and test jobs (default: nproc)
 #   PTYCHO_SHARED_DIR    the shared/ folder (default: ../shared when present)
 #   PTYCHO_KOKKOS_OPENMP prefix of the OpenMP Kokkos (default: /opt/ptycho/kokkos-openmp)
-#   PTYCHO_ONLY          serial, openmp or asan: build and test that one only
-#   PTYCHO_SANITIZE_TESTS 1 (default): the asan build runs; 0: skip it
+#   PTYCHO_ONLY          serial or openmp-asan (openmp, asan: the same): build and test that one only
+#   PTYCHO_SANITIZE_TESTS 1 (default): the OpenMP build is instrumented; 0: plain
+#                        Release instead, in build/openmp (stage "openmp")
 #   PTYCHO_SLURM_TESTS   1 (default): the serial build also runs the SLURM tests
 #                        (tests/slurm: a real SLURM on localhost, preemption and
 #                        requeue, SIGKILL trials; installs slurm-wlm and munge); 0: skip
@@ -118,53 +125,64 @@ if [[ -z "$only" || "$only" == serial ]]; then
   build_and_test serial '^SERIAL$' "${serial_args[@]}" || failed=1
 fi
 
-if [[ -z "$only" || "$only" == openmp ]]; then
-  section "openmp: Kokkos with OpenMP (cmake/build-kokkos-openmp.sh, once per machine)"
+# The second build: OpenMP Kokkos, instrumented. One build does both jobs
+# that used to take two (a Release OpenMP build and a sanitizer build on
+# Debian's Serial Kokkos): the GoogleTest suites run with two threads at one
+# rank, so kernel races and the threaded code paths meet AddressSanitizer and
+# UndefinedBehaviorSanitizer, and the Serial code is what the serial stage
+# tests at -O2. PTYCHO_SANITIZE_TESTS=0 builds it as plain Release instead.
+if [[ -z "$only" || "$only" == openmp-asan || "$only" == openmp || "$only" == asan ]]; then
+  sanitize=1
+  [[ "${PTYCHO_SANITIZE_TESTS:-1}" == 0 ]] && sanitize=0
+  stage=openmp-asan
+  ((sanitize)) || stage=openmp
+  section "$stage: Kokkos with OpenMP (cmake/build-kokkos-openmp.sh, once per machine)"
   if kokkos_prefix=$(bash cmake/build-kokkos-openmp.sh ${PTYCHO_KOKKOS_OPENMP:+"$PTYCHO_KOKKOS_OPENMP"} | tail -n1) &&
     [[ -d "$kokkos_prefix" ]]; then
     echo "run.sh: OpenMP Kokkos at $kokkos_prefix"
     export KOKKOS_DISABLE_WARNINGS=1 OMP_PROC_BIND=spread OMP_PLACES=threads
-    # Without the learned plugin: this build checks that everything else
-    # builds and that asking for a network says what is missing (libtorch's
-    # OpenMP runtime beside Kokkos's is not something we test here). Without
-    # the tests labelled `cli` either: they drive the program with one thread
-    # per rank, which is the serial stage's code; the threads are tested by
-    # the GoogleTest suites (two threads at one rank) and test_repeat_bitwise.
+    # Without the learned plugin (libtorch is not instrumented, and its OpenMP
+    # runtime beside Kokkos's is not something we test here): this build
+    # checks that everything else builds and that asking for a network says
+    # what is missing. No benchmarks, SLURM tests or Python module (python3
+    # is not instrumented): the serial stage has them. Without the tests
+    # labelled `cli` either: scripts that drive the program end to end with
+    # one thread per rank, the serial stage's code again; the bad-input
+    # script (label `input`) does run here, under the sanitizers.
+    omp_args=(-UKokkos_DIR "-DKokkos_ROOT=$kokkos_prefix" -DPTYCHO_REQUIRE_KOKKOS_DEVICE=OPENMP
+      -DPTYCHO_TORCH=OFF -DPTYCHO_BUILD_BENCHMARKS=OFF -DPTYCHO_SLURM_TESTS=OFF -DPTYCHO_BUILD_PYTHON=OFF)
+    if ((sanitize)); then
+      # -O1 (ASan's recommendation) and line tables only: half the compile time of -O2 -g.
+      omp_args+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo
+        "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+        -DPTYCHO_SANITIZE=address,undefined)
+      # Every process of the suite (mpirun forwards the environment to its ranks)
+      # stops at the first report; leaks in Open MPI and its libraries (never in
+      # ptycho) are suppressed by tests/sanitizers/lsan.supp. The tests run with
+      # dlclose a no-op (tests/sanitizers/no_dlclose.c), so that the leaks of Open
+      # MPI's unloaded plugins have a module name to suppress; it comes before
+      # the ASan runtime, hence verify_asan_link_order=0.
+      export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:strict_init_order=1:verify_asan_link_order=0"
+      export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+      export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"
+      ctest_env=("LD_PRELOAD=$(realpath -m "$build_root/$stage/tests/sanitizers/libptycho_no_dlclose.so")")
+    else
+      omp_args+=(-DPTYCHO_SANITIZE=)
+    fi
     ctest_args=(-LE '^cli$')
-    build_and_test openmp '(^|;)OPENMP(;|$)' -UKokkos_DIR "-DKokkos_ROOT=$kokkos_prefix" \
-      -DPTYCHO_REQUIRE_KOKKOS_DEVICE=OPENMP -DPTYCHO_TORCH=OFF || failed=1
+    build_and_test "$stage" '(^|;)OPENMP(;|$)' "${omp_args[@]}" || failed=1
     ctest_args=()
+    ctest_env=()
+    unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
   else
-    result[openmp]="FAIL (building the OpenMP Kokkos)"
+    result[$stage]="FAIL (building the OpenMP Kokkos)"
     failed=1
   fi
 fi
 
-if [[ "${PTYCHO_SANITIZE_TESTS:-1}" != 0 && ( -z "$only" || "$only" == asan ) ]]; then
-  # -O1 (ASan's recommendation) and line tables only: half the compile time of -O2 -g.
-  asan_args=(-UKokkos_ROOT -DPTYCHO_REQUIRE_KOKKOS_DEVICE=SERIAL -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
-    -DPTYCHO_SANITIZE=address,undefined -DPTYCHO_BUILD_BENCHMARKS=OFF -DPTYCHO_SLURM_TESTS=OFF
-    -DPTYCHO_BUILD_PYTHON=OFF -DPTYCHO_TORCH=OFF)  # libtorch is not instrumented; python3 itself is not instrumented; the library under it is, through the CLI tests
-  [[ -n "$debian_kokkos" ]] && asan_args+=("-DKokkos_DIR=$(dirname "$debian_kokkos")")
-  # Every process of the suite (mpirun forwards the environment to its ranks)
-  # stops at the first report; leaks in Open MPI and its libraries (never in
-  # ptycho) are suppressed by tests/sanitizers/lsan.supp. The tests run with
-  # dlclose a no-op (tests/sanitizers/no_dlclose.c), so that the leaks of Open
-  # MPI's unloaded plugins have a module name to suppress; it comes before
-  # the ASan runtime, hence verify_asan_link_order=0.
-  export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:strict_init_order=1:verify_asan_link_order=0"
-  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-  export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"
-  ctest_env=("LD_PRELOAD=$(realpath -m "$build_root/asan/tests/sanitizers/libptycho_no_dlclose.so")")
-  build_and_test asan '^SERIAL$' "${asan_args[@]}" || failed=1
-  ctest_env=()
-  unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
-fi
-
 section "summary"
 summary=""
-for name in serial openmp asan; do
+for name in serial openmp-asan openmp; do
   [[ -n "${result[$name]:-}" ]] && summary+="${summary:+; }$name: ${result[$name]}"
 done
 verdict=PASS
