@@ -106,13 +106,7 @@ void add_to_result(MPI_Comm comm, const std::string& path, long rows, long cols,
                    const std::vector<AnalysisRecord>& records) {
   silence_hdf5_errors();
   const int rank = detail::comm_rank(comm);
-  std::vector<char> name_bytes;
-  if (rank == 0) {
-    const std::string temp = temporary_path_for(path);
-    name_bytes.assign(temp.begin(), temp.end());
-  }
-  detail::broadcast_bytes(comm, name_bytes, 0);
-  const std::string temp(name_bytes.begin(), name_bytes.end());
+  const std::string temp = detail::shared_temporary_path(comm, path);
   try {
     collectively(comm, [&] {
       if (rank != 0) return;

@@ -270,13 +270,7 @@ void write_checkpoint(MPI_Comm comm, const std::string& path, const RankLayout& 
                       const std::function<void(StateArchive&)>& save) {
   silence_hdf5_errors();
   const int rank = detail::comm_rank(comm);
-  std::vector<char> name_bytes;
-  if (rank == 0) {
-    const std::string temp = temporary_path_for(path);
-    name_bytes.assign(temp.begin(), temp.end());
-  }
-  detail::broadcast_bytes(comm, name_bytes, 0);
-  const std::string temp(name_bytes.begin(), name_bytes.end());
+  const std::string temp = detail::shared_temporary_path(comm, path);
   try {
     std::unique_ptr<Hdf5Archive> archive;
     collectively(comm, [&] {

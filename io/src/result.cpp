@@ -302,13 +302,7 @@ void write_result(MPI_Comm comm, const std::string& path, const ResultData& resu
   collectively(comm, [&] { check_tiling(tiles); });
 
   // One temporary name for all ranks, chosen by rank 0.
-  std::vector<char> name_bytes;
-  if (rank == 0) {
-    const std::string temp = temporary_path_for(path);
-    name_bytes.assign(temp.begin(), temp.end());
-  }
-  detail::broadcast_bytes(comm, name_bytes, 0);
-  const std::string temp(name_bytes.begin(), name_bytes.end());
+  const std::string temp = detail::shared_temporary_path(comm, path);
 
   try {
     // The object, collectively from the tiles.

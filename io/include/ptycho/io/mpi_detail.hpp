@@ -1,7 +1,9 @@
 #pragma once
-// MPI helpers of io/ and jobs/: MPI status checks, agreement on errors, and a
-// byte packer for broadcasting small structures.
+// MPI helpers of io/ and jobs/: MPI status checks, agreement on errors, one
+// temporary file name for a collective write, and a byte packer for
+// broadcasting small structures.
 #include "ptycho/core/error.hpp"
+#include "ptycho/io/atomic_file.hpp"
 
 #include <mpi.h>
 
@@ -45,6 +47,18 @@ inline void broadcast_bytes(MPI_Comm comm, std::vector<char>& bytes, int root) {
     const int count = static_cast<int>(std::min(kChunk, n - off));
     check_mpi(MPI_Bcast(bytes.data() + off, count, MPI_BYTE, root, comm), "MPI_Bcast");
   }
+}
+
+/// One temporary name for `path` (temporary_path_for) on every rank of
+/// `comm`, chosen by rank 0: the name a collective atomic write creates.
+inline std::string shared_temporary_path(MPI_Comm comm, const std::string& path) {
+  std::vector<char> bytes;
+  if (comm_rank(comm) == 0) {
+    const std::string temp = temporary_path_for(path);
+    bytes.assign(temp.begin(), temp.end());
+  }
+  broadcast_bytes(comm, bytes, 0);
+  return std::string(bytes.begin(), bytes.end());
 }
 
 /// Runs `step` on every rank of `comm`, then makes the ranks agree: if any
