@@ -186,6 +186,8 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
   std::vector<long> slot_frame;  // a frame of each slot (whose rounded shift it has)
   m_frac_row_h.resize(n);
   m_frac_col_h.resize(n);
+  m_row_h.resize(n);
+  m_col_h.resize(n);
   const Rect& e = m_scan.extent;
   for (long j = 0; j < n; ++j) {
     PatchOrigin o = patch_origin(positions[j].row, positions[j].col, m);
@@ -224,8 +226,8 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
     const Rect patch{o.row, o.col, m, m};
     PTYCHO_THROW_IF(!e.contains(patch), "frame " << m_scan.index[j] << " at (" << positions[j].row << ", "
                                                  << positions[j].col << ") reads outside this rank's tile");
-    row(j) = static_cast<int>(o.row - e.row0);
-    col(j) = static_cast<int>(o.col - e.col0);
+    row(j) = m_row_h[j] = static_cast<int>(o.row - e.row0);
+    col(j) = m_col_h[j] = static_cast<int>(o.col - e.col0);
     fr(j) = m_frac_row_h[j] = o.frac_row;
     fc(j) = m_frac_col_h[j] = o.frac_col;
   }
@@ -275,6 +277,35 @@ void Workspace::set_probe(const CView3& probe) {
   }
   // One copy per slot, made from the shift ramp of the first frame in it.
   shifted_copies(m_probe_spectrum, long(m_slot_frame.extent(0)), m_slot_frame, m_probes);
+}
+
+std::vector<long> Workspace::batch_order(long first, long last) const {
+  PTYCHO_THROW_IF(first < 0 || last < first || last > long(m_row_h.size()),
+                  "Workspace::batch_order: frames " << first << ".." << last << " of " << m_row_h.size());
+  struct Key {
+    long band;
+    double along;
+    long first;
+  };
+  std::vector<Key> keys;
+  keys.reserve(size_t((last - first + m_batch - 1) / m_batch));
+  const double band = std::max(1, m_scan.frame_size / 2);
+  for (long b0 = first; b0 < last; b0 += m_batch) {
+    const long b1 = std::min<long>(last, b0 + m_batch);
+    double r = 0, c = 0;
+    for (long j = b0; j < b1; ++j) r += m_row_h[j], c += m_col_h[j];
+    r /= double(b1 - b0);
+    c /= double(b1 - b0);
+    const long k = long(std::floor(r / band));
+    keys.push_back({k, (k % 2 == 0) ? c : -c, b0});
+  }
+  // Ties (frames at one place) keep the scan's order: the order is a function of the positions alone.
+  std::stable_sort(keys.begin(), keys.end(),
+                   [](const Key& a, const Key& b) { return a.band != b.band ? a.band < b.band : a.along < b.along; });
+  std::vector<long> out;
+  out.reserve(keys.size());
+  for (const Key& k : keys) out.push_back(k.first);
+  return out;
 }
 
 long Workspace::probe_slots_for(long frames, int shift_quantum) {

@@ -6,7 +6,10 @@
 //    adjoint of that shift (a shift by the opposite amount), and
 //    sum_j |O_j|^2, both for batches with sub-pixel shifts (summed in the
 //    Fourier domain) and without (summed in real space);
-//  - the illumination alone equals the denominator of the object sums.
+//  - the illumination alone equals the denominator of the object sums;
+//  - batch_order visits the batches in serpentine bands of M/2 rows, a
+//    permutation of the batches, with a shorter path over the object than
+//    the scan's own (Fermat) order.
 #include "engine_fixture.hpp"
 
 #include "ptycho/core/forward.hpp"
@@ -14,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <random>
@@ -67,6 +71,52 @@ std::vector<cd> shifted(const CView3& probe, double dr, double dc) {
   std::vector<cd> v(size_t(m) * m);
   for (size_t i = 0; i < v.size(); ++i) v[i] = cd(h.data()[i].real(), h.data()[i].imag());
   return v;
+}
+
+TEST(Workspace, BatchOrderVisitsTheObjectInSerpentineBands) {
+  Case c(false);
+  const long n = c.s.scan.num_local();
+  const int m = c.s.scan.frame_size;
+  ASSERT_GE(n, 20);
+  Workspace ws(c.s.scan, 1, 1);
+  ws.set_positions(c.st.positions);
+  auto row = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_row());
+  auto col = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_col());
+  const std::vector<long> order = ws.batch_order(0, n);
+  std::vector<long> sorted = order;
+  std::sort(sorted.begin(), sorted.end());
+  for (long j = 0; j < n; ++j) ASSERT_EQ(sorted[size_t(j)], j) << "not a permutation of the frames";
+  auto path = [&](const std::vector<long>& visit) {
+    double length = 0;
+    for (size_t i = 1; i < visit.size(); ++i)
+      length += std::hypot(double(row(visit[i]) - row(visit[i - 1])), double(col(visit[i]) - col(visit[i - 1])));
+    return length;
+  };
+  std::vector<long> scan_order(static_cast<size_t>(n));
+  for (long j = 0; j < n; ++j) scan_order[size_t(j)] = j;
+  EXPECT_LT(path(order), 0.5 * path(scan_order));
+  const int band = m / 2;
+  for (size_t i = 1; i < order.size(); ++i) {
+    const long a = order[i - 1], b = order[i];
+    const int band_a = row(a) / band, band_b = row(b) / band;
+    ASSERT_LE(band_a, band_b) << "bands out of order at " << i;
+    if (band_a == band_b) {
+      if (band_a % 2 == 0)
+        EXPECT_LE(col(a), col(b)) << "band " << band_a << " should run left to right";
+      else
+        EXPECT_GE(col(a), col(b)) << "band " << band_a << " should run right to left";
+    }
+  }
+  // Batches of three: their first frames, each once, and a sub-range's.
+  Workspace ws3(c.s.scan, 1, 3);
+  ws3.set_positions(c.st.positions);
+  std::vector<long> firsts = ws3.batch_order(2, n);
+  std::sort(firsts.begin(), firsts.end());
+  std::vector<long> expect;
+  for (long f = 2; f < n; f += 3) expect.push_back(f);
+  EXPECT_EQ(firsts, expect);
+  EXPECT_TRUE(ws3.batch_order(5, 5).empty());
+  EXPECT_THROW(ws3.batch_order(0, n + 1), Error);
 }
 
 TEST(Workspace, CachedProbesAreTheShiftedSignedProbe) {

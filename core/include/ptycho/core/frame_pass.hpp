@@ -32,8 +32,11 @@
 ///  - the update: a callable (first, count, waves), after backward
 ///    propagation, or MeasureOnly{} (no backward propagation: a pass that only
 ///    sums, such as ML's line search);
-///  - the frames: a FrameRange in batches of Workspace::batch() frames, or an
-///    order of single frames (the PIE family's sequential updates).
+///  - the frames: a FrameRange in batches of Workspace::batch() frames,
+///    visited by their place in the object (Workspace::batch_order: the
+///    batches of such a pass are independent, and their sums do not depend
+///    on the order beyond rounding), or an order of single frames (the PIE
+///    family's sequential updates).
 #include "ptycho/core/background.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/fft.hpp"
@@ -165,14 +168,18 @@ class FramePass {
   /// Where the pass keeps its waves.
   const WaveStore& waves() const { return m_waves; }
 
-  /// The pass over `frames`, in batches of the workspace's batch size.
+  /// The pass over `frames`, in batches of the workspace's batch size,
+  /// visited in Workspace::batch_order (by place in the object, so that the
+  /// object's pixels and sums stay in cache from one batch to the next).
+  /// The batches of such a pass must be independent: the update only adds
+  /// to sums that are applied after the pass.
   template <class Source, class Fourier, class Update>
   auto run(FrameRange frames, Source&& source, Fourier&& fourier, Update&& update) const {
     using T = std::decay_t<decltype(fourier(0L, 0L, std::declval<const CView3&>()))>;
     PTYCHO_THROW_IF(!m_ws, "FramePass: run before it was built");
     T total{};
     const long batch = m_ws->batch();
-    for (long first = frames.first; first < frames.last; first += batch) {
+    for (long first : m_ws->batch_order(frames.first, frames.last)) {
       const long count = std::min<long>(batch, frames.last - first);
       total += step<T>(frames.first, first, count, source, fourier, update);
     }

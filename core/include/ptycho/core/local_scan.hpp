@@ -118,6 +118,17 @@ class Workspace {
   const std::vector<double>& frac_row() const { return m_frac_row_h; }
   const std::vector<double>& frac_col() const { return m_frac_col_h; }
 
+  /// The batches of `frames` (runs of batch() frames from frames.first, the
+  /// last one shorter), as their first frames, in the order a pass whose
+  /// batches are independent visits them: by patch position, in serpentine
+  /// bands M/2 rows high (along the columns, one band left to right, the
+  /// next right to left). Consecutive batches then share most of their
+  /// object pixels, which stay in cache from one to the next, whatever the
+  /// scan's own order (a Fermat spiral jumps across the object from one
+  /// frame to the next). Batches of several frames are placed by their mean
+  /// patch origin. Set by set_positions.
+  std::vector<long> batch_order(long first, long last) const;
+
   /// waves(b*K + k) = P~_{j,k} * O[patch_j] for j = first + b, b < count.
   void exit_waves(const CView2& object, long first, long count, const CView3& waves) const;
   /// out(b*K + k) = the shifted, signed copy for frame first + b (with its
@@ -158,6 +169,7 @@ class Workspace {
   /// every frame, (n, M) each, made when the positions change.
   View2<cfloat> m_ramp_row, m_ramp_col;
   std::vector<double> m_frac_row_h, m_frac_col_h;
+  std::vector<int> m_row_h, m_col_h;  ///< host copies of the patch origins (batch_order)
   View1<double> m_freq;  ///< fftfreq(M)
   double m_valid_pixels = 0;
   long m_probe_version = 0;
