@@ -645,7 +645,10 @@ FrameBlock frames_block(const H5File& f, const std::string& frames, std::string&
                         path << ": " << frames << " holds " << type_out << " values, expected counts (integers or floats)");
   check_frames_shape(path, frames, dims);
   check_filters(f, dset.get(), frames);
-  FrameBlock block{path, frames, 0, long(dims[0]), 0};
+  FrameBlock block;
+  block.file = path;
+  block.dataset = frames;
+  block.count = long(dims[0]);
   if (dims.size() == 4) {  // a raster (rows, columns, M, M), as NXcxi_ptycho allows
     block.count = long(dims[0] * dims[1]);
     block.raster_cols = long(dims[1]);
