@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace ptycho {
 
@@ -188,6 +189,7 @@ void Workspace::set_positions(const std::vector<Position>& positions) {
   m_frac_col_h.resize(n);
   m_row_h.resize(n);
   m_col_h.resize(n);
+  m_batch_orders.clear();
   const Rect& e = m_scan.extent;
   for (long j = 0; j < n; ++j) {
     PatchOrigin o = patch_origin(positions[j].row, positions[j].col, m);
@@ -279,9 +281,11 @@ void Workspace::set_probe(const CView3& probe) {
   shifted_copies(m_probe_spectrum, long(m_slot_frame.extent(0)), m_slot_frame, m_probes);
 }
 
-std::vector<long> Workspace::batch_order(long first, long last) const {
+const std::vector<long>& Workspace::batch_order(long first, long last) const {
   PTYCHO_THROW_IF(first < 0 || last < first || last > long(m_row_h.size()),
                   "Workspace::batch_order: frames " << first << ".." << last << " of " << m_row_h.size());
+  const auto made = m_batch_orders.find({first, last});
+  if (made != m_batch_orders.end()) return made->second;
   struct Key {
     long band;
     double along;
@@ -305,7 +309,7 @@ std::vector<long> Workspace::batch_order(long first, long last) const {
   std::vector<long> out;
   out.reserve(keys.size());
   for (const Key& k : keys) out.push_back(k.first);
-  return out;
+  return m_batch_orders.emplace(std::make_pair(first, last), std::move(out)).first->second;
 }
 
 long Workspace::probe_slots_for(long frames, int shift_quantum) {

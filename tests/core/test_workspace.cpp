@@ -79,34 +79,44 @@ TEST(Workspace, BatchOrderVisitsTheObjectInSerpentineBands) {
   const int m = c.s.scan.frame_size;
   ASSERT_GE(n, 20);
   Workspace ws(c.s.scan, 1, 1);
-  ws.set_positions(c.st.positions);
-  auto row = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_row());
-  auto col = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_col());
-  const std::vector<long> order = ws.batch_order(0, n);
-  std::vector<long> sorted = order;
-  std::sort(sorted.begin(), sorted.end());
-  for (long j = 0; j < n; ++j) ASSERT_EQ(sorted[size_t(j)], j) << "not a permutation of the frames";
-  auto path = [&](const std::vector<long>& visit) {
-    double length = 0;
-    for (size_t i = 1; i < visit.size(); ++i)
-      length += std::hypot(double(row(visit[i]) - row(visit[i - 1])), double(col(visit[i]) - col(visit[i - 1])));
-    return length;
-  };
-  std::vector<long> scan_order(static_cast<size_t>(n));
-  for (long j = 0; j < n; ++j) scan_order[size_t(j)] = j;
-  EXPECT_LT(path(order), 0.5 * path(scan_order));
   const int band = m / 2;
-  for (size_t i = 1; i < order.size(); ++i) {
-    const long a = order[i - 1], b = order[i];
-    const int band_a = row(a) / band, band_b = row(b) / band;
-    ASSERT_LE(band_a, band_b) << "bands out of order at " << i;
-    if (band_a == band_b) {
-      if (band_a % 2 == 0)
-        EXPECT_LE(col(a), col(b)) << "band " << band_a << " should run left to right";
-      else
-        EXPECT_GE(col(a), col(b)) << "band " << band_a << " should run right to left";
+  // The order of batches of one frame, checked against the patch origins of the positions set last.
+  auto expect_serpentine = [&](const std::vector<long>& order) {
+    auto row = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_row());
+    auto col = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_col());
+    std::vector<long> sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    for (long j = 0; j < n; ++j) ASSERT_EQ(sorted[size_t(j)], j) << "not a permutation of the frames";
+    auto path = [&](const std::vector<long>& visit) {
+      double length = 0;
+      for (size_t i = 1; i < visit.size(); ++i)
+        length += std::hypot(double(row(visit[i]) - row(visit[i - 1])), double(col(visit[i]) - col(visit[i - 1])));
+      return length;
+    };
+    std::vector<long> scan_order(static_cast<size_t>(n));
+    for (long j = 0; j < n; ++j) scan_order[size_t(j)] = j;
+    EXPECT_LT(path(order), 0.5 * path(scan_order));
+    for (size_t i = 1; i < order.size(); ++i) {
+      const long a = order[i - 1], b = order[i];
+      const int band_a = row(a) / band, band_b = row(b) / band;
+      ASSERT_LE(band_a, band_b) << "bands out of order at " << i;
+      if (band_a == band_b) {
+        if (band_a % 2 == 0)
+          EXPECT_LE(col(a), col(b)) << "band " << band_a << " should run left to right";
+        else
+          EXPECT_GE(col(a), col(b)) << "band " << band_a << " should run right to left";
+      }
     }
-  }
+  };
+  ws.set_positions(c.st.positions);
+  const std::vector<long> order = ws.batch_order(0, n);
+  expect_serpentine(order);
+  EXPECT_EQ(ws.batch_order(0, n), order) << "asked again, the same order";
+  // New positions (the frames' places reversed) give a new order, not the one kept for the old.
+  std::vector<Position> reversed(c.st.positions.rbegin(), c.st.positions.rend());
+  ws.set_positions(reversed);
+  EXPECT_NE(ws.batch_order(0, n), order);
+  expect_serpentine(ws.batch_order(0, n));
   // Batches of three: their first frames, each once, and a sub-range's.
   Workspace ws3(c.s.scan, 1, 3);
   ws3.set_positions(c.st.positions);

@@ -6,8 +6,10 @@
 #include "ptycho/core/tile.hpp"
 #include "ptycho/core/types.hpp"
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ptycho {
@@ -126,8 +128,9 @@ class Workspace {
   /// object pixels, which stay in cache from one to the next, whatever the
   /// scan's own order (a Fermat spiral jumps across the object from one
   /// frame to the next). Batches of several frames are placed by their mean
-  /// patch origin. Set by set_positions.
-  std::vector<long> batch_order(long first, long last) const;
+  /// patch origin. Made once per range after each set_positions, then kept:
+  /// the reference stays valid until the next set_positions.
+  const std::vector<long>& batch_order(long first, long last) const;
 
   /// waves(b*K + k) = P~_{j,k} * O[patch_j] for j = first + b, b < count.
   void exit_waves(const CView2& object, long first, long count, const CView3& waves) const;
@@ -170,6 +173,8 @@ class Workspace {
   View2<cfloat> m_ramp_row, m_ramp_col;
   std::vector<double> m_frac_row_h, m_frac_col_h;
   std::vector<int> m_row_h, m_col_h;  ///< host copies of the patch origins (batch_order)
+  /// batch_order's orders by (first, last), cleared by set_positions (a map: its references stay valid).
+  mutable std::map<std::pair<long, long>, std::vector<long>> m_batch_orders;
   View1<double> m_freq;  ///< fftfreq(M)
   double m_valid_pixels = 0;
   long m_probe_version = 0;
