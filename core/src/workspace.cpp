@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <utility>
 
 namespace ptycho {
@@ -120,18 +121,42 @@ struct FirstPlus {
 };
 
 #if !defined(KOKKOS_ENABLE_CUDA)
+/// Whether the m x m patches at the origins (row[j], col[j]) of frames
+/// first..first+count-1 are pairwise disjoint.
+bool patches_disjoint(const std::vector<int>& row, const std::vector<int>& col, long first, long count, int m) {
+  for (long a = first; a < first + count; ++a)
+    for (long b = a + 1; b < first + count; ++b)
+      if (std::abs(row[a] - row[b]) < m && std::abs(col[a] - col[b]) < m) return false;
+  return true;
+}
+
 /// On the host: f(b, j, r, r0, c0) for every row r of the patch of every
-/// frame j = first + b (patch origin r0, c0 in the tile), frames one after
-/// another (patches overlap), each frame's rows in parallel: no two threads
-/// touch one pixel, and a row vectorises.
+/// frame j = first + b (patch origin r0, c0 in the tile; `row` and `col`
+/// hold the origins of all local frames). No two threads touch one pixel,
+/// and a row vectorises:
+///  - with several threads and pairwise disjoint patches (the frames of a
+///    batch in a Fermat scan lie far apart), the frames in parallel, each
+///    frame on one thread (the team of the frame kernels, frame_policy, so a
+///    frame's waves stay in the cache of the core that made them);
+///  - otherwise the frames one after another, each frame's rows in parallel.
+/// Either way every pixel receives its frames' terms in frame order, so the
+/// sums are the same floats.
 template <class F>
-void for_each_patch_row(const char* label, const View1<int>& row, const View1<int>& col, long first, long count,
-                        int m, const F& f) {
-  auto row_h = Kokkos::create_mirror_view_and_copy(HostSpace(), row);
-  auto col_h = Kokkos::create_mirror_view_and_copy(HostSpace(), col);
+void for_each_patch_row(const char* label, const std::vector<int>& row, const std::vector<int>& col, long first,
+                        long count, int m, const F& f) {
+  if (count > 1 && ExecSpace().concurrency() > 1 && patches_disjoint(row, col, first, count, m)) {
+    const int* r0s = row.data() + first;
+    const int* c0s = col.data() + first;
+    Kokkos::parallel_for(
+        label, frame_policy(count), KOKKOS_LAMBDA(const FrameMember& team) {
+          const long b = team.league_rank();
+          for (int r = 0; r < m; ++r) f(b, first + b, r, r0s[b], c0s[b]);
+        });
+    return;
+  }
   for (long b = 0; b < count; ++b) {
     const long j = first + b;
-    const int r0 = row_h(j), c0 = col_h(j);
+    const int r0 = row[j], c0 = col[j];
     Kokkos::parallel_for(label, Kokkos::RangePolicy<ExecSpace>(0, m),
                          KOKKOS_LAMBDA(int r) { f(b, j, r, r0, c0); });
   }
@@ -294,14 +319,13 @@ const std::vector<long>& Workspace::batch_order(long first, long last) const {
   std::vector<Key> keys;
   keys.reserve(size_t((last - first + m_batch - 1) / m_batch));
   const double band = std::max(1, m_scan.frame_size / 2);
+  // A batch is placed by its first frame. With several threads each frame of
+  // a batch goes to its own thread, and in a Fermat scan the frames after
+  // the first lie at fixed turns of the spiral from it: ordering the first
+  // frames gives every thread a path of neighbouring patches.
   for (long b0 = first; b0 < last; b0 += m_batch) {
-    const long b1 = std::min<long>(last, b0 + m_batch);
-    double r = 0, c = 0;
-    for (long j = b0; j < b1; ++j) r += m_row_h[j], c += m_col_h[j];
-    r /= double(b1 - b0);
-    c /= double(b1 - b0);
-    const long k = long(std::floor(r / band));
-    keys.push_back({k, (k % 2 == 0) ? c : -c, b0});
+    const long k = long(std::floor(m_row_h[b0] / band));
+    keys.push_back({k, (k % 2 == 0) ? double(m_col_h[b0]) : -double(m_col_h[b0]), b0});
   }
   // Ties (frames at one place) keep the scan's order: the order is a function of the positions alone.
   std::stable_sort(keys.begin(), keys.end(),
@@ -383,8 +407,9 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
                                   long count, bool with_den) const {
   const int m = m_scan.frame_size, kmodes = m_modes;
   const auto probes = m_probes;
-  const auto row = m_row, col = m_col, slot = m_slot;
+  const auto slot = m_slot;
 #if defined(KOKKOS_ENABLE_CUDA)
+  const auto row = m_row, col = m_col;
   // Patches overlap: frames in parallel, sums with atomics.
   Kokkos::parallel_for(
       "ptycho::Workspace::accumulate_object", Policy3({0, 0, 0}, {count, m, m}),
@@ -403,7 +428,7 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
       });
 #else
   (void)atomic_add_c;
-  for_each_patch_row("ptycho::Workspace::accumulate_object", row, col, first, count, m,
+  for_each_patch_row("ptycho::Workspace::accumulate_object", m_row_h, m_col_h, first, count, m,
                      [=](long b, long j, int r, int r0, int c0) {
                        for (int k = 0; k < kmodes; ++k)
                          accumulate_row(&num(r0 + r, c0), with_den ? &den(r0 + r, c0) : nullptr,
@@ -415,8 +440,9 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
 void Workspace::accumulate_illumination(const View2<double>& den, long first, long count) const {
   const int m = m_scan.frame_size, kmodes = m_modes;
   const auto probes = m_probes;
-  const auto row = m_row, col = m_col, slot = m_slot;
+  const auto slot = m_slot;
 #if defined(KOKKOS_ENABLE_CUDA)
+  const auto row = m_row, col = m_col;
   Kokkos::parallel_for(
       "ptycho::Workspace::accumulate_illumination", Policy3({0, 0, 0}, {count, m, m}),
       KOKKOS_LAMBDA(long b, int r, int c) {
@@ -429,7 +455,7 @@ void Workspace::accumulate_illumination(const View2<double>& den, long first, lo
         Kokkos::atomic_add(&den(row(j) + r, col(j) + c), double(d));
       });
 #else
-  for_each_patch_row("ptycho::Workspace::accumulate_illumination", row, col, first, count, m,
+  for_each_patch_row("ptycho::Workspace::accumulate_illumination", m_row_h, m_col_h, first, count, m,
                      [=](long, long j, int r, int r0, int c0) {
                        for (int k = 0; k < kmodes; ++k)
                          norm_add_row(&den(r0 + r, c0), &probes(slot(j) * kmodes + k, r, 0), m);

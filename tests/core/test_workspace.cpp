@@ -7,9 +7,10 @@
 //    sum_j |O_j|^2, both for batches with sub-pixel shifts (summed in the
 //    Fourier domain) and without (summed in real space);
 //  - the illumination alone equals the denominator of the object sums;
-//  - batch_order visits the batches in serpentine bands of M/2 rows, a
-//    permutation of the batches, with a shorter path over the object than
-//    the scan's own (Fermat) order.
+//  - the object sums of a batch are the floats of its frames one by one;
+//  - batch_order visits the batches in serpentine bands of M/2 rows (a
+//    batch placed by its first frame), a permutation of the batches, with a
+//    shorter path over the object than the scan's own (Fermat) order.
 #include "engine_fixture.hpp"
 
 #include "ptycho/core/forward.hpp"
@@ -121,6 +122,15 @@ TEST(Workspace, BatchOrderVisitsTheObjectInSerpentineBands) {
   Workspace ws3(c.s.scan, 1, 3);
   ws3.set_positions(c.st.positions);
   std::vector<long> firsts = ws3.batch_order(2, n);
+  // ... placed by their first frames, in the same serpentine bands.
+  auto row3 = Kokkos::create_mirror_view_and_copy(HostSpace(), ws3.patch_row());
+  auto col3 = Kokkos::create_mirror_view_and_copy(HostSpace(), ws3.patch_col());
+  for (size_t i = 1; i < firsts.size(); ++i) {
+    const long a = firsts[i - 1], b = firsts[i];
+    const int band_a = row3(a) / band, band_b = row3(b) / band;
+    ASSERT_LE(band_a, band_b) << "batches of three: bands out of order at " << i;
+    if (band_a == band_b) EXPECT_TRUE(band_a % 2 == 0 ? col3(a) <= col3(b) : col3(a) >= col3(b)) << "at " << i;
+  }
   std::sort(firsts.begin(), firsts.end());
   std::vector<long> expect;
   for (long f = 2; f < n; f += 3) expect.push_back(f);
@@ -230,6 +240,55 @@ TEST(Workspace, IlluminationIsTheDenominatorOfTheObjectSums) {
   }
   EXPECT_GT(top, 0);
   EXPECT_LT(worst, 1e-6 * top);
+}
+
+/// The object sums of a batch are the floats of its frames added one at a
+/// time, whether the batch's patches are disjoint (with several threads,
+/// the frames in parallel) or overlap (one after another, rows in parallel).
+TEST(Workspace, ObjectSumsOfABatchAreThoseOfItsFramesOneByOne) {
+  Case c(false);
+  const auto& scan = c.s.scan;
+  const long n = scan.num_local();
+  const int m = scan.frame_size;
+  // Pairs of the first and last frames left, so that some batches of two lie
+  // far apart and those from the middle of the scan overlap.
+  std::vector<Position> paired;
+  for (long i = 0, k = n - 1; i <= k; ++i, --k) {
+    paired.push_back(c.st.positions[i]);
+    if (k != i) paired.push_back(c.st.positions[k]);
+  }
+  Workspace ws(scan, 1, 2);
+  ws.set_positions(paired);
+  ws.set_probe(c.st.probe);
+  auto row = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_row());
+  auto col = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.patch_col());
+  int disjoint = 0, overlapping = 0;
+  for (long b = 0; b + 1 < n; b += 2)
+    (std::abs(row(b) - row(b + 1)) < m && std::abs(col(b) - col(b + 1)) < m ? overlapping : disjoint) += 1;
+  ASSERT_GT(disjoint, 0);
+  ASSERT_GT(overlapping, 0);
+  const auto& e = scan.extent;
+  auto sums = [&](long batch) {
+    View2<cdouble> num("num", e.rows, e.cols);
+    View2<double> den("den", e.rows, e.cols);
+    for (long first = 0; first < n; first += batch) {
+      const long count = std::min(batch, n - first);
+      const CView3 w = Kokkos::subview(c.waves, std::make_pair(first, first + count), Kokkos::ALL, Kokkos::ALL);
+      ws.accumulate_object(num, den, w, first, count, true);
+    }
+    return std::make_pair(Kokkos::create_mirror_view_and_copy(HostSpace(), num),
+                          Kokkos::create_mirror_view_and_copy(HostSpace(), den));
+  };
+  const auto one = sums(1), two = sums(2), all = sums(n);
+  long differ = 0;
+  for (size_t i = 0; i < one.first.size(); ++i) {
+    differ += one.first.data()[i] != two.first.data()[i] || one.second.data()[i] != two.second.data()[i];
+    differ += one.first.data()[i] != all.first.data()[i] || one.second.data()[i] != all.second.data()[i];
+  }
+  EXPECT_EQ(differ, 0) << "of " << one.first.size() << " pixels";
+  double top = 0;
+  for (size_t i = 0; i < one.second.size(); ++i) top = std::max(top, one.second.data()[i]);
+  EXPECT_GT(top, 0);
 }
 
 /// A workspace with a shift quantum q caches min(n, q^2) probes, and each

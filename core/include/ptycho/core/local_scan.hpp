@@ -127,8 +127,8 @@ class Workspace {
   /// next right to left). Consecutive batches then share most of their
   /// object pixels, which stay in cache from one to the next, whatever the
   /// scan's own order (a Fermat spiral jumps across the object from one
-  /// frame to the next). Batches of several frames are placed by their mean
-  /// patch origin. Made once per range after each set_positions, then kept:
+  /// frame to the next). Batches of several frames are placed by their
+  /// first frame's patch origin. Made once per range after each set_positions, then kept:
   /// the reference stays valid until the next set_positions.
   const std::vector<long>& batch_order(long first, long last) const;
 
