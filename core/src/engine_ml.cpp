@@ -12,6 +12,16 @@
 // and whose diagonal joins the preconditioner, so flat regions with large
 // weights do not slow the conjugate gradients.
 //
+// The smoothness and TV weights are relative to the data term's curvature:
+// they are multiplied by mean(den), den = sum_j |P~_j|^2 over the lit pixels,
+// but never by less than the peak of sum_k |P_k|^2, the curvature one probe
+// peak gives. mean(den) over that peak is the scan's coverage (on the
+// benchmark tiers about 2 at 68 % linear overlap, 0.26-0.38 at 16-28 %).
+// Below a coverage of 1 the data say
+// less about each pixel while the prior's own weight stays where it is at 1,
+// so sparse scans lean on the prior more (a prior's weight per pixel does
+// not depend on how many frames saw the pixel); above 1 nothing changes.
+//
 // Far fields Psi = DFT(P~ O) of every local frame are kept, and since the
 // model is linear in O, Psi(O + a d) = Psi + a DFT(P~ d): each iteration
 // costs one inverse transform (the gradient) and one forward transform (the
@@ -227,7 +237,7 @@ class MlEngine final : public Engine {
     m_gradient_pass = FramePass(ws, propagator, WaveStore::per_batch(m_work), &m_background);
     m_line_pass = FramePass(ws, propagator,
                             m_low_memory ? WaveStore::per_batch(m_dpsi) : WaveStore::per_frame(m_dpsi), nullptr);
-    prepare_preconditioner();
+    prepare_preconditioner(state);
     resync(state);
   }
 
@@ -284,8 +294,27 @@ class MlEngine final : public Engine {
   }
 
  private:
-  /// Sum_k |P~_k|^2 over frames, summed over ranks: the diagonal preconditioner.
-  void prepare_preconditioner() {
+  /// The peak over pixels of sum_k |P_k|^2 (the same on every rank: the probe is).
+  static double probe_peak(const CView3& probe) {
+    const int kmodes = static_cast<int>(probe.extent(0));
+    double peak = 0;
+    Kokkos::parallel_reduce(
+        "ptycho::ml::probe_peak", Policy2({0, 0}, {long(probe.extent(1)), long(probe.extent(2))}),
+        KOKKOS_LAMBDA(long r, long c, double& acc) {
+          double t = 0;
+          for (int k = 0; k < kmodes; ++k) {
+            const cfloat p = probe(k, r, c);
+            t += double(p.real()) * p.real() + double(p.imag()) * p.imag();
+          }
+          acc = t > acc ? t : acc;
+        },
+        Kokkos::Max<double>(peak));
+    return peak;
+  }
+
+  /// Sum_k |P~_k|^2 over frames, summed over ranks: the diagonal
+  /// preconditioner, and the priors' weights (see the top).
+  void prepare_preconditioner(const ReconState& state) {
     const auto& scan = m_ws.scan();
     const auto den = m_illumination;
     Kokkos::deep_copy(den, 0.0);
@@ -309,14 +338,16 @@ class MlEngine final : public Engine {
     dsum = sums[0];
     dcount = std::max(1.0, sums[1]);
     m_den_mean = dsum / dcount;
+    m_prior_scale = std::max(m_den_mean, probe_peak(state.probe));
     const float delta = static_cast<float>(m_opt.regularisation * dmax);
     m_delta = delta;
     const auto pre = m_precond;
     Kokkos::parallel_for(
         "ptycho::ml::precond", rect_policy(o), KOKKOS_LAMBDA(long r, long c) { pre(r, c) = 1.0f / (den(r, c) + delta); });
-    // The smoothness and TV weights are relative to the data term's curvature, about mean(den).
-    m_mu = m_opt.smoothness * m_den_mean;
-    m_tv = m_opt.tv * m_den_mean;
+    // The smoothness and TV weights are relative to the data term's curvature,
+    // mean(den), or that of one probe peak where the coverage is below 1 (see the top).
+    m_mu = m_opt.smoothness * m_prior_scale;
+    m_tv = m_opt.tv * m_prior_scale;
     // So is the proximal weight; per pixel it is 1 / (1 + den / mean(den)):
     // full where little light fell, a tenth where ten times the mean did.
     m_prox = m_opt.proximal * m_den_mean;
@@ -636,7 +667,7 @@ class MlEngine final : public Engine {
     m_pending_step = m_low_memory ? 0.0f : b;  // Psi += b dPsi in the next residual pass
     m_ws.set_probe(state.probe);
     // The object's preconditioner sum_j |P~_j|^2 follows the probe.
-    prepare_preconditioner();
+    prepare_preconditioner(state);
   }
 
   /// The quartic's terms of frames first..first+count (Psi, dPsi stored), for
@@ -825,8 +856,9 @@ class MlEngine final : public Engine {
   View2<double> m_illumination;  ///< sum_k |P~_k|^2 over frames and ranks, for the preconditioner
   Rect m_owned;
   double m_den_mean = 0;
+  double m_prior_scale = 0;  ///< max(mean(den), the probe's peak sum_k |P_k|^2): the priors' unit
   double m_mu = 0;
-  double m_tv = 0;           ///< TV weight (relative weight times mean(den))
+  double m_tv = 0;           ///< TV weight (relative weight times m_prior_scale)
   double m_delta = 0;        ///< the preconditioner's damping
   double m_prox = 0;         ///< proximal weight (times the per-pixel weights)
   CView2 m_anchor;           ///< the object the engine started from (proximal > 0 only)

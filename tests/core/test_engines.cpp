@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <complex>
 
@@ -151,6 +152,73 @@ TEST(MlTv, AnOverwhelmingWeightLeavesTheObjectFlat) {
   const TvRun plain = run_tv(0.0), flat = run_tv(1e3);
   for (double c : flat.cost) ASSERT_TRUE(std::isfinite(c));
   EXPECT_LT(flat.variation, 0.05 * plain.variation) << "plain " << plain.variation << ", flat " << flat.variation;
+}
+
+namespace {
+
+/// The prior's unit on a scan of step `step` (probe 32 px), read from the
+/// first ML iteration's cost: (cost with the smoothness prior mu - cost
+/// without) x valid pixels / (mu x sum over edges |O_p - O_q|^2), at the true
+/// object. Also the scan's mean(den) over lit pixels and the probe's peak
+/// sum_k |P_k|^2, computed here.
+struct PriorUnit {
+  double measured = 0, den_mean = 0, peak = 0;
+};
+
+PriorUnit prior_unit(double step) {
+  auto s = test::make_small_scan(1e6, 96, 32, step);
+  PriorUnit u;
+  double cost[2] = {0, 0};
+  const double mu = 1e-2;
+  for (int with = 0; with < 2; ++with) {
+    ReconState st = test::start_state(s, test::true_probe(s));
+    Kokkos::deep_copy(st.object, s.sim.object);
+    Workspace ws(s.scan, 1, 8);
+    ws.set_positions(st.positions);
+    ws.set_probe(st.probe);
+    test::SerialCollective coll;
+    EngineOptions opt;
+    opt.name = "ml";
+    opt.smoothness = with ? mu : 0.0;
+    auto engine = make_engine(opt, ws, coll, st);
+    cost[with] = engine->iterate(st) * ws.valid_pixels();
+    if (with) continue;
+    View2<double> den("den", s.scan.extent.rows, s.scan.extent.cols);
+    ws.accumulate_illumination(den, 0, s.scan.num_local());
+    auto h = Kokkos::create_mirror_view_and_copy(HostSpace(), den);
+    double dmax = 0, sum = 0, count = 0;
+    for (size_t i = 0; i < h.size(); ++i) dmax = std::max(dmax, h.data()[i]);
+    for (size_t i = 0; i < h.size(); ++i)
+      if (h.data()[i] > 1e-3 * dmax) sum += h.data()[i], ++count;
+    u.den_mean = sum / count;
+    auto p = Kokkos::create_mirror_view_and_copy(HostSpace(), st.probe);
+    for (size_t r = 0; r < p.extent(1); ++r)
+      for (size_t c = 0; c < p.extent(2); ++c)
+        u.peak = std::max(u.peak, double(std::norm(std::complex<float>(p(0, r, c)))));
+  }
+  const auto& o = s.sim.object;
+  double edges = 0;
+  for (size_t r = 0; r < o.extent(0); ++r)
+    for (size_t c = 0; c < o.extent(1); ++c) {
+      if (r + 1 < o.extent(0)) edges += std::norm(std::complex<double>(o(r + 1, c) - o(r, c)));
+      if (c + 1 < o.extent(1)) edges += std::norm(std::complex<double>(o(r, c + 1) - o(r, c)));
+    }
+  u.measured = (cost[1] - cost[0]) / (mu * edges);
+  return u;
+}
+
+}  // namespace
+
+TEST(MlPriors, WeighRelativeToTheCoverageButNeverBelowOneProbePeak) {
+  // The simulated probe is focused (its peak is about 1/17 px^-2 of its
+  // power). Step 3 px: each pixel gets about two probe peaks (coverage
+  // mean(den) / peak above 1), and the unit is mean(den). Step 10 px: the
+  // coverage is below 1, and the unit stays at the probe's peak.
+  const PriorUnit dense = prior_unit(3), sparse = prior_unit(10);
+  ASSERT_GT(dense.den_mean, 1.5 * dense.peak);
+  ASSERT_LT(sparse.den_mean, 0.8 * sparse.peak);
+  EXPECT_NEAR(dense.measured, dense.den_mean, 1e-3 * dense.den_mean);
+  EXPECT_NEAR(sparse.measured, sparse.peak, 1e-3 * sparse.peak) << "mean(den) " << sparse.den_mean;
 }
 
 namespace {
