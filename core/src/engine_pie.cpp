@@ -83,10 +83,11 @@ PTYCHO_ROW_FUNCTION void sdr_reflect_row(cfloat* w_c, const Store* PTYCHO_RESTRI
 /// The object step of one row of frame j's patch: with phi_k = P_k O, (sDR:
 /// psi_k <- w_k + sigma (psi_k - phi_k), w_k <- psi_k,) O += step sum_k
 /// conj(P_k) (w_k - phi_k) / (c_max max|P|^2 + c_local sum_k |P_k|^2),
-/// w_k <- w_k - phi_k (the correction, for the probe step), and weight +=
-/// sum_k |P_k|^2. Mode k lies k * plane further on in `p`, `w` and `exit`,
-/// which is kept as `Store` (half.hpp: complex64, or halves of psi / scale).
-template <int K, bool Sdr, class Store>
+/// w_k <- w_k - phi_k (the correction, for the probe step), and (Weigh)
+/// weight += sum_k |P_k|^2. Mode k lies k * plane further on in `p`, `w` and
+/// `exit`, which is kept as `Store` (half.hpp: complex64, or halves of psi /
+/// scale).
+template <int K, bool Sdr, bool Weigh, class Store>
 PTYCHO_ROW_FUNCTION void pie_object_row(cfloat* obj_c, double* PTYCHO_RESTRICT weight, const cfloat* p_c, cfloat* w_c,
                                         Store* PTYCHO_RESTRICT ex, int cols, int kmodes_rt, long plane, float sigma,
                                         float step_size, float c_max_pm, float c_local, float scale) {
@@ -121,7 +122,7 @@ PTYCHO_ROW_FUNCTION void pie_object_row(cfloat* obj_c, double* PTYCHO_RESTRICT w
     const float g = step_size / (c_max_pm + c_local * p2);
     o[2 * c] = orr + nr * g;
     o[2 * c + 1] = oi + ni * g;
-    weight[c] += double(p2);
+    if (Weigh) weight[c] += double(p2);
   }
 }
 
@@ -178,11 +179,11 @@ class PieEngine final : public Engine {
     const bool probe_now = m_opt.refine_probe && m_iter >= m_opt.probe_hold;
     if (probe_now) m_probe_update.reset();
     Kokkos::deep_copy(m_start, obj);
-    Kokkos::deep_copy(m_weight, 0.0);
-
     // Step denominators: ePIE divides by max |P|^2, rPIE/mPIE blend in the local |P|^2.
     const double pmax = probe_power_max(state);
     const bool epie = m_opt.name == "epie";
+    if (!epie) Kokkos::deep_copy(m_weight, 0.0);  // (ePIE's changes are not weighted)
+
     const float a = static_cast<float>(epie ? 1.0 : m_opt.rpie_alpha);
     const float step = static_cast<float>(m_opt.object_step);
     const float pm = static_cast<float>(pmax);
@@ -225,11 +226,13 @@ class PieEngine final : public Engine {
           dispatch_modes(kmodes, [&](auto kc) {
             constexpr int K = decltype(kc)::value;
             if (sdr && m_compact)
-              object_step<K, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit_half);
+              object_step<K, true, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit_half);
             else if (sdr)
-              object_step<K, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
+              object_step<K, true, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
+            else if (epie)  // (its changes add up unweighted: combine_ranks)
+              object_step<K, false, false>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
             else
-              object_step<K, false>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
+              object_step<K, false, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
           });
           if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
         });
@@ -267,8 +270,9 @@ class PieEngine final : public Engine {
 
   /// The object step of frame j from its exit waves in `w` (K, M, M), which
   /// then hold the corrections; rows in parallel. K: mode count. `exit`:
-  /// sDR's kept exit waves (complex64 or halves; not read otherwise).
-  template <int K, bool Sdr, class ExitView>
+  /// sDR's kept exit waves (complex64 or halves; not read otherwise). Weigh:
+  /// add the frame's illumination to m_weight (all but ePIE).
+  template <int K, bool Sdr, bool Weigh, class ExitView>
   void object_step(const CView2& obj, long j, const CView3& w, float sigma, float step, float c_max_pm, float c_local,
                    const ExitView& exit) {
     const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
@@ -280,9 +284,9 @@ class PieEngine final : public Engine {
     Kokkos::parallel_for(
         "ptycho::pie::object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
           const int rr = row(j) + r, c0 = col(j);
-          pie_object_row<K, Sdr>(&obj(rr, c0), &weight(rr, c0), &probes(slot(j) * kmodes, r, 0), &w(0, r, 0),
-                                 Sdr ? wave_row(exit, j * kmodes, r) : nullptr, m, kmodes, plane, sigma, step, c_max_pm,
-                                 c_local, scale);
+          pie_object_row<K, Sdr, Weigh>(&obj(rr, c0), &weight(rr, c0), &probes(slot(j) * kmodes, r, 0), &w(0, r, 0),
+                                        Sdr ? wave_row(exit, j * kmodes, r) : nullptr, m, kmodes, plane, sigma, step,
+                                        c_max_pm, c_local, scale);
         });
   }
 
