@@ -140,7 +140,10 @@ class PieEngine final : public Engine {
     m_scratch = CView3("ptycho::pie::scratch", k, m, m);
     m_start = CView2("ptycho::pie::start", scan.extent.rows, scan.extent.cols);
     m_change = View2<cdouble>("ptycho::pie::change", scan.extent.rows, scan.extent.cols);
-    m_weight = View2<double>("ptycho::pie::weight", scan.extent.rows, scan.extent.cols);
+    if (opt.name != "epie") {  // (ePIE's changes add up unweighted)
+      m_weight = View2<double>("ptycho::pie::weight", scan.extent.rows, scan.extent.cols);
+      m_weight_sum = View2<double>("ptycho::pie::weight_sum", scan.extent.rows, scan.extent.cols);
+    }
     m_owned = local_rect(scan.owned, scan.extent);
     if (opt.name == "sdr") start_exit_waves(state);
     if (opt.name == "mpie") m_velocity = CView2("ptycho::pie::velocity", scan.extent.rows, scan.extent.cols);
@@ -182,7 +185,11 @@ class PieEngine final : public Engine {
     // Step denominators: ePIE divides by max |P|^2, rPIE/mPIE blend in the local |P|^2.
     const double pmax = probe_power_max(state);
     const bool epie = m_opt.name == "epie";
-    if (!epie) Kokkos::deep_copy(m_weight, 0.0);  // (ePIE's changes are not weighted)
+    // The illumination of this rank's positions, for the weighted mean of
+    // the ranks' changes, follows the probe and the positions: summed in the
+    // object steps when either has changed (never for ePIE).
+    const bool weigh = !epie && m_weight_version != m_ws.probe_version();
+    if (weigh) Kokkos::deep_copy(m_weight, 0.0);
 
     const float a = static_cast<float>(epie ? 1.0 : m_opt.rpie_alpha);
     const float step = static_cast<float>(m_opt.object_step);
@@ -226,17 +233,19 @@ class PieEngine final : public Engine {
           dispatch_modes(kmodes, [&](auto kc) {
             constexpr int K = decltype(kc)::value;
             if (sdr && m_compact)
-              object_step<K, true, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit_half);
+              weigh ? object_step<K, true, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit_half)
+                    : object_step<K, true, false>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit_half);
             else if (sdr)
-              object_step<K, true, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
-            else if (epie)  // (its changes add up unweighted: combine_ranks)
-              object_step<K, false, false>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
-            else
+              weigh ? object_step<K, true, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit)
+                    : object_step<K, true, false>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
+            else if (weigh)
               object_step<K, false, true>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
+            else
+              object_step<K, false, false>(obj, j, w, sigma, step, c_max_pm, c_local, m_exit);
           });
           if (probe_now) m_probe_update.accumulate(obj, w, j, 1, m_scratch);
         });
-    combine_ranks(state);
+    combine_ranks(state, weigh);
     if (probe_now) m_probe_update.apply_step(state, epie ? 1.0 : sdr ? 1.0 - m_opt.sdr_step : m_opt.rpie_alpha);
     m_background.update(m_coll);
     ++m_iter;
@@ -271,7 +280,7 @@ class PieEngine final : public Engine {
   /// The object step of frame j from its exit waves in `w` (K, M, M), which
   /// then hold the corrections; rows in parallel. K: mode count. `exit`:
   /// sDR's kept exit waves (complex64 or halves; not read otherwise). Weigh:
-  /// add the frame's illumination to m_weight (all but ePIE).
+  /// add the frame's illumination to m_weight (when it is summed afresh).
   template <int K, bool Sdr, bool Weigh, class ExitView>
   void object_step(const CView2& obj, long j, const CView3& w, float sigma, float step, float c_max_pm, float c_local,
                    const ExitView& exit) {
@@ -284,9 +293,9 @@ class PieEngine final : public Engine {
     Kokkos::parallel_for(
         "ptycho::pie::object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
           const int rr = row(j) + r, c0 = col(j);
-          pie_object_row<K, Sdr, Weigh>(&obj(rr, c0), &weight(rr, c0), &probes(slot(j) * kmodes, r, 0), &w(0, r, 0),
-                                        Sdr ? wave_row(exit, j * kmodes, r) : nullptr, m, kmodes, plane, sigma, step,
-                                        c_max_pm, c_local, scale);
+          pie_object_row<K, Sdr, Weigh>(
+              &obj(rr, c0), Weigh ? &weight(rr, c0) : nullptr, &probes(slot(j) * kmodes, r, 0), &w(0, r, 0),
+              Sdr ? wave_row(exit, j * kmodes, r) : nullptr, m, kmodes, plane, sigma, step, c_max_pm, c_local, scale);
         });
   }
 
@@ -352,26 +361,33 @@ class PieEngine final : public Engine {
   /// local projections (normalised by the local |P|^2): their sum would
   /// overshoot where several ranks corrected the same pixels, so they take
   /// the mean weighted by each rank's illumination. mPIE adds its momentum.
-  void combine_ranks(ReconState& state) {
+  /// `weighed`: this pass summed the illumination afresh (m_weight).
+  void combine_ranks(ReconState& state, bool weighed) {
     const auto obj = state.object, start = m_start;
     const auto change = m_change;
     const auto weight = m_weight;
-    if (m_opt.name == "epie") Kokkos::deep_copy(weight, 1.0);  // changes enter unweighted
+    const bool additive = m_opt.name == "epie";  // changes enter unweighted
     Kokkos::parallel_for(
         "ptycho::pie::change", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
         KOKKOS_LAMBDA(long r, long c) {
           const cfloat d = obj(r, c) - start(r, c);
-          change(r, c) = cdouble(d.real(), d.imag()) * weight(r, c);
+          change(r, c) = additive ? cdouble(d.real(), d.imag()) : cdouble(d.real(), d.imag()) * weight(r, c);
         });
     m_coll.scatter_sum(change);
-    m_coll.scatter_sum(weight);
+    if (weighed) {
+      Kokkos::deep_copy(m_weight_sum, weight);
+      m_coll.scatter_sum(m_weight_sum);
+      m_weight_version = m_ws.probe_version();
+    }
+    const auto weight_sum = m_weight_sum;
     const bool mpie = m_velocity.size() > 0;
-    const bool additive = m_opt.name == "epie";
     const auto vel = m_velocity;
     const float eta = static_cast<float>(m_opt.momentum);
     Kokkos::parallel_for(
         "ptycho::pie::apply_change", rect_policy(m_owned), KOKKOS_LAMBDA(long r, long c) {
-          const cdouble mean = additive ? change(r, c) : weight(r, c) > 0 ? change(r, c) / weight(r, c) : cdouble(0, 0);
+          const cdouble mean = additive               ? change(r, c)
+                               : weight_sum(r, c) > 0 ? change(r, c) / weight_sum(r, c)
+                                                      : cdouble(0, 0);
           cfloat d(float(mean.real()), float(mean.imag()));
           if (mpie) {
             vel(r, c) = vel(r, c) * eta + d;
@@ -391,7 +407,9 @@ class PieEngine final : public Engine {
   CView3 m_work, m_scratch;
   CView2 m_start, m_velocity;
   View2<cdouble> m_change;    ///< weighted object change of the pass
-  View2<double> m_weight;     ///< illumination sum_j |P_j|^2 of this rank's positions in the pass
+  View2<double> m_weight;     ///< illumination sum_j |P_j|^2 of this rank's positions (not ePIE)
+  View2<double> m_weight_sum;  ///< m_weight summed over the ranks (owned pixels)
+  long m_weight_version = -1;  ///< the probe_version m_weight was summed for
   CView3 m_exit;              ///< sDR: exit wave per frame and mode (signed, real space)
   HalfCView3 m_exit_half;     ///< sDR, low memory: the same as halves of psi / m_exit_scale
   float m_exit_scale = 1.0f;  ///< of m_exit_half: the starting probe's largest amplitude

@@ -27,11 +27,19 @@ const test::Scene& scene() {
   return *s;
 }
 
-/// Runs `chain` on `comm` and returns the whole object (tiles summed over the communicator).
-HostCView2 reconstruct(MPI_Comm comm, const std::string& chain) {
+/// Runs `chain` on `comm` and returns the whole object (tiles summed over
+/// the communicator). A chain ending in " probe" refines the probe: the
+/// illumination that weighs the ranks' changes then follows it.
+HostCView2 reconstruct(MPI_Comm comm, std::string chain) {
   const auto& s = scene();
   ReconstructOptions opt;
-  opt.chain = parse_chain(chain, EngineOptions{});
+  EngineOptions base;
+  const std::string probe = " probe";
+  if (chain.size() > probe.size() && chain.compare(chain.size() - probe.size(), probe.size(), probe) == 0) {
+    chain.resize(chain.size() - probe.size());
+    base.refine_probe = true;
+  }
+  opt.chain = parse_chain(chain, base);
   DistributedReconstruction r(comm, s.info, opt);
   r.set_data(test::dataset_for(s.sim, s.info, r.my_frames()));
   r.run(nullptr);
@@ -68,4 +76,5 @@ TEST_P(SequentialFamily, WorldScoreMatchesOneRankScore) {
   EXPECT_NEAR(world, serial, 0.02) << GetParam();
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, SequentialFamily, ::testing::Values("epie:60", "rpie:60", "mpie:60", "sdr:60"));
+INSTANTIATE_TEST_SUITE_P(Engines, SequentialFamily,
+                         ::testing::Values("epie:60", "rpie:60", "mpie:60", "sdr:60", "rpie:60 probe", "sdr:60 probe"));
