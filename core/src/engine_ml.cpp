@@ -17,10 +17,10 @@
 // but never by less than the peak of sum_k |P_k|^2, the curvature one probe
 // peak gives. mean(den) over that peak is the scan's coverage (on the
 // benchmark tiers about 2 at 68 % linear overlap, 0.26-0.38 at 16-28 %).
-// Below a coverage of 1 the data say
-// less about each pixel while the prior's own weight stays where it is at 1,
-// so sparse scans lean on the prior more (a prior's weight per pixel does
-// not depend on how many frames saw the pixel); above 1 nothing changes.
+// Below a coverage of 1 the data say less about each pixel while the
+// prior's own weight stays where it is at 1, so sparse scans lean on the
+// prior more (a prior's weight per pixel does not depend on how many frames
+// saw the pixel); above 1 nothing changes.
 //
 // Far fields Psi = DFT(P~ O) of every local frame are kept, and since the
 // model is linear in O, Psi(O + a d) = Psi + a DFT(P~ d): each iteration
@@ -294,24 +294,6 @@ class MlEngine final : public Engine {
   }
 
  private:
-  /// The peak over pixels of sum_k |P_k|^2 (the same on every rank: the probe is).
-  static double probe_peak(const CView3& probe) {
-    const int kmodes = static_cast<int>(probe.extent(0));
-    double peak = 0;
-    Kokkos::parallel_reduce(
-        "ptycho::ml::probe_peak", Policy2({0, 0}, {long(probe.extent(1)), long(probe.extent(2))}),
-        KOKKOS_LAMBDA(long r, long c, double& acc) {
-          double t = 0;
-          for (int k = 0; k < kmodes; ++k) {
-            const cfloat p = probe(k, r, c);
-            t += double(p.real()) * p.real() + double(p.imag()) * p.imag();
-          }
-          acc = t > acc ? t : acc;
-        },
-        Kokkos::Max<double>(peak));
-    return peak;
-  }
-
   /// Sum_k |P~_k|^2 over frames, summed over ranks: the diagonal
   /// preconditioner, and the priors' weights (see the top).
   void prepare_preconditioner(const ReconState& state) {
@@ -338,7 +320,7 @@ class MlEngine final : public Engine {
     dsum = sums[0];
     dcount = std::max(1.0, sums[1]);
     m_den_mean = dsum / dcount;
-    m_prior_scale = std::max(m_den_mean, probe_peak(state.probe));
+    m_prior_scale = std::max(m_den_mean, probe_intensity_peak(state.probe));
     const float delta = static_cast<float>(m_opt.regularisation * dmax);
     m_delta = delta;
     const auto pre = m_precond;

@@ -183,7 +183,7 @@ class PieEngine final : public Engine {
     if (probe_now) m_probe_update.reset();
     Kokkos::deep_copy(m_start, obj);
     // Step denominators: ePIE divides by max |P|^2, rPIE/mPIE blend in the local |P|^2.
-    const double pmax = probe_power_max(state);
+    const double pmax = probe_intensity_peak(state.probe);
     const bool epie = m_opt.name == "epie";
     // The illumination of this rank's positions, for the weighted mean of
     // the ranks' changes, follows the probe and the positions: summed in the
@@ -325,7 +325,7 @@ class PieEngine final : public Engine {
     }
     m_exit_half = HalfCView3("ptycho::sdr::exit_half", std::size_t(n) * kmodes, m, m);
     // |psi| / scale stays near |O|, well inside the halves' range.
-    m_exit_scale = float(std::sqrt(std::max(probe_power_max(state), 1e-30)));
+    m_exit_scale = float(std::sqrt(std::max(probe_intensity_peak(state.probe), 1e-30)));
     const float inv = 1.0f / m_exit_scale;
     const auto exit = m_exit_half;
     const auto w = m_work;
@@ -338,21 +338,6 @@ class PieEngine final : public Engine {
           });
     }
     ExecSpace().fence();
-  }
-
-  double probe_power_max(const ReconState& state) const {
-    const auto probe = state.probe;
-    const int m = m_ws.frame_size(), kmodes = m_ws.num_modes();
-    double mx = 0;
-    Kokkos::parallel_reduce(
-        "ptycho::pie::probe_max", Policy2({0, 0}, {m, m}),
-        KOKKOS_LAMBDA(long r, long c, double& acc) {
-          double s = 0;
-          for (int k = 0; k < kmodes; ++k) s += Kokkos::abs(probe(k, r, c)) * Kokkos::abs(probe(k, r, c));
-          acc = s > acc ? s : acc;
-        },
-        Kokkos::Max<double>(mx));
-    return mx;
   }
 
   /// Owned pixels := start + the ranks' changes combined, then halos. ePIE's
