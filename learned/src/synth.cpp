@@ -4,7 +4,10 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
+#include <vector>
 
 namespace ptycho::learned {
 
@@ -24,6 +27,62 @@ torch::Tensor to_unit_range(const torch::Tensor& x) {
   const torch::Tensor lo = std::get<0>(flat.min(1)).view({b, 1, 1});
   const torch::Tensor hi = std::get<0>(flat.max(1)).view({b, 1, 1});
   return (x - lo) / (hi - lo).clamp_min(1e-6);
+}
+
+/// A dead-leaves image (Matheron's model, as in Achddou et al. 2021 and
+/// Baradad et al. 2021): opaque ellipses and rectangles, radii drawn from
+/// p(r) ~ r^-g (g 2.2 to 3) between 1.5-6 px and 15-50 % of the image,
+/// painted front to back until the
+/// image is covered. Its statistics are those of photographs (occlusion,
+/// sharp edges at every scale, a 1/f^2 power spectrum), which fractal noise
+/// under a few shapes lacks. A leaf is flat, shaded by a gentle gradient, or
+/// carries the texture `texture` (size x size, [0, 1]) at a random
+/// contrast. Edges are antialiased over about one pixel; pixels still
+/// uncovered at the end show `texture`.
+void dead_leaves(float* out, const float* texture, int size, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const long n = long(size) * size;
+  std::vector<float> cover(size_t(n), 0.0f);
+  std::fill(out, out + n, 0.0f);
+  const double rmin = 1.5 + 4.5 * u(rng), rmax = size * (0.15 + 0.35 * u(rng));
+  const double e = 1.0 - (2.2 + 0.8 * u(rng));  // 1 - the exponent of p(r)
+  const double a = std::pow(rmin, e), b = std::pow(rmax, e);
+  long covered = 0;
+  for (int leaf = 0; leaf < 6000 && covered < n - n / 500; ++leaf) {
+    const double r1 = std::pow(a - u(rng) * (a - b), 1.0 / e);
+    const double r2 = std::max(0.7, r1 * (0.3 + 0.7 * u(rng)));
+    const double cy = u(rng) * size, cx = u(rng) * size, angle = u(rng) * M_PI;
+    const bool box = u(rng) < 0.35;
+    const double pick = u(rng);
+    const float value = float(u(rng));
+    const float contrast = pick < 0.4 ? 0.0f : float(0.6 * u(rng));                    // texture
+    const double shade = pick < 0.7 ? 0.0 : 0.4 * (u(rng) - 0.5) / std::max(r1, 1.0);  // gradient per px
+    const double ca = std::cos(angle), sa = std::sin(angle);
+    const int ext = int(std::ceil(r1)) + 1;
+    const int y0 = std::max(0, int(cy) - ext), y1 = std::min(size - 1, int(cy) + ext);
+    const int x0 = std::max(0, int(cx) - ext), x1 = std::min(size - 1, int(cx) + ext);
+    for (int y = y0; y <= y1; ++y)
+      for (int x = x0; x <= x1; ++x) {
+        const long i = long(y) * size + x;
+        if (cover[size_t(i)] >= 1.0f) continue;
+        const double dy = y - cy, dx = x - cx;
+        const double p = (dx * ca + dy * sa), q = (-dx * sa + dy * ca);
+        // Signed distance (in px, about) from the leaf's edge, negative inside.
+        const double d = box ? std::max(std::abs(p) - r1, std::abs(q) - r2)
+                             : (std::sqrt((p / r1) * (p / r1) + (q / r2) * (q / r2)) - 1.0) * r2;
+        const float alpha = float(std::clamp(0.5 - d, 0.0, 1.0));
+        if (alpha <= 0.0f) continue;
+        const float v = value + contrast * (texture[i] - 0.5f) + float(shade * p);
+        const float take = alpha * (1.0f - cover[size_t(i)]);
+        out[i] += take * v;
+        cover[size_t(i)] += take;
+        if (cover[size_t(i)] >= 0.999f) {
+          cover[size_t(i)] = 1.0f;
+          ++covered;
+        }
+      }
+  }
+  for (long i = 0; i < n; ++i) out[i] += (1.0f - cover[size_t(i)]) * texture[i];
 }
 
 }  // namespace
@@ -81,6 +140,19 @@ torch::Tensor Synthesizer::images(long count, int size) {
     const torch::Tensor d = box * torch::maximum(u.abs(), v.abs()) + (1 - box) * (u.square() + v.square()).sqrt();
     const torch::Tensor mask = torch::sigmoid((1 - d) * r2 / edge) * on;
     img = img * (1 - mask) + value * mask;
+  }
+  img = to_unit_range(img);
+  // Half of the images are dead leaves over that image (see dead_leaves).
+  const torch::Tensor leaves = uniform({count}, 0.0, 1.0, m_gen) < 0.5;
+  const torch::Tensor seeds = at::randint(1L << 40, {count}, m_gen, torch::kLong);
+  img = img.contiguous();
+  std::vector<float> layer(size_t(m) * m);
+  for (long i = 0; i < count; ++i) {
+    if (!leaves[i].item<bool>()) continue;
+    std::mt19937_64 rng(std::uint64_t(seeds[i].item<long>()));
+    float* im = img.data_ptr<float>() + i * long(m) * m;
+    dead_leaves(layer.data(), im, m, rng);
+    std::copy(layer.begin(), layer.end(), im);
   }
   img = to_unit_range(img);
   img = torch::pow(img.clamp_min(0), uniform({count, 1, 1}, 0.5, 2.0, m_gen));

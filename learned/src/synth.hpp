@@ -28,7 +28,9 @@ class Synthesizer {
  public:
   Synthesizer(const SynthOptions& options, std::uint64_t seed);
   /// Images (B, M, M) in [0, 1]: fractal noise overlaid with random soft
-  /// ellipses, bars and strokes, with random contrast and gamma.
+  /// ellipses, bars and strokes; half of them covered by a dead-leaves
+  /// image (occluding ellipses and rectangles of power-law sizes, flat,
+  /// shaded or textured); random contrast and gamma.
   torch::Tensor images(long count);
   /// The same at another size (size, size).
   torch::Tensor images(long count, int size);
