@@ -144,6 +144,14 @@ Check<int> int_range(int lo, int hi) {
   };
 }
 
+Check<int> power_of_two_up_to(int hi) {
+  return [hi](const int& v) {
+    return v >= 1 && v <= hi && (v & (v - 1)) == 0
+               ? ""
+               : "must be a power of 2 from 1 to " + std::to_string(hi) + ", got " + format_value(v);
+  };
+}
+
 Check<double> finite() {
   return [](const double& v) { return std::isfinite(v) ? "" : "must be a finite number, got " + format_value(v); };
 }
@@ -364,6 +372,10 @@ const std::vector<KeySpec>& specs() {
       make_key<double>(
           "nn_tune_rate", [](J& j) -> double& { return j.base.tune_rate; }, "nn: Adam's step size for --nn-tune",
           in_range(1e-8, 1)),
+      make_key<int>(
+          "nn_flips", [](J& j) -> int& { return j.base.flips; },
+          "nn: average the network's output over this many symmetries of the square (1, 2, 4 or 8)",
+          power_of_two_up_to(8)),
       make_key<double>(
           "beta", [](J& j) -> double& { return j.base.beta; }, "RAAR relaxation", finite()),
       make_key<double>(

@@ -2,6 +2,7 @@
 
 #include "ptycho/core/error.hpp"
 
+#include <malloc.h>
 #include <unistd.h>
 #include <cstdio>
 #include <filesystem>
@@ -306,5 +307,44 @@ Model load_model(const std::string& path, const std::function<void(torch::serial
 }
 
 ModelInfo inspect_model(const std::string& path) { return read_model(path, {}).info; }
+
+void keep_freed_memory() {
+  static const bool done = [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    return true;
+  }();
+  (void)done;
+}
+
+torch::Tensor dihedral(const torch::Tensor& x, int t) {
+  const long d = x.dim();
+  torch::Tensor y = x;
+  if (t & 1) y = y.flip({d - 2});
+  if (t & 2) y = y.flip({d - 1});
+  if (t & 4) y = y.transpose(d - 2, d - 1);
+  return y;
+}
+
+torch::Tensor undo_dihedral(const torch::Tensor& x, int t) {
+  const long d = x.dim();
+  torch::Tensor y = x;
+  if (t & 4) y = y.transpose(d - 2, d - 1);
+  if (t & 2) y = y.flip({d - 1});
+  if (t & 1) y = y.flip({d - 2});
+  return y;
+}
+
+torch::Tensor forward_symmetrised(NetworkImpl& net, const torch::Tensor& input, int flips) {
+  PTYCHO_INPUT_ERROR_IF(flips < 1 || flips > 8 || (flips & (flips - 1)) != 0,
+                        "nn: --nn-flips must be 1, 2, 4 or 8, got " << flips);
+  torch::Tensor sum;
+  for (int t = 0; t < flips; ++t) {
+    const torch::Tensor out =
+        undo_dihedral(net.forward(dihedral(input, t).contiguous(torch::MemoryFormat::ChannelsLast)), t);
+    sum = t == 0 ? out : sum + out;
+  }
+  return flips > 1 ? sum / double(flips) : sum;
+}
 
 }  // namespace ptycho::learned

@@ -40,6 +40,7 @@ class NnEngine final : public Engine {
     m_model.net->eval();
     const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(std::max(1, cores / std::max(1, coll.size())));
+    keep_freed_memory();
   }
 
   std::string name() const override { return "NN"; }
@@ -103,8 +104,8 @@ class NnEngine final : public Engine {
     for (long first = 0; first < n; first += chunk()) {
       const long count = std::min(chunk(), n - first);
       const Features f = features(state, first, count);
-      const torch::Tensor input = f.input.contiguous(torch::MemoryFormat::ChannelsLast);
-      out.narrow(0, first, count).copy_(patch_from_output(f, m_model.net->forward(input)));
+      // Averaged over EngineOptions::flips symmetries of the square.
+      out.narrow(0, first, count).copy_(patch_from_output(f, forward_symmetrised(*m_model.net, f.input, m_opt.flips)));
     }
     return out;
   }

@@ -86,6 +86,7 @@ TrainSummary train(MPI_Comm comm, const TrainOptions& o, const std::function<voi
   MPI_Comm_size(comm, &ranks);
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(o.threads > 0 ? o.threads : std::max(1, cores / ranks));
+  keep_freed_memory();
   torch::manual_seed(o.seed);
 
   Model model;

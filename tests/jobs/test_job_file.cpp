@@ -86,7 +86,7 @@ TEST(JobFileKeys, CoverEveryOptionOnceAndMapToOptionNames) {
                         "previews",       "preset",      "checkpoint", "checkpoint_every",
                         "log_json",       "refine_positions", "position_hold", "max_position_shift",
                         "fix_affine",     "position_gate",  "position_method", "resume",      "background", "nn_tune", "trace",
-                        "nn_tune_rate", "transpose", "flip_y", "flip_x"})
+                        "nn_tune_rate", "nn_flips", "transpose", "flip_y", "flip_x"})
     EXPECT_TRUE(unique.count(k)) << k;
   EXPECT_EQ(option_name("probe_modes"), "--probe-modes");
   EXPECT_EQ(option_name("checkpoint_every"), "--checkpoint-every");
@@ -128,6 +128,7 @@ tv = 0.03
 tv_epsilon = 0.001
 nn_tune = 20
 nn_tune_rate = 0.0003
+nn_flips = 4
 beta = 1            # an integer is a fine number
 sigma = 0.4
 tau = 0.9
@@ -186,6 +187,7 @@ low_memory = true
   EXPECT_DOUBLE_EQ(job.base.tv_epsilon, 1e-3);
   EXPECT_EQ(job.base.tune_steps, 20);
   EXPECT_DOUBLE_EQ(job.base.tune_rate, 3e-4);
+  EXPECT_EQ(job.base.flips, 4);
   EXPECT_DOUBLE_EQ(job.base.beta, 1.0);
   EXPECT_DOUBLE_EQ(job.base.sigma, 0.4);
   EXPECT_DOUBLE_EQ(job.base.tau, 0.9);

@@ -2,8 +2,9 @@
 // loaded only when a network is asked for, a few training steps lower the
 // loss (for each design: scan, frame and the PtychoNN-style raw baseline),
 // model files are checked, the nn stage does not depend on the rank count,
-// fine-tuning on a scan lowers its misfit (rank count again irrelevant), and
-// the shipped model loads and runs.
+// fine-tuning on a scan lowers its misfit (rank count again irrelevant), the
+// shipped model loads and runs, and its guess averaged over the square's
+// symmetries (--nn-flips) is a different one, again whatever the rank count.
 #include "mpi_world.hpp"
 #include "ptycho/core/error.hpp"
 #include "ptycho/jobs/learned.hpp"
@@ -55,10 +56,11 @@ learned::TrainOptions small_training(const std::string& name, long steps, int ba
 }
 
 HostCView2 run_chain(MPI_Comm comm, const std::string& chain, int tune_steps = 0, double* cost = nullptr,
-                     const std::string& tuned_model = "") {
+                     const std::string& tuned_model = "", int flips = 1) {
   Settings s;
   s.engines = chain;
   s.probe_modes = 1;
+  s.base.flips = flips;
   s.base.tune_steps = tune_steps;
   s.base.tune_rate = 1e-3;
   s.base.tuned_model = tuned_model;
@@ -169,6 +171,17 @@ TEST(Learned, TheShippedModelLoadsAndRuns) {
   EXPECT_FALSE(info.description.empty());
   const HostCView2 object = run_chain(MPI_COMM_WORLD, "nn,ml:2");
   if (test::world_rank() == 0) EXPECT_GT(object.extent(0), 64u);
+}
+
+TEST(Learned, TheSymmetrisedGuessDiffersAndDoesNotDependOnTheRankCount) {
+  const HostCView2 plain = run_chain(MPI_COMM_WORLD, "nn");
+  const HostCView2 many = run_chain(MPI_COMM_WORLD, "nn", 0, nullptr, "", 8);
+  const HostCView2 one = run_chain(MPI_COMM_SELF, "nn", 0, nullptr, "", 8);
+  if (test::world_rank() != 0) return;
+  const double change = relative_difference(many, plain);
+  EXPECT_GT(change, 1e-4) << "--nn-flips 8 gave the single pass's guess";
+  EXPECT_LT(change, 0.2) << "--nn-flips 8 changed the guess by more than the network's correction";
+  EXPECT_LT(relative_difference(many, one), 1e-5);
 }
 
 }  // namespace

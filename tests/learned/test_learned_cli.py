@@ -77,6 +77,8 @@ with tempfile.TemporaryDirectory() as tmp:
           ["none.cxi", "no such file"])
     fails(["reconstruct", scan, "-o", os.path.join(tmp, "x.h5"), "--engines", "nn:" + model, "--nn-tune", "-3"],
           ["--nn-tune"])
+    fails(["reconstruct", scan, "-o", os.path.join(tmp, "x.h5"), "--engines", "nn:" + model, "--nn-flips", "3"],
+          ["--nn-flips", "power of 2"])
     fails(["train", "-o", os.path.join(tmp, "x.pt"), "--steps", "0"], ["--steps"])
     fails(["train", "-o", os.path.join(tmp, "x.pt"), "--architecture", "vgg"], ["unknown network architecture 'vgg'"])
     fails(["train", "-o", os.path.join(tmp, "x.pt"), "--frame-size", "60"], ["--frame-size"])

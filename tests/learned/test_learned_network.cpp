@@ -1,12 +1,16 @@
 // The networks themselves (learned/src/network.hpp), linked directly: folding
 // BatchNorm into the convolutions for inference keeps the function the
 // network computes in eval mode, for every architecture and for the shipped
-// model, and a folded network refuses to be folded into a wrong shape.
+// model, and a folded network refuses to be folded into a wrong shape; the
+// symmetries of the square that --nn-flips averages over are undone exactly,
+// and averaging over all eight makes any network equivariant.
 #include "network.hpp"
+#include "ptycho/core/error.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace ptycho::learned {
 namespace {
@@ -62,6 +66,42 @@ TEST(Folding, TheShippedModelComputesTheSame) {
   const torch::Tensor expected = model.net->forward(input);
   model.net->fold_for_inference();
   EXPECT_LT(relative_max_difference(model.net->forward(input), expected), 1e-4);
+}
+
+TEST(Symmetries, EachIsUndoneByItsInverseAndTheEightDiffer) {
+  torch::manual_seed(5);
+  const torch::Tensor x = torch::randn({2, 3, 6, 6});
+  std::vector<torch::Tensor> seen;
+  for (int t = 0; t < 8; ++t) {
+    const torch::Tensor y = dihedral(x, t);
+    EXPECT_TRUE(torch::equal(undo_dihedral(y, t), x)) << "symmetry " << t;
+    for (size_t s = 0; s < seen.size(); ++s) EXPECT_FALSE(torch::equal(seen[s], y)) << s << " and " << t;
+    seen.push_back(y);
+  }
+  // Bit 0 flips the rows, bit 1 the columns, bit 2 transposes.
+  EXPECT_EQ(dihedral(x, 1)[1][2][0][4].item<float>(), x[1][2][5][4].item<float>());
+  EXPECT_EQ(dihedral(x, 2)[1][2][0][4].item<float>(), x[1][2][0][1].item<float>());
+  EXPECT_EQ(dihedral(x, 4)[1][2][0][4].item<float>(), x[1][2][4][0].item<float>());
+}
+
+TEST(Symmetries, AveragingOverAllEightMakesAnUntrainedNetworkEquivariant) {
+  torch::manual_seed(6);
+  Network net = make_network("unet8");
+  randomize_batchnorm(*net);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor input = torch::randn({2, kFeatureChannels, 32, 32});
+  const torch::Tensor base = forward_symmetrised(*net, input, 8);
+  // A single pass is not equivariant (so the check below can fail) ...
+  EXPECT_GT(relative_max_difference(net->forward(dihedral(input, 5)), dihedral(net->forward(input), 5)), 1e-2);
+  // ... the average over the 8 symmetries is, for each of them.
+  for (int t = 1; t < 8; ++t)
+    EXPECT_LT(relative_max_difference(forward_symmetrised(*net, dihedral(input, t), 8), dihedral(base, t)), 1e-5)
+        << "symmetry " << t;
+  // Two are the mean of the identity and the row flip.
+  const torch::Tensor two = 0.5 * (net->forward(input) + dihedral(net->forward(dihedral(input, 1)), 1));
+  EXPECT_LT(relative_max_difference(forward_symmetrised(*net, input, 2), two), 1e-5);
+  EXPECT_THROW(forward_symmetrised(*net, input, 3), InputError);
 }
 
 }  // namespace

@@ -37,6 +37,10 @@ struct EngineOptions {
   int tune_steps = 0;
   double tune_rate = 1e-4;  ///< nn: Adam's step size for the fine-tuning
   std::string tuned_model;  ///< nn: write the fine-tuned network to this model file (empty: not written)
+  /// nn: the network's output averaged over this many of the square's
+  /// symmetries (1, 2, 4 or 8: identity, flips, transposes; the inputs
+  /// transformed, the outputs transformed back). 1: one pass.
+  int flips = 1;
   bool refine_probe = false;
   int probe_hold = 5;          ///< iterations of this engine before the probe is refined
   bool refine_positions = false;  ///< DM, RAAR and ML: Gauss-Newton position refinement
