@@ -32,10 +32,9 @@ torch::Tensor to_unit_range(const torch::Tensor& x) {
 /// A dead-leaves image (Matheron's model, as in Achddou et al. 2021 and
 /// Baradad et al. 2021): opaque ellipses and rectangles, radii drawn from
 /// p(r) ~ r^-g (g 2.2 to 3) between 1.5-6 px and 15-50 % of the image,
-/// painted front to back until the
-/// image is covered. Its statistics are those of photographs (occlusion,
-/// sharp edges at every scale, a 1/f^2 power spectrum), which fractal noise
-/// under a few shapes lacks. A leaf is flat, shaded by a gentle gradient, or
+/// painted front to back until the image is covered. Its statistics are
+/// those of photographs (occlusion, sharp edges at every scale), which
+/// fractal noise under a few shapes lacks. A leaf is flat, shaded by a gentle gradient, or
 /// carries the texture `texture` (size x size, [0, 1]) at a random
 /// contrast. Edges are antialiased over about one pixel; pixels still
 /// uncovered at the end show `texture`.
