@@ -1,8 +1,9 @@
 // Checkpoints: a run stopped at iteration K, checkpointed on the world
 // communicator and resumed on one rank (another rank count) ends with the
 // object and probe (and refined background) of the uninterrupted run, up to
-// float rounding; damaged, foreign and mismatched checkpoints are refused
-// with clear errors.
+// float rounding; rPIE and sDR resumed on the same ranks match too, so their
+// kept illumination sums follow the refined probe; damaged, foreign and
+// mismatched checkpoints are refused with clear errors.
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/simulate.hpp"
 #include "ptycho/io/checkpoint.hpp"
@@ -196,6 +197,32 @@ INSTANTIATE_TEST_SUITE_P(Chains, ResumeTest,
                                            Case{"dm:8,ml:8", 13, BackgroundMode::none, 2.0},
                                            Case{"dm:8,ml:8", 5, BackgroundMode::none, 0.0, true},
                                            Case{"dm:8,ml:8", 13, BackgroundMode::none, 0.0, true}));
+
+// rPIE and sDR keep their illumination sums between passes and sum them
+// again only when the probe has changed (engine_pie.cpp). A resumed run sums
+// them afresh, so if a probe step left them stale, the resumed run would
+// part from the uninterrupted one. The PIE family's visiting order depends
+// on the rank, so both runs use all ranks (the same tiles).
+TEST(Checkpoint, PieIlluminationSumsFollowTheRefinedProbe) {
+  for (const char* chain : {"rpie:12", "sdr:12"}) {
+    const std::string path = file_name(std::string("pie_") + chain);
+    const Outcome whole = uninterrupted(MPI_COMM_WORLD, chain);
+    run_and_stop(chain, 9, path);
+    const Outcome resumed = resume(MPI_COMM_WORLD, chain, path);
+    ASSERT_EQ(resumed.owned.rows, whole.owned.rows);
+    ASSERT_EQ(resumed.owned.cols, whole.owned.cols);
+    double sums[2] = {0, 0};
+    for (long r = 0; r < whole.owned.rows; ++r)
+      for (long c = 0; c < whole.owned.cols; ++c) {
+        sums[0] += std::pow(double(Kokkos::abs(resumed.tile(r, c) - whole.tile(r, c))), 2);
+        sums[1] += std::pow(double(Kokkos::abs(whole.tile(r, c))), 2);
+      }
+    MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    EXPECT_LT(std::sqrt(sums[0] / sums[1]), 1e-5) << chain;
+    EXPECT_LT(probe_difference(resumed, whole), 1e-5) << chain;
+    remove_on_rank0(path);
+  }
+}
 
 namespace {
 
