@@ -12,6 +12,7 @@
 #include "ptycho/jobs/reconstruction.hpp"
 #include "ptycho/parallel/gather.hpp"
 
+#include <Kokkos_Core.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -71,10 +72,15 @@ RunOutcome run_once(MPI_Comm world, const ReconstructJob& job, const JobHooks& h
   if (rank == 0) {
     const ScanInfo info = scan.info();
     if (!job.job_file.empty()) std::printf("ptycho reconstruct: job %s\n", job.job_file.c_str());
-    std::printf("ptycho reconstruct: %s%s: %ld frames of %dx%d, object %ldx%ld px, %d rank%s, engines %s\n",
-                job.input.c_str(), job.half == 1 ? " (half 1: even frames)" : job.half == 2 ? " (half 2: odd frames)" : "",
-                info.num_frames, info.geometry.frame_size, info.geometry.frame_size,
-                info.object_rows, info.object_cols, size, size > 1 ? "s" : "", job.engines.c_str());
+    const int threads = Kokkos::DefaultExecutionSpace().concurrency();
+    std::printf(
+        "ptycho reconstruct: %s%s: %ld frames of %dx%d, object %ldx%ld px, %d rank%s of %d thread%s, engines %s\n",
+        job.input.c_str(),
+        job.half == 1   ? " (half 1: even frames)"
+        : job.half == 2 ? " (half 2: odd frames)"
+                        : "",
+        info.num_frames, info.geometry.frame_size, info.geometry.frame_size, info.object_rows, info.object_cols, size,
+        size > 1 ? "s" : "", threads, threads > 1 ? "s" : "", job.engines.c_str());
     std::fflush(stdout);
   }
   Reconstruction recon(world, scan, settings);

@@ -2,6 +2,7 @@
 
 #include "ptycho/core/error.hpp"
 
+#include <Kokkos_Core.hpp>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -125,6 +126,7 @@ void ProgressReporter::finish(const RunSummary& run) {
       {"final_cost", final_cost},
       {"memory_mb_max", m_peak_mb},
       {"ranks", m_comm.size()},
+      {"threads_per_rank", Kokkos::DefaultExecutionSpace().concurrency()},
       {"result", run.result},
       {"previews", run.previews.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(run.previews)}};
   if (!std::isnan(run.background_mean)) line["background_mean"] = run.background_mean;

@@ -455,6 +455,7 @@ io::ResultData Reconstruction::result(const std::string& command_line) const {
   proc.metrics["seconds_total"] = seconds();
   proc.metrics["seconds_per_iteration"] = seconds() / iters;
   proc.metrics["ranks"] = ranks();
+  proc.metrics["threads_per_rank"] = double(ExecSpace().concurrency());
   proc.metrics["frames_migrated"] = double(frames_migrated());
   proc.metrics["batch"] = double(m_batch);  // the configuration's batch may be 0: the default, resolved here
   // The estimated model mismatch: what the reconstruction changed in the

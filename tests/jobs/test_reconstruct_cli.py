@@ -179,6 +179,7 @@ progress_every = 3
         self.assertEqual(self.config(self.path("run", "noext.h5"))["batch"], 0)
         with h5py.File(self.path("run", "noext.h5"), "r") as f:
             self.assertGreaterEqual(f["entry_1/process_1/batch"][()], 1)
+            self.assertGreaterEqual(f["entry_1/process_1/threads_per_rank"][()], 1)  # Kokkos' concurrency
         cfg = self.job("job.cfg", 'input = "../data/scan.cxi"\nengines = "dm:2"\noutput = "../out/cfg.h5"\n')
         self.ok(["reconstruct", cfg])
         self.assertTrue(os.path.exists(self.path("out", "cfg.h5")))
@@ -384,6 +385,7 @@ progress_every = 3
         self.assertEqual(summary["event"], "summary")
         self.assertEqual(summary["iterations"], total)
         self.assertEqual(summary["ranks"], ranks)
+        self.assertGreaterEqual(summary["threads_per_rank"], 1)
         self.assertEqual([(s["engine"], s["iterations"]) for s in summary["engines"]],
                          [(item.split(":")[0], int(item.split(":")[1])) for item in chain.split(",")])
         with h5py.File(result, "r") as f:
