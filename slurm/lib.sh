@@ -48,21 +48,29 @@ ptycho_run() {
     if [[ -n ${SLURM_JOB_ID:-} ]] && command -v srun >/dev/null; then launcher=srun; else launcher=mpirun; fi
   fi
   # Threads within a rank (a ptycho built with an OpenMP Kokkos): one
-  # thread per CPU of the task (sbatch --cpus-per-task=T), each pinned to a
-  # core of the task's own; ranks x threads should fill the nodes.
+  # thread per CPU of the task (sbatch --cpus-per-task=T, default 1); ranks x
+  # threads should fill the nodes. Set even for one thread: an OpenMP
+  # runtime otherwise starts a thread per CPU of its mask, which under srun
+  # without task binding is every CPU of the node, for every rank.
   local threads=${SLURM_CPUS_PER_TASK:-1}
-  if [[ $threads -gt 1 ]]; then
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} OMP_PROC_BIND=${OMP_PROC_BIND:-spread}
-    export OMP_PLACES=${OMP_PLACES:-cores}
-  fi
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads}
   case $launcher in
     # pmix: Debian's Open MPI has no SLURM PMI, so --mpi=pmi2 does not work here.
     # srun does not inherit --cpus-per-task from sbatch (SLURM 22.05 on): pass it.
+    # Threads are not pinned here: OMP_PROC_BIND pins within the task's CPU
+    # mask, and where SLURM does not bind tasks (TaskPlugin=task/none) every
+    # task's mask is the whole node, so all ranks' threads would be pinned to
+    # the same first cores (measured: 6x slower). --cpu-bind=cores gives each
+    # task cores of its own where the task/affinity or task/cgroup plugin runs.
     srun)
       cmd=(srun --mpi="${PTYCHO_SRUN_MPI:-pmix}")
-      [[ $threads -gt 1 ]] && cmd+=(--cpus-per-task="$threads")
+      [[ $threads -gt 1 ]] && cmd+=(--cpus-per-task="$threads" --cpu-bind=cores)
       cmd+=("$PTYCHO_BIN" "$@") ;;
     mpirun)
+      # mpirun binds each rank to T cores of its own, so its threads may be pinned within them.
+      if [[ $threads -gt 1 ]]; then
+        export OMP_PROC_BIND=${OMP_PROC_BIND:-spread} OMP_PLACES=${OMP_PLACES:-cores}
+      fi
       command -v mpirun >/dev/null || ptycho_die "neither srun (in a SLURM job) nor mpirun is available"
       cmd=(mpirun --oversubscribe)
       [[ $(id -u) == 0 ]] && cmd+=(--allow-run-as-root)
