@@ -130,6 +130,18 @@ double relative_difference(const Outcome& a, const Outcome& whole_b) {
   return std::sqrt(sums[0] / sums[1]);
 }
 
+/// The relative difference of two runs' tiles on the same ranks (the same owned rectangles).
+double same_tiles_difference(const HostCView2& a, const HostCView2& b, const Rect& owned) {
+  double sums[2] = {0, 0};
+  for (long r = 0; r < owned.rows; ++r)
+    for (long c = 0; c < owned.cols; ++c) {
+      sums[0] += std::pow(double(Kokkos::abs(a(r, c) - b(r, c))), 2);
+      sums[1] += std::pow(double(Kokkos::abs(b(r, c))), 2);
+    }
+  MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return std::sqrt(sums[0] / sums[1]);
+}
+
 double probe_difference(const Outcome& a, const Outcome& b) {
   double d = 0, n = 0;
   for (size_t i = 0; i < a.probe.size(); ++i) {
@@ -211,14 +223,7 @@ TEST(Checkpoint, PieIlluminationSumsFollowTheRefinedProbe) {
     const Outcome resumed = resume(MPI_COMM_WORLD, chain, path);
     ASSERT_EQ(resumed.owned.rows, whole.owned.rows);
     ASSERT_EQ(resumed.owned.cols, whole.owned.cols);
-    double sums[2] = {0, 0};
-    for (long r = 0; r < whole.owned.rows; ++r)
-      for (long c = 0; c < whole.owned.cols; ++c) {
-        sums[0] += std::pow(double(Kokkos::abs(resumed.tile(r, c) - whole.tile(r, c))), 2);
-        sums[1] += std::pow(double(Kokkos::abs(whole.tile(r, c))), 2);
-      }
-    MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    EXPECT_LT(std::sqrt(sums[0] / sums[1]), 1e-5) << chain;
+    EXPECT_LT(same_tiles_difference(resumed.tile, whole.tile, whole.owned), 1e-5) << chain;
     EXPECT_LT(probe_difference(resumed, whole), 1e-5) << chain;
     remove_on_rank0(path);
   }
@@ -307,17 +312,7 @@ TEST(Checkpoint, MigratedFramesResume) {
     const double tolerance = comm == MPI_COMM_SELF ? 0.1 : 1e-4;
     EXPECT_LT(worst, tolerance) << (comm == MPI_COMM_SELF ? "resumed on one rank" : "resumed on the same ranks");
     EXPECT_EQ(resumed.strays, 0) << "the restore left frames off the ranks that own their positions";
-    if (comm == MPI_COMM_WORLD) {
-      Outcome a{whole.tile, whole.owned, {}, {}};
-      double sums[2] = {0, 0};
-      for (long r = 0; r < a.owned.rows; ++r)
-        for (long c = 0; c < a.owned.cols; ++c) {
-          sums[0] += std::pow(double(Kokkos::abs(whole.tile(r, c) - resumed.tile(r, c))), 2);
-          sums[1] += std::pow(double(Kokkos::abs(whole.tile(r, c))), 2);
-        }
-      MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-      EXPECT_LT(std::sqrt(sums[0] / sums[1]), 1e-4);
-    }
+    if (comm == MPI_COMM_WORLD) EXPECT_LT(same_tiles_difference(resumed.tile, whole.tile, whole.owned), 1e-4);
   }
   remove_on_rank0(path);
 }
