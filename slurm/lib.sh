@@ -75,7 +75,10 @@ ptycho_run() {
       cmd=(mpirun --oversubscribe)
       [[ $(id -u) == 0 ]] && cmd+=(--allow-run-as-root)
       [[ -n ${SLURM_NTASKS:-} ]] && cmd+=(-n "$SLURM_NTASKS")
-      [[ $threads -gt 1 ]] && cmd+=(--map-by "slot:PE=$threads" --bind-to core -x OMP_NUM_THREADS -x OMP_PROC_BIND -x OMP_PLACES)
+      # -x always: mpirun's ranks on other nodes do not inherit this shell's
+      # environment, and one-thread ranks need OMP_NUM_THREADS=1 there too.
+      cmd+=(-x OMP_NUM_THREADS)
+      [[ $threads -gt 1 ]] && cmd+=(--map-by "slot:PE=$threads" --bind-to core -x OMP_PROC_BIND -x OMP_PLACES)
       cmd+=("$PTYCHO_BIN" "$@") ;;
     *) ptycho_die "PTYCHO_LAUNCHER must be 'srun' or 'mpirun', got '$launcher'" ;;
   esac
