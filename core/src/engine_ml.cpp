@@ -33,6 +33,10 @@
 // the direction (Psi twice per iteration, dPsi once, and once more for each
 // exact slope), so the engine holds one batch of each. That is about twice the
 // transforms, and the same iterates up to rounding: Psi is then always exact.
+// Where memory allows more (EngineOptions::far_field_budget, which the job
+// layer sets when it switches the low-memory mode on by itself), Psi and
+// dPsi of the first whole batches are kept as in the default mode, and only
+// the other frames' are made again: between the two modes in time and memory.
 //
 // Probe refinement (refine_probe, after probe_hold iterations) alternates
 // with the object step: the gradient pass also sums the probe gradient
@@ -48,6 +52,7 @@
 #include "ptycho/core/error.hpp"
 #include "ptycho/core/frame_pass.hpp"
 #include "ptycho/core/kernel_util.hpp"
+#include "ptycho/core/memory.hpp"
 
 #include <cmath>
 
@@ -208,10 +213,11 @@ class MlEngine final : public Engine {
     const int m = scan.frame_size, k = ws.num_modes();
     const long n = scan.num_local();
     const long rows = scan.extent.rows, cols = scan.extent.cols;
-    m_low_memory = opt.low_memory;
-    const long kept = m_low_memory ? std::min<long>(n, ws.batch()) : n;  // frames whose far fields are held
-    m_psi = CView3("ptycho::ml::psi", kept * k, m, m);
-    m_dpsi = CView3("ptycho::ml::dpsi", kept * k, m, m);
+    // Frames whose far fields are kept, and slots for one batch of the others.
+    m_kept = opt.low_memory ? ml_kept_far_fields(n, m, k, ws.batch(), opt.far_field_budget) : n;
+    const long slots = m_kept + std::min<long>(n - m_kept, ws.batch());
+    m_psi = CView3("ptycho::ml::psi", slots * k, m, m);
+    m_dpsi = CView3("ptycho::ml::dpsi", slots * k, m, m);
     m_work = CView3("ptycho::ml::work", std::size_t(ws.batch()) * k, m, m);
     m_grad = View2<cdouble>("ptycho::ml::grad", rows, cols);
     m_grad_old = View2<cfloat>("ptycho::ml::grad_old", rows, cols);
@@ -235,8 +241,7 @@ class MlEngine final : public Engine {
     m_positions.use_background(m_background.values());
     const auto propagator = make_propagator(ws);
     m_gradient_pass = FramePass(ws, propagator, WaveStore::per_batch(m_work), &m_background);
-    m_line_pass = FramePass(ws, propagator,
-                            m_low_memory ? WaveStore::per_batch(m_dpsi) : WaveStore::per_frame(m_dpsi), nullptr);
+    m_line_pass = FramePass(ws, propagator, WaveStore::per_frame_then_batch(m_dpsi, m_kept), nullptr);
     prepare_preconditioner(state);
     resync(state);
   }
@@ -345,10 +350,10 @@ class MlEngine final : public Engine {
   /// Psi = DFT(P~ O) for every local frame.
   void resync(ReconState& state) {
     m_pending_step = 0;  // Psi is recomputed from the object, which has every step
-    const long n = m_ws.scan().num_local();
-    if (n == 0 || m_low_memory) return;  // (low memory: each pass makes its batch's Psi)
-    m_ws.exit_waves(state.object, 0, n, m_psi);
-    m_gradient_pass.propagator().forward(m_psi);
+    if (m_kept == 0) return;  // (the frames not kept: each pass makes its batch's Psi)
+    const CView3 psi = far_field_slots(m_psi, 0, m_kept);
+    m_ws.exit_waves(state.object, 0, m_kept, psi);
+    m_gradient_pass.propagator().forward(psi);
   }
 
   /// Gradient of the cost with respect to conj(O) into m_grad (owned pixels
@@ -370,14 +375,16 @@ class MlEngine final : public Engine {
     const double cost = m_gradient_pass.run(
         FrameRange{0, scan.num_local()}, KeptFarFields{},
         [&](long first, long count, const CView3& w) {
-          if (m_low_memory) batch_far_fields(state.object, first, count);
+          // Psi of a frame not kept is made from the moved object: nothing pending.
+          const float a = first < m_kept ? pending : 0.0f;
+          if (first >= m_kept) batch_far_fields(state.object, first, count);
           return dispatch_modes(kmodes, [&](auto kc) {
             constexpr int K = decltype(kc)::value;
             if (m_background.enabled())
-              return poisson ? residual<K, true, true>(first, count, w, pending)
-                             : residual<K, false, true>(first, count, w, pending);
-            return poisson ? residual<K, true, false>(first, count, w, pending)
-                           : residual<K, false, false>(first, count, w, pending);
+              return poisson ? residual<K, true, true>(first, count, w, a)
+                             : residual<K, false, true>(first, count, w, a);
+            return poisson ? residual<K, true, false>(first, count, w, a)
+                           : residual<K, false, false>(first, count, w, a);
           });
         },
         [&](long first, long count, const CView3& w) {
@@ -531,7 +538,7 @@ class MlEngine final : public Engine {
     const Sums<5> q = m_line_pass.run(
         FrameRange{0, n}, direction_waves,
         [&](long first, long count, const CView3&) {
-          if (m_low_memory) batch_far_fields(state.object, first, count);
+          if (first >= m_kept) batch_far_fields(state.object, first, count);
           return line_terms(first, count);
         },
         MeasureOnly{});
@@ -553,9 +560,9 @@ class MlEngine final : public Engine {
     Kokkos::parallel_for(
         "ptycho::ml::step_object", Policy2({0, 0}, {long(obj.extent(0)), long(obj.extent(1))}),
         KOKKOS_LAMBDA(long r, long c) { obj(r, c) += dir(r, c) * a; });
-    // Psi moves by a dPsi in the next residual pass (one pass fewer; low
-    // memory: that pass makes Psi from the moved object).
-    m_pending_step = m_low_memory ? 0.0f : a;
+    // Psi moves by a dPsi in the next residual pass (one pass fewer; the
+    // frames not kept: that pass makes Psi from the moved object).
+    m_pending_step = m_kept > 0 ? a : 0.0f;
     ExecSpace().fence();
   }
 
@@ -628,7 +635,7 @@ class MlEngine final : public Engine {
     const Sums<5> q = m_line_pass.run(
         FrameRange{0, n}, direction_waves,
         [&](long first, long count, const CView3&) {
-          if (m_low_memory) batch_far_fields(state.object, first, count);
+          if (first >= m_kept) batch_far_fields(state.object, first, count);
           return line_terms(first, count);
         },
         MeasureOnly{});
@@ -646,7 +653,7 @@ class MlEngine final : public Engine {
     Kokkos::parallel_for(
         "ptycho::ml::step_probe", Policy3({0, 0, 0}, {kmodes, m, m}),
         KOKKOS_LAMBDA(int k, int r, int c) { probe(k, r, c) += dprobe(k, r, c) * b; });
-    m_pending_step = m_low_memory ? 0.0f : b;  // Psi += b dPsi in the next residual pass
+    m_pending_step = m_kept > 0 ? b : 0.0f;  // Psi += b dPsi in the next residual pass (kept frames)
     m_ws.set_probe(state.probe);
     // The object's preconditioner sum_j |P~_j|^2 follows the probe.
     prepare_preconditioner(state);
@@ -665,17 +672,14 @@ class MlEngine final : public Engine {
 
   /// This rank's exact slope of the data cost at step a along dPsi, the far
   /// fields of the exit waves `direction_waves` (first, count, waves) writes.
-  /// Low memory: a pass that makes Psi (from `object`) and dPsi batch by batch.
+  /// The frames not kept: a pass that makes Psi (from `object`) and dPsi batch by batch.
   template <class DirectionWaves>
   double exact_slope(const CView2& object, long n, float a, const DirectionWaves& direction_waves) {
-    if (!m_low_memory) return slope_terms(0, n, a);
-    const int kmodes = m_ws.num_modes();
-    const WaveStore store = WaveStore::per_batch(m_dpsi);
-    double sum = 0;
-    for (long first = 0; first < n; first += m_ws.batch()) {
+    double sum = m_kept > 0 ? slope_terms(0, m_kept, a) : 0.0;
+    for (long first = m_kept; first < n; first += m_ws.batch()) {
       const long count = std::min<long>(m_ws.batch(), n - first);
       batch_far_fields(object, first, count);
-      const CView3 d = store.slots(first, first, count, kmodes);
+      const CView3 d = far_field_slots(m_dpsi, first, count);
       direction_waves(first, count, d);
       m_line_pass.propagator().forward(d);
       sum += slope_terms(first, count, a);
@@ -694,17 +698,23 @@ class MlEngine final : public Engine {
     });
   }
 
-  /// Low memory: Psi = DFT(P~ O) of frames first..first+count into the batch's slots.
+  /// A frame not kept: Psi = DFT(P~ O) of frames first..first+count into the batch's slots.
   void batch_far_fields(const CView2& object, long first, long count) {
-    const CView3 psi = WaveStore::per_batch(m_psi).slots(first, first, count, m_ws.num_modes());
+    const CView3 psi = far_field_slots(m_psi, first, count);
     m_ws.exit_waves(object, first, count, psi);
     m_gradient_pass.propagator().forward(psi);
   }
 
-  /// The first frame whose far fields sit in slot 0 of Psi and dPsi during a
-  /// batch that starts at `first`: 0 when every frame keeps its own, `first`
-  /// in the low-memory mode (the batch's).
-  long kept_origin(long first) const { return m_low_memory ? first : 0; }
+  /// The slots of frames first..first+count in Psi or dPsi (`buffer`): their
+  /// own below m_kept, the one batch's after it.
+  CView3 far_field_slots(const CView3& buffer, long first, long count) const {
+    return WaveStore::per_frame_then_batch(buffer, m_kept).slots(0, first, count, m_ws.num_modes());
+  }
+
+  /// The frame whose far fields sit in slot 0 of Psi and dPsi during a
+  /// batch that starts at `first`: 0 for the kept frames (each in its own
+  /// slots), first - m_kept for the others (the batch's, after the kept ones).
+  long kept_origin(long first) const { return first < m_kept ? 0 : first - m_kept; }
 
   /// Psi += pending dPsi now (one pass), so that dPsi is free.
   void apply_pending() {
@@ -712,7 +722,8 @@ class MlEngine final : public Engine {
     const auto psi = m_psi, dpsi = m_dpsi;
     const float a = m_pending_step;
     Kokkos::parallel_for(
-        "ptycho::ml::apply_pending", Policy3({0, 0, 0}, {long(psi.extent(0)), long(psi.extent(1)), long(psi.extent(2))}),
+        "ptycho::ml::apply_pending",
+        Policy3({0, 0, 0}, {m_kept * m_ws.num_modes(), long(psi.extent(1)), long(psi.extent(2))}),
         KOKKOS_LAMBDA(long f, int r, int c) { psi(f, r, c) += dpsi(f, r, c) * a; });
     m_pending_step = 0;
   }
@@ -829,9 +840,12 @@ class MlEngine final : public Engine {
   /// A line search: the far fields of a direction into dPsi, summed into the
   /// quartic along the line.
   FramePass m_line_pass;
-  /// Psi and dPsi: (n K, M, M), or one batch's (batch K, M, M) in the low-memory mode.
+  /// Psi and dPsi: (n K, M, M), or in the low-memory mode ((m_kept + batch) K, M, M).
   CView3 m_psi, m_dpsi, m_work;
-  bool m_low_memory = false;  ///< EngineOptions::low_memory: Psi and dPsi made batch by batch
+  /// The first m_kept local frames keep Psi and dPsi (all n by default; in the
+  /// low-memory mode the whole batches that EngineOptions::far_field_budget
+  /// holds); the others' are made batch by batch.
+  long m_kept = 0;
   View2<cdouble> m_grad;
   View2<cfloat> m_grad_old, m_h_old, m_dir;
   View2<float> m_precond;

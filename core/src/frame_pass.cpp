@@ -17,7 +17,11 @@ std::shared_ptr<const Propagator> make_propagator(const Workspace& ws) {
 }
 
 CView3 WaveStore::slots(long origin, long first, long count, int kmodes) const {
-  const long start = m_per_frame ? (first - origin) * kmodes : 0L;
+  const long at = first - origin;  // the batch's place in the pass
+  PTYCHO_THROW_IF(at < m_kept && at + count > m_kept, "FramePass: frames " << first << ".." << first + count
+                                                                           << " straddle the " << m_kept
+                                                                           << " frames with slots of their own");
+  const long start = (at < m_kept ? at : m_kept) * kmodes;
   const long end = start + count * kmodes;
   PTYCHO_THROW_IF(start < 0 || end > long(m_buffer.extent(0)),
                   "FramePass: frames " << first << ".." << first + count << " of a pass from frame " << origin

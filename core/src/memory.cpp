@@ -58,6 +58,19 @@ int batch_or_default(int batch, int frame_size, int modes) {
   return batch > 0 ? batch : default_batch(frame_size, modes, ExecSpace().concurrency());
 }
 
+double ml_far_field_bytes_per_frame(int frame_size, int modes) {
+  return 2.0 * std::max(1, modes) * double(frame_size) * double(frame_size) * 8.0;
+}
+
+long ml_kept_far_fields(long frames, int frame_size, int modes, int batch, double budget) {
+  const long n = std::max(0L, frames);
+  if (!(budget > 0) || n == 0) return 0;
+  const double per_frame = ml_far_field_bytes_per_frame(frame_size, modes);
+  if (budget >= per_frame * double(n)) return n;
+  const long b = std::max(1, batch);
+  return std::min(n, long(budget / per_frame) / b * b);
+}
+
 double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>& chain) {
   const double n = double(std::max(0L, s.frames));
   const double mm = double(s.frame_size) * double(s.frame_size);
@@ -69,7 +82,12 @@ double estimate_rank_bytes(const RankShare& s, const std::vector<EngineOptions>&
     double sets = 0;
     if (e.name == "dm" || e.name == "raar") sets = e.low_memory ? 0.5 : 1;  // low memory: complex halves
     else if (e.name == "sdr") sets = e.low_memory ? 0.5 : 1;  // low memory: complex halves
-    else if (e.name == "ml") sets = e.low_memory ? 0 : 2;  // low memory: one batch of each (the work frames)
+    // low memory: one batch of each (the work frames), and the frames its budget keeps
+    else if (e.name == "ml")
+      sets = !e.low_memory
+                 ? 2
+                 : 2.0 * double(ml_kept_far_fields(s.frames, s.frame_size, s.modes, s.batch, e.far_field_budget)) /
+                       std::max(1.0, n);
     else if (e.name == "lsqml") sets = e.refine_probe ? 1.0 / std::max(1, e.batches) : 0;
     // nn: one predicted patch per frame, and libtorch with the network.
     else if (e.name == kLearnedEngine) sets = 1.0 / k + kLearnedOverheadBytes / std::max(1.0, frame_set);

@@ -10,6 +10,39 @@
 
 namespace ptycho::jobs {
 
+namespace {
+
+/// The node of this rank: its ranks' needs together, what it has available
+/// (0: unknown), and its rank count. Collective over `comm`.
+struct NodeMemory {
+  double need = 0;
+  double have = 0;
+  int ranks = 1;
+};
+
+NodeMemory node_memory(MPI_Comm comm, double bytes) {
+  MPI_Comm node;
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int node_rank = 0;
+  NodeMemory out;
+  MPI_Comm_rank(node, &node_rank);
+  MPI_Comm_size(node, &out.ranks);
+  MPI_Allreduce(&bytes, &out.need, 1, MPI_DOUBLE, MPI_SUM, node);
+  out.have = node_rank == 0 ? available_memory_bytes() : 0;
+  MPI_Bcast(&out.have, 1, MPI_DOUBLE, 0, node);
+  MPI_Comm_free(&node);
+  return out;
+}
+
+}  // namespace
+
+double memory_headroom(MPI_Comm comm, const MemoryNeed& need) {
+  const NodeMemory node = node_memory(comm, need.bytes);
+  double spare = need.max_memory > 0 ? need.max_memory - need.bytes : HUGE_VAL;
+  if (node.have > 0) spare = std::min(spare, (node.have - node.need) / std::max(1, node.ranks));
+  return std::isfinite(spare) ? std::max(0.0, spare) : 0.0;
+}
+
 void check_memory(MPI_Comm comm, const MemoryNeed& need) {
   const std::string shortfall = memory_shortfall(comm, need);
   PTYCHO_INPUT_ERROR_IF(!shortfall.empty(), shortfall);
@@ -19,16 +52,9 @@ std::string memory_shortfall(MPI_Comm comm, const MemoryNeed& need) {
   int size = 1;
   MPI_Comm_size(comm, &size);
   // Per node: the sum of its ranks' needs against what it has available.
-  MPI_Comm node;
-  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  int node_rank = 0, node_size = 1;
-  MPI_Comm_rank(node, &node_rank);
-  MPI_Comm_size(node, &node_size);
-  double node_need = 0;
-  MPI_Allreduce(&need.bytes, &node_need, 1, MPI_DOUBLE, MPI_SUM, node);
-  double node_have = node_rank == 0 ? available_memory_bytes() : 0;
-  MPI_Bcast(&node_have, 1, MPI_DOUBLE, 0, node);
-  MPI_Comm_free(&node);
+  const NodeMemory node = node_memory(comm, need.bytes);
+  const double node_need = node.need, node_have = node.have;
+  const int node_size = node.ranks;
 
   // Over all ranks: the largest rank, the total, and the worst node.
   double local[3] = {need.bytes, node_have > 0 ? node_need / node_have : 0.0, 0.0};

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -314,10 +315,26 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
       PTYCHO_INPUT_ERROR_IF(!low_shortfall.empty(), low_shortfall);
       m_settings.low_memory = true;
       m_settings.origin["low_memory"] = "the default did not fit the memory";
-      opt.chain = low_chain;
       opt.shift_quantum = jobs::kLowMemoryShiftQuantum;
       m_memory_note = shortfall + "; the low-memory mode fits (about " + format_bytes(low_need.bytes) +
                       " on this rank), so it is on (low_memory = false in a job file refuses instead)";
+      // Far fields are kept while memory allows: ML keeps those of as many
+      // of its frames as a share of what is left holds, and makes the rest
+      // again in every pass.
+      const auto ml = [](const EngineOptions& e) { return e.name == "ml"; };
+      if (std::any_of(low_chain.begin(), low_chain.end(), ml)) {
+        const double budget = jobs::kFarFieldShareOfHeadroom * jobs::memory_headroom(m_comm, low_need);
+        for (EngineOptions& e : low_chain)
+          if (ml(e)) e.far_field_budget = budget;
+        long kept[2] = {ml_kept_far_fields(share.frames, share.frame_size, share.modes, share.batch, budget),
+                        share.frames};
+        MPI_Allreduce(MPI_IN_PLACE, kept, 2, MPI_LONG, MPI_SUM, m_comm);
+        low_need.bytes = estimate_rank_bytes(low_share, low_chain);
+        if (kept[0] > 0)
+          m_memory_note += "; ml keeps the far fields of " + std::to_string(kept[0]) + " of the " +
+                           std::to_string(kept[1]) + " frames and makes the others again in every pass";
+      }
+      opt.chain = low_chain;
       need = low_need;
     }
     jobs::check_memory(m_comm, need);

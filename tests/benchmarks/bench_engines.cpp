@@ -7,6 +7,7 @@
 //                             [--refine-probe] [--photons P] [--kernels]
 //                             [--background none|constant|pixel]
 //                             [--shift-quantum Q] [--low-memory] [--object-size S]
+//                             [--keep-far-fields F]
 //
 // Defaults: 1000 frames of 256 x 256, 10 timed iterations after 10 warm-up
 // ones: the steady state of a long run (ML checks its line search against
@@ -17,7 +18,11 @@
 // rounded to 1/Q px, at most Q^2 cached probes per mode; `reconstruct
 // --low-memory` uses Q = 8). --low-memory runs `reconstruct --low-memory`:
 // Q = 8 unless --shift-quantum says otherwise, and engines that can remake
-// their per-frame waves (ML) keep none (EngineOptions::low_memory). --object-size S sets the object to S x S px
+// their per-frame waves (ML) keep none (EngineOptions::low_memory).
+// --keep-far-fields F (0..1, implies --low-memory) gives ML a far-field
+// budget for that share of each rank's frames (EngineOptions::
+// far_field_budget: whole batches kept, the rest made again), what
+// `reconstruct` does when it switches the low-memory mode on by itself. --object-size S sets the object to S x S px
 // and spreads the N positions over it (a large-scan benchmark: the step
 // then follows from S and N, whatever the overlap).
 //
@@ -124,6 +129,7 @@ struct BenchOptions {
   bool kernels = false;  ///< time every Kokkos kernel
   int shift_quantum = 0;  ///< the workspace's shift quantum (0: exact, a cached probe per frame)
   bool low_memory = false;  ///< EngineOptions::low_memory (and Q = 8 unless given)
+  double keep_far_fields = 0;  ///< ML's far-field budget as a share of the rank's frames (low memory)
   long object_size = 0;   ///< S x S object px; 0: from a step of 0.11 M
   std::vector<std::string> engines{"dm", "raar", "ml", "epie", "rpie", "mpie"};
 };
@@ -213,6 +219,18 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
       o.shift_quantum = static_cast<int>(n);
       quantum_given = true;
     } else if (a == "--low-memory") {
+      o.low_memory = true;
+    } else if (a == "--keep-far-fields") {
+      if (i + 1 >= argc) {
+        error = "--keep-far-fields needs a share of the frames from 0 to 1";
+        return false;
+      }
+      char* end = nullptr;
+      o.keep_far_fields = std::strtod(argv[++i], &end);
+      if (end == argv[i] || *end != '\0' || !(o.keep_far_fields >= 0 && o.keep_far_fields <= 1)) {
+        error = "--keep-far-fields needs a share of the frames from 0 to 1, got '" + std::string(argv[i]) + "'";
+        return false;
+      }
       o.low_memory = true;
     } else if (a == "--kernels") {
       o.kernels = true;
@@ -558,15 +576,17 @@ double stream_bandwidth() {
 }
 
 /// The bytes an engine must move per iteration (see the file comment).
+/// `ml_kept`: the frames whose far fields ML keeps in the low-memory mode.
 double unavoidable_bytes(const std::string& engine, double transforms_per_frame, long frames, int m, int modes,
-                         double tile_pixels, long probe_slots, bool low_memory) {
+                         double tile_pixels, long probe_slots, bool low_memory, long ml_kept) {
   const double frame = double(m) * m;
   const double passes = std::max(1.0, std::ceil(transforms_per_frame / (2.0 * modes) - 1e-9));
   // Low memory: DM and RAAR keep their far fields, sDR its exit waves, as
-  // complex halves (half a set of complex64); ML keeps none.
+  // complex halves (half a set of complex64); ML those of its kept frames.
+  const double ml_sets = !low_memory ? 2 : frames > 0 ? 2.0 * double(ml_kept) / double(frames) : 0;
   const double sets = (engine == "dm" || engine == "raar" || engine == "sdr") ? (low_memory ? 0.5 : 1)
-                      : (engine == "ml" && !low_memory)                      ? 2
-                                                                             : 0;
+                      : engine == "ml"                                        ? ml_sets
+                                                                              : 0;
   const double object_bytes = (engine == "epie" || engine == "rpie") ? 16 : engine == "mpie" ? 32 : 40;
   return passes * frames * frame * 4 + sets * frames * modes * frame * 8 * 2 + double(probe_slots) * modes * frame * 8 +
          tile_pixels * object_bytes;
@@ -724,6 +744,14 @@ int run(int argc, char** argv) {
   }
   const ptycho::FramePlan plan(o.size);
   const FftFloor floor(plan, local, o.batch);
+  // ML's far-field budget: that share of this rank's frames, and half a frame.
+  if (o.keep_far_fields > 0)
+    base.far_field_budget = (o.keep_far_fields * double(local) + 0.5) * ptycho::ml_far_field_bytes_per_frame(o.size, 1);
+  const long ml_kept = ptycho::ml_kept_far_fields(local, o.size, 1, o.batch, base.far_field_budget);
+  if (o.low_memory && rank == 0) {
+    std::printf("low-memory mode: ML keeps the far fields of %ld of rank 0's %ld frames\n", ml_kept, local);
+    std::fflush(stdout);
+  }
   const double owned_pixels = max_over_ranks(double(ptycho::decompose_for(info, ro, ranks).owned[rank].area()));
   std::vector<EngineResult> results;
   for (const auto& engine : o.engines) {
@@ -803,8 +831,8 @@ int run(int argc, char** argv) {
     r.transforms_per_frame = local > 0 ? double(transforms) / (double(local) * o.iterations) : 0.0;
     MPI_Allreduce(MPI_IN_PLACE, &r.transforms_per_frame, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     r.bytes = max_over_ranks(unavoidable_bytes(engine, r.transforms_per_frame, local, o.size, 1, tile_pixels,
-                                                     ptycho::Workspace::probe_slots_for(local, o.shift_quantum),
-                                                     o.low_memory));
+                                               ptycho::Workspace::probe_slots_for(local, o.shift_quantum), o.low_memory,
+                                               ml_kept));
     const double floor_per_transform = most > 0 ? r.fft_floor / (2.0 * double(most)) : 0.0;
     r.roofline = r.transforms_per_frame * double(most) * floor_per_transform + r.bytes / bandwidth;
     if (rank == 0) {

@@ -2,6 +2,7 @@
 // scan with the known probe, on one rank.
 #include "engine_fixture.hpp"
 #include "ptycho/core/engine.hpp"
+#include "ptycho/core/memory.hpp"
 
 #include <gtest/gtest.h>
 
@@ -231,7 +232,9 @@ struct LowMemoryRun {
   HostCView3 probe;
 };
 
-LowMemoryRun run_ml_memory(bool low_memory, int variant) {
+/// `kept_batches`: the low-memory mode's far-field budget in whole batches
+/// of frames (run_iterations' batch of 8), plus half a frame; -1: none.
+LowMemoryRun run_ml_memory(bool low_memory, int variant, double kept_batches = -1) {
   auto s = test::make_small_scan(1e5, 96, 32, 5.0 + 0.1 * variant, 2.0);
   ReconState st = test::start_state(s, test::true_probe(s));
   EngineOptions opt;
@@ -240,6 +243,8 @@ LowMemoryRun run_ml_memory(bool low_memory, int variant) {
   opt.probe_hold = 3;
   opt.background = BackgroundMode::constant;
   opt.low_memory = low_memory;
+  if (kept_batches >= 0)
+    opt.far_field_budget = (kept_batches * 8 + 0.5) * ml_far_field_bytes_per_frame(s.scan.frame_size, 1);
   LowMemoryRun run;
   run.cost = test::run_iterations(s, opt, st, 25);
   run.object = Kokkos::create_mirror_view_and_copy(HostSpace(), st.object);
@@ -276,6 +281,42 @@ TEST(MlLowMemory, GivesTheIteratesOfTheKeptFarFields) {
     EXPECT_LT(relative_difference(low.object, kept.object), 1e-4);
     EXPECT_LT(relative_difference(low.probe, kept.probe), 1e-4);
   }
+}
+
+// With a far-field budget the low-memory mode keeps Psi and dPsi of the
+// first whole batches (updated as in the default mode) and makes the rest
+// batch by batch: the same iterates again. A budget for every frame is the
+// default mode, float for float.
+TEST(MlLowMemory, KeepsTheFarFieldsItsBudgetHolds) {
+  for (int variant : {0, 3}) {
+    const LowMemoryRun kept = run_ml_memory(false, variant), low = run_ml_memory(true, variant);
+    ASSERT_GT(kept.probe.size(), 0u);
+    // Two batches kept, and a budget short of a third: also two.
+    for (double batches : {2.0, 2.9}) {
+      const LowMemoryRun some = run_ml_memory(true, variant, batches);
+      for (size_t i = 0; i < kept.cost.size(); ++i)
+        EXPECT_NEAR(some.cost[i], kept.cost[i], 1e-3 * kept.cost[i]) << "iteration " << i;
+      EXPECT_LT(relative_difference(some.object, kept.object), 1e-4);
+      EXPECT_LT(relative_difference(some.probe, kept.probe), 1e-4);
+      // Neither mode's floats: some frames kept, some made again.
+      EXPECT_GT(relative_difference(some.object, kept.object), 0.0);
+      EXPECT_GT(relative_difference(some.object, low.object), 0.0);
+    }
+    const LowMemoryRun all = run_ml_memory(true, variant, 1000);
+    EXPECT_EQ(all.cost, kept.cost);
+    EXPECT_EQ(relative_difference(all.object, kept.object), 0.0);
+  }
+}
+
+TEST(MlLowMemory, KeptFramesAreWholeBatchesWithinTheBudget) {
+  const double per_frame = ml_far_field_bytes_per_frame(64, 2);
+  EXPECT_EQ(per_frame, 2.0 * 2 * 64 * 64 * 8);
+  EXPECT_EQ(ml_kept_far_fields(100, 64, 2, 16, 0), 0);
+  EXPECT_EQ(ml_kept_far_fields(100, 64, 2, 16, 15.9 * per_frame), 0);
+  EXPECT_EQ(ml_kept_far_fields(100, 64, 2, 16, 40 * per_frame), 32);
+  EXPECT_EQ(ml_kept_far_fields(100, 64, 2, 16, 99 * per_frame), 96);
+  EXPECT_EQ(ml_kept_far_fields(100, 64, 2, 16, 100 * per_frame), 100);
+  EXPECT_EQ(ml_kept_far_fields(0, 64, 2, 16, 1e12), 0);
 }
 
 namespace {

@@ -250,6 +250,15 @@ TEST(FramePass, StagesSeeTheFramesAndSlotsInOrder) {
   per_frame.run(FrameRange{3, 13}, log('s'), log('f'), log('u'));
   expect = expected(true);
   EXPECT_EQ(calls, expect);
+  // The first 8 frames of the range in their own slots, the later batch
+  // (11..12) at the slots after them.
+  calls.clear();
+  FramePass then_batch(c.ws, prop, WaveStore::per_frame_then_batch(buffer, 8), nullptr);
+  then_batch.run(FrameRange{3, 13}, log('s'), log('f'), log('u'));
+  expect = expected(true);
+  for (Call& e : expect)
+    if (e.first == 11) e.slot = 8 * kModes;
+  EXPECT_EQ(calls, expect);
   // An order of single frames.
   calls.clear();
   per_batch.run(std::vector<long>{5, 2, 9}, log('s'), log('f'), log('u'));
@@ -333,6 +342,13 @@ TEST(FramePass, RefusesSlotsBeyondItsBuffer) {
   EXPECT_NO_THROW(kept.run(FrameRange{4, 10}, KeptFarFields{}, nothing, MeasureOnly{}));
   EXPECT_THROW(kept.run(FrameRange{4, 11}, KeptFarFields{}, nothing, MeasureOnly{}), Error);
   EXPECT_THROW(kept.run(std::vector<long>{0}, KeptFarFields{}, nothing, MeasureOnly{}), Error);
+  // Kept frames and then batches: a batch across the kept frames' end is refused.
+  const int b = c.ws.batch();
+  CView3 some("some", std::size_t(3 * b) * kModes, m, m);
+  FramePass whole(c.ws, prop, WaveStore::per_frame_then_batch(some, 2 * b), nullptr);
+  EXPECT_NO_THROW(whole.run(FrameRange{0, c.frames()}, KeptFarFields{}, nothing, MeasureOnly{}));
+  FramePass straddled(c.ws, prop, WaveStore::per_frame_then_batch(some, b + 1), nullptr);
+  EXPECT_THROW(straddled.run(FrameRange{0, c.frames()}, KeptFarFields{}, nothing, MeasureOnly{}), Error);
 }
 
 }  // namespace

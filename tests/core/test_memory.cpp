@@ -102,6 +102,11 @@ TEST(Memory, EstimateFollowsTheBuffersEachEngineKeeps) {
   auto ml_low = chain_of("ml");
   ml_low[0].low_memory = true;
   EXPECT_DOUBLE_EQ(estimate_rank_bytes(s, ml_low), epie);
+  // With a far-field budget, those of the whole batches it holds (both sets).
+  ml_low[0].far_field_budget = 100.5 * ml_far_field_bytes_per_frame(256, 1);
+  const long kept = ml_kept_far_fields(s.frames, 256, 1, s.batch, ml_low[0].far_field_budget);
+  EXPECT_EQ(kept, 100 / s.batch * s.batch);
+  EXPECT_NEAR(estimate_rank_bytes(s, ml_low) - epie, 2.0 * kept * 256 * 256 * 8, 1.0);
   // DM's, as complex halves: half a set.
   auto dm_low = chain_of("dm");
   dm_low[0].low_memory = true;

@@ -90,6 +90,12 @@ struct EngineOptions {
   /// kept far fields), so it holds one batch of them instead of two sets of
   /// n K M^2 complex64.
   bool low_memory = false;
+  /// Low-memory mode, ML: bytes this rank may still spend on far fields. ML
+  /// keeps Psi and dPsi of as many whole batches of its first frames as fit
+  /// (ml_kept_far_fields, memory.hpp) and makes the others batch by batch.
+  /// 0 (the default, and what `--low-memory` asks for): none kept. The job
+  /// layer sets it when it switches the low-memory mode on by itself.
+  double far_field_budget = 0.0;
   double regularisation = 1e-3;  ///< relative damping of object/probe divisions
   unsigned seed = 1;           ///< PIE order, LSQ-ML batches
 };

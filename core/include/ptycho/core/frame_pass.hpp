@@ -43,6 +43,7 @@
 #include "ptycho/core/local_scan.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -94,26 +95,35 @@ class WaveStore {
  public:
   /// Every batch at the start of `buffer`, s(j) = j - (the batch's first
   /// frame): a work buffer of at least batch * K frames, reused.
-  static WaveStore per_batch(const CView3& buffer) { return WaveStore(buffer, false); }
+  static WaveStore per_batch(const CView3& buffer) { return WaveStore(buffer, 0); }
   /// Every frame of a pass in its own slots, s(j) = j - (the pass's first
   /// frame): the waves stay after the pass (ML's direction far fields,
   /// LSQ-ML's corrections of a mini-batch for the probe step).
-  static WaveStore per_frame(const CView3& buffer) { return WaveStore(buffer, true); }
+  static WaveStore per_frame(const CView3& buffer) { return WaveStore(buffer, kAll); }
+  /// The first `kept` frames of a pass in their own slots, and every later
+  /// batch in the slots after them, s(j) = kept + j - (the batch's first
+  /// frame): ML's direction far fields when memory keeps only some
+  /// (EngineOptions::far_field_budget). A batch must not straddle `kept`.
+  static WaveStore per_frame_then_batch(const CView3& buffer, long kept) {
+    return WaveStore(buffer, std::max(0L, kept));
+  }
 
   /// No buffer: holds no waves.
   WaveStore() = default;
   /// The whole buffer (slots, M, M).
   const CView3& buffer() const { return m_buffer; }
-  /// Whether every frame of a pass has its own slots (per_frame).
-  bool keeps_frames() const { return m_per_frame; }
+  /// Whether frames of a pass have slots of their own (per_frame, or the
+  /// first ones of per_frame_then_batch).
+  bool keeps_frames() const { return m_kept > 0; }
   /// The waves of frames first..first+count of a pass that starts at frame
   /// `origin`: count * K slots of the buffer. Throws if they do not fit.
   CView3 slots(long origin, long first, long count, int kmodes) const;
 
  private:
-  WaveStore(const CView3& buffer, bool per_frame) : m_buffer(buffer), m_per_frame(per_frame) {}
+  static constexpr long kAll = std::numeric_limits<long>::max();
+  WaveStore(const CView3& buffer, long kept) : m_buffer(buffer), m_kept(kept) {}
   CView3 m_buffer;
-  bool m_per_frame = false;
+  long m_kept = 0;  ///< the frames of a pass with slots of their own (kAll: every frame)
 };
 
 /// A pass's source: the exit waves of `object` (an object-sized view in the

@@ -13,7 +13,8 @@
 ///   engine       per-frame waves the engine keeps: DM, RAAR and sDR one set
 ///                (n K M^2 x 8), ML two (waves and their search direction);
 ///                in the low-memory mode (EngineOptions::low_memory) DM and
-///                RAAR half a set (complex halves), ML none,
+///                RAAR half a set (complex halves), ML those of the frames its
+///                far_field_budget keeps (none by default),
 ///                LSQ-ML one batch's corrections when it refines the probe,
 ///                the PIE family none; plus a few batches of work frames
 ///   object       the tile with its halo and the engine's sums over it
@@ -61,6 +62,15 @@ int batch_or_default(int batch, int frame_size, int modes);
 inline constexpr double kProcessOverheadBytes = 96.0 * (1 << 20);
 /// What libtorch and a network add to a rank that runs the nn engine (measured: about 164 MB for libtorch).
 inline constexpr double kLearnedOverheadBytes = 256.0 * (1 << 20);
+
+/// ML's far fields kept per frame (Psi and its direction dPsi): 2 K M^2 complex64.
+double ml_far_field_bytes_per_frame(int frame_size, int modes);
+
+/// The local frames whose far fields ML keeps in the low-memory mode with
+/// `budget` bytes for them (EngineOptions::far_field_budget): whole batches
+/// of the first frames, min(n, floor(budget / per frame / batch) * batch);
+/// all n when the budget holds them all, 0 when it holds no batch.
+long ml_kept_far_fields(long frames, int frame_size, int modes, int batch, double budget);
 
 /// The estimated peak bytes of one rank running `chain` on `share` (the
 /// largest over the chain's engines: one engine's buffers live at a time).

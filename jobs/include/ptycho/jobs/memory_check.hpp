@@ -24,4 +24,10 @@ void check_memory(MPI_Comm comm, const MemoryNeed& need);
 /// every rank, or "" if the run fits.
 std::string memory_shortfall(MPI_Comm comm, const MemoryNeed& need);
 
+/// Collective over `comm`: the bytes this rank could add to `need.bytes` and
+/// still fit: under `need.max_memory`, and its even share of what its node
+/// has available beyond its ranks' needs together. 0 if it has none, or if
+/// neither a limit nor the node's memory is known.
+double memory_headroom(MPI_Comm comm, const MemoryNeed& need);
+
 }  // namespace ptycho::jobs

@@ -46,6 +46,10 @@ inline constexpr int kMaxProbeModes = 32;
 inline constexpr int kMaxBatch = 4096;
 /// The low-memory mode's shift quantum: shifts rounded to 1/8 px, 64 cached probes per mode at most.
 inline constexpr int kLowMemoryShiftQuantum = 8;
+/// When reconstruct switches the low-memory mode on by itself, ML keeps far
+/// fields in this share of the memory that is left (memory_headroom): the
+/// estimate is a model, and other processes may take some of the node's.
+inline constexpr double kFarFieldShareOfHeadroom = 0.75;
 /// The largest position shift limit [object px].
 inline constexpr double kMaxPositionShift = 256;
 
