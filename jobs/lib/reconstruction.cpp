@@ -266,6 +266,7 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
   // A resumed run that leaves low_memory alone goes on in the mode its
   // checkpoint was written in (one the low-memory mode switched on by itself
   // may be resumed where the default would fit).
+  bool low_memory_by_itself = false;  // on, and not because the job asked for it
   if (!m_settings.resume.empty() && !m_settings.low_memory && !m_settings.origin.count("low_memory")) {
     int low = 0;
     if (me == 0) low = io::peek_checkpoint_text(m_settings.resume, "run/low_memory") == "true";
@@ -273,6 +274,7 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
     if (low) {
       m_settings.low_memory = true;
       m_settings.origin["low_memory"] = "the checkpoint " + m_settings.resume + " was written in the low-memory mode";
+      low_memory_by_itself = true;
       opt.chain = parse_chain(m_settings.engines, jobs::engine_base(m_settings));
       opt.shift_quantum = jobs::kLowMemoryShiftQuantum;
       m_memory_note = "the checkpoint " + m_settings.resume +
@@ -318,24 +320,29 @@ Reconstruction::Reconstruction(MPI_Comm comm, const Scan& scan, const Settings& 
       opt.shift_quantum = jobs::kLowMemoryShiftQuantum;
       m_memory_note = shortfall + "; the low-memory mode fits (about " + format_bytes(low_need.bytes) +
                       " on this rank), so it is on (low_memory = false in a job file refuses instead)";
-      // Far fields are kept while memory allows: ML keeps those of as many
-      // of its frames as a share of what is left holds, and makes the rest
-      // again in every pass.
-      const auto ml = [](const EngineOptions& e) { return e.name == "ml"; };
-      if (std::any_of(low_chain.begin(), low_chain.end(), ml)) {
-        const double budget = jobs::kFarFieldShareOfHeadroom * jobs::memory_headroom(m_comm, low_need);
-        for (EngineOptions& e : low_chain)
-          if (ml(e)) e.far_field_budget = budget;
-        long kept[2] = {ml_kept_far_fields(share.frames, share.frame_size, share.modes, share.batch, budget),
-                        share.frames};
-        MPI_Allreduce(MPI_IN_PLACE, kept, 2, MPI_LONG, MPI_SUM, m_comm);
-        low_need.bytes = estimate_rank_bytes(low_share, low_chain);
-        if (kept[0] > 0)
-          m_memory_note += "; ml keeps the far fields of " + std::to_string(kept[0]) + " of the " +
-                           std::to_string(kept[1]) + " frames and makes the others again in every pass";
-      }
       opt.chain = low_chain;
+      share = low_share;
       need = low_need;
+      low_memory_by_itself = true;
+    }
+    // Far fields are kept while memory allows: in a low-memory mode the job
+    // did not ask for, ML keeps those of as many of its frames as a share of
+    // what is left holds, and makes the rest again in every pass.
+    const auto ml = [](const EngineOptions& e) { return e.name == "ml"; };
+    if (low_memory_by_itself && std::any_of(opt.chain.begin(), opt.chain.end(), ml)) {
+      const double budget = jobs::kFarFieldShareOfHeadroom * jobs::memory_headroom(m_comm, need);
+      for (EngineOptions& e : opt.chain)
+        if (ml(e)) e.far_field_budget = budget;
+      long kept[2] = {ml_kept_far_fields(share.frames, share.frame_size, share.modes, share.batch, budget),
+                      share.frames};
+      MPI_Allreduce(MPI_IN_PLACE, kept, 2, MPI_LONG, MPI_SUM, m_comm);
+      need.bytes = estimate_rank_bytes(share, opt.chain);
+      if (kept[0] == kept[1])
+        m_memory_note +=
+            "; ml keeps the far fields of all " + std::to_string(kept[1]) + " frames (the memory holds them)";
+      else if (kept[0] > 0)
+        m_memory_note += "; ml keeps the far fields of " + std::to_string(kept[0]) + " of the " +
+                         std::to_string(kept[1]) + " frames and makes the others again in every pass";
     }
     jobs::check_memory(m_comm, need);
   }

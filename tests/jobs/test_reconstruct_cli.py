@@ -565,6 +565,9 @@ progress_every = 3
         note = [line for line in r.stdout.splitlines() if line.strip().startswith("memory:")]
         self.assertEqual(len(note), 1, r.stdout)
         self.assertIn("was written in the low-memory mode", note[0])
+        # Not asked for by the job, so ML keeps the far fields the memory
+        # holds: without a limit, all of them.
+        self.assertIn("ml keeps the far fields of all 369 frames", note[0])
         self.assertTrue(self.config(self.path("out", "resumed_lm.h5"))["low_memory"])
         job = self.job("no_lm_resume.toml", f'input = "../data/big.cxi"\noutput = "../out/no_lm_resume.h5"\n'
                                             f'engines = "dm:5,ml:1"\nresume = "{ckpt}"\nlow_memory = false\n')
