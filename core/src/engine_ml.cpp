@@ -711,11 +711,6 @@ class MlEngine final : public Engine {
     return WaveStore::per_frame_then_batch(buffer, m_kept).slots(0, first, count, m_ws.num_modes());
   }
 
-  /// The frame whose far fields sit in slot 0 of Psi and dPsi during a
-  /// batch that starts at `first`: 0 for the kept frames (each in its own
-  /// slots), first - m_kept for the others (the batch's, after the kept ones).
-  long kept_origin(long first) const { return first < m_kept ? 0 : first - m_kept; }
-
   /// Psi += pending dPsi now (one pass), so that dPsi is free.
   void apply_pending() {
     if (m_pending_step == 0.0f) return;
@@ -738,16 +733,16 @@ class MlEngine final : public Engine {
     const long plane = long(m) * m;
     const auto frames = m_ws.scan().frames;
     const auto valid = m_ws.scan().valid;
-    const auto psi = m_psi, dpsi = m_dpsi;
+    const CView3 psi = far_field_slots(m_psi, first, count), dpsi = far_field_slots(m_dpsi, first, count);
     const auto bg = m_background.values();
     const auto model = m_background.model();
-    const long kept = first - kept_origin(first);  // the slot of frame `first` in Psi and dPsi
-    return sum_frame_rows<double>("ptycho::ml::residual", count, m, KOKKOS_LAMBDA(long b, int r) {
-      const long j = first + b, s = (kept + b) * kmodes;
-      return double(residual_row<K, Poisson, Bg>(
-          &frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr, Bg ? &model(b, r, 0) : nullptr,
-          &psi(s, r, 0), &dpsi(s, r, 0), &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, pending));
-    });
+    return sum_frame_rows<double>(
+        "ptycho::ml::residual", count, m, KOKKOS_LAMBDA(long b, int r) {
+          const long j = first + b, s = b * kmodes;
+          return double(residual_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
+                                                     Bg ? &model(b, r, 0) : nullptr, &psi(s, r, 0), &dpsi(s, r, 0),
+                                                     &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, pending));
+        });
   }
 
   /// The quartic's terms over frames first..first+count (Psi, dPsi stored).
@@ -758,14 +753,14 @@ class MlEngine final : public Engine {
     const long plane = long(m) * m;
     const auto frames = m_ws.scan().frames;
     const auto valid = m_ws.scan().valid;
-    const auto psi = m_psi, dpsi = m_dpsi;
+    const CView3 psi = far_field_slots(m_psi, first, count), dpsi = far_field_slots(m_dpsi, first, count);
     const auto bg = m_background.values();
-    const long kept = first - kept_origin(first);
-    return sum_frame_rows<Sums<5>>("ptycho::ml::line_poly", count, m, KOKKOS_LAMBDA(long b, int r) {
-      const long j = first + b, s = (kept + b) * kmodes;
-      return line_poly_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr, &psi(s, r, 0),
-                                           &dpsi(s, r, 0), m, kmodes, plane, inv_m2);
-    });
+    return sum_frame_rows<Sums<5>>(
+        "ptycho::ml::line_poly", count, m, KOKKOS_LAMBDA(long b, int r) {
+          const long j = first + b, s = b * kmodes;
+          return line_poly_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr, &psi(s, r, 0),
+                                               &dpsi(s, r, 0), m, kmodes, plane, inv_m2);
+        });
   }
 
   /// The exact slope's terms at step a along dPsi over frames first..first+count.
@@ -776,12 +771,11 @@ class MlEngine final : public Engine {
     const long plane = long(m) * m;
     const auto frames = m_ws.scan().frames;
     const auto valid = m_ws.scan().valid;
-    const auto psi = m_psi, dpsi = m_dpsi;
+    const CView3 psi = far_field_slots(m_psi, first, count), dpsi = far_field_slots(m_dpsi, first, count);
     const auto bg = m_background.values();
-    const long kept = first - kept_origin(first);
     return sum_frame_rows<double>(
         "ptycho::ml::line_slope", count, m, KOKKOS_LAMBDA(long b, int r) {
-          const long j = first + b, s = (kept + b) * kmodes;
+          const long j = first + b, s = b * kmodes;
           return double(line_slope_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
                                                        &psi(s, r, 0), &dpsi(s, r, 0), m, kmodes, plane, inv_m2, a));
         });
