@@ -53,11 +53,9 @@ std::string memory_shortfall(MPI_Comm comm, const MemoryNeed& need) {
   MPI_Comm_size(comm, &size);
   // Per node: the sum of its ranks' needs against what it has available.
   const NodeMemory node = node_memory(comm, need.bytes);
-  const double node_need = node.need, node_have = node.have;
-  const int node_size = node.ranks;
 
   // Over all ranks: the largest rank, the total, and the worst node.
-  double local[3] = {need.bytes, node_have > 0 ? node_need / node_have : 0.0, 0.0};
+  double local[3] = {need.bytes, node.have > 0 ? node.need / node.have : 0.0, 0.0};
   double worst[3];
   MPI_Allreduce(local, worst, 3, MPI_DOUBLE, MPI_MAX, comm);
   double total = 0;
@@ -69,7 +67,7 @@ std::string memory_shortfall(MPI_Comm comm, const MemoryNeed& need) {
   } mine{local[1], 0}, worst_node{};
   MPI_Comm_rank(comm, &mine.rank);
   MPI_Allreduce(&mine, &worst_node, 1, MPI_DOUBLE_INT, MPI_MAXLOC, comm);
-  double node_numbers[3] = {node_need, node_have, double(node_size)};
+  double node_numbers[3] = {node.need, node.have, double(node.ranks)};
   MPI_Bcast(node_numbers, 3, MPI_DOUBLE, worst_node.rank, comm);
 
   const double largest = worst[0];
