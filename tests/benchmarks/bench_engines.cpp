@@ -172,6 +172,17 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
       }
       return true;
     };
+    auto real = [&](double& out, const char* what) {
+      const char* v = value(what);
+      if (!v) return false;
+      char* end = nullptr;
+      out = std::strtod(v, &end);
+      if (*v == '\0' || *end != '\0') {
+        error = a + ": '" + v + "' is not a number";
+        return false;
+      }
+      return true;
+    };
     long n = 0;
     if (a == "--frames") {
       if (!whole(n, "a frame count")) return false;
@@ -189,14 +200,7 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
       if (!whole(n, "a batch size")) return false;
       o.batch = static_cast<int>(n);
     } else if (a == "--photons") {
-      const char* v = value("a photon count");
-      if (!v) return false;
-      char* end = nullptr;
-      o.photons = std::strtod(v, &end);
-      if (*v == '\0' || *end != '\0') {
-        error = a + ": '" + v + "' is not a number";
-        return false;
-      }
+      if (!real(o.photons, "a photon count")) return false;
     } else if (a == "--engines") {
       const char* v = value("a list of engines");
       if (!v) return false;
@@ -221,16 +225,7 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
     } else if (a == "--low-memory") {
       o.low_memory = true;
     } else if (a == "--keep-far-fields") {
-      if (i + 1 >= argc) {
-        error = "--keep-far-fields needs a share of the frames from 0 to 1";
-        return false;
-      }
-      char* end = nullptr;
-      o.keep_far_fields = std::strtod(argv[++i], &end);
-      if (end == argv[i] || *end != '\0' || !(o.keep_far_fields >= 0 && o.keep_far_fields <= 1)) {
-        error = "--keep-far-fields needs a share of the frames from 0 to 1, got '" + std::string(argv[i]) + "'";
-        return false;
-      }
+      if (!real(o.keep_far_fields, "a share of the frames")) return false;
       o.low_memory = true;
     } else if (a == "--kernels") {
       o.kernels = true;
@@ -258,6 +253,8 @@ bool parse_options(int argc, char** argv, BenchOptions& o, std::string& error) {
     error = "--shift-quantum must be in 0..64";
   else if (o.photons < 0)
     error = "--photons must be >= 0";
+  else if (!(o.keep_far_fields >= 0 && o.keep_far_fields <= 1))
+    error = "--keep-far-fields must be a share of the frames from 0 to 1";
   else if (o.engines.empty())
     error = "--engines: empty list";
   for (const auto& e : o.engines) {
