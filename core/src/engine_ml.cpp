@@ -76,6 +76,21 @@ KOKKOS_INLINE_FUNCTION float tv_edge_weight(const cfloat& d, float tv, float eps
 /// background.hpp); without, `bg` and `model` are not read (they may be null)
 /// and the code is that of no background.
 
+/// Prefetches row r + kPrefetchRows of frame j's counts and of its far
+/// fields Psi and dPsi (slots s..s+K-1), for the row kernels below
+/// (prefetch_row; Write: Psi is written).
+template <bool Write, class Frames>
+KOKKOS_INLINE_FUNCTION void prefetch_far_field_rows(const Frames& frames, long j, const CView3& psi, const CView3& dpsi,
+                                                    long s, int r, int m, int kmodes) {
+  if (r + kPrefetchRows >= m) return;
+  const long bytes = long(m) * long(sizeof(cfloat));
+  prefetch_row(&frames(j, r + kPrefetchRows, 0), long(m) * long(sizeof(float)));
+  for (int k = 0; k < kmodes; ++k) {
+    prefetch_row<Write>(&psi(s + k, r + kPrefetchRows, 0), bytes);
+    prefetch_row(&dpsi(s + k, r + kPrefetchRows, 0), bytes);
+  }
+}
+
 /// Psi += pending dPsi; w_k = g Psi_k / M^2 with g the derivative of the
 /// row's cost with respect to I; returns the row's cost (Poisson deviance / 2,
 /// or the squared amplitude error). With Bg, `model` gets I (for the
@@ -739,6 +754,7 @@ class MlEngine final : public Engine {
     return sum_frame_rows<double>(
         "ptycho::ml::residual", count, m, KOKKOS_LAMBDA(long b, int r) {
           const long j = first + b, s = b * kmodes;
+          prefetch_far_field_rows<true>(frames, j, psi, dpsi, s, r, m, kmodes);
           return double(residual_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
                                                      Bg ? &model(b, r, 0) : nullptr, &psi(s, r, 0), &dpsi(s, r, 0),
                                                      &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, pending));
@@ -758,6 +774,7 @@ class MlEngine final : public Engine {
     return sum_frame_rows<Sums<5>>(
         "ptycho::ml::line_poly", count, m, KOKKOS_LAMBDA(long b, int r) {
           const long j = first + b, s = b * kmodes;
+          prefetch_far_field_rows<false>(frames, j, psi, dpsi, s, r, m, kmodes);
           return line_poly_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr, &psi(s, r, 0),
                                                &dpsi(s, r, 0), m, kmodes, plane, inv_m2);
         });
@@ -776,6 +793,7 @@ class MlEngine final : public Engine {
     return sum_frame_rows<double>(
         "ptycho::ml::line_slope", count, m, KOKKOS_LAMBDA(long b, int r) {
           const long j = first + b, s = b * kmodes;
+          prefetch_far_field_rows<false>(frames, j, psi, dpsi, s, r, m, kmodes);
           return double(line_slope_row<K, Poisson, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
                                                        &psi(s, r, 0), &dpsi(s, r, 0), m, kmodes, plane, inv_m2, a));
         });

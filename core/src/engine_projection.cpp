@@ -208,6 +208,12 @@ class ProjectionEngine final : public Engine {
           Kokkos::parallel_reduce(
               Kokkos::TeamThreadRange(team, m),
               [&](int r, double& racc) {
+                if (r + kPrefetchRows < m) {
+                  prefetch_row(&frames(j, r + kPrefetchRows, 0), long(m) * sizeof(float));
+                  for (int k = 0; k < kmodes; ++k)
+                    prefetch_row<true>(wave_row(psi, j * kmodes + k, r + kPrefetchRows),
+                                       long(m) * 2 * sizeof(*wave_row(psi, 0, 0)));
+                }
                 racc += fourier_row<K, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
                                            Bg ? &model(b, r, 0) : nullptr, wave_row(psi, j * kmodes, r),
                                            &w(b * kmodes, r, 0), m, kmodes, plane, inv_m2, beta, mf);
