@@ -254,6 +254,8 @@ class LsqmlEngine final : public Engine {
     const auto model = m_background.model();
     return sum_frame_rows<double>(
         "ptycho::lsqml::correction", count, m, KOKKOS_LAMBDA(long b, int r) {
+          if (r + kPrefetchRows < m)
+            prefetch_row(&frames(first + b, r + kPrefetchRows, 0), long(m) * long(sizeof(float)));
           return double(correction_row<K, Bg>(&frames(first + b, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
                                               Bg ? &model(b, r, 0) : nullptr, &chi(b * kmodes, r, 0), m, kmodes, plane,
                                               inv_m2));

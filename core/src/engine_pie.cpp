@@ -270,6 +270,7 @@ class PieEngine final : public Engine {
     Kokkos::parallel_reduce(
         "ptycho::pie::modulus", Kokkos::RangePolicy<ExecSpace>(0, m),
         KOKKOS_LAMBDA(int r, double& acc) {
+          if (r + kPrefetchRows < m) prefetch_row(&frames(j, r + kPrefetchRows, 0), long(m) * long(sizeof(float)));
           acc += pie_modulus_row<K, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
                                         Bg ? &model(0, r, 0) : nullptr, &w(0, r, 0), m, kmodes, plane, inv_m2, tau);
         },
@@ -293,6 +294,12 @@ class PieEngine final : public Engine {
     Kokkos::parallel_for(
         "ptycho::pie::object", Kokkos::RangePolicy<ExecSpace>(0, m), KOKKOS_LAMBDA(int r) {
           const int rr = row(j) + r, c0 = col(j);
+          if (r + kPrefetchRows < m) {
+            const long bytes = long(m) * long(sizeof(cfloat));
+            prefetch_row<true>(&obj(rr + kPrefetchRows, c0), bytes);
+            if (Weigh) prefetch_row<true>(&weight(rr + kPrefetchRows, c0), long(m) * long(sizeof(double)));
+            for (int k = 0; k < kmodes; ++k) prefetch_row(&probes(slot(j) * kmodes + k, r + kPrefetchRows, 0), bytes);
+          }
           pie_object_row<K, Sdr, Weigh>(
               &obj(rr, c0), Weigh ? &weight(rr, c0) : nullptr, &probes(slot(j) * kmodes, r, 0), &w(0, r, 0),
               Sdr ? wave_row(exit, j * kmodes, r) : nullptr, m, kmodes, plane, sigma, step, c_max_pm, c_local, scale);

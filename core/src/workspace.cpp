@@ -381,6 +381,8 @@ void Workspace::product_waves(const CView2& object, const CView3& modes, long fi
         const long bk = team.league_rank();
         const long j = first + bk / kmodes;
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](int r) {
+          if (r + kPrefetchRows < m)
+            prefetch_row(&object(row(j) + r + kPrefetchRows, col(j)), long(m) * long(sizeof(cfloat)));
           complex_product_row(&waves(bk, r, 0), &modes(bk, r, 0), &object(row(j) + r, col(j)), m);
         });
       });
@@ -465,6 +467,8 @@ void Workspace::accumulate_illumination(const View2<double>& den, long first, lo
 #else
   for_each_patch_row("ptycho::Workspace::accumulate_illumination", m_row_h, m_col_h, first, count, m,
                      [=](long, long j, int r, int r0, int c0) {
+                       if (r + kPrefetchRows < m)
+                         prefetch_row<true>(&den(r0 + r + kPrefetchRows, c0), long(m) * long(sizeof(double)));
                        for (int k = 0; k < kmodes; ++k)
                          norm_add_row(&den(r0 + r, c0), &probes(slot(j) * kmodes + k, r, 0), m);
                      });
