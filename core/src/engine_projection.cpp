@@ -209,10 +209,10 @@ class ProjectionEngine final : public Engine {
               Kokkos::TeamThreadRange(team, m),
               [&](int r, double& racc) {
                 if (r + kPrefetchRows < m) {
-                  prefetch_row(&frames(j, r + kPrefetchRows, 0), long(m) * sizeof(float));
+                  prefetch_row(&frames(j, r + kPrefetchRows, 0), long(m) * long(sizeof(float)));
                   for (int k = 0; k < kmodes; ++k)
                     prefetch_row<true>(wave_row(psi, j * kmodes + k, r + kPrefetchRows),
-                                       long(m) * 2 * sizeof(*wave_row(psi, 0, 0)));
+                                       long(m) * long(sizeof(typename PsiView::value_type)));
                 }
                 racc += fourier_row<K, Bg>(&frames(j, r, 0), &valid(r, 0), Bg ? &bg(r, 0) : nullptr,
                                            Bg ? &model(b, r, 0) : nullptr, wave_row(psi, j * kmodes, r),

@@ -401,8 +401,8 @@ void Workspace::exit_waves(const CView2& object, long first, long count, const C
         const long pk = slot(j) * kmodes + bk % kmodes;
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](int r) {
           if (r + kPrefetchRows < m) {
-            prefetch_row(&object(row(j) + r + kPrefetchRows, col(j)), long(m) * sizeof(cfloat));
-            prefetch_row(&probes(pk, r + kPrefetchRows, 0), long(m) * sizeof(cfloat));
+            prefetch_row(&object(row(j) + r + kPrefetchRows, col(j)), long(m) * long(sizeof(cfloat)));
+            prefetch_row(&probes(pk, r + kPrefetchRows, 0), long(m) * long(sizeof(cfloat)));
           }
           complex_product_row(&waves(bk, r, 0), &probes(pk, r, 0), &object(row(j) + r, col(j)), m);
         });
@@ -437,8 +437,9 @@ void Workspace::accumulate_object(const View2<cdouble>& num, const View2<double>
   for_each_patch_row("ptycho::Workspace::accumulate_object", m_row_h, m_col_h, first, count, m,
                      [=](long b, long j, int r, int r0, int c0) {
                        if (r + kPrefetchRows < m) {
-                         prefetch_row<true>(&num(r0 + r + kPrefetchRows, c0), long(m) * sizeof(cdouble));
-                         if (with_den) prefetch_row<true>(&den(r0 + r + kPrefetchRows, c0), long(m) * sizeof(double));
+                         prefetch_row<true>(&num(r0 + r + kPrefetchRows, c0), long(m) * long(sizeof(cdouble)));
+                         if (with_den)
+                           prefetch_row<true>(&den(r0 + r + kPrefetchRows, c0), long(m) * long(sizeof(double)));
                        }
                        for (int k = 0; k < kmodes; ++k)
                          accumulate_row(&num(r0 + r, c0), with_den ? &den(r0 + r, c0) : nullptr,
