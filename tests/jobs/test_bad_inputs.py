@@ -3,7 +3,7 @@
 command lines, as a new user would give them (run by ctest, see
 tests/jobs/CMakeLists.txt):
 
-    test_bad_inputs.py PTYCHO_EXE MPIEXEC [unittest options]
+    test_bad_inputs.py PTYCHO_EXE MPIEXEC [--workers N] [unittest options]
 
 Every case checks
   * the exit code (2 for bad input unless said otherwise; never 0, never a
@@ -22,6 +22,7 @@ damaged checkpoints, a truth of another scan, errors on several ranks.
 Works in a temporary folder, removed at the end. Needs h5py and numpy.
 """
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import h5py
@@ -84,12 +86,23 @@ class BadInputs(unittest.TestCase):
 
     def setUp(self):
         # Each case works in a fresh copy of the fixtures.
-        self.dir = os.path.join(self.base, self.id().split(".")[-1])
+        name = self.id().split(".")[-1]
+        self.dir = os.path.join(self.base, name)
         shutil.copytree(self.fixtures, self.dir)
         os.chmod(self.dir, 0o755)
+        # And its processes get their own Open MPI session folder: singletons
+        # started with OMPI_MCA_ess_singleton_isolated=1 (tests/run.sh) share
+        # one job id, and MPI-IO's shared-file-pointer component names its
+        # file there after the scan's, so cases run side by side (main) met
+        # in it.
+        self.mpi_tmp = os.path.join(self.base, "mpi-" + name)
+        os.makedirs(self.mpi_tmp)
+        os.chmod(self.mpi_tmp, 0o777)  # the unprivileged case's processes too
+        self.env = dict(os.environ, OMPI_MCA_orte_tmpdir_base=self.mpi_tmp)
 
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.mpi_tmp, ignore_errors=True)
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -102,7 +115,7 @@ class BadInputs(unittest.TestCase):
             # -q: mpiexec's own note that a process exited non-zero is not ptycho's output.
             cmd = [ARGS.mpiexec, "-q", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root"] + cmd
         try:
-            r = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=TIMEOUT)
+            r = subprocess.run(cmd, cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             self.fail(f"hang: {' '.join(args)} ran longer than {TIMEOUT} s")
         where = f"\n$ {' '.join(args)}\nexit {r.returncode}\nstdout:\n{r.stdout[-2000:]}\nstderr:\n{r.stderr[-2000:]}"
@@ -292,7 +305,8 @@ class BadInputs(unittest.TestCase):
             d[0] = np.full((m, m), 7, dtype="u2")
         out = os.path.join(self.dir, "info.json")
         with open(out, "w") as stdout:
-            child = subprocess.Popen([ARGS.ptycho, "info", p, "--json"], stdout=stdout, stderr=subprocess.PIPE)
+            child = subprocess.Popen([ARGS.ptycho, "info", p, "--json"], stdout=stdout, stderr=subprocess.PIPE,
+                                     env=self.env)
             _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory
             child.returncode = os.waitstatus_to_exitcode(status)
         self.assertEqual(os.waitstatus_to_exitcode(status), 0, child.stderr.read())
@@ -320,7 +334,8 @@ class BadInputs(unittest.TestCase):
     def test_diverging_run_is_an_error_never_a_nan_result(self):
         # A step far too large makes the object blow up: an error naming the engine, no result.
         r = subprocess.run([ARGS.ptycho, "reconstruct", "scan.cxi", "--engines", "epie:20", "--object-step", "1e30",
-                            "-o", "r.h5"], cwd=self.dir, capture_output=True, text=True, timeout=TIMEOUT)
+                            "-o", "r.h5"], cwd=self.dir, env=self.env, capture_output=True, text=True,
+                           timeout=TIMEOUT)
         if r.returncode == 0:
             with h5py.File(self.path("r.h5"), "r") as f:
                 self.assertTrue(np.isfinite(f["/entry_1/image_1/data"][...]).all(), "a non-finite result, exit 0")
@@ -460,11 +475,40 @@ class BadInputs(unittest.TestCase):
         self.refuse(["simulate", "-o", "x.cxi", "--truth", "x.cxi"], "--truth", ranks=2)
         # Without -q, mpiexec adds its note, but no rank calls MPI_Abort and ptycho prints one line.
         r = subprocess.run([ARGS.mpiexec, "-n", "2", "--oversubscribe", "--allow-run-as-root", ARGS.ptycho,
-                            "reconstruct", "scan.cxi", "--probe-modes", "0"], cwd=self.dir, capture_output=True,
-                           text=True, timeout=TIMEOUT)
+                            "reconstruct", "scan.cxi", "--probe-modes", "0"], cwd=self.dir, env=self.env,
+                           capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertEqual(r.stderr.count("ptycho: error:"), 1, r.stderr)
         self.assertNotIn("MPI_ABORT", r.stdout + r.stderr)
+
+
+def run_concurrently(workers):
+    """Runs every case, `workers` at a time (each has its own folder and its
+    own processes, and most of a case is waiting for them), with unittest's
+    verbose lines in the cases' order; returns whether all passed."""
+    cases = list(unittest.defaultTestLoader.loadTestsFromTestCase(BadInputs))
+
+    def run(case):
+        result = unittest.TestResult()
+        start = time.monotonic()
+        case(result)  # setUp, the case, tearDown
+        return case, result, time.monotonic() - start
+
+    BadInputs.setUpClass()
+    failed = 0
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            for case, result, seconds in pool.map(run, cases):
+                problems = result.failures + result.errors
+                status = "FAIL" if problems else "skipped" if result.skipped else "ok"
+                print(f"{case.id().split('.')[-1]} ... {status} ({seconds:.1f} s)", flush=True)
+                for _, trace in problems:
+                    print(trace, flush=True)
+                failed += bool(problems)
+    finally:
+        BadInputs.tearDownClass()
+    print(f"{len(cases)} cases, {failed} failed, {workers} at a time")
+    return failed == 0
 
 
 def main():
@@ -472,8 +516,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("ptycho")
     parser.add_argument("mpiexec")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="cases run at a time (default 2); unittest options run them one by one")
     ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    if rest:
+        unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    sys.exit(0 if run_concurrently(max(1, ARGS.workers)) else 1)
 
 
 if __name__ == "__main__":
