@@ -90,11 +90,12 @@ class BadInputs(unittest.TestCase):
         self.dir = os.path.join(self.base, name)
         shutil.copytree(self.fixtures, self.dir)
         os.chmod(self.dir, 0o755)
-        # And its processes get their own Open MPI session folder: singletons
+        # Its processes get an Open MPI session folder of their own. Singletons
         # started with OMPI_MCA_ess_singleton_isolated=1 (tests/run.sh) share
-        # one job id, and MPI-IO's shared-file-pointer component names its
-        # file there after the scan's, so cases run side by side (main) met
-        # in it.
+        # one job id, hence one session folder, so two cases at a time
+        # (run_concurrently) met there: MPI-IO's shared-file-pointer files,
+        # named after the scan, collided (a stray line on standard error), and
+        # one process removing the folder while another made it failed MPI_Init.
         self.mpi_tmp = os.path.join(self.base, "mpi-" + name)
         os.makedirs(self.mpi_tmp)
         os.chmod(self.mpi_tmp, 0o777)  # the unprivileged case's processes too
