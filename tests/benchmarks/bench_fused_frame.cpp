@@ -82,6 +82,14 @@ int main(int argc, char** argv) {
                   "defaults: M 256, N 300, R 16, B 16, K 5; R and B must divide M\n");
       return 0;
     }
+  for (int i = 1; i < argc; i += 2) {
+    const std::string a = argv[i];
+    if ((a != "--size" && a != "--frames" && a != "--row-block" && a != "--col-block" && a != "--repeats") ||
+        i + 1 >= argc) {
+      std::fprintf(stderr, "bench_fused_frame: unknown option or missing value '%s' (see --help)\n", argv[i]);
+      return 2;
+    }
+  }
   const long m = option(argc, argv, "--size", 256), n = option(argc, argv, "--frames", 300);
   const long rb = option(argc, argv, "--row-block", 16), cb = option(argc, argv, "--col-block", 16);
   const long repeats = option(argc, argv, "--repeats", 5);
